@@ -1,0 +1,57 @@
+"""The ``segunify`` command line. Each area lives in its own module of this package and adds its
+commands through ``register(app)``; this module only collects them and turns bad input into one line.
+
+Exit codes: 0 ok, 1 bad input or a failed check (one line on stderr naming the file and the problem),
+2 usage errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from segunify.errors import SegunifyError
+
+app = typer.Typer(
+    name="segunify",
+    help="Label space unification for semantic segmentation by knowledge distillation with ground-truth priors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code instead of printing tracebacks."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="segunify")
+    except SegunifyError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    except click.exceptions.UsageError as exc:
+        exc.show(file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from segunify.cli import main
+
+sys.exit(main())

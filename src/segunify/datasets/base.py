@@ -1,0 +1,162 @@
+"""What a dataset adapter is, the registry of adapters, and the generic ``datasets check``.
+
+An adapter knows one publisher's folder layout: it lists samples (stable id, image path, label path,
+split) in a deterministic order and decodes labels to train ids of its taxonomy. Everything after the
+adapter works on arrays and never looks at a publisher's layout again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from segunify.errors import SegunifyError
+from segunify.labels import ColorCodec, IdCodec, read_image, read_label_raw
+from segunify.taxonomy import Taxonomy, load_taxonomy
+
+
+@dataclass(frozen=True, order=True)
+class Sample:
+    """One image and its label. ``rel`` is the label's path relative to the dataset root (``.png``):
+    predictions and pseudo-labels are written under the same relative path in their own folder."""
+
+    id: str
+    image: Path = field(compare=False)
+    label: Path | None = field(compare=False)
+    split: str = field(compare=False)
+    rel: str = field(compare=False)
+
+
+class DatasetAdapter:
+    """Base class: subclasses set the class attributes and implement :meth:`_list`."""
+
+    name: ClassVar[str]
+    taxonomy_name: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]]
+    label_encoding: ClassVar[str] = "id"  # "id" (uint8/uint16 raw ids) or "color" (RGB)
+    domain: ClassVar[str] = "urban"
+    description: ClassVar[str] = ""
+    homepage: ClassVar[str] = ""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise SegunifyError(f"dataset root of {self.name!r} not found (give --root)", self.root)
+        self._codec: IdCodec | ColorCodec | None = None
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return load_taxonomy(self.taxonomy_name)
+
+    @property
+    def codec(self) -> IdCodec | ColorCodec:
+        if self._codec is None:
+            self._codec = ColorCodec(self.taxonomy) if self.label_encoding == "color" else IdCodec(self.taxonomy)
+        return self._codec
+
+    def samples(self, split: str) -> list[Sample]:
+        """All samples of a split, sorted by id (deterministic across machines and runs)."""
+        if split not in self.splits:
+            raise SegunifyError(f"dataset {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
+        found = sorted(self._list(split))
+        ids = [s.id for s in found]
+        if len(set(ids)) != len(ids):
+            raise SegunifyError(f"dataset {self.name!r}: duplicate sample ids in split {split!r}", self.root)
+        return found
+
+    def _list(self, split: str) -> Iterable[Sample]:
+        raise NotImplementedError
+
+    def read_image(self, sample: Sample) -> np.ndarray:
+        return read_image(sample.image)
+
+    def decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """Raw label array -> uint8 train ids (255 = ignore). Adapters with special encodings override."""
+        return self.codec.decode(raw, path)
+
+    def read_label(self, sample: Sample) -> np.ndarray:
+        if sample.label is None:
+            raise SegunifyError(f"sample {sample.id!r} has no label", sample.image)
+        return self.decode_label(read_label_raw(sample.label), sample.label)
+
+    def sample(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """Image and label of a sample; a clear error when their sizes differ (never a silent resize)."""
+        image = self.read_image(sample)
+        label = self.read_label(sample)
+        if image.shape[:2] != label.shape:
+            raise SegunifyError(
+                f"label size {label.shape[1]}x{label.shape[0]} differs from image size "
+                f"{image.shape[1]}x{image.shape[0]} ({sample.image})",
+                sample.label,
+            )
+        return image, label
+
+    def _sample(self, split: str, image: Path, label: Path | None, stem_parts: Iterable[str]) -> Sample:
+        rel_base = label if label is not None else image
+        rel = rel_base.relative_to(self.root).with_suffix(".png").as_posix()
+        return Sample(id="/".join(stem_parts), image=image, label=label, split=split, rel=rel)
+
+
+_REGISTRY: dict[str, type[DatasetAdapter]] = {}
+
+
+def register_dataset(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"dataset {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_datasets() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_dataset_class(name: str) -> type[DatasetAdapter]:
+    if name not in _REGISTRY:
+        raise SegunifyError(f"unknown dataset {name!r}; known: {', '.join(available_datasets())}")
+    return _REGISTRY[name]
+
+
+def create_dataset(name: str, root: str | Path, **options) -> DatasetAdapter:
+    return get_dataset_class(name)(root, **options)
+
+
+@dataclass
+class CheckReport:
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_dataset(
+    dataset: DatasetAdapter,
+    splits: Iterable[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CheckReport:
+    """Every image readable, every label present, readable, of the image's size and holding only known
+    ids/colours. Problems are collected (one per file), never raised, so one run lists them all."""
+    report = CheckReport()
+    for split in splits or dataset.splits:
+        try:
+            samples = dataset.samples(split)
+        except SegunifyError as exc:
+            report.problems.append((str(dataset.root), str(exc)))
+            continue
+        report.counts[split] = len(samples)
+        for s in samples:
+            try:
+                if s.label is None:
+                    raise SegunifyError("label file missing", s.image)
+                dataset.sample(s)
+            except SegunifyError as exc:
+                report.problems.append((exc.path or str(s.image), str(exc)))
+            if progress:
+                progress(1)
+    return report

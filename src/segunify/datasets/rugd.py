@@ -1,0 +1,39 @@
+"""RUGD: ``RUGD_frames-with-annotations/<scene>/<scene>_NNNNN.png`` images and
+``RUGD_annotations/<scene>/<scene>_NNNNN.png`` RGB colour-coded labels.
+
+Splits follow the RUGD paper (Wigness et al., IROS 2019), which splits by video sequence.
+"""
+
+from __future__ import annotations
+
+from segunify.datasets.base import DatasetAdapter, register_dataset
+
+SCENES = {
+    "train": ("park-2", "trail", "trail-3", "trail-4", "trail-6", "trail-9", "trail-10", "trail-11",
+              "trail-12", "trail-14", "trail-15", "village"),
+    "val": ("park-8", "trail-5"),
+    "test": ("creek", "park-1", "trail-7", "trail-13"),
+}
+
+
+@register_dataset
+class Rugd(DatasetAdapter):
+    name = "rugd"
+    taxonomy_name = "rugd"
+    splits = ("train", "val", "test", "all")
+    label_encoding = "color"
+    domain = "offroad"
+    description = "RUGD off-road (24 classes + void, colour-coded labels, 688x550)"
+    homepage = "http://rugd.vision"
+
+    def _list(self, split):
+        frames = self.root / "RUGD_frames-with-annotations"
+        scenes = [d.name for d in frames.iterdir() if d.is_dir()] if frames.is_dir() else []
+        if split != "all":
+            scenes = [s for s in scenes if s in SCENES[split]]
+        out = []
+        for scene in scenes:
+            for img in (frames / scene).glob("*.png"):
+                label = self.root / "RUGD_annotations" / scene / img.name
+                out.append(self._sample(split, img, label if label.exists() else None, [scene, img.stem]))
+        return out

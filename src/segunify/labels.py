@@ -1,0 +1,167 @@
+"""Label codecs: files on disk <-> train-id arrays. All conversions are lookup tables, no pixel loops.
+
+Inside segunify a label map is a ``uint8`` array of train ids with ``255`` = ignore. The codecs here
+are the only place where raw ids (uint8 or uint16 PNGs) and colour-coded PNGs are turned into that.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segunify.errors import SegunifyError
+from segunify.taxonomy import IGNORE, Taxonomy
+
+cv2.setNumThreads(1)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as ``uint8`` RGB ``[H, W, 3]``; a clear error for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise SegunifyError("image file not found", path)
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise SegunifyError("cannot decode image (corrupt or not an image)", path)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_label_raw(path: str | Path) -> np.ndarray:
+    """Read a label PNG unchanged: ``[H, W]`` uint8/uint16 for index labels, ``[H, W, 3]`` RGB for colour."""
+    path = Path(path)
+    if not path.is_file():
+        raise SegunifyError("label file not found", path)
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if arr is None:
+        raise SegunifyError("cannot decode label (corrupt or not an image)", path)
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:
+            arr = arr[:, :, :3]
+        arr = np.ascontiguousarray(arr[:, :, ::-1])
+    return arr
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file, reading only what is needed."""
+    arr = read_label_raw(path)
+    return int(arr.shape[0]), int(arr.shape[1])
+
+
+class IdCodec:
+    """Raw ids (uint8 or uint16) -> train ids through a lookup table."""
+
+    def __init__(self, taxonomy: Taxonomy, strict: bool = True):
+        self.taxonomy = taxonomy
+        self.strict = strict
+        self.lut = taxonomy.id_lut(size=65536)
+        self.known = np.zeros(65536, dtype=bool)
+        self.known[taxonomy.known_ids()] = True
+
+    def decode(self, raw: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
+        if raw.ndim != 2:
+            raise SegunifyError(f"expected a single-channel id label, got shape {raw.shape}", path)
+        if raw.dtype not in (np.uint8, np.uint16):
+            raise SegunifyError(f"expected uint8 or uint16 ids, got {raw.dtype}", path)
+        if self.strict:
+            present = np.flatnonzero(np.bincount(raw.ravel(), minlength=1))
+            unknown = present[~self.known[present]]
+            if unknown.size:
+                raise SegunifyError(
+                    f"unknown label id(s) {unknown.tolist()[:10]} for taxonomy {self.taxonomy.name!r}", path
+                )
+        return self.lut[raw]
+
+
+class ColorCodec:
+    """RGB colour-coded labels -> train ids by exact colour match (24-bit key + lookup)."""
+
+    def __init__(self, taxonomy: Taxonomy):
+        self.taxonomy = taxonomy
+        table = taxonomy.color_table()
+        self.keys = np.array([(r << 16) | (g << 8) | b for r, g, b in table], dtype=np.int64)
+        self.values = np.array(list(table.values()), dtype=np.uint8)
+        order = np.argsort(self.keys)
+        self.keys, self.values = self.keys[order], self.values[order]
+
+    def decode(self, rgb: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise SegunifyError(f"expected an RGB colour label, got shape {rgb.shape}", path)
+        rgb = rgb.astype(np.int64)
+        key = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        uniq, inverse = np.unique(key.ravel(), return_inverse=True)
+        pos = np.searchsorted(self.keys, uniq).clip(0, len(self.keys) - 1)
+        found = self.keys[pos] == uniq
+        if not found.all():
+            bad = uniq[~found]
+            counts = np.bincount(inverse, minlength=len(uniq))[~found]
+            desc = ", ".join(
+                f"({k >> 16}, {(k >> 8) & 255}, {k & 255}) x{c}" for k, c in zip(bad[:5], counts[:5], strict=False)
+            )
+            raise SegunifyError(
+                f"{bad.size} unknown colour(s) for taxonomy {self.taxonomy.name!r}: {desc} (colour x pixels)", path
+            )
+        return self.values[pos][inverse].reshape(key.shape)
+
+    def encode(self, train_ids: np.ndarray) -> np.ndarray:
+        return self.taxonomy.palette()[train_ids]
+
+
+def colorize(train_ids: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
+    """Train ids -> RGB picture with the taxonomy's palette (ignore is black)."""
+    return taxonomy.palette()[train_ids]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of a uint8/uint16 single-channel array or a uint8 RGB array."""
+    if array.ndim == 3:
+        array = np.ascontiguousarray(array[:, :, ::-1])
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise SegunifyError(f"cannot encode array of shape {array.shape} and dtype {array.dtype} as PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Atomically write an index (``[H, W]``) or RGB (``[H, W, 3]``) PNG."""
+    atomic_write_bytes(path, encode_png(array))
+
+
+def write_index_png(path: str | Path, train_ids: np.ndarray) -> None:
+    if train_ids.dtype != np.uint8:
+        raise SegunifyError(f"index labels must be uint8, got {train_ids.dtype}", path)
+    write_png(path, train_ids)
+
+
+__all__ = [
+    "IGNORE",
+    "ColorCodec",
+    "IdCodec",
+    "atomic_write_bytes",
+    "colorize",
+    "encode_png",
+    "image_size",
+    "read_image",
+    "read_label_raw",
+    "write_index_png",
+    "write_png",
+]

@@ -1,0 +1,300 @@
+"""Mappings: each class of an *extra* taxonomy -> the set of *source* classes it may contain.
+
+File format (one CSV per extra/source pair, shipped as ``mappings/<extra>__<source>.csv``)::
+
+    # comments start with '#', also at the end of a row
+    extra_id,extra_name,source_classes
+    8,Car,car;truck;bus;train        # CamVid 'Car' covers every four-wheeled road vehicle
+    11,Void,void
+
+``source_classes`` is a ``;``-separated list of source class names, or ``void`` (the pixel becomes
+ignore). Every class of the extra taxonomy must have exactly one row. The compiled form is a boolean
+matrix ``allowed[K, C]`` (K extra classes, C source classes); a void class has an all-False row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from segunify.errors import SegunifyError
+from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
+
+HEADER = ("extra_id", "extra_name", "source_classes")
+VOID = "void"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    extra: Taxonomy
+    source: Taxonomy
+    allowed_sets: tuple[tuple[int, ...], ...]  # per extra class: sorted source train ids (empty = void)
+    path: str = ""
+    comments: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> np.ndarray:
+        """Boolean ``[K, C]`` matrix: ``allowed[k, c]`` is True when extra class k may contain source class c."""
+        mat = np.zeros((self.extra.num_classes, self.source.num_classes), dtype=bool)
+        for k, cs in enumerate(self.allowed_sets):
+            mat[k, list(cs)] = True
+        return mat
+
+    def allowed_with_ignore(self) -> np.ndarray:
+        """``[256, C]`` matrix indexed directly by a GT train id (rows >= K, i.e. ignore, are all False)."""
+        mat = np.zeros((256, self.source.num_classes), dtype=bool)
+        mat[: self.extra.num_classes] = self.allowed
+        return mat
+
+    @property
+    def is_partition(self) -> bool:
+        """True when no source class is allowed by two extra classes (predictions map back uniquely)."""
+        return bool((self.allowed.sum(axis=0) <= 1).all())
+
+    def source_to_extra_lut(self) -> np.ndarray:
+        """``[256]`` uint8 LUT source train id -> extra train id; needs a partition. Unclaimed -> 255."""
+        if not self.is_partition:
+            shared = [self.source.classes[c] for c in np.flatnonzero(self.allowed.sum(axis=0) > 1)]
+            raise SegunifyError(f"mapping is not a partition; source classes in several sets: {shared}", self.path)
+        lut = np.full(256, IGNORE, dtype=np.uint8)
+        for k, cs in enumerate(self.allowed_sets):
+            lut[list(cs)] = k
+        return lut
+
+    def kind(self, k: int) -> str:
+        n = len(self.allowed_sets[k])
+        return "void" if n == 0 else ("one-to-one" if n == 1 else "one-to-many")
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        for c in self.comments:
+            out.write(f"# {c}\n" if c else "#\n")
+        out.write(",".join(HEADER) + "\n")
+        for k, cs in enumerate(self.allowed_sets):
+            names = ";".join(self.source.classes[c] for c in cs) if cs else VOID
+            out.write(f"{k},{_quote(self.extra.classes[k])},{_quote(names)}\n")
+        return out.getvalue()
+
+
+def _quote(text: str) -> str:
+    return f'"{text}"' if ("," in text or '"' in text) else text
+
+
+def _strip_comment(line: str) -> str:
+    return line.split("#", 1)[0].strip()
+
+
+def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<string>") -> Mapping:
+    """Parse and validate a mapping CSV; every error names the file and line."""
+    comments: list[str] = []
+    sets: dict[int, tuple[int, ...]] = {}
+    line_of: dict[int, int] = {}
+    source_lookup = {c.lower(): i for i, c in enumerate(source.classes)}
+    saw_header = False
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if raw.strip().startswith("#"):
+            comments.append(raw.strip()[1:].strip())
+            continue
+        body = _strip_comment(raw)
+        if not body:
+            continue
+        fields = [f.strip() for f in next(csv.reader(io.StringIO(body)))]
+        if not saw_header and tuple(f.lower() for f in fields) == HEADER:
+            saw_header = True
+            continue
+        if len(fields) != 3:
+            raise SegunifyError(
+                f"malformed row: expected 3 fields {','.join(HEADER)}, got {len(fields)}: {body!r}", path, lineno
+            )
+        id_text, extra_name, classes_text = fields
+        try:
+            k = int(id_text)
+        except ValueError:
+            raise SegunifyError(f"extra_id {id_text!r} is not an integer", path, lineno) from None
+        if not 0 <= k < extra.num_classes:
+            raise SegunifyError(
+                f"extra_id {k} out of range: taxonomy {extra.name!r} has classes 0..{extra.num_classes - 1}",
+                path,
+                lineno,
+            )
+        if extra_name.lower() != extra.classes[k].lower():
+            if extra_name.lower() in (c.lower() for c in extra.classes):
+                raise SegunifyError(
+                    f"extra_name {extra_name!r} does not match extra_id {k} ({extra.classes[k]!r} in taxonomy {extra.name!r})",
+                    path,
+                    lineno,
+                )
+            raise SegunifyError(f"unknown extra class {extra_name!r} (taxonomy {extra.name!r})", path, lineno)
+        if k in sets:
+            raise SegunifyError(f"duplicate extra class {extra_name!r} (first on line {line_of[k]})", path, lineno)
+        names = [n.strip() for n in classes_text.split(";")]
+        if any(not n for n in names):
+            raise SegunifyError(f"empty source class name in {classes_text!r}", path, lineno)
+        if [n.lower() for n in names] == [VOID]:
+            sets[k] = ()
+        else:
+            if VOID in (n.lower() for n in names):
+                raise SegunifyError("'void' cannot be combined with source classes", path, lineno)
+            ids = []
+            for n in names:
+                if n.lower() not in source_lookup:
+                    raise SegunifyError(f"unknown source class {n!r} (taxonomy {source.name!r})", path, lineno)
+                ids.append(source_lookup[n.lower()])
+            if len(set(ids)) != len(ids):
+                raise SegunifyError(f"source class repeated in {classes_text!r}", path, lineno)
+            sets[k] = tuple(sorted(ids))
+        line_of[k] = lineno
+    missing = [extra.classes[k] for k in range(extra.num_classes) if k not in sets]
+    if missing:
+        raise SegunifyError(f"missing row(s) for extra class(es) {missing}", path)
+    return Mapping(
+        extra=extra,
+        source=source,
+        allowed_sets=tuple(sets[k] for k in range(extra.num_classes)),
+        path=path,
+        comments=tuple(comments),
+    )
+
+
+def mapping_dir():
+    return resources.files("segunify") / "mappings"
+
+
+def available_mappings() -> list[tuple[str, str]]:
+    """(extra, source) pairs of the mapping files shipped with the package."""
+    pairs = []
+    for p in mapping_dir().iterdir():
+        if p.name.endswith(".csv") and "__" in p.name:
+            extra, source = p.name[: -len(".csv")].split("__", 1)
+            pairs.append((extra, source))
+    return sorted(pairs)
+
+
+def load_mapping(path_or_pair: str | Path, extra: str | Taxonomy | None = None, source: str | Taxonomy | None = None) -> Mapping:
+    """Load a mapping CSV by path, or a shipped one by ``extra__source`` name (taxonomies inferred)."""
+    text = str(path_or_pair)
+    stem = Path(text).name[: -len(".csv")] if text.endswith(".csv") else text
+    shipped = "__" in stem and tuple(stem.split("__", 1)) in available_mappings() and not Path(text).is_file()
+    if shipped:
+        content = (mapping_dir() / f"{stem}.csv").read_text(encoding="utf-8")
+        where = f"mappings/{stem}.csv"
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise SegunifyError("mapping file not found", path)
+        try:
+            content = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SegunifyError(f"cannot read mapping file: {exc}", path) from None
+        where = str(path)
+    if extra is None or source is None:
+        if "__" not in stem:
+            raise SegunifyError("name the extra and source taxonomies (file name is not <extra>__<source>.csv)", where)
+        guess_extra, guess_source = stem.split("__", 1)
+        extra = extra if extra is not None else guess_extra
+        source = source if source is not None else guess_source
+    extra_t = extra if isinstance(extra, Taxonomy) else load_taxonomy(extra)
+    source_t = source if isinstance(source, Taxonomy) else load_taxonomy(source)
+    return parse_mapping(content, extra_t, source_t, path=where)
+
+
+def identity_mapping(taxonomy: Taxonomy) -> Mapping:
+    """A taxonomy mapped onto itself (every class allows only itself)."""
+    return Mapping(taxonomy, taxonomy, tuple((i,) for i in range(taxonomy.num_classes)), path="<identity>")
+
+
+def convert_authors_layout(
+    labels_csv: str | Path, master_csv: str | Path, source: Taxonomy, comment: str = ""
+) -> str:
+    """Turn the paper authors' ``labels.csv`` + ``master_labels_<source>.csv`` into our mapping CSV text.
+
+    ``labels.csv``: header line, then ``n,name,id,trainId,...`` (one row per extra class).
+    ``master_labels_<source>.csv``: header line, then ``source_id,source_name,extra_name,...`` with one
+    row per *source* class (id 255 = void). An extra class's allowed set is the union of the rows it
+    appears in; ``void`` beside real classes is dropped (the real classes are what the teacher may
+    choose from); a class found in no row becomes void with a warning.
+    """
+    labels_csv, master_csv = Path(labels_csv), Path(master_csv)
+    extra_classes: dict[int, str] = {}
+    for lineno, fields in _csv_rows(labels_csv, skip_header=True):
+        if len(fields) < 4:
+            raise SegunifyError(f"malformed row: expected n,name,id,trainId,..., got {fields!r}", labels_csv, lineno)
+        name, train_text = fields[1].strip(), fields[3].strip()
+        try:
+            train_id = int(train_text)
+        except ValueError:
+            raise SegunifyError(f"trainId {train_text!r} is not an integer", labels_csv, lineno) from None
+        if train_id in (IGNORE, -1):
+            continue
+        if train_id in extra_classes and extra_classes[train_id] != name:
+            raise SegunifyError(f"trainId {train_id} used for {extra_classes[train_id]!r} and {name!r}", labels_csv, lineno)
+        extra_classes[train_id] = name
+    allowed: dict[str, set[str]] = {name.lower(): set() for name in extra_classes.values()}
+    void_seen: set[str] = set()
+    source_lookup = {c.lower(): c for c in source.classes}
+    for lineno, fields in _csv_rows(master_csv, skip_header=True):
+        if len(fields) < 2:
+            raise SegunifyError(f"malformed row: expected source_id,source_name,extra..., got {fields!r}", master_csv, lineno)
+        sid_text, sname = fields[0].strip(), fields[1].strip()
+        try:
+            sid = int(sid_text)
+        except ValueError:
+            raise SegunifyError(f"source id {sid_text!r} is not an integer", master_csv, lineno) from None
+        is_void = sid == IGNORE or sname.lower() == VOID
+        if not is_void:
+            if sname.lower() not in source_lookup:
+                raise SegunifyError(f"unknown source class {sname!r} (taxonomy {source.name!r})", master_csv, lineno)
+            if source.index(sname) != sid:
+                warnings.warn(f"{master_csv}:{lineno}: source id {sid} != train id {source.index(sname)} of {sname!r}; using the name", stacklevel=2)
+        for extra_name in (f.strip() for f in fields[2:]):
+            if not extra_name:
+                continue
+            key = extra_name.lower()
+            if key not in allowed:
+                raise SegunifyError(f"unknown extra class {extra_name!r} (not in {labels_csv.name})", master_csv, lineno)
+            if is_void:
+                void_seen.add(key)
+            else:
+                allowed[key].add(source_lookup[sname.lower()])
+    out = io.StringIO()
+    out.write(f"# converted from {labels_csv.name} + {master_csv.name} (source taxonomy {source.name})\n")
+    if comment:
+        out.write(f"# {comment}\n")
+    out.write(",".join(HEADER) + "\n")
+    for train_id in sorted(extra_classes):
+        name = extra_classes[train_id]
+        classes = sorted(allowed[name.lower()], key=source.index)
+        note = ""
+        if not classes:
+            if name.lower() not in void_seen:
+                warnings.warn(f"{master_csv}: extra class {name!r} appears in no row; it becomes void", stacklevel=2)
+                note = "  # in no row of the master file"
+            text = VOID
+        else:
+            text = ";".join(classes)
+            if name.lower() in void_seen:
+                note = "  # was also listed under void"
+        out.write(f"{train_id},{_quote(name)},{_quote(text)}{note}\n")
+    return out.getvalue()
+
+
+def _csv_rows(path: Path, skip_header: bool):
+    if not path.is_file():
+        raise SegunifyError("file not found", path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SegunifyError(f"cannot read: {exc}", path) from None
+    lines = text.splitlines()
+    for lineno, line in enumerate(lines, start=1):
+        if skip_header and lineno == 1:
+            continue
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        yield lineno, next(csv.reader([line]))
