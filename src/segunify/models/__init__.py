@@ -1,0 +1,76 @@
+"""Model zoo: one registry, one family per module.
+
+Every model takes a normalised float tensor ``[B, 3, H, W]`` and returns logits ``[B, C, H, W]`` at
+input resolution. ``create_model`` records how the model was built in ``model.segunify_spec``
+(``{"name", "num_classes", "kwargs"}``) so that checkpoints can rebuild it without the original
+weights file.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from segunify.errors import SegunifyError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, description: str = ""):
+    """Decorator for a builder ``fn(num_classes, weights=None, **kwargs) -> nn.Module``."""
+
+    def deco(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelEntry(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return deco
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_entries() -> list[ModelEntry]:
+    return [_REGISTRY[n] for n in available_models()]
+
+
+def create_model(name: str, num_classes: int, weights: str | Path | None = None, **kwargs) -> nn.Module:
+    """Build a registered model; ``weights`` is a family-specific file or folder (a segunify checkpoint
+    folder works for every family)."""
+    if name not in _REGISTRY:
+        raise SegunifyError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    builder = _REGISTRY[name].builder
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            allowed = [p for p in params if p not in ("num_classes", "weights")]
+            raise SegunifyError(f"model {name!r}: unknown option(s) {unknown}; options: {allowed}")
+    model = builder(int(num_classes), weights=weights, **kwargs)
+    if not hasattr(model, "segunify_spec"):
+        model.segunify_spec = {"name": name, "num_classes": int(num_classes), "kwargs": dict(kwargs)}
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Learnable parameters (BatchNorm running statistics are buffers and do not count)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+from segunify.models import espnetv2, hf  # noqa: E402,F401  (families register themselves)
+
+__all__ = ["available_models", "count_parameters", "create_model", "model_entries", "register_model"]

@@ -1,0 +1,1 @@
+"""HF models (placeholder)."""
