@@ -1,0 +1,167 @@
+"""``segunify evaluate``: score predictions (a folder of index PNGs, or a model checkpoint) on a dataset split."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import typer
+
+from segunify.cli._util import parse_options, progress_bar
+from segunify.datasets import create_dataset
+from segunify.errors import SegunifyError
+from segunify.evaluation import (
+    ModelPredictions,
+    PredDir,
+    evaluate_dataset,
+    result_table,
+    source_share_table,
+    summary_line,
+    write_result,
+)
+from segunify.mapping import load_mapping
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"H,W"`` -> ``(H, W)``."""
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint="--size") from None
+    if h < 1 or w < 1:
+        raise click.BadParameter(f"sizes must be positive, got {text!r}", param_hint="--size")
+    return h, w
+
+
+def make_dataset(name: str, root: str, options: dict[str, str]):
+    """``create_dataset`` with a one-line error for an option the adapter does not take."""
+    try:
+        return create_dataset(name, root, **options)
+    except TypeError as exc:
+        raise SegunifyError(f"dataset {name!r} does not accept option(s) {sorted(options)}: {exc}") from None
+
+
+def _model_predictions(ckpt: str, size, flip: bool, device: str, mapping, dataset_taxonomy):
+    """A :class:`ModelPredictions` for a checkpoint folder, after checking its taxonomy."""
+    import json
+
+    from segunify.models.inference import Predictor
+
+    path = Path(ckpt)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise SegunifyError("not a segunify checkpoint (no meta.json; see 'segunify import-weights')", path)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SegunifyError(f"cannot read checkpoint metadata: {exc}", meta_path) from None
+    classes = tuple(meta.get("classes") or ())
+    expected = mapping.source if mapping is not None else dataset_taxonomy
+    if classes and classes != tuple(expected.classes):
+        hint = (
+            f"the mapping's source taxonomy is {expected.name!r}"
+            if mapping is not None
+            else f"the dataset's taxonomy is {expected.name!r}; give --mapping {expected.name}__{meta.get('taxonomy')}"
+        )
+        raise SegunifyError(
+            f"checkpoint predicts taxonomy {meta.get('taxonomy')!r} ({len(classes)} classes) but {hint}",
+            meta_path,
+        )
+    opts = {"flip": flip}
+    if size is not None:
+        opts["size"] = size
+    predictor = Predictor.from_checkpoint(path, device=device, **opts)
+
+    def predict(image):
+        return predictor.predict(image)[0]
+
+    return ModelPredictions(predict, name=f"model {path}")
+
+
+def evaluate(
+    dataset: str = typer.Option(..., "--dataset", help="dataset adapter name (see 'segunify datasets list')"),
+    root: str = typer.Option(..., "--root", help="dataset root in the publisher's layout"),
+    split: str = typer.Option(..., "--split", help="split to evaluate"),
+    pred_dir: str | None = typer.Option(
+        None, "--pred-dir", help="folder of uint8 index PNGs named like the labels (<pred-dir>/<label path>)"
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="checkpoint folder (model.safetensors + meta.json)"
+    ),
+    mapping: str | None = typer.Option(
+        None,
+        "--mapping",
+        help="mapping CSV or shipped <extra>__<source> name: predictions are in the source taxonomy, "
+        "the dataset's taxonomy is the extra one (cross-taxonomy evaluation)",
+    ),
+    json_out: str | None = typer.Option(None, "--json", help="write the full result as JSON here (atomic)"),
+    size: str | None = typer.Option(
+        None, "--size", help="--model: inference size H,W (default: the checkpoint's)"
+    ),
+    flip: bool = typer.Option(False, "--flip", help="--model: average with the horizontally flipped image"),
+    device: str = typer.Option("cpu", "--device", help="--model: torch device (cpu, cuda, cuda:1, ...)"),
+    dataset_opt: list[str] = typer.Option(
+        None,
+        "--dataset-opt",
+        help="dataset option key=value (e.g. label_crop=4,18 for the KITTI sample); repeatable",
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="evaluate only the first N samples"),
+    show_sources: bool = typer.Option(
+        True,
+        "--source-shares/--no-source-shares",
+        help="cross-taxonomy: also list how often each source class was predicted",
+    ),
+) -> None:
+    """Per-class IoU / accuracy / pixel shares and mIoU of predictions on a dataset split.
+
+    Classes absent from both ground truth and prediction are excluded from the means and listed.
+    """
+    from segunify.cli import console
+
+    if (pred_dir is None) == (model is None):
+        raise click.UsageError("give exactly one of --pred-dir DIR or --model CKPT")
+    size_hw = parse_size(size)
+    if pred_dir is not None and (size_hw is not None or flip):
+        raise click.UsageError("--size and --flip apply to --model only")
+    ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
+    mp = load_mapping(mapping) if mapping else None
+    if mp is not None and tuple(mp.extra.classes) != tuple(ds.taxonomy.classes):
+        raise SegunifyError(
+            f"mapping's extra taxonomy {mp.extra.name!r} is not the taxonomy of dataset {dataset!r} "
+            f"({ds.taxonomy.name!r})",
+            mp.path,
+        )
+    if pred_dir is not None:
+        source = PredDir(pred_dir)
+    else:
+        source = _model_predictions(model, size_hw, flip, device, mp, ds.taxonomy)  # type: ignore[arg-type]
+    samples = ds.samples(split)
+    total = min(len(samples), limit) if limit else len(samples)
+    with progress_bar(console=console, transient=True) as bar:
+        task = bar.add_task(f"evaluating {dataset} {split}", total=total, rate="")
+        start = time.perf_counter()
+
+        def step(_sample) -> None:
+            bar.advance(task, 1)
+            done = bar.tasks[0].completed
+            bar.update(task, rate=f"{done / max(time.perf_counter() - start, 1e-9):.1f} img/s")
+
+        result = evaluate_dataset(ds, split, source, mapping=mp, limit=limit, on_sample=step)
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    title = f"{dataset} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")
+    console.print(result_table(result, title=title))
+    if mp is not None and show_sources:
+        console.print(source_share_table(result))
+    console.print(summary_line(result), highlight=False)
+    if result["note"]:
+        console.print(f"note: {result['note']}", markup=False, highlight=False, soft_wrap=True)
+    if json_out:
+        write_result(result, json_out)
+        console.print(f"wrote {json_out}", markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)

@@ -1,0 +1,364 @@
+"""Evaluation: a dataset split + a source of predictions -> confusion matrix -> one result dict.
+
+Shared by ``segunify evaluate``, the training engine's periodic evaluation and the demo:
+
+* :class:`Evaluator` accumulates a confusion matrix from ``(gt, pred)`` arrays or tensors (any device)
+  in the dataset's own taxonomy, or across taxonomies through a mapping (predictions in the source
+  taxonomy, GT in the extra one), and turns it into a JSON-ready result dict. Under data-parallel
+  training, sum ``evaluator.confusion`` across ranks (e.g. ``accelerator.reduce(..., "sum")``) before
+  :meth:`Evaluator.result`.
+* :func:`evaluate_dataset` runs it over a split, with predictions from a folder of index PNGs
+  (:class:`PredDir`) or from a model (:class:`ModelPredictions` around a ``predict_fn(image) -> ids``);
+  every bad file becomes a one-line :class:`SegunifyError` naming it.
+* :func:`result_table` renders a result as a rich table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segunify.datasets.base import DatasetAdapter, Sample
+from segunify.errors import SegunifyError
+from segunify.labels import atomic_write_bytes, read_label_raw
+from segunify.mapping import Mapping
+from segunify.metrics import (
+    confusion_matrix_rect,
+    cross_taxonomy_scores,
+    predicted_share,
+    scores,
+)
+from segunify.taxonomy import IGNORE, Taxonomy
+
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+class Evaluator:
+    """Confusion-matrix accumulator for one taxonomy, or two joined by a mapping.
+
+    ``Evaluator(taxonomy)`` scores predictions in the GT's own taxonomy; ``Evaluator(mapping=m)``
+    scores source-taxonomy predictions against extra-taxonomy GT (a pixel is correct when the
+    predicted class is in the GT class's allowed set).
+    """
+
+    def __init__(self, taxonomy: Taxonomy | None = None, mapping: Mapping | None = None):
+        if mapping is not None:
+            if taxonomy is not None and tuple(taxonomy.classes) != tuple(mapping.extra.classes):
+                raise SegunifyError(
+                    f"mapping's extra taxonomy {mapping.extra.name!r} does not match the ground truth's "
+                    f"taxonomy {taxonomy.name!r}",
+                    mapping.path or None,
+                )
+            taxonomy = mapping.extra
+        if taxonomy is None:
+            raise ValueError("give a taxonomy or a mapping")
+        self.taxonomy = taxonomy
+        self.mapping = mapping
+        self.pred_taxonomy = mapping.source if mapping is not None else taxonomy
+        self.shape = (taxonomy.num_classes, self.pred_taxonomy.num_classes)
+        self.confusion: np.ndarray | torch.Tensor = np.zeros(self.shape, dtype=np.int64)
+        self.images = 0
+
+    def reset(self) -> None:
+        self.confusion = np.zeros(self.shape, dtype=np.int64)
+        self.images = 0
+
+    def update(self, gt, pred) -> None:
+        """Add one label map or a batch (same shapes; numpy or torch). Raises ``ValueError`` for a
+        shape mismatch or predicted ids outside the prediction taxonomy on valid pixels."""
+        cm = confusion_matrix_rect(gt, pred, *self.shape, ignore_index=IGNORE)
+        if isinstance(cm, torch.Tensor) and cm.device.type != "cpu":
+            if isinstance(self.confusion, np.ndarray):
+                self.confusion = torch.from_numpy(self.confusion).to(cm.device)
+            self.confusion = self.confusion + cm
+        else:
+            self.confusion = self.confusion + _as_numpy(cm)
+        self.images += 1 if gt.ndim <= 2 else int(gt.shape[0])
+
+    def result(self) -> dict:
+        """JSON-ready scores. Classes absent from both GT and predictions are excluded from mIoU and
+        listed in ``absent_classes``; ``note`` says so in words."""
+        cm = _as_numpy(self.confusion)
+        gt_names = list(self.taxonomy.classes)
+        pred_names = list(self.pred_taxonomy.classes)
+        out: dict = {
+            "mode": "cross" if self.mapping is not None else "same",
+            "taxonomy": self.taxonomy.name,
+            "pred_taxonomy": self.pred_taxonomy.name,
+            "mapping": (self.mapping.path or None) if self.mapping is not None else None,
+            "images": self.images,
+        }
+        if self.mapping is None:
+            s = scores(cm)
+            share = predicted_share(cm)
+            per_class_acc = s.acc
+            out.update(pixels=s.pixels, partition=True, void_classes=[], pixel_acc_allowed=None)
+        else:
+            cross = cross_taxonomy_scores(cm, self.mapping.allowed)
+            s = cross.get("scores")
+            share = None
+            per_class_acc = cross["acc_allowed"]
+            out.update(
+                pixels=cross["pixels"],
+                partition=cross["partition"],
+                void_classes=[gt_names[i] for i in cross["void_classes"]],
+                pixel_acc_allowed=_num(cross["pixel_acc_allowed"]),
+                pred_share_source={n: _num(v) for n, v in zip(pred_names, cross["pred_share"], strict=True)},
+                allowed_breakdown=_breakdown(cm, self.mapping),
+            )
+            if s is not None and cross["pixels"]:
+                share = cross["extra_confusion"].sum(axis=0) / cross["pixels"]
+        gt_pixels = cm.sum(axis=1)
+        if self.mapping is not None:
+            gt_pixels = gt_pixels * np.array([bool(a) for a in self.mapping.allowed_sets])
+        total = gt_pixels.sum()
+        classes = []
+        for i, name in enumerate(gt_names):
+            classes.append(
+                {
+                    "name": name,
+                    "iou": _num(s.iou[i]) if s is not None else None,
+                    "acc": _num(per_class_acc[i]),
+                    "gt_pixels": int(gt_pixels[i]),
+                    "gt_share": float(gt_pixels[i] / total) if total else None,
+                    "pred_share": _num(share[i]) if share is not None else None,
+                }
+            )
+        out["classes"] = classes
+        if s is not None:
+            out.update(
+                miou=_num(s.miou),
+                pixel_acc=_num(s.pixel_acc),
+                mean_acc=_num(s.mean_acc),
+                absent_classes=[gt_names[i] for i in s.absent],
+            )
+        else:
+            accs = per_class_acc[~np.isnan(per_class_acc)]
+            out.update(
+                miou=None,
+                pixel_acc=out["pixel_acc_allowed"],
+                mean_acc=float(accs.mean()) if accs.size else None,
+                absent_classes=[
+                    n for i, n in enumerate(gt_names) if gt_pixels[i] == 0 and n not in out["void_classes"]
+                ],
+            )
+        out["note"] = _note(out)
+        out["confusion"] = cm.tolist()
+        return out
+
+
+def _breakdown(cm: np.ndarray, mapping: Mapping) -> dict:
+    """For each one-to-many extra class: the share of its GT pixels predicted as each allowed source
+    class (what the teacher chose inside the allowed set, e.g. CamVid Car -> car / truck / bus)."""
+    out = {}
+    for k, allowed in enumerate(mapping.allowed_sets):
+        total = cm[k].sum()
+        if len(allowed) > 1 and total:
+            out[mapping.extra.classes[k]] = {
+                mapping.source.classes[c]: float(cm[k, c] / total) for c in allowed
+            }
+    return out
+
+
+def _note(result: dict) -> str:
+    parts = []
+    if result["miou"] is None:
+        parts.append(
+            "the mapping is not a partition, so per-class IoU is undefined; acc is the allowed-set accuracy"
+        )
+    absent = result["absent_classes"]
+    parts.append(
+        f"{len(absent)} class(es) absent from both ground truth and prediction, excluded from the means: "
+        f"{', '.join(absent)}"
+        if absent
+        else "no class absent: every class is in the means"
+    )
+    if result["void_classes"]:
+        parts.append(f"mapped to void and ignored: {', '.join(result['void_classes'])}")
+    return "; ".join(parts)
+
+
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float | np.floating) and math.isnan(v)) else float(v)
+
+
+def _as_numpy(cm) -> np.ndarray:
+    return cm.detach().cpu().numpy() if isinstance(cm, torch.Tensor) else np.asarray(cm)
+
+
+class PredDir:
+    """Predictions stored as uint8 index PNGs named like the labels: ``<pred_dir>/<sample.rel>``."""
+
+    needs_image = False
+
+    def __init__(self, pred_dir: str | Path):
+        self.root = Path(pred_dir)
+        if not self.root.is_dir():
+            raise SegunifyError("prediction folder not found", self.root)
+
+    def describe(self) -> str:
+        return f"pred-dir {self.root}"
+
+    def path(self, sample: Sample) -> Path:
+        return self.root / sample.rel
+
+    def __call__(self, sample: Sample, image: np.ndarray | None) -> np.ndarray:
+        path = self.path(sample)
+        if not path.is_file():
+            raise SegunifyError(f"prediction file not found (for sample {sample.id!r})", path)
+        raw = read_label_raw(path)
+        if raw.ndim != 2:
+            raise SegunifyError(f"prediction must be a single-channel index PNG, got shape {raw.shape}", path)
+        if raw.dtype != np.uint8:
+            if raw.max(initial=0) > 255:
+                raise SegunifyError(f"prediction ids up to {int(raw.max())} do not fit uint8", path)
+            raw = raw.astype(np.uint8)
+        return raw
+
+
+class ModelPredictions:
+    """Predictions from a callable ``predict_fn(image RGB uint8 [H, W, 3]) -> uint8 ids [H, W]``."""
+
+    needs_image = True
+
+    def __init__(self, predict_fn: PredictFn, name: str = "model"):
+        self.predict_fn = predict_fn
+        self.name = name
+
+    def describe(self) -> str:
+        return self.name
+
+    def __call__(self, sample: Sample, image: np.ndarray | None) -> np.ndarray:
+        ids = self.predict_fn(image)
+        if isinstance(ids, torch.Tensor):
+            ids = ids.detach().cpu().numpy()
+        return np.asarray(ids)
+
+
+def _load(dataset: DatasetAdapter, sample: Sample, needs_image: bool):
+    if needs_image:
+        image, label = dataset.sample(sample)
+        return sample, image, label
+    return sample, None, dataset.read_label(sample)
+
+
+def _prefetch(dataset: DatasetAdapter, samples: list[Sample], needs_image: bool, depth: int = 4) -> Iterator:
+    """Read samples in a background thread, at most ``depth`` ahead (PNG decoding releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        queue: deque = deque()
+        it = iter(samples)
+        for s in it:
+            queue.append(pool.submit(_load, dataset, s, needs_image))
+            if len(queue) >= depth:
+                break
+        while queue:
+            yield queue.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append(pool.submit(_load, dataset, nxt, needs_image))
+
+
+def evaluate_dataset(
+    dataset: DatasetAdapter,
+    split: str,
+    predictions: PredDir | ModelPredictions,
+    mapping: Mapping | None = None,
+    limit: int | None = None,
+    on_sample: Callable[[Sample], None] | None = None,
+) -> dict:
+    """Score ``predictions`` on every sample of ``dataset``'s ``split`` (or the first ``limit``).
+
+    Without ``mapping`` predictions are in the dataset's own taxonomy; with it, in ``mapping.source``.
+    Raises :class:`SegunifyError` naming the file for a missing prediction, a size mismatch or
+    prediction ids outside the prediction taxonomy.
+    """
+    evaluator = Evaluator(dataset.taxonomy, mapping)
+    samples = dataset.samples(split)
+    if limit is not None:
+        samples = samples[:limit]
+    if not samples:
+        raise SegunifyError(f"dataset {dataset.name!r} has no samples in split {split!r}", dataset.root)
+    for sample, image, label in _prefetch(dataset, samples, predictions.needs_image):
+        pred = predictions(sample, image)
+        where = predictions.path(sample) if isinstance(predictions, PredDir) else sample.image
+        if pred.shape != label.shape:
+            raise SegunifyError(
+                f"prediction size {_wh(pred.shape)} differs from label size {_wh(label.shape)} ({sample.label})",
+                where,
+            )
+        try:
+            evaluator.update(label, pred)
+        except ValueError as exc:
+            raise SegunifyError(
+                f"{exc} (prediction taxonomy {evaluator.pred_taxonomy.name!r})", where
+            ) from None
+        if on_sample is not None:
+            on_sample(sample)
+    result = evaluator.result()
+    result.update(
+        dataset=dataset.name, root=str(dataset.root), split=split, predictions=predictions.describe()
+    )
+    return result
+
+
+def _wh(shape) -> str:
+    return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(tuple(shape))
+
+
+def write_result(result: dict, path: str | Path) -> None:
+    """Write a result dict as JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}"
+
+
+def result_table(result: dict, title: str | None = None):
+    """A rich table of a result: per-class IoU, accuracy, GT and predicted pixel share."""
+    from rich.table import Table
+
+    cross = result["mode"] == "cross"
+    table = Table(title=title, show_footer=True)
+    table.add_column("class", footer="mean")
+    table.add_column("IoU %", justify="right", footer=_pct(result["miou"]))
+    table.add_column("allowed acc %" if cross else "acc %", justify="right", footer=_pct(result["mean_acc"]))
+    table.add_column("GT share %", justify="right", footer="100.00" if result["pixels"] else "-")
+    table.add_column("pred share %", justify="right")
+    for c in result["classes"]:
+        if c["name"] in result["void_classes"]:
+            table.add_row(c["name"], "void", "", "", "", style="dim")
+            continue
+        style = "dim" if c["name"] in result["absent_classes"] else None
+        table.add_row(
+            c["name"], _pct(c["iou"]), _pct(c["acc"]), _pct(c["gt_share"]), _pct(c["pred_share"]), style=style
+        )
+    return table
+
+
+def source_share_table(result: dict):
+    """Rich table: how often each source class was predicted (cross-taxonomy results)."""
+    from rich.table import Table
+
+    table = Table(title=f"predicted {result['pred_taxonomy']} classes (share of evaluated pixels)")
+    table.add_column("source class")
+    table.add_column("pred share %", justify="right")
+    for name, share in result.get("pred_share_source", {}).items():
+        table.add_row(name, _pct(share))
+    return table
+
+
+def summary_line(result: dict) -> str:
+    """One line: mIoU, pixel and mean accuracy, image and pixel counts."""
+    miou = "n/a" if result["miou"] is None else f"{100 * result['miou']:.2f}"
+    return (
+        f"mIoU {miou}  pixel acc {_pct(result['pixel_acc'])} %  mean acc {_pct(result['mean_acc'])} %  "
+        f"({result['images']} images, {result['pixels']:,} pixels)"
+    )
