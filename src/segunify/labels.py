@@ -37,6 +37,8 @@ def read_label_raw(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise SegunifyError("label file not found", path)
     data = np.fromfile(path, dtype=np.uint8)
+    if _is_palette_png(data):
+        return _read_palette_indices(path)
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if arr is None:
         raise SegunifyError("cannot decode label (corrupt or not an image)", path)
@@ -45,6 +47,23 @@ def read_label_raw(path: str | Path) -> np.ndarray:
             arr = arr[:, :, :3]
         arr = np.ascontiguousarray(arr[:, :, ::-1])
     return arr
+
+
+def _is_palette_png(data: np.ndarray) -> bool:
+    """PNG colour type 3 (palette): the stored values are the indices, not the palette's colours."""
+    return (
+        data.size > 26 and bytes(data[1:4]) == b"PNG" and bytes(data[12:16]) == b"IHDR" and int(data[25]) == 3
+    )
+
+
+def _read_palette_indices(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except (OSError, ValueError) as exc:
+        raise SegunifyError(f"cannot decode palette label: {exc}", path) from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -101,10 +120,12 @@ class ColorCodec:
             bad = uniq[~found]
             counts = np.bincount(inverse, minlength=len(uniq))[~found]
             desc = ", ".join(
-                f"({k >> 16}, {(k >> 8) & 255}, {k & 255}) x{c}" for k, c in zip(bad[:5], counts[:5], strict=False)
+                f"({k >> 16}, {(k >> 8) & 255}, {k & 255}) x{c}"
+                for k, c in zip(bad[:5], counts[:5], strict=False)
             )
             raise SegunifyError(
-                f"{bad.size} unknown colour(s) for taxonomy {self.taxonomy.name!r}: {desc} (colour x pixels)", path
+                f"{bad.size} unknown colour(s) for taxonomy {self.taxonomy.name!r}: {desc} (colour x pixels)",
+                path,
             )
         return self.values[pos][inverse].reshape(key.shape)
 

@@ -61,7 +61,9 @@ class Mapping:
         """``[256]`` uint8 LUT source train id -> extra train id; needs a partition. Unclaimed -> 255."""
         if not self.is_partition:
             shared = [self.source.classes[c] for c in np.flatnonzero(self.allowed.sum(axis=0) > 1)]
-            raise SegunifyError(f"mapping is not a partition; source classes in several sets: {shared}", self.path)
+            raise SegunifyError(
+                f"mapping is not a partition; source classes in several sets: {shared}", self.path
+            )
         lut = np.full(256, IGNORE, dtype=np.uint8)
         for k, cs in enumerate(self.allowed_sets):
             lut[list(cs)] = k
@@ -110,7 +112,9 @@ def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<st
             continue
         if len(fields) != 3:
             raise SegunifyError(
-                f"malformed row: expected 3 fields {','.join(HEADER)}, got {len(fields)}: {body!r}", path, lineno
+                f"malformed row: expected 3 fields {','.join(HEADER)}, got {len(fields)}: {body!r}",
+                path,
+                lineno,
             )
         id_text, extra_name, classes_text = fields
         try:
@@ -132,7 +136,9 @@ def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<st
                 )
             raise SegunifyError(f"unknown extra class {extra_name!r} (taxonomy {extra.name!r})", path, lineno)
         if k in sets:
-            raise SegunifyError(f"duplicate extra class {extra_name!r} (first on line {line_of[k]})", path, lineno)
+            raise SegunifyError(
+                f"duplicate extra class {extra_name!r} (first on line {line_of[k]})", path, lineno
+            )
         names = [n.strip() for n in classes_text.split(";")]
         if any(not n for n in names):
             raise SegunifyError(f"empty source class name in {classes_text!r}", path, lineno)
@@ -144,7 +150,9 @@ def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<st
             ids = []
             for n in names:
                 if n.lower() not in source_lookup:
-                    raise SegunifyError(f"unknown source class {n!r} (taxonomy {source.name!r})", path, lineno)
+                    raise SegunifyError(
+                        f"unknown source class {n!r} (taxonomy {source.name!r})", path, lineno
+                    )
                 ids.append(source_lookup[n.lower()])
             if len(set(ids)) != len(ids):
                 raise SegunifyError(f"source class repeated in {classes_text!r}", path, lineno)
@@ -176,7 +184,9 @@ def available_mappings() -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
-def load_mapping(path_or_pair: str | Path, extra: str | Taxonomy | None = None, source: str | Taxonomy | None = None) -> Mapping:
+def load_mapping(
+    path_or_pair: str | Path, extra: str | Taxonomy | None = None, source: str | Taxonomy | None = None
+) -> Mapping:
     """Load a mapping CSV by path, or a shipped one by ``extra__source`` name (taxonomies inferred)."""
     text = str(path_or_pair)
     stem = Path(text).name[: -len(".csv")] if text.endswith(".csv") else text
@@ -195,7 +205,9 @@ def load_mapping(path_or_pair: str | Path, extra: str | Taxonomy | None = None, 
         where = str(path)
     if extra is None or source is None:
         if "__" not in stem:
-            raise SegunifyError("name the extra and source taxonomies (file name is not <extra>__<source>.csv)", where)
+            raise SegunifyError(
+                "name the extra and source taxonomies (file name is not <extra>__<source>.csv)", where
+            )
         guess_extra, guess_source = stem.split("__", 1)
         extra = extra if extra is not None else guess_extra
         source = source if source is not None else guess_source
@@ -224,7 +236,9 @@ def convert_authors_layout(
     extra_classes: dict[int, str] = {}
     for lineno, fields in _csv_rows(labels_csv, skip_header=True):
         if len(fields) < 4:
-            raise SegunifyError(f"malformed row: expected n,name,id,trainId,..., got {fields!r}", labels_csv, lineno)
+            raise SegunifyError(
+                f"malformed row: expected n,name,id,trainId,..., got {fields!r}", labels_csv, lineno
+            )
         name, train_text = fields[1].strip(), fields[3].strip()
         try:
             train_id = int(train_text)
@@ -233,14 +247,18 @@ def convert_authors_layout(
         if train_id in (IGNORE, -1):
             continue
         if train_id in extra_classes and extra_classes[train_id] != name:
-            raise SegunifyError(f"trainId {train_id} used for {extra_classes[train_id]!r} and {name!r}", labels_csv, lineno)
+            raise SegunifyError(
+                f"trainId {train_id} used for {extra_classes[train_id]!r} and {name!r}", labels_csv, lineno
+            )
         extra_classes[train_id] = name
     allowed: dict[str, set[str]] = {name.lower(): set() for name in extra_classes.values()}
     void_seen: set[str] = set()
     source_lookup = {c.lower(): c for c in source.classes}
     for lineno, fields in _csv_rows(master_csv, skip_header=True):
         if len(fields) < 2:
-            raise SegunifyError(f"malformed row: expected source_id,source_name,extra..., got {fields!r}", master_csv, lineno)
+            raise SegunifyError(
+                f"malformed row: expected source_id,source_name,extra..., got {fields!r}", master_csv, lineno
+            )
         sid_text, sname = fields[0].strip(), fields[1].strip()
         try:
             sid = int(sid_text)
@@ -249,15 +267,22 @@ def convert_authors_layout(
         is_void = sid == IGNORE or sname.lower() == VOID
         if not is_void:
             if sname.lower() not in source_lookup:
-                raise SegunifyError(f"unknown source class {sname!r} (taxonomy {source.name!r})", master_csv, lineno)
+                raise SegunifyError(
+                    f"unknown source class {sname!r} (taxonomy {source.name!r})", master_csv, lineno
+                )
             if source.index(sname) != sid:
-                warnings.warn(f"{master_csv}:{lineno}: source id {sid} != train id {source.index(sname)} of {sname!r}; using the name", stacklevel=2)
+                warnings.warn(
+                    f"{master_csv}:{lineno}: source id {sid} != train id {source.index(sname)} of {sname!r}; using the name",
+                    stacklevel=2,
+                )
         for extra_name in (f.strip() for f in fields[2:]):
             if not extra_name:
                 continue
             key = extra_name.lower()
             if key not in allowed:
-                raise SegunifyError(f"unknown extra class {extra_name!r} (not in {labels_csv.name})", master_csv, lineno)
+                raise SegunifyError(
+                    f"unknown extra class {extra_name!r} (not in {labels_csv.name})", master_csv, lineno
+                )
             if is_void:
                 void_seen.add(key)
             else:
@@ -273,7 +298,9 @@ def convert_authors_layout(
         note = ""
         if not classes:
             if name.lower() not in void_seen:
-                warnings.warn(f"{master_csv}: extra class {name!r} appears in no row; it becomes void", stacklevel=2)
+                warnings.warn(
+                    f"{master_csv}: extra class {name!r} appears in no row; it becomes void", stacklevel=2
+                )
                 note = "  # in no row of the master file"
             text = VOID
         else:

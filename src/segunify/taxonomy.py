@@ -174,7 +174,11 @@ def parse_taxonomy(text: str, name: str, source: str = "<string>") -> Taxonomy:
     columns = [c.strip() for c in next(csv.reader([header]))]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-        raise SegunifyError(f"header lacks column(s) {missing}; expected {','.join(REQUIRED_COLUMNS)}[,class]", source, header_line)
+        raise SegunifyError(
+            f"header lacks column(s) {missing}; expected {','.join(REQUIRED_COLUMNS)}[,class]",
+            source,
+            header_line,
+        )
     labels: list[Label] = []
     seen_ids: dict[int, int] = {}
     for lineno, raw in rows[1:]:

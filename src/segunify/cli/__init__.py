@@ -11,7 +11,6 @@ import importlib
 import pkgutil
 import sys
 
-import click
 import typer
 from rich.console import Console
 
@@ -33,24 +32,23 @@ for _module in pkgutil.iter_modules(__path__):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code instead of printing tracebacks."""
+    """Entry point of the console script; returns the exit code instead of printing tracebacks.
+
+    Usage errors are handled by click in standalone mode (message + exit 2); bad input raised as
+    :class:`SegunifyError` anywhere below a command becomes one line on stderr and exit 1.
+    """
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="segunify")
+        app(args=argv, prog_name="segunify")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except SegunifyError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
-    except click.exceptions.UsageError as exc:
-        exc.show(file=sys.stderr)
-        return 2
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    return int(result) if isinstance(result, int) else 0
+    return 0
 
 
 if __name__ == "__main__":

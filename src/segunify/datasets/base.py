@@ -55,13 +55,17 @@ class DatasetAdapter:
     @property
     def codec(self) -> IdCodec | ColorCodec:
         if self._codec is None:
-            self._codec = ColorCodec(self.taxonomy) if self.label_encoding == "color" else IdCodec(self.taxonomy)
+            self._codec = (
+                ColorCodec(self.taxonomy) if self.label_encoding == "color" else IdCodec(self.taxonomy)
+            )
         return self._codec
 
     def samples(self, split: str) -> list[Sample]:
         """All samples of a split, sorted by id (deterministic across machines and runs)."""
         if split not in self.splits:
-            raise SegunifyError(f"dataset {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
+            raise SegunifyError(
+                f"dataset {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}"
+            )
         found = sorted(self._list(split))
         ids = [s.id for s in found]
         if len(set(ids)) != len(ids):

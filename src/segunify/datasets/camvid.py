@@ -18,6 +18,11 @@ class CamVid(DatasetAdapter):
         if not image_dir.is_dir():
             return []
         return [
-            self._sample(split, img, label_dir / img.name if (label_dir / img.name).exists() else None, [split, img.stem])
+            self._sample(
+                split,
+                img,
+                label_dir / img.name if (label_dir / img.name).exists() else None,
+                [split, img.stem],
+            )
             for img in image_dir.glob("*.png")
         ]

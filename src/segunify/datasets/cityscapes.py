@@ -21,5 +21,7 @@ class Cityscapes(DatasetAdapter):
         for img in image_root.glob("*/*_leftImg8bit.png"):
             stem = img.name[: -len("_leftImg8bit.png")]
             label = self.root / gt / split / img.parent.name / f"{stem}_{gt}_labelIds.png"
-            out.append(self._sample(split, img, label if label.exists() else None, [split, img.parent.name, stem]))
+            out.append(
+                self._sample(split, img, label if label.exists() else None, [split, img.parent.name, stem])
+            )
         return out

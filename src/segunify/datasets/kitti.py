@@ -46,7 +46,9 @@ class Kitti(DatasetAdapter):
         top, left = self.label_crop
         h, w = image.shape[:2]
         if raw.shape[0] < top + h or raw.shape[1] < left + w:
-            raise SegunifyError(f"label {raw.shape[1]}x{raw.shape[0]} too small for crop at {top},{left}", sample.label)
+            raise SegunifyError(
+                f"label {raw.shape[1]}x{raw.shape[0]} too small for crop at {top},{left}", sample.label
+            )
         return image, self.decode_label(raw[top : top + h, left : left + w], sample.label)
 
     def read_label(self, sample: Sample):

@@ -9,8 +9,20 @@ from __future__ import annotations
 from segunify.datasets.base import DatasetAdapter, register_dataset
 
 SCENES = {
-    "train": ("park-2", "trail", "trail-3", "trail-4", "trail-6", "trail-9", "trail-10", "trail-11",
-              "trail-12", "trail-14", "trail-15", "village"),
+    "train": (
+        "park-2",
+        "trail",
+        "trail-3",
+        "trail-4",
+        "trail-6",
+        "trail-9",
+        "trail-10",
+        "trail-11",
+        "trail-12",
+        "trail-14",
+        "trail-15",
+        "village",
+    ),
     "val": ("park-8", "trail-5"),
     "test": ("creek", "park-1", "trail-7", "trail-13"),
 }

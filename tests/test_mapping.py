@@ -1,0 +1,196 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from segunify.cli import main
+from segunify.errors import SegunifyError
+from segunify.mapping import (
+    available_mappings,
+    convert_authors_layout,
+    identity_mapping,
+    load_mapping,
+    parse_mapping,
+)
+from segunify.taxonomy import load_taxonomy
+
+CAMVID = load_taxonomy("camvid")
+CITY = load_taxonomy("cityscapes")
+
+
+@pytest.mark.parametrize(("extra", "source"), available_mappings())
+def test_every_shipped_mapping_validates(extra, source):
+    m = load_mapping(f"{extra}__{source}")
+    assert m.allowed.shape == (m.extra.num_classes, m.source.num_classes)
+    assert main(["mapping", "check", f"{extra}__{source}"]) == 0
+
+
+def test_camvid_mapping_choices():
+    m = load_mapping("camvid__cityscapes")
+    sets = {CAMVID.classes[k]: {CITY.classes[c] for c in cs} for k, cs in enumerate(m.allowed_sets)}
+    assert sets["Car"] == {"car", "truck", "bus", "train"}
+    assert sets["Bicyclist"] == {"rider", "bicycle", "motorcycle"}
+    assert sets["Tree"] == {"vegetation", "terrain"}
+    assert m.is_partition
+    lut = m.source_to_extra_lut()
+    assert lut[CITY.index("truck")] == CAMVID.index("Car") and lut[255] == 255
+    assert m.allowed_with_ignore()[255].sum() == 0
+
+
+def _write(tmp_path, body, header=True):
+    path = tmp_path / "m.csv"
+    path.write_text(("extra_id,extra_name,source_classes\n" if header else "") + body)
+    return path
+
+
+def _rows(override=None):
+    base = {}
+    names = {
+        0: "sky",
+        1: "building",
+        2: "pole",
+        3: "road",
+        4: "sidewalk",
+        5: "vegetation;terrain",
+        6: "traffic sign",
+        7: "fence",
+        8: "car;truck",
+        9: "person",
+        10: "rider",
+    }
+    base.update(names)
+    base.update(override or {})
+    return "".join(f"{k},{CAMVID.classes[k]},{v}\n" for k, v in sorted(base.items()))
+
+
+def test_parse_with_comments_and_void(tmp_path):
+    body = "# leading comment\n" + _rows({7: "void"}).replace("0,Sky,sky", "0,Sky,sky  # trailing comment")
+    m = load_mapping(_write(tmp_path, body), "camvid", "cityscapes")
+    assert m.kind(7) == "void" and m.kind(5) == "one-to-many" and m.kind(0) == "one-to-one"
+    assert not m.allowed[7].any()
+    assert "leading comment" in m.comments
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "line"),
+    [
+        (_rows({3: "roads"}), "unknown source class 'roads'", 5),
+        (_rows().replace("3,Road,", "3,Street,"), "unknown extra class 'Street'", 5),
+        (_rows().replace("3,Road,", "3,Sky,"), "does not match extra_id 3", 5),
+        (_rows() + "3,Road,road\n", "duplicate extra class 'Road' (first on line 5)", 13),
+        (_rows().replace("3,Road,road\n", ""), "missing row(s) for extra class(es) ['Road']", None),
+        (_rows({3: "road;;sidewalk"}), "empty source class name", 5),
+        (_rows({3: "road;void"}), "'void' cannot be combined", 5),
+        (_rows().replace("3,Road,road", "3,Road"), "malformed row: expected 3 fields", 5),
+        (_rows().replace("3,Road,", "x,Road,"), "extra_id 'x' is not an integer", 5),
+        (_rows().replace("3,Road,", "42,Road,"), "extra_id 42 out of range", 5),
+        (_rows({3: "road;road"}), "source class repeated", 5),
+    ],
+)
+def test_mapping_errors_name_file_and_line(tmp_path, body, message, line):
+    path = _write(tmp_path, body)
+    with pytest.raises(SegunifyError) as info:
+        load_mapping(path, "camvid", "cityscapes")
+    text = str(info.value)
+    assert message in text
+    assert text.startswith(f"{path}:{line}:" if line else f"{path}:")
+    assert main(["mapping", "check", str(path), "--extra", "camvid", "--source", "cityscapes"]) == 1
+
+
+def test_identity_and_partition():
+    m = identity_mapping(CITY)
+    assert np.array_equal(m.allowed, np.eye(19, dtype=bool))
+    assert np.array_equal(m.source_to_extra_lut()[:19], np.arange(19))
+    overlap = parse_mapping(_rows({4: "sidewalk;terrain"}), CAMVID, CITY)
+    assert not overlap.is_partition
+    with pytest.raises(SegunifyError, match="not a partition"):
+        overlap.source_to_extra_lut()
+
+
+def test_to_csv_round_trip():
+    m = load_mapping("camvid__cityscapes")
+    again = parse_mapping(m.to_csv(), CAMVID, CITY)
+    assert again.allowed_sets == m.allowed_sets
+
+
+AUTHORS_LABELS = """0,name,id,trainId,category,categoryId,hasInstances,ignoreInEval,color
+0,Animal,0,0,,,,,
+1,Bicyclist,1,1,,,,,
+2,Car,2,2,,,,,
+3,Road,3,3,,,,,
+4,Sky,4,4,,,,,
+5,Truck_Bus,5,5,,,,,
+6,Void,6,6,,,,,
+7,Wall,7,7,,,,,
+8,Tunnel,8,8,,,,,
+"""
+AUTHORS_MASTER = """,name,,,
+0,road,Road,Void,
+2,building,Void,,
+3,wall,Wall,,
+12,rider,Bicyclist,,
+13,car,Car,,
+14,truck,Truck_Bus,,
+15,bus,Truck_Bus,,
+10,sky,Sky,,
+18,bicycle,Bicyclist,,
+255,void,Animal,Void,
+"""
+
+
+def test_convert_authors_layout(tmp_path):
+    labels = tmp_path / "labels.csv"
+    master = tmp_path / "master_labels_cityscapes.csv"
+    labels.write_text(AUTHORS_LABELS)
+    master.write_text(AUTHORS_MASTER)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text = convert_authors_layout(labels, master, CITY)
+    assert any("'Tunnel' appears in no row" in str(w.message) for w in caught)
+    rows = {
+        line.split(",")[1]: line.split(",")[2].split("  #")[0]
+        for line in text.splitlines()
+        if line[:1].isdigit()
+    }
+    assert rows == {
+        "Animal": "void",
+        "Bicyclist": "rider;bicycle",
+        "Car": "car",
+        "Road": "road",
+        "Sky": "sky",
+        "Truck_Bus": "truck;bus",
+        "Void": "road;building",
+        "Wall": "wall",
+        "Tunnel": "void",
+    }
+    out = tmp_path / "ours.csv"
+    assert (
+        main(
+            [
+                "mapping",
+                "convert",
+                "--labels",
+                str(labels),
+                "--master",
+                str(master),
+                "--source",
+                "cityscapes",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert out.read_text() == text
+
+
+def test_convert_reports_bad_rows(tmp_path):
+    labels = tmp_path / "labels.csv"
+    master = tmp_path / "master.csv"
+    labels.write_text(AUTHORS_LABELS)
+    master.write_text(",name\n0,road,Raod\n")
+    with pytest.raises(SegunifyError, match=r"master.csv:2: unknown extra class 'Raod'"):
+        convert_authors_layout(labels, master, CITY)
+    master.write_text(",name\n0,street,Road\n")
+    with pytest.raises(SegunifyError, match=r"master.csv:2: unknown source class 'street'"):
+        convert_authors_layout(labels, master, CITY)
