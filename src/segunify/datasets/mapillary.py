@@ -1,0 +1,79 @@
+"""Mapillary Vistas v1.2 and v2.0: ``<split>/images/<key>.jpg`` and ``<split>/<version>/labels/<key>.png``.
+
+The v2.0 release ships both label versions side by side (``training/v1.2/labels``, ``training/v2.0/labels``);
+the v1.x releases had ``training/labels`` directly, which the v1.2 adapter also reads. Label PNGs are 8-bit
+*palette* PNGs whose pixel index is the label id; OpenCV would expand the palette to colours (and v2.0 has
+classes that share a colour), so these labels are read with Pillow as indices. ``testing`` has no labels
+and is therefore not a split here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
+from segunify.errors import SegunifyError
+
+FOLDERS = {"train": "training", "val": "validation"}
+
+
+def read_palette_indices(path: Path) -> np.ndarray:
+    """Pixel indices of an 8-bit palette (or grey) PNG, never its colours."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise SegunifyError("label file not found", path)
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise SegunifyError(
+                    f"expected an 8-bit palette/index label (PNG mode P or L), got mode {im.mode}", path
+                )
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise SegunifyError(f"cannot decode label (corrupt or not an image): {exc}", path) from None
+
+
+class _MapillaryVistas(DatasetAdapter):
+    splits = ("train", "val")
+    homepage = "https://www.mapillary.com/dataset/vistas"
+    version: str
+
+    def _label_dir(self, split_dir: Path) -> Path:
+        return split_dir / self.version / "labels"
+
+    def _list(self, split):
+        split_dir = self.root / FOLDERS[split]
+        label_dir = self._label_dir(split_dir)
+        out = []
+        for img in (split_dir / "images").glob("*.jpg"):
+            label = label_dir / f"{img.stem}.png"
+            out.append(self._sample(split, img, label if label.is_file() else None, [split, img.stem]))
+        return out
+
+    def read_label(self, sample: Sample) -> np.ndarray:
+        if sample.label is None:
+            raise SegunifyError(f"sample {sample.id!r} has no label", sample.image)
+        return self.decode_label(read_palette_indices(sample.label), sample.label)
+
+
+@register_dataset
+class MapillaryVistas12(_MapillaryVistas):
+    name = "mapillary-vistas-v1.2"
+    taxonomy_name = "mapillary-vistas-v1.2"
+    version = "v1.2"
+    description = "Mapillary Vistas v1.2 (65 classes + unlabeled, palette PNG labels)"
+
+    def _label_dir(self, split_dir: Path) -> Path:
+        nested = split_dir / "v1.2" / "labels"
+        return nested if nested.is_dir() else split_dir / "labels"
+
+
+@register_dataset
+class MapillaryVistas20(_MapillaryVistas):
+    name = "mapillary-vistas-v2.0"
+    taxonomy_name = "mapillary-vistas-v2.0"
+    version = "v2.0"
+    description = "Mapillary Vistas v2.0 (123 classes + unlabeled, palette PNG labels)"
