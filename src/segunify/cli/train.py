@@ -1,0 +1,34 @@
+"""``segunify train CONFIG.yaml [--set key=value ...] [--resume]``: the same command on one CPU, under
+``accelerate launch`` or ``torchrun``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        config: Path = typer.Argument(..., help="training config (YAML); see configs/train_*.yaml"),
+        overrides: list[str] = typer.Option(
+            None, "--set", help="override a config key, e.g. --set steps=20 --set parts.0.weight=2"
+        ),
+        resume: bool = typer.Option(False, "--resume", help="continue from <out>/last exactly"),
+        stop_after: int = typer.Option(
+            None,
+            "--stop-after",
+            min=1,
+            help="stop (and checkpoint) after this step; the schedule still targets 'steps'",
+        ),
+    ) -> int:
+        """Train a model on a compound dataset (ground truth and/or pseudo-labels, weighted parts)."""
+        from segunify.cli import err_console
+        from segunify.train.config import load_config
+        from segunify.train.engine import train
+
+        cfg = load_config(config, overrides or [])
+        summary = train(cfg, config, resume=resume, stop_after=stop_after, console=err_console)
+        err_console.print(f"done: step {summary['step']}, checkpoint {summary['last']}")
+        return 0

@@ -1,0 +1,377 @@
+"""The compound training set: parts from several datasets, all labelled in one target taxonomy.
+
+A part's labels are its ground truth, mapped class by class to the target taxonomy (the mapping must
+be one-to-one: a GT class that allows several target classes cannot give a training label; that is
+what pseudo-labels are for), or a pseudo-label directory written for the target taxonomy.
+
+Sampling is a deterministic stream of *draws*: draw ``g`` picks part ``p`` with probability
+``weight_p / sum(weights)`` and then the next sample of that part's current shuffled epoch. The stream
+is a pure function of (seed, weights, part sizes), so it is sharded across ranks by position (no two
+ranks ever take the same draw) and resumed by position alone. Augmentation of a draw is seeded by
+``(seed, g)``, so a resumed or re-sharded run sees exactly the same crops.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from segunify.datasets import DatasetAdapter, Sample, create_dataset
+from segunify.errors import SegunifyError
+from segunify.labels import read_label_raw
+from segunify.mapping import Mapping, identity_mapping, load_mapping
+from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
+from segunify.train.config import AugmentationConfig, EvalPartConfig, PartConfig, TrainConfig, resolve_path
+
+PSEUDO_SUMMARY = "summary.json"
+
+
+@dataclass
+class Part:
+    """A resolved part: its samples and how to get a target-taxonomy label for each."""
+
+    name: str
+    adapter: DatasetAdapter
+    samples: list[Sample]
+    weight: float
+    lut: np.ndarray | None = None  # [256] uint8: dataset train id -> target train id (GT parts)
+    pseudo_dir: Path | None = None
+
+    def read(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.samples[j]
+        if self.pseudo_dir is None:
+            image, label = self.adapter.sample(s)
+            return image, self.lut[label]
+        image = self.adapter.read_image(s)
+        path = self.pseudo_dir / s.rel
+        if not path.is_file():
+            raise SegunifyError(f"pseudo-label of sample {s.id!r} not found", path)
+        label = read_label_raw(path)
+        if label.ndim != 2 or label.dtype != np.uint8:
+            raise SegunifyError("pseudo-label must be a single-channel uint8 PNG", path)
+        if label.shape != image.shape[:2]:
+            raise SegunifyError(
+                f"pseudo-label size {label.shape[1]}x{label.shape[0]} differs from image size "
+                f"{image.shape[1]}x{image.shape[0]}",
+                path,
+            )
+        return image, label
+
+
+def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:
+    return SegunifyError(f"{key}: {exc}", config_path)
+
+
+def one_to_one_lut(mapping: Mapping, where: str = "") -> np.ndarray:
+    """``[256]`` uint8 LUT GT class -> target class; an error when a non-void GT class allows several
+    target classes (its pixels have no single training label)."""
+    bad = [
+        f"{mapping.extra.classes[k]!r} ({';'.join(mapping.source.classes[c] for c in cs)})"
+        for k, cs in enumerate(mapping.allowed_sets)
+        if len(cs) > 1
+    ]
+    if bad:
+        raise SegunifyError(
+            f"mapping {mapping.path or where} is not one-to-one for {', '.join(bad)}; ground truth of "
+            f"{mapping.extra.name!r} cannot train {mapping.source.name!r} classes directly (use pseudo-labels)"
+        )
+    lut = np.full(256, IGNORE, dtype=np.uint8)
+    for k, cs in enumerate(mapping.allowed_sets):
+        if cs:
+            lut[k] = cs[0]
+    return lut
+
+
+def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, config_path: str) -> Mapping:
+    """The mapping GT taxonomy -> target: given (shipped ``extra__source`` name or CSV path), identity
+    when the taxonomies are equal, otherwise an error asking for one."""
+    if text is None:
+        if gt.name == target.name:
+            return identity_mapping(target)
+        raise SegunifyError(
+            f"{key}: ground truth is in taxonomy {gt.name!r}, the target is {target.name!r}; give a mapping "
+            f"(e.g. {gt.name}__{target.name})",
+            config_path,
+        )
+    source = text
+    if text.endswith(".csv") or "/" in text or text.startswith(("data:", "weights:")):
+        source = str(resolve_path(text, config_path, key))
+    try:
+        return load_mapping(source, extra=gt, source=target)
+    except SegunifyError as exc:
+        raise _keyed(exc, key, config_path) from None
+
+
+def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
+    try:
+        return create_dataset(dataset, resolve_path(root, config_path, f"{key}.root"), **options)
+    except SegunifyError as exc:
+        raise _keyed(exc, key, config_path) from None
+    except TypeError as exc:
+        raise SegunifyError(f"{key}.options: {exc}", config_path) from None
+
+
+def _samples(adapter: DatasetAdapter, split: str, key: str, config_path: str) -> list[Sample]:
+    try:
+        samples = adapter.samples(split)
+    except SegunifyError as exc:
+        raise _keyed(exc, f"{key}.split", config_path) from None
+    if not samples:
+        raise SegunifyError(f"{key}: no samples in split {split!r} of {adapter.root}", config_path)
+    return samples
+
+
+def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) -> Part:
+    adapter = _adapter(cfg.dataset, cfg.root, cfg.options, key, config_path)
+    samples = _samples(adapter, cfg.split, key, config_path)
+    name = f"{cfg.dataset}/{cfg.split}"
+    if cfg.labels == "gt":
+        if any(s.label is None for s in samples):
+            missing = next(s for s in samples if s.label is None)
+            raise SegunifyError(
+                f"{key}: sample {missing.id!r} has no ground-truth label ({missing.image})", config_path
+            )
+        mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+        try:
+            lut = one_to_one_lut(mapping)
+        except SegunifyError as exc:
+            raise _keyed(exc, f"{key}.mapping", config_path) from None
+        return Part(name, adapter, samples, cfg.weight, lut=lut)
+    if cfg.mapping is not None:
+        raise SegunifyError(
+            f"{key}.mapping: pseudo-labels are already in the target taxonomy; remove the mapping",
+            config_path,
+        )
+    pseudo = resolve_path(cfg.labels, config_path, f"{key}.labels")
+    check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
+    missing = next((pseudo / s.rel for s in samples if not (pseudo / s.rel).is_file()), None)
+    if missing is not None:
+        raise SegunifyError(f"{key}.labels: pseudo-label file missing: {missing}", config_path)
+    return Part(name + "(pseudo)", adapter, samples, cfg.weight, pseudo_dir=pseudo)
+
+
+def check_pseudo_dir(
+    pseudo: Path, dataset: str, split: str, target: Taxonomy, key: str, config_path: str
+) -> dict:
+    """The pseudo-label directory's ``summary.json`` must say it holds this dataset/split in the target taxonomy."""
+    if not pseudo.is_dir():
+        raise SegunifyError(f"{key}: pseudo-label directory not found: {pseudo}", config_path)
+    summary_path = pseudo / PSEUDO_SUMMARY
+    if not summary_path.is_file():
+        raise SegunifyError(f"{key}: {summary_path} missing (not a pseudo-label directory)", config_path)
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SegunifyError(f"{key}: cannot read {summary_path}: {exc}", config_path) from None
+    if not isinstance(summary, dict):
+        raise SegunifyError(f"{key}: {summary_path} is not a JSON object", config_path)
+    for field, want in (("source_taxonomy", target.name), ("dataset", dataset), ("split", split)):
+        if field not in summary:
+            raise SegunifyError(f"{key}: {summary_path} has no {field!r}", config_path)
+        if summary[field] != want:
+            what = "the target taxonomy" if field == "source_taxonomy" else f"this part's {field}"
+            raise SegunifyError(
+                f"{key}: {summary_path} holds {field} {summary[field]!r}, but {what} is {want!r}", config_path
+            )
+    return summary
+
+
+def resolve_parts(cfg: TrainConfig, config_path: str) -> tuple[Taxonomy, list[Part]]:
+    try:
+        target = load_taxonomy(cfg.taxonomy)
+    except SegunifyError as exc:
+        raise _keyed(exc, "taxonomy", config_path) from None
+    return target, [resolve_part(p, target, f"parts.{i}", config_path) for i, p in enumerate(cfg.parts)]
+
+
+@dataclass
+class EvalPart:
+    name: str
+    adapter: DatasetAdapter
+    samples: list[Sample]
+    mapping: Mapping  # GT taxonomy -> target taxonomy
+    same_taxonomy: bool
+
+
+def resolve_eval_part(cfg: EvalPartConfig, target: Taxonomy, key: str, config_path: str) -> EvalPart:
+    adapter = _adapter(cfg.dataset, cfg.root, cfg.options, key, config_path)
+    samples = _samples(adapter, cfg.split, key, config_path)
+    samples = [s for s in samples if s.label is not None][: cfg.max_samples]
+    if not samples:
+        raise SegunifyError(f"{key}: no labelled samples in split {cfg.split!r}", config_path)
+    mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+    same = adapter.taxonomy.name == target.name and cfg.mapping is None
+    return EvalPart(f"{cfg.dataset}/{cfg.split}", adapter, samples, mapping, same)
+
+
+def build_augmentation(cfg: AugmentationConfig) -> A.Compose:
+    """Resize (optional) -> random scale -> pad (image 0, label ignore) -> random crop -> flip -> jitter."""
+    ch, cw = cfg.crop
+    ops: list = []
+    if cfg.resize is not None:
+        ops.append(A.Resize(cfg.resize[0], cfg.resize[1], interpolation=cv2.INTER_LINEAR))
+    lo, hi = cfg.scale
+    if (lo, hi) != (1.0, 1.0):
+        ops.append(A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR, p=1.0))
+    ops.append(
+        A.PadIfNeeded(ch, cw, position="center", border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE)
+    )
+    ops.append(A.RandomCrop(ch, cw))
+    if cfg.hflip:
+        ops.append(A.HorizontalFlip(p=0.5))
+    if cfg.color_jitter > 0 or cfg.hue > 0:
+        j = cfg.color_jitter
+        ops.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=cfg.hue, p=cfg.jitter_p))
+    return A.Compose(ops, seed=0)
+
+
+class CompoundDataset(Dataset):
+    """Concatenation of parts. Items are addressed by ``(index, draw)``: the draw number seeds the
+    augmentation. Returns uint8 tensors (normalisation happens on the device, 4x less to copy)."""
+
+    def __init__(self, parts: Sequence[Part], augment: A.Compose | None, seed: int = 0):
+        self.parts = list(parts)
+        self.sizes = [len(p.samples) for p in self.parts]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self.augment = augment
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        p = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return p, int(index - self.offsets[p])
+
+    def __getitem__(self, key) -> dict:
+        index, draw = key if isinstance(key, tuple) else (key, key)
+        p, j = self.locate(index)
+        image, label = self.parts[p].read(j)
+        if self.augment is not None:
+            self.augment.set_random_seed(int(np.random.SeedSequence([self.seed, draw]).generate_state(1)[0]))
+            out = self.augment(image=image, mask=label)
+            image, label = out["image"], out["mask"]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "label": torch.from_numpy(np.ascontiguousarray(label)),
+            "index": index,
+            "draw": draw,
+        }
+
+
+class WeightedDrawSampler(Sampler):
+    """Deterministic weighted stream of ``(index, draw)`` over the concatenated parts, sharded by rank.
+
+    Global step ``s`` uses draws ``[s*B*R, (s+1)*B*R)``; rank ``r`` takes the ``r``-th block of ``B``.
+    Within a part, samples come in shuffled epochs (every sample once before any repeats), so small
+    parts are cycled evenly rather than sampled with replacement.
+    """
+
+    CHUNK = 4096
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        weights: Sequence[float],
+        batch_size: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        start_step: int = 0,
+        steps: int | None = None,
+    ):
+        if len(sizes) != len(weights) or not sizes:
+            raise ValueError("one weight per part")
+        if min(sizes) <= 0 or min(weights) <= 0:
+            raise ValueError("parts must be non-empty and weights positive")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        w = np.asarray(weights, dtype=np.float64)
+        self.probs = w / w.sum()
+        self.batch_size, self.num_replicas, self.rank = batch_size, num_replicas, rank
+        self.seed, self.start_step, self.steps = seed, start_step, steps
+
+    def __len__(self) -> int:
+        if self.steps is None:
+            raise TypeError("an endless sampler has no length")
+        return max(self.steps - self.start_step, 0) * self.batch_size
+
+    def _chunk_parts(self, c: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, 0x5E6, c])
+        return rng.choice(len(self.sizes), size=self.CHUNK, p=self.probs).astype(np.int64)
+
+    def _perm(self, p: int, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, 0xE90C, p, epoch]).permutation(int(self.sizes[p]))
+
+    def stream(self, start: int, stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Chunks of (global draw positions, dataset indices) covering ``[start, stop)``."""
+        counts = np.zeros(len(self.sizes), dtype=np.int64)
+        perms: dict[tuple[int, int], np.ndarray] = {}
+        c = 0
+        while stop is None or c * self.CHUNK < stop:
+            parts = self._chunk_parts(c)
+            base = c * self.CHUNK
+            if base + self.CHUNK <= start:
+                counts += np.bincount(parts, minlength=len(self.sizes))
+                c += 1
+                continue
+            index = np.empty(self.CHUNK, dtype=np.int64)
+            for p in np.unique(parts):
+                where = np.flatnonzero(parts == p)
+                k = counts[p] + np.arange(len(where))
+                epochs, pos = np.divmod(k, self.sizes[p])
+                local = np.empty(len(where), dtype=np.int64)
+                for e in np.unique(epochs):
+                    if (p, e) not in perms:
+                        perms = {key: v for key, v in perms.items() if key[0] != p or key[1] >= e - 1}
+                        perms[(int(p), int(e))] = self._perm(int(p), int(e))
+                    sel = epochs == e
+                    local[sel] = perms[(int(p), int(e))][pos[sel]]
+                index[where] = self.offsets[p] + local
+                counts[p] += len(where)
+            g = base + np.arange(self.CHUNK)
+            keep = (g >= start) & (g < stop if stop is not None else True)
+            yield g[keep], index[keep]
+            c += 1
+
+    def global_indices(self, start: int, stop: int) -> np.ndarray:
+        """Dataset indices of global draws ``[start, stop)`` (all ranks)."""
+        return np.concatenate([idx for _, idx in self.stream(start, stop)] or [np.empty(0, np.int64)])
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        per_step = self.batch_size * self.num_replicas
+        start = self.start_step * per_step
+        stop = None if self.steps is None else self.steps * per_step
+        for g, idx in self.stream(start, stop):
+            mine = ((g % per_step) // self.batch_size) == self.rank
+            for gi, ii in zip(g[mine].tolist(), idx[mine].tolist(), strict=True):
+                yield ii, gi
+
+
+class EvalDataset(Dataset):
+    """Images resized to the evaluation size (or kept), labels at their own size (scored there)."""
+
+    def __init__(self, part: EvalPart, samples: Sequence[Sample], size: tuple[int, int] | None):
+        self.part, self.samples, self.size = part, list(samples), size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        image, label = self.part.adapter.sample(self.samples[i])
+        if self.size is not None:
+            image = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "label": torch.from_numpy(np.ascontiguousarray(label)),
+        }
