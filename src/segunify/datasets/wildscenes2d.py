@@ -1,0 +1,62 @@
+"""WildScenes 2D: ``WildScenes2d/<seq>/image/<stamp>.png`` images and
+``WildScenes2d/<seq>/indexLabel/<stamp>.png`` labels (8-bit class index 0..18), as downloaded from the
+CSIRO data portal. Official splits: ``data/splits/opt2d/{train,val,test}.csv`` of the WildScenes GitHub
+repository (columns ``id,im_path,label_path``; paths start with ``/WildScenes2d/``); copy that ``splits``
+folder into the dataset root, or give ``split_dir=``. ``all`` lists every image without the split files.
+The root is the folder holding ``WildScenes2d`` (the folder itself is accepted too).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segunify.datasets._offroad import csv_rows, require_dir, single_channel
+from segunify.datasets.base import DatasetAdapter, register_dataset
+
+TOP = "WildScenes2d"
+
+
+@register_dataset
+class WildScenes2d(DatasetAdapter):
+    name = "wildscenes2d"
+    taxonomy_name = "wildscenes2d"
+    splits = ("train", "val", "test", "all")
+    domain = "offroad"
+    description = "WildScenes 2D (18 classes + unlabelled, 8-bit indexLabel PNGs, 2016x1512)"
+    homepage = "https://github.com/csiro-robotics/WildScenes"
+
+    def __init__(self, root, split_dir: str | Path | None = None):
+        super().__init__(root)
+        self.base = (
+            self.root.parent if self.root.name == TOP and not (self.root / TOP).is_dir() else self.root
+        )
+        self.split_dir = Path(split_dir) if split_dir else self.base / "splits" / "opt2d"
+
+    def _list(self, split):
+        top = require_dir(self.base / TOP, "WildScenes layout: WildScenes2d/<seq>/image/")
+        if split == "all":
+            out = []
+            for img in top.glob("*/image/*.png"):
+                label = img.parent.parent / "indexLabel" / img.name
+                out.append(
+                    self._sample(
+                        split, img, label if label.exists() else None, [img.parent.parent.name, img.stem]
+                    )
+                )
+            return out
+        out = []
+        csv_path = self.split_dir / f"{split}.csv"
+        for _, row in csv_rows(
+            csv_path, ("id", "im_path", "label_path"), f"official {split} split (data/splits/opt2d)"
+        ):
+            img = self.base / row["im_path"].lstrip("/")
+            label = self.base / row["label_path"].lstrip("/")
+            out.append(
+                self._sample(
+                    split, img, label if label.exists() else None, [img.parent.parent.name, img.stem]
+                )
+            )
+        return out
+
+    def decode_label(self, raw, path):
+        return self.codec.decode(single_channel(raw, path), path)

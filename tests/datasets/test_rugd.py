@@ -1,0 +1,53 @@
+import pytest
+
+from fixtures import rugd as fx
+from fixtures.offroad_util import assert_clean, assert_corruption_reported
+from segunify.datasets import check_dataset, create_dataset
+from segunify.mapping import load_mapping
+
+
+@pytest.fixture
+def root(tmp_path):
+    return fx.make(tmp_path)
+
+
+def test_fixture_passes_check(root):
+    assert_clean("rugd", root, fx.COUNTS)
+
+
+def test_scene_splits(root):
+    ds = create_dataset("rugd", root)
+    assert [s.id for s in ds.samples("val")] == ["trail-5/trail-5_00001"]
+    assert [s.id for s in ds.samples("test")] == ["creek/creek_00001"]
+
+
+def test_colours_decode_by_hand(root):
+    ds = create_dataset("rugd", root)
+    label = ds.read_label(ds.samples("train")[0])
+    names = ds.taxonomy.classes
+    assert label[0, 0] == 255  # void (0 0 0)
+    assert (
+        names[label[0, 1]] == "dirt"
+        and names[label[0, 13]] == "mulch"
+        and names[label[0, 24]] == "picnic-table"
+    )
+
+
+@pytest.mark.parametrize("kind", ["missing", "unknown", "size"])
+def test_corrupted_label_is_reported(root, kind, capsys):
+    assert_corruption_reported("rugd", root, kind, "color", "train", capsys)
+
+
+def test_real_sample_passes_check(rugd_root):
+    report = check_dataset(create_dataset("rugd", rugd_root), ["all"])
+    assert report.problems == [] and report.counts == {"all": 26}
+
+
+def test_real_sample_through_the_offroad_mapping(rugd_root):
+    """Every pixel of the real sample is void or has a non-empty allowed off-road set."""
+    ds = create_dataset("rugd", rugd_root)
+    allowed = load_mapping("rugd__offroad").allowed_with_ignore()
+    s = ds.samples("all")[0]
+    label = ds.read_label(s)
+    rows = allowed[label]
+    assert (rows.any(axis=-1) | (label == 255) | (label == ds.taxonomy.index("picnic-table"))).all()
