@@ -2,8 +2,8 @@
 
 The v2.0 release ships both label versions side by side (``training/v1.2/labels``, ``training/v2.0/labels``);
 the v1.x releases had ``training/labels`` directly, which the v1.2 adapter also reads. Label PNGs are 8-bit
-*palette* PNGs whose pixel index is the label id; OpenCV would expand the palette to colours (and v2.0 has
-classes that share a colour), so these labels are read with Pillow as indices. ``testing`` has no labels
+*palette* PNGs whose pixel index is the label id. OpenCV versions differ in whether they expand a palette to
+colours, and v2.0 has classes that share a colour, so these labels are read with Pillow, as indices. ``testing`` has no labels
 and is therefore not a split here.
 """
 

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from fixtures import mapillary as fx
+from fixtures.urban_util import assert_clean, assert_reported, palette_png, read_palette, widen
+from segunify.datasets import create_dataset
+from segunify.errors import SegunifyError
+from segunify.mapping import load_mapping
+
+V12, V20 = "mapillary-vistas-v1.2", "mapillary-vistas-v2.0"
+
+
+@pytest.fixture
+def root(tmp_path):
+    return fx.make(tmp_path / "vistas")
+
+
+@pytest.mark.parametrize("name", [V12, V20])
+def test_fixture_passes_check(root, name):
+    assert_clean(name, root, fx.COUNTS)
+
+
+def test_v1_release_layout_passes_check(tmp_path):
+    root = fx.make(tmp_path / "v1", layout="v1.2")
+    assert_clean(V12, root, fx.COUNTS)
+    assert (
+        create_dataset(V12, root).samples("train")[0].label == root / "training" / "labels" / "0Az0HK8eAB.png"
+    )
+
+
+def test_samples_ids_and_paths(root):
+    ds = create_dataset(V20, root)
+    s = ds.samples("val")[0]
+    assert s.id == "val/aX9jq0Lr5E"
+    assert s.label == root / "validation" / "v2.0" / "labels" / "aX9jq0Lr5E.png"
+    assert s.rel == "validation/v2.0/labels/aX9jq0Lr5E.png"
+
+
+def test_palette_labels_decode_by_index_not_colour(root):
+    """Column c holds label id (c + shift) % N: v1.2 id 65 (unlabeled) -> 255, ids 0..64 -> themselves. In v2.0
+    several labels share a colour (every marking is white), so only the index can tell them apart."""
+    ds = create_dataset(V12, root)
+    s = ds.samples("train")[0]  # shift 1
+    label = ds.read_label(s)
+    assert label.shape == (fx.H, fx.W) and label.dtype == np.uint8
+    assert label[0, 0] == 1 and ds.taxonomy.classes[label[5, 12]] == "construction--flat--road"  # id 13
+    assert label[0, 64] == 255  # id 65 = void--unlabeled
+    assert ds.taxonomy.classes[label[0, 63]] == "void--ego-vehicle"
+
+    ds2 = create_dataset(V20, root)
+    label2 = ds2.read_label(ds2.samples("train")[0])
+    names = ds2.taxonomy.classes
+    white = [c for c in range(123) if ds2.taxonomy.colors[c] == (255, 255, 255)]
+    assert len(white) > 5  # markings share white in the config
+    assert (
+        names[label2[0, 34]] == "marking--continuous--dashed"
+        and names[label2[0, 35]] == "marking--continuous--solid"
+    )
+    assert label2[0, 122] == 255  # id 123 = void--unlabeled
+
+
+def test_every_label_pixel_has_a_mapping_row(root):
+    """Through the shipped mappings every decoded pixel is ignore or has an allowed row (void rows allowed)."""
+    for name, mapping in [(V12, f"{V12}__cityscapes"), (V20, f"{V20}__cityscapes"), (V20, f"{V20}__{V12}")]:
+        ds = create_dataset(name, root)
+        label = ds.read_label(ds.samples("train")[0])
+        allowed = load_mapping(mapping).allowed_with_ignore()
+        assert allowed[label].shape == (fx.H, fx.W, allowed.shape[1])
+        covered = np.unique(label[label != 255])
+        assert covered.size == ds.taxonomy.num_classes
+
+
+def _unknown_index(path):
+    arr = read_palette(path).copy()
+    arr[0, 0] = 200
+    palette_png(path, arr, [(0, 0, 0)] * 256)
+
+
+def _rgb_label(path):
+    from segunify.labels import write_png
+
+    write_png(path, np.zeros((fx.H, fx.W, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("damage", "text", "named"),
+    [
+        (lambda p: p.unlink(), "label file missing", "image"),
+        (_unknown_index, "unknown label id(s) [200]", "label"),
+        (widen, "differs from image size", "label"),
+        (_rgb_label, "expected an 8-bit palette/index label", "label"),
+        (lambda p: p.write_bytes(b"not a png"), "cannot decode label", "label"),
+    ],
+    ids=["missing", "unknown-id", "size", "rgb-label", "corrupt"],
+)
+def test_corrupted_label_is_reported(root, damage, text, named, capsys):
+    assert_reported(V12, root, damage, text, capsys, named=named)
+
+
+def test_unknown_v20_id_is_reported(root):
+    ds = create_dataset(V20, root)
+    s = ds.samples("train")[0]
+    arr = read_palette(s.label).copy()
+    arr[0, 0] = 124
+    palette_png(s.label, arr, [(0, 0, 0)] * 256)
+    with pytest.raises(SegunifyError, match=r"unknown label id\(s\) \[124\]") as exc:
+        ds.read_label(s)
+    assert exc.value.path == str(s.label)
