@@ -6,6 +6,7 @@ Splits follow the RUGD paper (Wigness et al., IROS 2019), which splits by video 
 
 from __future__ import annotations
 
+from segunify.datasets._offroad import require_dir
 from segunify.datasets.base import DatasetAdapter, register_dataset
 
 SCENES = {
@@ -39,8 +40,10 @@ class Rugd(DatasetAdapter):
     homepage = "http://rugd.vision"
 
     def _list(self, split):
-        frames = self.root / "RUGD_frames-with-annotations"
-        scenes = [d.name for d in frames.iterdir() if d.is_dir()] if frames.is_dir() else []
+        frames = require_dir(
+            self.root / "RUGD_frames-with-annotations", "RUGD layout: RUGD_frames-with-annotations/<scene>/"
+        )
+        scenes = [d.name for d in frames.iterdir() if d.is_dir()]
         if split != "all":
             scenes = [s for s in scenes if s in SCENES[split]]
         out = []
