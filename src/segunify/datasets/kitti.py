@@ -1,6 +1,7 @@
 """KITTI semantics 2015: ``data_semantics/training/{image_2,semantic}/NNNNNN_10.png`` (Cityscapes label ids).
 
-The benchmark has no official val split; ``train`` is all 200 labelled frames. Some redistributed copies
+The benchmark has no official val split; ``train`` is all 200 labelled frames (``testing/`` has no labels, so
+it is not a split: checking it could only report 200 missing labels). Some redistributed copies
 crop the images but not the labels: ``label_crop=(top, left)`` crops labels to the image's size at that
 offset, as an explicit, documented choice (``datasets check`` reports the mismatch when it is not set).
 """
@@ -16,7 +17,7 @@ from segunify.labels import read_image, read_label_raw
 class Kitti(DatasetAdapter):
     name = "kitti"
     taxonomy_name = "kitti"
-    splits = ("train", "test")
+    splits = ("train",)
     description = "KITTI semantics 2015 (Cityscapes label ids, 1242x375)"
     homepage = "https://www.cvlibs.net/datasets/kitti/eval_semseg.php"
 
@@ -30,7 +31,7 @@ class Kitti(DatasetAdapter):
         self.label_crop = label_crop
 
     def _list(self, split):
-        base = self.root / "data_semantics" / ("training" if split == "train" else "testing")
+        base = self.root / "data_semantics" / "training"
         images = sorted((base / "image_2").glob("*.png"))
         out = []
         for img in images:
