@@ -48,11 +48,12 @@ def _adaptive_avg_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _pool_matrix(out: int, inp: int, like: torch.Tensor) -> torch.Tensor:
-    mat = torch.zeros(out, inp, dtype=like.dtype, device=like.device)
+    """Rows average the adaptive-pooling bins; built from Python numbers so tracing sees a constant."""
+    rows = []
     for i in range(out):  # out is a handful of bins, not pixels
         start, end = (i * inp) // out, -((-(i + 1) * inp) // out)
-        mat[i, start:end] = 1.0 / (end - start)
-    return mat
+        rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(inp)])
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
 
 
 class CBRa(nn.Module):
