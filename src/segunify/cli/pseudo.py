@@ -1,0 +1,173 @@
+"""``segunify pseudo-label``: a teacher + ground-truth priors -> a pseudo-label directory.
+
+Runs as one process or under ``accelerate launch`` / ``torchrun`` (each rank takes a disjoint shard);
+restarting with the same ``--out`` resumes. Layout of the output: :mod:`segunify.pseudo`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+import typer
+
+from segunify.errors import SegunifyError
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint="--size") from None
+    if h < 1 or w < 1:
+        raise click.BadParameter(f"sizes must be positive, got {text!r}", param_hint="--size")
+    return h, w
+
+
+def _parse_scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"expected numbers like 0.75,1,1.25, got {text!r}", param_hint="--scales"
+        ) from None
+    if not scales or any(s <= 0 for s in scales):
+        raise click.BadParameter(f"scales must be positive, got {text!r}", param_hint="--scales")
+    return scales
+
+
+def _load_mapping(spec: str, dataset, teacher_taxonomy: str | None):
+    """A shipped ``extra__source`` name or a CSV path; a file not named ``<extra>__<source>.csv`` is read
+    with the dataset's taxonomy as extra and the teacher's as source."""
+    from segunify.mapping import load_mapping
+
+    if "__" in Path(spec).name or teacher_taxonomy is None:
+        return load_mapping(spec)
+    return load_mapping(spec, extra=dataset.taxonomy, source=teacher_taxonomy)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pseudo-label")
+    def pseudo_label(
+        teacher: str = typer.Option(
+            ..., "--teacher", help="Teacher checkpoint folder (model.safetensors + meta.json)."
+        ),
+        dataset: str = typer.Option(..., "--dataset", help="Dataset adapter name (segunify datasets list)."),
+        root: str = typer.Option(..., "--root", help="Dataset root folder."),
+        mapping: str = typer.Option(..., "--mapping", help="Mapping CSV or shipped name extra__source."),
+        out: str = typer.Option(..., "--out", help="Output folder (resumes when it exists)."),
+        split: str = typer.Option("train", "--split", help="Dataset split."),
+        no_priors: bool = typer.Option(False, "--no-priors", help="Plain teacher argmax (ablation)."),
+        fill_void: bool = typer.Option(False, "--fill-void", help="Void GT gets the unconstrained argmax."),
+        min_confidence: float | None = typer.Option(
+            None, "--min-confidence", help="Ignore pixels whose renormalised probability is below P."
+        ),
+        save_confidence: bool = typer.Option(False, "--save-confidence", help="Also write confidence PNGs."),
+        batch_size: int = typer.Option(4, "--batch-size", help="Images per teacher batch."),
+        size: str | None = typer.Option(
+            None, "--size", help="Teacher input H,W (default: the checkpoint's)."
+        ),
+        flip: bool = typer.Option(False, "--flip", help="Horizontal-flip test-time augmentation."),
+        scales: str = typer.Option("1", "--scales", help="Multi-scale TTA, e.g. 0.75,1,1.25."),
+        amp: bool = typer.Option(False, "--amp", help="Mixed precision on a GPU."),
+        workers: int = typer.Option(2, "--workers", help="DataLoader decoding workers per process."),
+        writers: int = typer.Option(2, "--writers", help="PNG writer threads per process."),
+        limit: int | None = typer.Option(None, "--limit", help="Only the first N samples of the split."),
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per process."),
+        device: str | None = typer.Option(
+            None, "--device", help="cpu or cuda (default: the launcher's / cuda if available)."
+        ),
+    ) -> int:
+        """Pseudo-label a dataset split with a teacher constrained by ground-truth priors."""
+        import torch
+        from accelerate import PartialState
+
+        from segunify.cli import console
+        from segunify.datasets import create_dataset
+        from segunify.pseudo.runner import PseudoSettings, run_pseudo_label, teacher_from_checkpoint
+
+        if device not in (None, "cpu", "cuda"):
+            raise click.BadParameter(f"expected cpu or cuda, got {device!r}", param_hint="--device")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise SegunifyError("--device cuda but no CUDA device is available")
+        if threads is not None:
+            torch.set_num_threads(max(1, threads))
+        settings = PseudoSettings(
+            priors=not no_priors,
+            fill_void=fill_void,
+            min_confidence=min_confidence,
+            save_confidence=save_confidence,
+            size=_parse_size(size),
+            flip=flip,
+            scales=_parse_scales(scales),
+            amp=amp,
+            batch_size=batch_size,
+            workers=workers,
+            writers=writers,
+            limit=limit,
+        )
+        state = PartialState(cpu=device == "cpu")
+        run_device = (
+            state.device
+            if device is None
+            else torch.device(f"cuda:{state.local_process_index}" if device == "cuda" else "cpu")
+        )
+        ds = create_dataset(dataset, root)
+        model, info = teacher_from_checkpoint(teacher, run_device, settings)
+        mp = _load_mapping(mapping, ds, info.taxonomy)
+
+        progress_factory = None
+        bar = None
+        if state.is_main_process and os.environ.get("SEGUNIFY_NO_PROGRESS") is None:
+            from segunify.cli._util import progress_bar
+
+            bar = progress_bar(console=console, transient=False)
+
+            def progress_factory(total: int, skipped: int):
+                label = f"pseudo-label {dataset}/{split}" + (
+                    f" rank 0/{state.num_processes}" if state.num_processes > 1 else ""
+                )
+                task = bar.add_task(label, total=total, rate="")
+                bar.start()
+                t0 = time.perf_counter()
+
+                def advance(n: int) -> None:
+                    done = bar.tasks[task].completed + n
+                    rate = done / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(task, advance=n, rate=f"{rate:.2f} img/s")
+
+                if skipped:
+                    console.print(f"resuming: {skipped} finished image(s) of this shard checked and skipped")
+                return advance
+
+        try:
+            summary = run_pseudo_label(
+                model,
+                info,
+                ds,
+                split,
+                mp,
+                out,
+                settings,
+                device=run_device,
+                state=state,
+                progress=progress_factory,
+            )
+        finally:
+            if bar is not None:
+                bar.stop()
+        if summary is not None:
+            run = summary["run"]
+            rate = run["processed"] / run["seconds"] if run["seconds"] else 0.0
+            console.print(
+                f"{summary['images']} images -> {out}: ignored {summary['ignored_share']:.2%}, "
+                f"changed by prior {summary['changed_share']:.2%}, mean confidence {summary['mean_confidence']:.3f}; "
+                f"this run {run['processed']} processed, {run['skipped']} skipped, {run['seconds']:.1f} s "
+                f"({rate:.2f} img/s, {run['world_size']} process(es))",
+                highlight=False,
+            )
+        return 0

@@ -1,0 +1,45 @@
+"""Prior-constrained pseudo-labelling: :mod:`~segunify.pseudo.priors` (pure tensor op) and
+:mod:`~segunify.pseudo.runner` (batches, shards by rank, writes PNG + manifest atomically, resumes).
+
+A pseudo-label directory (``--out`` of ``segunify pseudo-label``) is a dataset for the training engine:
+images come from the same dataset adapter (``create_dataset(summary["dataset"], root)``, split
+``summary["split"]``), labels from this folder. Layout::
+
+    <out>/<sample.rel>              uint8 index PNG of source train ids (taxonomy
+                                    summary["source_taxonomy"]), 255 = ignore, same size as the image;
+                                    sample.rel is the GT label's path relative to the dataset root
+    <out>/confidence/<sample.rel>   optional uint8 PNG, round(confidence * 255) (--save-confidence)
+    <out>/manifest.jsonl            one JSON line per image, in the dataset's sample order: id, input,
+                                    label, output, confidence, height, width, pixels, ignored, changed,
+                                    mean_confidence, class_pixels [C], extra_pixels [K], extra_changed [K]
+    <out>/summary.json              totals, per-class pixel counts, per extra class the share of pixels
+                                    the prior changed, settings, teacher (path, sha256, taxonomy),
+                                    dataset, split, source_taxonomy, extra_taxonomy, mapping
+    <out>/settings.json             what determines the outputs; a restart with other settings refuses
+    <out>/.parts/manifest-*.jsonl   per-rank journals (a line is appended only after its PNGs are in
+                                    place); merged into manifest.jsonl at the end, read on restart
+
+A reader needs only ``summary.json`` keys ``dataset``, ``split``, ``source_taxonomy`` and the PNG at
+``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`).
+"""
+
+from __future__ import annotations
+
+from segunify.pseudo.priors import allowed_table, apply_priors, plain_argmax, score_at
+from segunify.pseudo.runner import (
+    PseudoSettings,
+    load_summary,
+    pseudo_label_path,
+    run_pseudo_label,
+)
+
+__all__ = [
+    "PseudoSettings",
+    "allowed_table",
+    "apply_priors",
+    "load_summary",
+    "plain_argmax",
+    "pseudo_label_path",
+    "run_pseudo_label",
+    "score_at",
+]
