@@ -3,7 +3,7 @@ import pytest
 
 from fixtures import rellis3d as fx
 from fixtures.offroad_util import assert_clean, assert_corruption_reported
-from segunify.datasets import create_dataset
+from segunify.datasets import check_dataset, create_dataset
 from segunify.errors import SegunifyError
 
 
@@ -65,3 +65,9 @@ def test_corrupted_id_label_is_reported(root, kind, capsys):
 
 def test_unknown_colour_is_reported(root, capsys):
     assert_corruption_reported("rellis3d", root, "unknown", "color", "test", capsys, labels="color")
+
+
+def test_listed_image_that_is_absent_is_reported(root):
+    (root / "00001/pylon_camera_node/frame000010-1581797150_650.jpg").unlink()
+    ((file, message),) = check_dataset(create_dataset("rellis3d", root), ["val"]).problems
+    assert file.endswith("frame000010-1581797150_650.jpg") and "image file not found" in message
