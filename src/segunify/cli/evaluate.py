@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import click
 import typer
 
 from segunify.cli._util import parse_options, progress_bar
@@ -30,9 +29,9 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     try:
         h, w = (int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise click.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint="--size") from None
+        raise typer.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint="--size") from None
     if h < 1 or w < 1:
-        raise click.BadParameter(f"sizes must be positive, got {text!r}", param_hint="--size")
+        raise typer.BadParameter(f"sizes must be positive, got {text!r}", param_hint="--size")
     return h, w
 
 
@@ -122,10 +121,12 @@ def evaluate(
     from segunify.cli import console
 
     if (pred_dir is None) == (model is None):
-        raise click.UsageError("give exactly one of --pred-dir DIR or --model CKPT")
+        raise typer.BadParameter(
+            "give exactly one of --pred-dir DIR or --model CKPT", param_hint="--pred-dir / --model"
+        )
     size_hw = parse_size(size)
     if pred_dir is not None and (size_hw is not None or flip):
-        raise click.UsageError("--size and --flip apply to --model only")
+        raise typer.BadParameter("--size and --flip apply to --model only", param_hint="--size / --flip")
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     mp = load_mapping(mapping) if mapping else None
     if mp is not None and tuple(mp.extra.classes) != tuple(ds.taxonomy.classes):
