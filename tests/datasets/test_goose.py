@@ -58,3 +58,17 @@ def test_missing_layout_is_one_clear_error(tmp_path):
 @pytest.mark.parametrize("kind", ["missing", "unknown", "size"])
 def test_corrupted_label_is_reported(root, kind, capsys):
     assert_corruption_reported("goose", root, kind, "id", "train", capsys)
+
+
+def test_labels_in_the_offroad_set(root):
+    ds = create_dataset("goose", root, classes="offroad")
+    assert ds.taxonomy.name == "offroad"
+    first = ds.read_label(ds.samples("train")[0])  # column c holds GOOSE id c
+    off = ds.taxonomy.classes
+    assert first[0, 0] == 255  # undefined -> void
+    assert off[first[0, 23]] == "asphalt" and off[first[0, 7]] == "asphalt"  # asphalt, bikeway
+    assert off[first[0, 22]] == "sidewalk" and off[first[0, 16]] == "tree"  # curb, forest
+    assert first[0, 4] == 255 and off[first[0, 2]] == "snow"  # obstacle -> void
+    assert_clean("goose", root, fx.COUNTS, classes="offroad")
+    with pytest.raises(SegunifyError, match="classes must be 'goose' or 'offroad'"):
+        create_dataset("goose", root, classes="cityscapes")

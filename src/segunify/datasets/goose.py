@@ -4,12 +4,22 @@ release archives (goose-dataset.de, "2D Image Annotations"). ``<camera>`` is ``w
 and ``camera_left``, ``front`` or ``realsense`` in GOOSE-Ex. The labelled official splits are train and
 val; the test images have no public labels and are not listed. ``*_color.png`` is not read: two GOOSE
 classes share a colour (see taxonomies/goose.csv).
+
+``classes="offroad"`` reads the same labels in the paper's 34-class off-road set (the taxonomy the
+off-road teacher is trained in), through ``mappings/goose__offroad.csv``, where every GOOSE class allows
+at most one off-road class.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from segunify.datasets._offroad import require_dir, single_channel
 from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.errors import SegunifyError
+from segunify.labels import IdCodec
+from segunify.mapping import load_mapping
+from segunify.taxonomy import IGNORE, load_taxonomy
 
 CAMERAS = ("_windshield_vis", "_camera_left", "_front", "_realsense")
 
@@ -31,6 +41,15 @@ class Goose(DatasetAdapter):
     description = "GOOSE / GOOSE-Ex 2D (64 classes, 8-bit *_labelids.png, 2048x1024)"
     homepage = "https://goose-dataset.de"
 
+    def __init__(self, root, classes: str = "goose"):
+        super().__init__(root)
+        if classes not in ("goose", "offroad"):
+            raise SegunifyError(f"goose: classes must be 'goose' or 'offroad', got {classes!r}")
+        self._to_classes: np.ndarray | None = None
+        if classes == "offroad":
+            self.taxonomy_name = "offroad"
+            self._to_classes = offroad_lut()
+
     def _list(self, split):
         images = require_dir(self.root / "images" / split, "GOOSE 2D layout: images/<split>/<scenario>/")
         labels = self.root / "labels" / split
@@ -43,5 +62,27 @@ class Goose(DatasetAdapter):
             )
         return out
 
+    @property
+    def codec(self) -> IdCodec:
+        """Always GOOSE's own ids: the files hold them whatever taxonomy the labels are read in."""
+        if self._codec is None:
+            self._codec = IdCodec(load_taxonomy("goose"))
+        return self._codec
+
     def decode_label(self, raw, path):
-        return self.codec.decode(single_channel(raw, path), path)
+        goose = self.codec.decode(single_channel(raw, path), path)
+        return goose if self._to_classes is None else self._to_classes[goose]
+
+
+def offroad_lut() -> np.ndarray:
+    """``[256]`` GOOSE train id -> off-road train id (void rows and ignore -> 255)."""
+    mapping = load_mapping("goose__offroad")
+    lut = np.full(256, IGNORE, dtype=np.uint8)
+    for k, allowed in enumerate(mapping.allowed_sets):
+        if len(allowed) > 1:
+            raise SegunifyError(
+                f"GOOSE class {mapping.extra.classes[k]!r} allows several off-road classes", mapping.path
+            )
+        if allowed:
+            lut[k] = allowed[0]
+    return lut
