@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,22 +27,30 @@ from segunify.labels import read_image
 VERSIONS = {"train": "v1.0-train", "val": "v1.0-val", "mini": "v1.0-mini"}
 
 
-def decode_rle(mask: dict, where: str) -> np.ndarray:
-    """A nuImages mask (``size`` [h, w], base64 ``counts`` of a compressed COCO RLE) -> uint8 [h, w]."""
+def rle_of(mask: dict, where: str) -> dict:
+    """A nuImages mask (``size`` [h, w], base64 ``counts`` of a compressed COCO RLE) -> a pycocotools RLE."""
+    try:
+        return {
+            "size": [int(v) for v in mask["size"]],
+            "counts": base64.b64decode(mask["counts"], validate=True),
+        }
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise SegunifyError(f"bad RLE mask: {exc}", where) from None
+
+
+def decode_rles(rles: list[dict], h: int, w: int) -> np.ndarray:
+    """``[h, w, n]`` uint8 masks of n RLEs, in one pycocotools call."""
+    if not rles:
+        return np.zeros((h, w, 0), dtype=np.uint8)
     try:
         from pycocotools import mask as cocomask
     except ImportError:
         raise SegunifyError(
             "decoding nuImages masks needs pycocotools: pip install pycocotools (or segunify[datasets])"
         ) from None
-    try:
-        rle = {
-            "size": [int(v) for v in mask["size"]],
-            "counts": base64.b64decode(mask["counts"], validate=True),
-        }
-        return cocomask.decode(rle)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise SegunifyError(f"bad RLE mask: {exc}", where) from None
+    with warnings.catch_warnings():  # pycocotools' numpy-2 copy-keyword deprecation, not ours to fix
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cocomask.decode(rles)
 
 
 @dataclass
@@ -89,6 +98,11 @@ class NuImages(DatasetAdapter):
         table_dir = self.root / VERSIONS[split]
         try:
             categories = {c["token"]: c["name"] for c in self._table(split, "category")}
+            unknown = sorted(set(categories.values()) - set(self._ids))
+            if unknown:
+                raise SegunifyError(
+                    f"categories {unknown} are not in taxonomy 'nuimages'", table_dir / "category.json"
+                )
             for sd in self._table(split, "sample_data"):
                 if sd.get("is_key_frame") and str(sd.get("filename", "")).startswith("samples/"):
                     index.frames[self._sample_id(sd["filename"])] = sd
@@ -136,22 +150,23 @@ class NuImages(DatasetAdapter):
         h, w = int(sd["height"]), int(sd["width"])
         raw = np.zeros((h, w), dtype=np.uint8)
         table_dir = self.root / VERSIONS[sample.split]
+        painted, rles = [], []
         for table, ann, cat in index.anns.get(sd["token"], []):
-            where = str(table_dir / f"{table}.json")
-            if cat not in self._ids:
-                raise SegunifyError(
-                    f"annotation {ann['token']}: category {cat!r} is not in taxonomy 'nuimages'", where
-                )
             if ann.get("mask") is None:
                 continue
-            mask = decode_rle(ann["mask"], where)
-            if mask.shape != (h, w):
+            where = str(table_dir / f"{table}.json")
+            rle = rle_of(ann["mask"], where)
+            if rle["size"] != [h, w]:
                 raise SegunifyError(
-                    f"annotation {ann['token']}: mask size {mask.shape[1]}x{mask.shape[0]} differs from the "
+                    f"annotation {ann['token']}: mask size {rle['size'][1]}x{rle['size'][0]} differs from the "
                     f"image size {w}x{h} of sample_data {sd['token']}",
                     where,
                 )
-            raw[mask.astype(bool)] = self._ids[cat]
+            painted.append(self._ids[cat])
+            rles.append(rle)
+        masks = decode_rles(rles, h, w).astype(bool)
+        for k, raw_id in enumerate(painted):
+            raw[masks[:, :, k]] = raw_id
         return self.decode_label(raw, table_dir / "object_ann.json")
 
     def sample(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
