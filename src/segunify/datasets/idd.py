@@ -69,6 +69,7 @@ class Idd(DatasetAdapter):
     name = "idd"
     taxonomy_name = "idd"
     splits = ("train", "val")
+    label_encoding = "level3Ids PNG or polygon JSON"  # decoded by IdCodec: anything but "color"
     description = "IDD_Segmentation level-3 ids (26 classes); official level3Ids PNGs or the polygon JSON"
     homepage = "https://idd.insaan.iiit.ac.in"
 

@@ -38,6 +38,7 @@ def read_palette_indices(path: Path) -> np.ndarray:
 
 class _MapillaryVistas(DatasetAdapter):
     splits = ("train", "val")
+    label_encoding = "palette PNG (index)"  # decoded by IdCodec: anything but "color"
     homepage = "https://www.mapillary.com/dataset/vistas"
     version: str
 

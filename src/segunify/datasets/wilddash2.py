@@ -24,6 +24,7 @@ class WildDash2(DatasetAdapter):
     name = "wilddash2"
     taxonomy_name = "wilddash2"
     splits = ("val",)
+    label_encoding = "panoptic RGB + JSON"  # category ids decoded by IdCodec: anything but "color"
     description = "WildDash 2 public set (evaluation only; COCO-panoptic PNG + panoptic.json)"
     homepage = "https://wilddash.cc"
 
