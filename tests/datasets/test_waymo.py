@@ -140,3 +140,16 @@ def test_without_pyarrow_the_error_says_what_to_install(root, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(SegunifyError, match="pip install pyarrow"):
         create_dataset("waymo", root).samples("val")
+
+
+def test_any_reading_order_gives_the_same_pairs(root):
+    """The per-context cache is keyed by file: jumping between contexts must not mix rows up."""
+    forward = create_dataset("waymo", root)
+    samples = forward.samples("train") + forward.samples("val")
+    pairs = {s.id: forward.sample(s) for s in samples}
+    backward = create_dataset("waymo", root)
+    shuffled = backward.samples("val") + backward.samples("train")[::-1]
+    for s in shuffled:
+        image, label = backward.sample(s)
+        assert np.array_equal(image, pairs[s.id][0]) and np.array_equal(label, pairs[s.id][1])
+    assert len({pairs[s.id][0].tobytes() for s in samples}) == len(samples)  # every row has its own image

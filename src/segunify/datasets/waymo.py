@@ -4,9 +4,9 @@ the label is a uint16 PNG, panoptic = semantic * panoptic_label_divisor + instan
 ``<...>/camera_image/<context>.parquet`` (the JPEG of every frame and camera, joined on the key columns).
 
 Only labelled frames are samples (camera segmentation is labelled on a subset of frames). A sample's ``image``
-and ``label`` are the two parquet files; its id is ``<context>/<timestamp>/<CAMERA>``. Files are read one
-context at a time and kept until another context is asked for, so go through samples in order (as ``samples``
-returns them) for speed.
+and ``label`` are the two parquet files; its id is ``<context>/<timestamp>/<CAMERA>``. A context file is read
+whole (for images: only its labelled frames) and the last few are kept, so go through samples in order (as
+``samples`` returns them) for speed.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ CONTEXT, TIMESTAMP, CAMERA = "key.segment_context_name", "key.frame_timestamp_mi
 IMAGE = "[CameraImageComponent].image"
 PANOPTIC = "[CameraSegmentationLabelComponent].panoptic_label"
 DIVISOR = "[CameraSegmentationLabelComponent].panoptic_label_divisor"
+CACHED_CONTEXTS = 4  # contexts per component kept in memory (labelled frames only: ~100-300 MB of JPEGs each)
 
 
 def read_parquet(path: Path, columns: list[str], filters=None):
@@ -61,7 +62,7 @@ class Waymo(DatasetAdapter):
     def __init__(self, root):
         super().__init__(root)
         self._labelled: dict[Path, set[int]] = {}  # image parquet -> labelled timestamps
-        self._cache: dict[str, tuple[Path, dict]] = {}  # "image"/"label" -> (file, {(ts, cam): row values})
+        self._cache: dict[tuple[str, Path], dict] = {}  # ("image"|"label", file) -> {(ts, cam): row values}
 
     def _list(self, split):
         base = self.root / FOLDERS[split]
@@ -93,14 +94,18 @@ class Waymo(DatasetAdapter):
         return f"{path}[frame {ts}, camera {name}]"
 
     def _row(self, kind: str, path: Path, sample: Sample, columns: list[str]) -> tuple:
-        if kind not in self._cache or self._cache[kind][0] != path:
+        """The row of ``sample``'s key in a parquet file; the last few files read are kept (LRU)."""
+        rows = self._cache.pop((kind, path), None)
+        if rows is None:
             filters = None
             if kind == "image" and path in self._labelled:
                 filters = [(TIMESTAMP, "in", sorted(self._labelled[path]))]
             table = read_parquet(path, [TIMESTAMP, CAMERA, *columns], filters=filters).to_pydict()
-            rows = zip(table[TIMESTAMP], table[CAMERA], *(table[c] for c in columns), strict=True)
-            self._cache[kind] = (path, {(int(ts), int(cam)): values for ts, cam, *values in rows})
-        rows = self._cache[kind][1]
+            values = zip(table[TIMESTAMP], table[CAMERA], *(table[c] for c in columns), strict=True)
+            rows = {(int(ts), int(cam)): rest for ts, cam, *rest in values}
+        self._cache[(kind, path)] = rows
+        while len(self._cache) > 2 * CACHED_CONTEXTS:
+            self._cache.pop(next(iter(self._cache)))
         key = self._key(sample)
         if key not in rows:
             raise SegunifyError(f"no {kind} row for this frame and camera", self._where(path, sample))
