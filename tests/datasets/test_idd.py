@@ -26,8 +26,9 @@ def test_fixture_passes_check(root):
     assert_clean("idd", root, fx.COUNTS)
 
 
-def test_polygon_only_release_passes_check(json_only):
+def test_polygon_only_release_passes_check(json_only, root):
     assert_clean("idd", json_only, fx.COUNTS)
+    assert_clean("idd", root, fx.COUNTS, label_source="json")  # --opt label_source=json through the CLI
     s = create_dataset("idd", json_only).samples("train")[0]
     assert s.label.name == "frame0029_gtFine_polygons.json"
     assert s.rel == "gtFine/train/201/frame0029_gtFine_labellevel3Ids.png"  # outputs are named like the PNG

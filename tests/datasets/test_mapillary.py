@@ -76,22 +76,15 @@ def _unknown_index(path):
     palette_png(path, arr, [(0, 0, 0)] * 256)
 
 
-def _rgb_label(path):
-    from segunify.labels import write_png
-
-    write_png(path, np.zeros((fx.H, fx.W, 3), np.uint8))
-
-
 @pytest.mark.parametrize(
     ("damage", "text", "named"),
     [
         (lambda p: p.unlink(), "label file missing", "image"),
         (_unknown_index, "unknown label id(s) [200]", "label"),
         (widen, "differs from image size", "label"),
-        (_rgb_label, "expected an 8-bit palette/index label", "label"),
         (lambda p: p.write_bytes(b"not a png"), "cannot decode label", "label"),
     ],
-    ids=["missing", "unknown-id", "size", "rgb-label", "corrupt"],
+    ids=["missing", "unknown-id", "size", "corrupt"],
 )
 def test_corrupted_label_is_reported(root, damage, text, named, capsys):
     assert_reported(V12, root, damage, text, capsys, named=named)
@@ -106,3 +99,17 @@ def test_unknown_v20_id_is_reported(root):
     with pytest.raises(SegunifyError, match=r"unknown label id\(s\) \[124\]") as exc:
         ds.read_label(s)
     assert exc.value.path == str(s.label)
+
+
+def test_rgb_labels_decode_by_colour_in_v12_only(root, capsys):
+    """A v1.2 label re-saved as RGB decodes by colour (v1.2 colours are unique) to the same classes; an
+    RGB v2.0 label is reported, because its colours are ambiguous."""
+    from segunify.labels import write_png
+
+    ds = create_dataset(V12, root)
+    s = ds.samples("train")[0]
+    before = ds.read_label(s)
+    write_png(s.label, ds.taxonomy.palette()[before].astype(np.uint8))
+    np.testing.assert_array_equal(ds.read_label(s), before)
+    text = "v2.0 colours are ambiguous"
+    assert_reported(V20, root, lambda p: write_png(p, np.zeros((fx.H, fx.W, 3), np.uint8)), text, capsys)

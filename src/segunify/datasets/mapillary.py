@@ -3,8 +3,9 @@
 The v2.0 release ships both label versions side by side (``training/v1.2/labels``, ``training/v2.0/labels``);
 the v1.x releases had ``training/labels`` directly, which the v1.2 adapter also reads. Label PNGs are 8-bit
 *palette* PNGs whose pixel index is the label id. OpenCV versions differ in whether they expand a palette to
-colours, and v2.0 has classes that share a colour, so these labels are read with Pillow, as indices. ``testing`` has no labels
-and is therefore not a split here.
+colours, and v2.0 has classes that share a colour, so these labels are read with Pillow, as indices. A v1.2
+label saved as RGB (e.g. re-encoded by another tool) is still decoded, by colour, since every v1.2 colour is
+unique; a v2.0 RGB label is an error. ``testing`` has no labels and is therefore not a split here.
 """
 
 from __future__ import annotations
@@ -15,23 +16,27 @@ import numpy as np
 
 from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
 from segunify.errors import SegunifyError
+from segunify.labels import ColorCodec
 
 FOLDERS = {"train": "training", "val": "validation"}
 
 
-def read_palette_indices(path: Path) -> np.ndarray:
-    """Pixel indices of an 8-bit palette (or grey) PNG, never its colours."""
+def read_label_pil(path: Path) -> tuple[np.ndarray, str]:
+    """A label PNG as Pillow decodes it: pixel indices for palette/grey PNGs (never their colours), RGB
+    otherwise; with the PNG mode."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise SegunifyError("label file not found", path)
     try:
         with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise SegunifyError(
-                    f"expected an 8-bit palette/index label (PNG mode P or L), got mode {im.mode}", path
-                )
-            return np.asarray(im, dtype=np.uint8)
+            if im.mode in ("P", "L"):
+                return np.asarray(im, dtype=np.uint8), im.mode
+            if im.mode in ("RGB", "RGBA"):
+                return np.asarray(im.convert("RGB"), dtype=np.uint8), im.mode
+            raise SegunifyError(
+                f"expected an 8-bit palette/index label (PNG mode P or L), got mode {im.mode}", path
+            )
     except (OSError, UnidentifiedImageError, SyntaxError) as exc:
         raise SegunifyError(f"cannot decode label (corrupt or not an image): {exc}", path) from None
 
@@ -41,6 +46,7 @@ class _MapillaryVistas(DatasetAdapter):
     label_encoding = "palette PNG (index)"  # decoded by IdCodec: anything but "color"
     homepage = "https://www.mapillary.com/dataset/vistas"
     version: str
+    colours_unique: bool = False
 
     def _label_dir(self, split_dir: Path) -> Path:
         return split_dir / self.version / "labels"
@@ -57,7 +63,16 @@ class _MapillaryVistas(DatasetAdapter):
     def read_label(self, sample: Sample) -> np.ndarray:
         if sample.label is None:
             raise SegunifyError(f"sample {sample.id!r} has no label", sample.image)
-        return self.decode_label(read_palette_indices(sample.label), sample.label)
+        arr, mode = read_label_pil(sample.label)
+        if arr.ndim == 2:
+            return self.decode_label(arr, sample.label)
+        if self.colours_unique:
+            return ColorCodec(self.taxonomy).decode(arr, sample.label)
+        raise SegunifyError(
+            f"expected an 8-bit palette/index label (PNG mode P or L), got mode {mode}; "
+            f"{self.version} colours are ambiguous (several classes share one), so colours cannot be decoded",
+            sample.label,
+        )
 
 
 @register_dataset
@@ -65,6 +80,7 @@ class MapillaryVistas12(_MapillaryVistas):
     name = "mapillary-vistas-v1.2"
     taxonomy_name = "mapillary-vistas-v1.2"
     version = "v1.2"
+    colours_unique = True
     description = "Mapillary Vistas v1.2 (65 classes + unlabeled, palette PNG labels)"
 
     def _label_dir(self, split_dir: Path) -> Path:
