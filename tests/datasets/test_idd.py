@@ -30,13 +30,13 @@ def test_polygon_only_release_passes_check(json_only, root):
     assert_clean("idd", json_only, fx.COUNTS)
     assert_clean("idd", root, fx.COUNTS, label_source="json")  # --opt label_source=json through the CLI
     s = create_dataset("idd", json_only).samples("train")[0]
-    assert s.label.name == "frame0029_gtFine_polygons.json"
-    assert s.rel == "gtFine/train/201/frame0029_gtFine_labellevel3Ids.png"  # outputs are named like the PNG
+    assert s.label.name == "005626_gtFine_polygons.json"
+    assert s.rel == "gtFine/train/0/005626_gtFine_labellevel3Ids.png"  # outputs are named like the PNG
 
 
 def test_label_source_option(root):
     png = create_dataset("idd", root).samples("val")[0]
-    assert png.label.name == "frame0921_gtFine_labellevel3Ids.png"
+    assert png.label.name == "012449_gtFine_labellevel3Ids.png"
     forced = create_dataset("idd", root, label_source="json").samples("val")[0]
     assert forced.label.suffix == ".json" and forced.rel == png.rel
     with pytest.raises(SegunifyError, match="label_source must be one of auto, png, json"):
@@ -60,7 +60,7 @@ def test_rasterisation_matches_the_official_drawing(root):
     ds = create_dataset("idd", root, label_source="json")
     s = ds.samples("train")[0]
     ours = rasterize_polygons(s.label)
-    official = read_label_raw(s.label.with_name("frame0029_gtFine_labellevel3Ids.png"))
+    official = read_label_raw(s.label.with_name("005626_gtFine_labellevel3Ids.png"))
     differ = ours != official
     rows, cols = np.nonzero(differ)
     assert ((rows >= 22) & (rows <= 29) & (cols >= 30) & (cols <= 46)).all()  # only around the triangle
