@@ -355,7 +355,7 @@ def run_pseudo_label(
         "split": split,
         "teacher_sha256": teacher_info.sha256,
         "mapping_sha256": _sha256_text(mapping.to_csv()),
-        "settings": settings.fingerprint(),
+        **settings.fingerprint(),
     }
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,295 @@
+"""The pseudo-label runner: outputs equal the priors op, resume, shards, bad inputs, and the CLI under
+kill -9 and two processes with the shipped teacher."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from segunify.cli import main
+from segunify.datasets import create_dataset
+from segunify.errors import SegunifyError
+from segunify.labels import read_label_raw, write_png
+from segunify.mapping import load_mapping
+from segunify.pseudo import PseudoSettings, apply_priors, load_summary, pseudo_label_path, run_pseudo_label
+from segunify.pseudo.runner import PARTS, TeacherInfo
+
+MAPPING = load_mapping("camvid__cityscapes")
+CITYSCAPES = tuple(MAPPING.source.classes)
+REPO = Path(__file__).resolve().parents[1]
+
+
+class StandInTeacher:
+    """Fixed per-pixel logits from the colour (a 1x1 conv), so labels depend on the image."""
+
+    def __init__(self, classes: int = 19):
+        g = torch.Generator().manual_seed(3)
+        self.weight = torch.randn(classes, 3, generator=g) * 0.08
+        self.bias = torch.randn(classes, generator=g)
+        self.calls = 0
+
+    def probs(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        x = images.permute(0, 3, 1, 2).float()
+        logits = torch.einsum("kc,bchw->bkhw", self.weight, x / 16) + self.bias.view(1, -1, 1, 1)
+        return logits.softmax(1)
+
+
+INFO = TeacherInfo(classes=CITYSCAPES, taxonomy="cityscapes", path="<stand-in>", sha256="0" * 64)
+
+
+def make_camvid(root: Path, n: int = 7, size=(24, 32), seed: int = 0) -> Path:
+    """A tiny CamVid (SegNet layout): random images, blocky labels 0..11 (11 = void)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for i in range(n):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        blocks = rng.integers(0, 12, (h // 4, w // 4), dtype=np.uint8)
+        lab = np.kron(blocks, np.ones((4, 4), dtype=np.uint8))
+        write_png(root / "train" / f"0001TP_{i:06d}.png", img)
+        write_png(root / "trainannot" / f"0001TP_{i:06d}.png", lab)
+    return root
+
+
+class FakeState:
+    """Rank/world of a launcher, for running shards in one process (barrier = no-op)."""
+
+    def __init__(self, rank: int, world: int):
+        self.process_index, self.num_processes = rank, world
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+def run(root: Path, out: Path, teacher=None, state=None, **opts):
+    ds = create_dataset("camvid", root)
+    settings = PseudoSettings(workers=opts.pop("workers", 0), batch_size=opts.pop("batch_size", 3), **opts)
+    return run_pseudo_label(
+        teacher or StandInTeacher(), INFO, ds, "train", MAPPING, out, settings, state=state
+    )
+
+
+def tree_bytes(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and (p.suffix == ".png" or p.name == "manifest.jsonl")
+    }
+
+
+def test_outputs_equal_the_priors_op_and_stats_add_up(tmp_path):
+    root = make_camvid(tmp_path / "camvid")
+    out = tmp_path / "out"
+    summary = run(root, out, save_confidence=True)
+    ds = create_dataset("camvid", root)
+    samples = ds.samples("train")
+    teacher = StandInTeacher()
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in manifest] == [s.id for s in samples]
+    for s, rec in zip(samples, manifest, strict=True):
+        image, gt = ds.sample(s)
+        probs = teacher.probs(torch.from_numpy(image)[None])
+        labels, conf = apply_priors(probs, torch.from_numpy(gt)[None], MAPPING.allowed, scores_are_probs=True)
+        written = read_label_raw(pseudo_label_path(out, s))
+        assert np.array_equal(written, labels[0].numpy())
+        assert rec["output"] == s.rel and written.shape == gt.shape
+        conf_png = read_label_raw(out / "confidence" / s.rel)
+        assert np.array_equal(conf_png, (conf[0] * 255).round().to(torch.uint8).numpy())
+        assert rec["ignored"] == int((labels == 255).sum()) == int((gt == 255).sum())
+        plain = probs.argmax(1)[0]
+        assert rec["changed"] == int(((labels[0] != 255) & (labels[0].long() != plain)).sum())
+        assert rec["class_pixels"] == np.bincount(written.ravel(), minlength=256)[:19].tolist()
+        kept = labels != 255
+        assert rec["mean_confidence"] == pytest.approx(float(conf[kept].double().mean()), abs=1e-6)
+    assert summary["images"] == len(samples)
+    assert summary["pixels"] == sum(r["pixels"] for r in manifest)
+    assert summary["changed"] == sum(r["changed"] for r in manifest)
+    assert sum(summary["class_pixels"].values()) == summary["pixels"] - summary["ignored"]
+    car = summary["extra_classes"]["Car"]
+    assert car["pixels"] == sum(r["extra_pixels"][8] for r in manifest)
+    assert car["changed_share"] == pytest.approx(car["changed"] / car["pixels"], abs=1e-6)
+    assert summary["extra_classes"]["Road"]["kind"] == "one-to-one"
+    assert summary["dataset"] == "camvid" and summary["split"] == "train"
+    assert summary["source_taxonomy"] == "cityscapes" and load_summary(out)["images"] == len(samples)
+
+
+def test_no_priors_fill_void_and_confidence_floor(tmp_path):
+    root = make_camvid(tmp_path / "camvid", n=3)
+    plain = run(root, tmp_path / "plain", priors=False)
+    assert plain["changed"] == 0 and plain["ignored"] == 0
+    filled = run(root, tmp_path / "filled", fill_void=True)
+    assert filled["ignored"] == 0 and filled["void_gt_pixels"] > 0
+    strict = run(root, tmp_path / "strict", min_confidence=0.9)
+    base = run(root, tmp_path / "base")
+    assert strict["ignored"] > base["ignored"]
+
+
+def test_resume_recomputes_only_missing_or_broken_outputs(tmp_path):
+    root = make_camvid(tmp_path / "camvid")
+    ref = tmp_path / "ref"
+    run(root, ref, batch_size=2)
+    out = tmp_path / "out"
+    run(root, out, batch_size=2)
+    samples = create_dataset("camvid", root).samples("train")
+    pseudo_label_path(out, samples[0]).unlink()
+    pseudo_label_path(out, samples[4]).write_bytes(b"\x89PNG broken")
+    with open(out / PARTS / "manifest-00000.jsonl", "a") as f:
+        f.write('{"id": "torn li')  # a line cut by kill -9
+    (out / "manifest.jsonl").unlink()
+    teacher = StandInTeacher()
+    summary = run(root, out, teacher=teacher, batch_size=2)
+    assert summary["run"]["processed"] == 2 and summary["run"]["skipped"] == 5
+    assert teacher.calls == 2  # batches {0,1} and {4,5}; the others are skipped whole
+    assert tree_bytes(out) == tree_bytes(ref)
+
+
+def test_two_shards_equal_one_process(tmp_path):
+    root = make_camvid(tmp_path / "camvid", n=8)
+    run(root, tmp_path / "one", batch_size=2)
+    out = tmp_path / "two"
+    assert run(root, out, state=FakeState(1, 2), batch_size=2) is None
+    journal = [json.loads(x)["id"] for x in (out / PARTS / "manifest-00001.jsonl").read_text().splitlines()]
+    ids = [s.id for s in create_dataset("camvid", root).samples("train")]
+    assert journal == ids[2:4] + ids[6:8]  # rank 1 takes global batches 1 and 3
+    summary = run(root, out, state=FakeState(0, 2), batch_size=2)
+    assert summary["run"]["world_size"] == 2 and summary["images"] == 8
+    assert tree_bytes(out) == tree_bytes(tmp_path / "one")
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path):
+    root = make_camvid(tmp_path / "camvid", n=2)
+    run(root, tmp_path / "out")
+    with pytest.raises(SegunifyError, match="other settings.*priors"):
+        run(root, tmp_path / "out", priors=False)
+
+
+def test_runner_bad_inputs(tmp_path):
+    root = make_camvid(tmp_path / "camvid", n=2)
+    ds = create_dataset("camvid", root)
+    other = TeacherInfo(classes=tuple(f"c{i}" for i in range(19)), taxonomy="other")
+    with pytest.raises(SegunifyError, match="does not match the teacher's classes"):
+        run_pseudo_label(StandInTeacher(), other, ds, "train", MAPPING, tmp_path / "o", PseudoSettings())
+    kitti = load_mapping("kitti__cityscapes")
+    with pytest.raises(SegunifyError, match="not the taxonomy of dataset 'camvid'"):
+        run_pseudo_label(StandInTeacher(), INFO, ds, "train", kitti, tmp_path / "o", PseudoSettings())
+    with pytest.raises(SegunifyError, match="scores but the mapping"):
+        run(root, tmp_path / "o2", teacher=StandInTeacher(classes=11))
+
+
+# ------------------------------------------------------------------------------------------------
+# the CLI with the shipped teacher (real data)
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(weights_dir, tmp_path_factory):
+    """The shipped ESPNetv2 s=1.0 Cityscapes weights as a segunify checkpoint (small and fast)."""
+    from segunify.models import create_model
+    from segunify.models.checkpoint import save_checkpoint
+
+    pth = weights_dir / "espnetv2_s1.0_cityscapes_1024x512.pth"
+    model = create_model("espnetv2", 19, weights=pth, s=1.0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "teacher", model, {"taxonomy": "cityscapes"})
+
+
+def cli_args(ckpt, root, out, *extra):
+    return [
+        "pseudo-label", "--teacher", str(ckpt), "--dataset", "camvid", "--root", str(root),
+        "--mapping", "camvid__cityscapes", "--out", str(out), "--device", "cpu", "--threads", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def cli_env():
+    return {
+        **os.environ,
+        "SEGUNIFY_NO_PROGRESS": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO / "src"),
+    }
+
+
+def test_cli_kill9_then_resume_equals_an_uninterrupted_run(teacher_ckpt, camvid_root, tmp_path):
+    opts = ["--limit", "14", "--size", "352,480", "--batch-size", "1", "--workers", "1", "--save-confidence"]
+    ref = tmp_path / "ref"
+    assert main(cli_args(teacher_ckpt, camvid_root, ref, *opts)) == 0
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "segunify.cli", *cli_args(teacher_ckpt, camvid_root, out, *opts)]
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    journal = out / PARTS / "manifest-00000.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.is_file() and journal.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = journal.read_text().count("\n")
+    assert 3 <= done_before < 14
+    for png in out.rglob("*.png"):  # whatever was on disk at the kill decodes
+        assert cv2.imread(str(png), cv2.IMREAD_UNCHANGED) is not None
+    assert not (out / "summary.json").exists()
+    assert main(cli_args(teacher_ckpt, camvid_root, out, *opts)) == 0
+    summary = load_summary(out)
+    assert (
+        summary["run"]["skipped"] >= done_before - 1 and summary["run"]["processed"] <= 14 - done_before + 1
+    )
+    assert tree_bytes(out) == tree_bytes(ref)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_cli_two_processes_equal_one(teacher_ckpt, camvid_root, tmp_path):
+    opts = ["--limit", "6", "--size", "256,320", "--batch-size", "2", "--workers", "0"]
+    one = tmp_path / "one"
+    assert main(cli_args(teacher_ckpt, camvid_root, one, *opts)) == 0
+    two = tmp_path / "two"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "segunify.cli", *cli_args(teacher_ckpt, camvid_root, two, *opts),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    parts = sorted(p.name for p in (two / PARTS).glob("manifest-*.jsonl"))
+    assert parts == ["manifest-00000.jsonl", "manifest-00001.jsonl"]
+    assert load_summary(two)["run"]["world_size"] == 2
+    assert tree_bytes(two) == tree_bytes(one) and len(tree_bytes(one)) == 7
+
+
+def test_cli_bad_inputs_fail_with_one_line(teacher_ckpt, tmp_path, capsys):
+    root = make_camvid(tmp_path / "camvid", n=2, size=(32, 32))
+    args = ["--size", "32,32", "--workers", "0"]
+    # mapping whose source taxonomy is not the teacher's
+    bad_map = cli_args(teacher_ckpt, root, tmp_path / "o1", *args)
+    bad_map[bad_map.index("camvid__cityscapes")] = "camvid__mapillary-vistas-v1.2"
+    assert main(bad_map) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mapillary" in err and "does not match the teacher" in err
+    # GT with an id the CamVid taxonomy / mapping lacks
+    write_png(root / "trainannot" / "0001TP_000001.png", np.full((32, 32), 40, dtype=np.uint8))
+    assert main(cli_args(teacher_ckpt, root, tmp_path / "o2", *args)) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "0001TP_000001.png" in err and "40" in err
+    # unreadable image
+    write_png(root / "trainannot" / "0001TP_000001.png", np.zeros((32, 32), dtype=np.uint8))
+    (root / "train" / "0001TP_000000.png").write_bytes(b"not a png")
+    assert main(cli_args(teacher_ckpt, root, tmp_path / "o3", *args)) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "0001TP_000000.png" in err and "decode" in err
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The CLI sets torch's thread count (--threads); give the rest of the session its own back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
