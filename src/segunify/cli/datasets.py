@@ -48,7 +48,14 @@ def check(
 
     dataset = create_dataset(name, root, **parse_options(opt))
     splits = split or list(dataset.splits)
-    total = sum(len(dataset.samples(s)) for s in splits)
+    total = 0
+    for s in splits:
+        if s not in dataset.splits:
+            raise SegunifyError(f"dataset {name!r} has no split {s!r}; splits: {', '.join(dataset.splits)}")
+        try:
+            total += len(dataset.samples(s))
+        except SegunifyError:
+            pass  # check_dataset reports it as a problem of the root
     with progress_bar(console=console, transient=True) as bar:
         task = bar.add_task(f"checking {name}", total=total, rate="")
         start = time.perf_counter()

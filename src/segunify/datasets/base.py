@@ -147,6 +147,7 @@ def check_dataset(
     """Every image readable, every label present, readable, of the image's size and holding only known
     ids/colours. Problems are collected (one per file), never raised, so one run lists them all."""
     report = CheckReport()
+    checked: set[tuple[str, Path, Path | None]] = set()  # an "all" split overlaps the others: check once
     for split in splits or dataset.splits:
         try:
             samples = dataset.samples(split)
@@ -155,6 +156,11 @@ def check_dataset(
             continue
         report.counts[split] = len(samples)
         for s in samples:
+            if (s.id, s.image, s.label) in checked:
+                if progress:
+                    progress(1)
+                continue
+            checked.add((s.id, s.image, s.label))
             try:
                 if s.label is None:
                     raise SegunifyError("label file missing", s.image)
