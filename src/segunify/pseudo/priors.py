@@ -167,24 +167,28 @@ def apply_priors(
         starts = (torch.cumsum(counts, 0) - counts).tolist()
         counts_list = counts.tolist()
         flat_scores = scores.reshape(-1)
+        numel = flat_scores.numel()
         for k in groups:
             pix = order[starts[k] : starts[k] + counts_list[k]]
-            chans = torch.nonzero(table[k]).flatten()
+            chans = torch.nonzero(table[k]).flatten().tolist()
+            # offset of channel 0 of each pixel; channel c is read from a view shifted by c planes
             base = pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
-            sub = flat_scores.take(base.unsqueeze(0) + chans.unsqueeze(1) * hw).float()
-            best = sub[0].clone()
-            arg = torch.zeros(best.shape, dtype=torch.long, device=device)
-            for r in range(1, sub.shape[0]):
-                better = sub[r] > best
-                arg.masked_fill_(better, r)
-                torch.maximum(best, sub[r], out=best)
+            rows = [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base).float() for ch in chans]
+            best = rows[0].clone()
+            lab_k = torch.full(best.shape, chans[0], dtype=torch.uint8, device=device)
+            for ch, row in zip(chans[1:], rows[1:], strict=True):
+                lab_k.masked_fill_(row > best, ch)
+                torch.maximum(best, row, out=best)
             if scores_are_probs:
-                total = sub.sum(0)
-                conf = torch.where(total > 0, best / total.clamp_min(1e-30), 1.0 / sub.shape[0])
+                total = torch.stack(rows).sum(0) if len(rows) > 2 else rows[0] + rows[1]
+                conf = torch.where(total > 0, best / total.clamp_min(1e-30), 1.0 / len(rows))
             else:
-                conf = 1.0 / sub.sub_(best).exp_().sum(0)
-            labels[pix] = chans[arg].to(torch.uint8)
-            confidence[pix] = conf
+                total = torch.zeros_like(best)
+                for row in rows:
+                    total += row.sub_(best).exp_()
+                conf = total.reciprocal_()
+            labels.index_put_((pix,), lab_k)
+            confidence.index_put_((pix,), conf)
     labels = labels.view(b, h, w)
     confidence = confidence.view(b, h, w)
     if min_confidence is not None:

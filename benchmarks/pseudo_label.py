@@ -1,0 +1,158 @@
+"""Pseudo-labelling throughput on CamVid with the shipped Cityscapes teacher; prints ONE JSON line.
+
+Figures, all measured in this one run:
+
+* ``forward_img_s``: the teacher alone (``Predictor.probs`` on images already in memory, same batches);
+* ``runner_img_s``: the whole runner (decode in workers, priors, statistics, PNG writing, journal);
+  ``runner_over_forward`` is their ratio (goal >= 0.85 on CPU, >= 0.95 on a GPU);
+* ``prior_share_19`` / ``prior_share_65``: the priors op on random probabilities at 1024x2048 with the
+  CamVid -> Cityscapes (19) and CamVid -> Mapillary Vistas v1.2 (65) mappings and a real CamVid GT
+  upscaled, as a share of one teacher forward pass at 1024x2048 (goal <= 5 %);
+* ``peak_rss_mb``: peak resident memory of this process (and of the decoding workers).
+
+Usage: ``python benchmarks/pseudo_label.py [--limit 16] [--size 512,1024] [--threads 1] [--device cpu]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from segunify.datasets import create_dataset
+    from segunify.mapping import load_mapping
+    from segunify.models import create_model
+    from segunify.models.checkpoint import save_checkpoint
+    from segunify.paths import data_path, weights_path
+    from segunify.pseudo import PseudoSettings, apply_priors, run_pseudo_label
+    from segunify.pseudo.runner import teacher_from_checkpoint
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", default=None, help="CamVid root (default: shared data)")
+    ap.add_argument("--weights", default="espnetv2_s2.0_cityscapes_1024x512.pth")
+    ap.add_argument("--limit", type=int, default=16)
+    ap.add_argument("--size", default="512,1024", help="teacher input H,W")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    size = tuple(int(v) for v in args.size.split(","))
+    root = Path(args.root) if args.root else data_path("CamVid")
+    weights = Path(args.weights) if Path(args.weights).is_file() else weights_path(args.weights)
+    s = 2.0 if "s2.0" in weights.name else 1.0
+
+    with tempfile.TemporaryDirectory(prefix="segunify-bench-") as tmp:
+        ckpt = save_checkpoint(
+            Path(tmp) / "teacher",
+            create_model("espnetv2", 19, weights=weights, s=s),
+            {"taxonomy": "cityscapes", "input_size": [512, 1024]},
+        )
+        settings = PseudoSettings(
+            size=size, batch_size=args.batch_size, workers=args.workers, limit=args.limit
+        )
+        teacher, info = teacher_from_checkpoint(ckpt, device, settings)
+        dataset = create_dataset("camvid", root)
+        mapping = load_mapping("camvid__cityscapes")
+        samples = dataset.samples("train")[: args.limit]
+
+        # forward only: the same batches, images already decoded
+        images = [dataset.read_image(x) for x in samples]
+        batches = [np.stack(images[i : i + args.batch_size]) for i in range(0, len(images), args.batch_size)]
+        teacher.probs(batches[0][:1])  # warm-up (allocator, oneDNN primitives)
+        t0 = time.perf_counter()
+        for b in batches:
+            probs = teacher.probs(b)
+            if device.type == "cuda":
+                probs.cpu()
+        forward_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        summary = run_pseudo_label(
+            teacher, info, dataset, "train", mapping, Path(tmp) / "out", settings, device=device
+        )
+        runner_s = time.perf_counter() - t0
+
+        # the priors op versus one forward pass at 1024x2048
+        full = cv2.resize(images[0], (2048, 1024), interpolation=cv2.INTER_LINEAR)
+        big, _ = teacher_from_checkpoint(ckpt, device, PseudoSettings(size=(1024, 2048)))
+        forward_big = _median_time(lambda: big.probs(full[None]), args.repeat)
+        gt_small = dataset.read_label(samples[0])
+        gt = torch.from_numpy(cv2.resize(gt_small, (2048, 1024), interpolation=cv2.INTER_NEAREST))[None].to(
+            device
+        )
+        shares = {}
+        prior_ms = {}
+        for name, classes in (("19", "cityscapes"), ("65", "mapillary-vistas-v1.2")):
+            m = load_mapping(f"camvid__{classes}")
+            g = torch.Generator(device=device).manual_seed(0)
+            p = torch.rand(1, m.source.num_classes, 1024, 2048, generator=g, device=device)
+            p /= p.sum(1, keepdim=True)
+            allowed = torch.as_tensor(m.allowed, device=device)
+            t = _median_time(
+                lambda p=p, a=allowed: apply_priors(p, gt, a, scores_are_probs=True), args.repeat
+            )
+            prior_ms[name] = round(t * 1000, 1)
+            shares[name] = round(t / forward_big, 4)
+            del p
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    n = len(samples)
+    result = {
+        "benchmark": "pseudo_label",
+        "device": str(device),
+        "threads": args.threads,
+        "images": n,
+        "input_size": list(size),
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "teacher": weights.name,
+        "forward_img_s": round(n / forward_s, 3),
+        "runner_img_s": round(n / runner_s, 3),
+        "runner_over_forward": round(forward_s / runner_s, 3),
+        "runner_forward_share": round(summary["run"]["ranks"][0]["forward_seconds"] / runner_s, 3),
+        "forward_1024x2048_ms": round(forward_big * 1000, 1),
+        "prior_19_ms": prior_ms["19"],
+        "prior_65_ms": prior_ms["65"],
+        "prior_share_19": shares["19"],
+        "prior_share_65": shares["65"],
+        "changed_share": summary["changed_share"],
+        "peak_rss_mb": round(peak, 1),
+        "peak_rss_workers_mb": round(peak_children, 1),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
