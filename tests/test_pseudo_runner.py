@@ -118,7 +118,9 @@ def test_outputs_equal_the_priors_op_and_stats_add_up(tmp_path):
     car = summary["extra_classes"]["Car"]
     assert car["pixels"] == sum(r["extra_pixels"][8] for r in manifest)
     assert car["changed_share"] == pytest.approx(car["changed"] / car["pixels"], abs=1e-6)
+    assert summary["changed_share_per_class"]["Car"] == car["changed_share"]
     assert summary["extra_classes"]["Road"]["kind"] == "one-to-one"
+    assert summary["extra_classes"]["Road"]["changed"] > 0  # singleton: the prior overrules the teacher
     assert summary["dataset"] == "camvid" and summary["split"] == "train"
     assert summary["source_taxonomy"] == "cityscapes" and load_summary(out)["images"] == len(samples)
 

@@ -12,12 +12,19 @@ images come from the same dataset adapter (``create_dataset(summary["dataset"], 
     <out>/manifest.jsonl            one JSON line per image, in the dataset's sample order: id, input,
                                     label, output, confidence, height, width, pixels, ignored, changed,
                                     mean_confidence, class_pixels [C], extra_pixels [K], extra_changed [K]
-    <out>/summary.json              totals, per-class pixel counts, per extra class the share of pixels
-                                    the prior changed, settings, teacher (path, sha256, taxonomy),
-                                    dataset, split, source_taxonomy, extra_taxonomy, mapping
+    <out>/summary.json              images, pixels, ignored, changed (+ _share), mean_confidence,
+                                    class_pixels {source class: n}, extra_classes {extra class: kind,
+                                    pixels, changed, changed_share}, changed_share_per_class, settings,
+                                    teacher (path, sha256, taxonomy), dataset, split, source_taxonomy,
+                                    extra_taxonomy, mapping, run (timings of the last run)
     <out>/settings.json             what determines the outputs; a restart with other settings refuses
     <out>/.parts/manifest-*.jsonl   per-rank journals (a line is appended only after its PNGs are in
                                     place); merged into manifest.jsonl at the end, read on restart
+
+"changed" counts labelled pixels where the prior overruled the teacher: the label's probability is
+below the teacher's maximum, i.e. it differs from the plain argmax (exact ties aside). Shares of
+``changed``/``class_pixels`` are over labelled (non-ignored) pixels; ``extra_pixels`` has K+1 entries,
+the last counting void/ignore GT. ``mean_confidence`` is over labelled pixels (singleton classes count 1).
 
 A reader needs only ``summary.json`` keys ``dataset``, ``split``, ``source_taxonomy`` and the PNG at
 ``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`).

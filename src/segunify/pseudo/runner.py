@@ -687,6 +687,10 @@ def _finish(
             }
             for k, name in enumerate(extra.classes)
         },
+        "changed_share_per_class": {
+            name: round(int(extra_changed[k]) / int(extra_pixels[k]), 6) if extra_pixels[k] else None
+            for k, name in enumerate(extra.classes)
+        },
         "void_gt_pixels": int(extra_pixels[extra.num_classes]),
         "run": {
             "world_size": world,
