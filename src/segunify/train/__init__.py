@@ -1,0 +1,1 @@
+"""Training on compound datasets: config (pydantic), data (parts, weighted sampler, augmentation), engine (accelerate)."""

@@ -102,6 +102,7 @@ class LogConfig(_Strict):
     tensorboard: bool = True
     every: Annotated[int, Field(gt=0)] = 10
     progress: bool = True
+    rank_record: bool = False  # each rank writes <out>/ranks/rank<r>.json: its draws and final weights hash
 
 
 class TrainConfig(_Strict):
@@ -259,6 +260,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except ValidationError as exc:
         loc, msg = _first_error(exc)
         key = _loc(loc) or "<top level>"
-        origin = " (from --set)" if any(key == o or key.startswith(o + ".") for o in overridden) else ""
+        related = any(key == o or key.startswith(o + ".") or o.startswith(key + ".") for o in overridden)
+        origin = " (from --set)" if related else ""
         line = None if origin else _line_of(text, loc)
         raise SegunifyError(f"{key}: {msg}{origin}", path, line) from None

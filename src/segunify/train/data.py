@@ -111,10 +111,13 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
 
 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
+    path = resolve_path(root, config_path, f"{key}.root")
+    if not path.is_dir():
+        raise SegunifyError(f"{key}.root: dataset folder not found: {path}", config_path)
     try:
-        return create_dataset(dataset, resolve_path(root, config_path, f"{key}.root"), **options)
+        return create_dataset(dataset, path, **options)
     except SegunifyError as exc:
-        raise _keyed(exc, key, config_path) from None
+        raise _keyed(exc, f"{key}.dataset", config_path) from None
     except TypeError as exc:
         raise SegunifyError(f"{key}.options: {exc}", config_path) from None
 

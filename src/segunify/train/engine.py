@@ -17,6 +17,8 @@ and checkpoint, so all ranks hold identical weights there.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shutil
@@ -171,7 +173,9 @@ def _scores(part: EvalPart, cm: np.ndarray, target: Taxonomy) -> EvalResult:
 
 def _table(r: EvalResult) -> Table:
     miou = "n/a" if r.miou is None else f"{100 * r.miou:.2f}"
-    table = Table(title=f"{r.name}: mIoU {miou}  pixel acc {100 * r.pixel_acc:.2f}", title_justify="left")
+    table = Table(
+        title=f"{r.name}: mIoU {miou}, pixel acc {100 * r.pixel_acc:.2f}", title_justify="left", min_width=50
+    )
     table.add_column("class")
     table.add_column("IoU %", justify="right")
     for name, v in r.per_class.items():
@@ -185,16 +189,19 @@ def _score(results: list[EvalResult]) -> float | None:
 
 
 def _accelerator(cfg: TrainConfig):
-    from accelerate import Accelerator
+    """Accelerate picks gloo for several CPU processes only when told it is on CPU (``cpu=True``)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    on_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
+        "1",
+        "true",
+    )
     mp = "no"
-    if (
-        cfg.amp
-        and torch.cuda.is_available()
-        and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
-    ):
+    if cfg.amp and not on_cpu:
         mp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return Accelerator(mixed_precision=mp)
+    # some models hold parameters that no forward uses (ESPNetv2's DownSampler keeps an unused PReLU)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision=mp, cpu=on_cpu, kwargs_handlers=[ddp])
 
 
 def find_last(out: Path) -> Path | None:
@@ -221,6 +228,26 @@ def _save(out: Path, name: str, model, meta: dict, state: dict | None) -> Path:
     os.replace(staging, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """Hash of every tensor of the state dict (names, dtypes, bytes): equal hashes = identical weights."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _write_rank_record(
+    out: Path, rank: int, seen: list[list[int]], model: torch.nn.Module, step: int
+) -> None:
+    """What this rank trained on and the hash of the weights it ended with (audits sharding and sync)."""
+    from segunify.labels import atomic_write_bytes
+
+    record = {"rank": rank, "step": step, "draws": seen, "weights_sha256": state_sha256(model)}
+    atomic_write_bytes(out / "ranks" / f"rank{rank}.json", json.dumps(record).encode())
 
 
 def _load_state(path: Path) -> dict:
@@ -271,6 +298,8 @@ def train(
 
     weights = cfg.model.weights
     weights_path = None if weights is None else resolve_path(weights, config_path, "model.weights")
+    if weights_path is not None and not weights_path.exists():
+        raise SegunifyError(f"model.weights: file not found: {weights_path}", config_path)
     try:
         model = create_model(cfg.model.name, target.num_classes, weights=weights_path, **cfg.model.kwargs)
     except SegunifyError as exc:
@@ -398,12 +427,15 @@ def train(
         disable=not (main and cfg.log.progress),
         transient=False,
     )
+    seen: list[list[int]] = []  # [draw, index] pairs this rank trained on (log.rank_record)
     last_log_time, last_log_step = time.perf_counter(), step
     with progress:
         task = progress.add_task("train", total=cfg.steps, completed=step, loss="-", ips="-")
         batches = iter(loader)
         while step < end:
             batch = next(batches)
+            if cfg.log.rank_record:
+                seen.extend([int(d), int(i)] for d, i in zip(batch["draw"], batch["index"], strict=True))
             torch.manual_seed(_step_seed(cfg.seed, step, rank))
             x = normalise(batch["image"])
             labels = batch["label"].to(device, non_blocking=True).long()
@@ -440,6 +472,8 @@ def train(
     checkpoint(results if step >= cfg.steps else None)
     if writer is not None:
         writer.close()
+    if cfg.log.rank_record:
+        _write_rank_record(out, rank, seen, unwrapped, step)
     summary = {
         "step": step,
         "losses": losses,
@@ -447,6 +481,7 @@ def train(
         "last": str(out / LAST),
         "best": str(out / BEST) if (out / BEST).exists() else None,
         "world": world,
+        "main": main,
     }
     accelerator.end_training()
     return summary

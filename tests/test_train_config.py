@@ -1,0 +1,176 @@
+"""Training config: overrides are typed, and every user mistake is one line naming the file and key, exit 1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from segunify.cli import main
+from segunify.errors import SegunifyError
+from segunify.train.config import load_config, parse_override
+from test_train_fixtures import base_config, make_camvid, make_pseudo, write_config
+
+
+@pytest.fixture(scope="module")
+def camvid(tmp_path_factory):
+    return make_camvid(tmp_path_factory.mktemp("data") / "camvid", n_train=4, n_val=2)
+
+
+def run_cli(args, capsys) -> tuple[int, list[str]]:
+    code = main(args)
+    err = capsys.readouterr().err
+    return code, [line for line in err.splitlines() if line.strip()]
+
+
+def test_overrides_are_typed(camvid, tmp_path):
+    path = write_config(tmp_path / "c.yaml", base_config(camvid, tmp_path / "run"))
+    cfg = load_config(
+        path,
+        [
+            "steps=20",
+            "augmentation.hflip=true",
+            "parts.0.weight=2.5",
+            "augmentation.crop=[32, 48]",
+            "grad_clip=1",
+        ],
+    )
+    assert cfg.steps == 20 and cfg.augmentation.hflip is True
+    assert cfg.parts[0].weight == 2.5 and cfg.augmentation.crop == (32, 48) and cfg.grad_clip == 1.0
+    assert parse_override("a.b=x:y") == (["a", "b"], "x:y")
+    assert parse_override("eval.size=null") == (["eval", "size"], None)
+
+
+@pytest.mark.parametrize(
+    ("edit", "sets", "expected"),
+    [
+        (lambda c: c["parts"][0].update(wieght=1), [], "parts.0.wieght: unknown key"),
+        (lambda c: c.update(steps="many"), [], "steps: Input should be a valid integer"),
+        (lambda c: None, ["parts.0.weight=-1"], "parts.0.weight: Input should be greater than 0"),
+        (lambda c: None, ["optimiser.lr=1"], "optimiser: unknown key (from --set)"),
+        (lambda c: c.pop("steps"), [], "steps: required key missing"),
+        (lambda c: c["augmentation"].update(scale=[2.0, 0.5]), [], "augmentation.scale: scale range must be"),
+        (
+            lambda c: c["parts"][0].update(root="/nonexistent/camvid"),
+            [],
+            "parts.0.root: dataset folder not found",
+        ),
+        (lambda c: c["parts"][0].update(dataset="nope"), [], "parts.0.dataset: unknown dataset 'nope'"),
+        (
+            lambda c: c["parts"][0].update(split="tset"),
+            [],
+            "parts.0.split: dataset 'camvid' has no split 'tset'",
+        ),
+        (lambda c: c["model"].update(weights="/nonexistent/w.pth"), [], "model.weights: file not found"),
+        (lambda c: c["model"].update(name="resnet9000"), [], "model: unknown model 'resnet9000'"),
+        (
+            lambda c: c.update(taxonomy="cityscapes"),
+            [],
+            "parts.0.mapping: ground truth is in taxonomy 'camvid'",
+        ),
+        (
+            lambda c: (c.update(taxonomy="cityscapes"), c["parts"][0].update(mapping="camvid__cityscapes")),
+            [],
+            "parts.0.mapping: mapping mappings/camvid__cityscapes.csv is not one-to-one for 'Building' (building;wall)",
+        ),
+        (
+            lambda c: c["parts"][0].update(mapping="/nonexistent/m.csv"),
+            [],
+            "parts.0.mapping: /nonexistent/m.csv",
+        ),
+    ],
+)
+def test_config_errors_are_one_line(camvid, tmp_path, capsys, edit, sets, expected):
+    cfg = base_config(camvid, tmp_path / "run")
+    edit(cfg)
+    path = write_config(tmp_path / "bad.yaml", cfg)
+    code, lines = run_cli(["train", str(path), *[a for s in sets for a in ("--set", s)]], capsys)
+    assert code == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {path}"), lines[0]
+    assert expected in lines[0], lines[0]
+    assert not (tmp_path / "run" / "last").exists()
+
+
+def test_unknown_key_names_its_line(camvid, tmp_path):
+    text = "\n".join(
+        [
+            "model: {name: espnetv2}",
+            "taxonomy: camvid",
+            "steps: 3",
+            "parts:",
+            f"  - dataset: camvid\n    root: {camvid}\n    labells: gt",
+        ]
+    )
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(SegunifyError) as err:
+        load_config(tmp_path / "c.yaml")
+    assert str(err.value) == f"{tmp_path / 'c.yaml'}:7: parts.0.labells: unknown key"
+
+
+def test_missing_and_invalid_files(tmp_path, capsys):
+    code, lines = run_cli(["train", str(tmp_path / "none.yaml")], capsys)
+    assert code == 1 and lines == [f"error: {tmp_path / 'none.yaml'}: config file not found"]
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    code, lines = run_cli(["train", str(tmp_path / "bad.yaml")], capsys)
+    assert code == 1 and len(lines) == 1 and "invalid YAML" in lines[0]
+
+
+def _pseudo_cfg(camvid, tmp_path, summary: dict | None = None, drop: bool = False):
+    pseudo = make_pseudo(camvid, tmp_path / "pseudo")
+    if summary is not None:
+        (pseudo / "summary.json").write_text(json.dumps(summary))
+    if drop:
+        next((pseudo / "trainannot").glob("*.png")).unlink()
+    cfg = base_config(camvid, tmp_path / "run", taxonomy="cityscapes")
+    cfg["parts"][0]["labels"] = str(pseudo)
+    return write_config(tmp_path / "p.yaml", cfg), pseudo
+
+
+@pytest.mark.parametrize(
+    ("summary", "drop", "expected"),
+    [
+        (
+            {"dataset": "camvid", "split": "train", "source_taxonomy": "mapillary-vistas-v1.2"},
+            False,
+            "holds source_taxonomy 'mapillary-vistas-v1.2', but the target taxonomy is 'cityscapes'",
+        ),
+        (
+            {"dataset": "camvid", "split": "val", "source_taxonomy": "cityscapes"},
+            False,
+            "this part's split is 'train'",
+        ),
+        ({"dataset": "camvid", "split": "train"}, False, "has no 'source_taxonomy'"),
+        (None, True, "parts.0.labels: pseudo-label file missing:"),
+    ],
+)
+def test_pseudo_dir_errors(camvid, tmp_path, capsys, summary, drop, expected):
+    path, pseudo = _pseudo_cfg(camvid, tmp_path, summary, drop)
+    code, lines = run_cli(["train", str(path)], capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {path}: parts.0.labels") and expected in lines[0], lines[0]
+    if drop:
+        assert str(pseudo / "trainannot") in lines[0]
+
+
+def test_pseudo_dir_must_exist(camvid, tmp_path, capsys):
+    cfg = base_config(camvid, tmp_path / "run", taxonomy="cityscapes")
+    cfg["parts"][0]["labels"] = str(tmp_path / "missing")
+    path = write_config(tmp_path / "p.yaml", cfg)
+    code, lines = run_cli(["train", str(path)], capsys)
+    assert code == 1 and lines == [
+        f"error: {path}: parts.0.labels: pseudo-label directory not found: {tmp_path / 'missing'}"
+    ]
+
+
+def test_resume_errors(camvid, tmp_path, capsys):
+    path = write_config(tmp_path / "c.yaml", base_config(camvid, tmp_path / "run", steps=1))
+    code, lines = run_cli(["train", str(path), "--resume"], capsys)
+    assert code == 1 and len(lines) == 1 and "--resume: no previous run in" in lines[0]
+    assert main(["train", str(path)]) == 0
+    capsys.readouterr()
+    code, lines = run_cli(["train", str(path)], capsys)
+    assert code == 1 and len(lines) == 1 and "already holds a run; add --resume" in lines[0]
+    (tmp_path / "run" / "last" / "train_state.pt").write_bytes(b"garbage")
+    code, lines = run_cli(["train", str(path), "--resume"], capsys)
+    assert code == 1 and len(lines) == 1 and "cannot read training state" in lines[0], lines
