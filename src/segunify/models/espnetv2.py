@@ -43,8 +43,8 @@ def _adaptive_avg_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     where output sizes that do not divide the input are not supported. Same bins, same average."""
     if not torch.onnx.is_in_onnx_export():
         return F.adaptive_avg_pool2d(x, size)
-    h, w = x.shape[-2:]
-    return _pool_matrix(size[0], h, x) @ x @ _pool_matrix(size[1], w, x).transpose(0, 1)
+    h, w = int(x.shape[-2]), int(x.shape[-1])  # plain ints: the export has a fixed input size
+    return _pool_matrix(int(size[0]), h, x) @ x @ _pool_matrix(int(size[1]), w, x).transpose(0, 1)
 
 
 def _pool_matrix(out: int, inp: int, like: torch.Tensor) -> torch.Tensor:
@@ -199,7 +199,7 @@ class EfficientPyrPool(nn.Module):
 
     def forward(self, x):
         x = self.projection_layer(x)
-        h, w = x.shape[2:]
+        h, w = int(x.shape[2]), int(x.shape[3])
         outs = []
         for scale, stage in zip(self.SCALES, self.stages, strict=True):
             hs, ws = max(math.ceil(h * scale), 5), max(math.ceil(w * scale), 5)

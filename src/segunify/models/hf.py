@@ -126,11 +126,13 @@ def _segformer(variant: str):
                 )
             except (OSError, ValueError) as exc:
                 raise SegunifyError(f"cannot load SegFormer: {str(exc).splitlines()[0]}", weights) from None
-            for key, value in preset.items():
-                if list(getattr(hf_model.config, key)) != value and not isinstance(value, int):
+            expected = {**preset, **{k: v for k, v in (config or {}).items() if k in preset}}
+            for key, value in expected.items():
+                have = getattr(hf_model.config, key)
+                if (list(have) if isinstance(have, list | tuple) else have) != value:
                     raise SegunifyError(
-                        f"folder holds a different SegFormer variant ({key}={getattr(hf_model.config, key)}, "
-                        f"segformer-{variant} has {value})",
+                        f"folder holds a different SegFormer variant ({key}={have}, segformer-{variant} has "
+                        f"{value}; pass config={{...}} for a custom size)",
                         weights,
                     )
         else:
