@@ -231,3 +231,21 @@ def test_labels_to_masks_hand_case():
     masks, classes = labels_to_masks(lab, 3)
     assert classes[0].tolist() == [0, 2]
     assert masks[0].tolist() == [[[1, 0], [0, 0]], [[0, 1], [0, 1]]]
+
+
+@pytest.mark.slow
+def test_teacher_camvid_val_figure(weights_dir, camvid_root):
+    """The acceptance figure (issue 4): s=2.0 at 1024x512, Cityscapes-19 mapped to CamVid-11, all 101
+    val images: 63.9 mIoU / 90.4 % pixel accuracy expected; measured 63.93 / 90.40 (benchmarks/
+    teacher_camvid.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "teacher_camvid.py"
+    spec = importlib.util.spec_from_file_location("teacher_camvid", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.measure(2.0, size=(512, 1024), split="val")
+    assert result["images"] == 101
+    assert abs(result["miou"] - 63.9) <= 0.5
+    assert abs(result["pixel_acc"] - 90.4) <= 0.5

@@ -1,0 +1,72 @@
+"""``segunify export --onnx``: parity with onnxruntime, failure paths; ``segunify models list``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segunify.cli import main
+from segunify.models import create_model
+from segunify.models.checkpoint import load_checkpoint, save_checkpoint
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("espnetv2", 11, s=1.0).eval()
+    path = tmp_path_factory.mktemp("export") / "ck"
+    save_checkpoint(path, model, {"taxonomy": "camvid", "input_size": (64, 96)})
+    return path
+
+
+def _text(capsys) -> str:
+    captured = capsys.readouterr()
+    return " ".join((captured.out + captured.err).split())
+
+
+def test_onnx_export_matches_torch(ckpt, tmp_path, capsys):
+    import onnxruntime as ort
+
+    out = tmp_path / "m.onnx"
+    # 96x160 is not a multiple of the pyramid pools' bin counts: exercises the export-safe pooling
+    assert main(["export", str(ckpt), "--onnx", str(out), "--size", "96,160"]) == 0
+    text = _text(capsys)
+    assert "max abs diff" in text and "input [1,3,96,160]" in text
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    x = np.random.default_rng(3).standard_normal((1, 3, 96, 160), dtype=np.float32)
+    got = session.run(None, {"image": x})[0]
+    model, _ = load_checkpoint(ckpt)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert got.shape == (1, 11, 96, 160)
+    assert np.abs(got - ref).max() < 1e-3
+
+
+def test_export_fails_on_parity_and_leaves_no_file(ckpt, tmp_path, capsys, monkeypatch):
+    import segunify.cli.models as cli_models
+
+    monkeypatch.setattr(cli_models, "onnx_parity", lambda *a, **k: 0.5)
+    out = tmp_path / "bad.onnx"
+    assert main(["export", str(ckpt), "--onnx", str(out), "--size", "32,32"]) == 1
+    assert "parity check failed: max abs diff 0.5 > 0.001" in _text(capsys)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_export_needs_a_size_and_a_checkpoint(tmp_path, capsys):
+    model = create_model("espnetv2", 2, s=1.0)
+    save_checkpoint(tmp_path / "nosize", model, {"classes": ["a", "b"]})
+    assert main(["export", str(tmp_path / "nosize"), "--onnx", str(tmp_path / "x.onnx")]) == 1
+    assert "give --size H,W" in _text(capsys)
+    assert main(["export", str(tmp_path / "missing"), "--onnx", str(tmp_path / "x.onnx")]) == 1
+    assert "checkpoint folder not found" in _text(capsys)
+
+
+def test_models_list(capsys):
+    assert main(["models", "list"]) == 0
+    text = _text(capsys)
+    for name in ("espnetv2", "segformer-b0", "segformer-b5", "mask2former"):
+        assert name in text
