@@ -579,11 +579,16 @@ def _label_group(
 
 
 def _write_one(out: Path, sample: Sample, result: dict, settings: PseudoSettings, journal: _Journal) -> None:
-    atomic_write_bytes(pseudo_label_path(out, sample), encode_png(result["labels"]))
+    target = pseudo_label_path(out, sample)
     conf_rel = None
-    if result["confidence"] is not None:
-        atomic_write_bytes(confidence_path(out, sample), encode_png(result["confidence"]))
-        conf_rel = f"{CONFIDENCE}/{sample.rel}"
+    try:
+        atomic_write_bytes(target, encode_png(result["labels"]))
+        if result["confidence"] is not None:
+            target = confidence_path(out, sample)
+            atomic_write_bytes(target, encode_png(result["confidence"]))
+            conf_rel = f"{CONFIDENCE}/{sample.rel}"
+    except OSError as exc:
+        raise SegunifyError(f"cannot write pseudo-label: {exc.strerror or exc}", target) from None
     record = {
         "id": sample.id,
         "input": str(sample.image),
