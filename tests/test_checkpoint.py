@@ -174,10 +174,9 @@ def test_import_weights_cli(weights_dir, tmp_path, capsys):
     model, meta = load_checkpoint(out, taxonomy="cityscapes")
     assert meta["source"] == {"file": pth.name, "sha256": S2_SHA, "head": "sliced"}
     assert meta["input_size"] == [512, 1024] and meta["model_kwargs"]["s"] == 2.0
-    direct = create_model("espnetv2", 19, weights=pth, s=2.0).eval()
-    x = torch.randn(1, 3, 64, 128)
-    with torch.no_grad():
-        assert torch.equal(model(x), direct(x))
+    shipped = torch.load(pth, map_location="cpu", weights_only=True)
+    for k, v in model.state_dict().items():  # identical tensors, the head cut to 19 channels
+        assert torch.equal(v, shipped[k][:19] if k.startswith("bu_dec_l4.merge_layer.3.") else shipped[k]), k
     # a taxonomy whose class count the head cannot serve is refused, not given a random head
     assert (
         main(["import-weights", "--pth", str(pth), "--taxonomy", "camvid", "--out", str(tmp_path / "x")]) == 1

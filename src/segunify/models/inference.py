@@ -59,6 +59,12 @@ def _to_tensor(images) -> torch.Tensor:
     raise SegunifyError(f"expected RGB images with 3 channels, got shape {tuple(t.shape)}")
 
 
+def _softmax_(t: torch.Tensor) -> torch.Tensor:
+    """Softmax over classes in place: the full-resolution logits become the probabilities, no copy."""
+    t.sub_(t.amax(1, keepdim=True)).exp_()
+    return t.div_(t.sum(1, keepdim=True))
+
+
 def _pair(size) -> tuple[int, int] | None:
     if size is None:
         return None
@@ -196,12 +202,12 @@ class Predictor:
         if acc is None:
             if logits.shape[-2:] != size:
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            return torch.softmax(logits, dim=1)
+            return _softmax_(logits)
         for i in range(logits.shape[0]):
             one = logits[i : i + 1]
             if one.shape[-2:] != size:
                 one = F.interpolate(one, size=size, mode="bilinear", align_corners=False)
-            acc[i : i + 1] += torch.softmax(one, dim=1)
+            acc[i : i + 1] += _softmax_(one)  # one is a view of this pass's own logits
         return acc
 
     def predict(self, images) -> np.ndarray:
