@@ -12,7 +12,7 @@ from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
 from segunify.evaluation import Evaluator, ModelPredictions, PredDir, evaluate_dataset
-from segunify.labels import write_index_png, write_png
+from segunify.labels import read_image, write_index_png, write_png
 from segunify.mapping import load_mapping
 from segunify.metrics import confusion_matrix, scores
 from segunify.taxonomy import load_taxonomy
@@ -197,6 +197,30 @@ def test_cli_pred_dir_table_and_json(camvid, tmp_path, capsys):
     assert sorted(p.name for p in out_json.parent.iterdir()) == ["result.json"]
 
 
+def test_cli_per_image_and_pictures(camvid, tmp_path, capsys):
+    root, labels = camvid
+    preds = noisy(labels, np.random.default_rng(5))
+    write_preds(tmp_path / "pred", preds)
+    vis = tmp_path / "vis"
+    code, out, err = run(
+        base(root, tmp_path / "pred")
+        + ["--per-image", "--vis", str(vis), "--vis-count", "2", "--json", str(tmp_path / "r.json")],
+        capsys,
+    )
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    per = {r["id"]: r for r in result["per_image"]}
+    assert sorted(per) == ["val/a", "val/b", "val/c"]
+    s = scores(confusion_matrix(labels["b"], preds["b"], 11))
+    assert per["val/b"]["pixel_acc"] == pytest.approx(s.pixel_acc) and per["val/b"]["miou"] == pytest.approx(
+        s.miou
+    )
+    assert "lowest pixel accuracy" in out
+    assert sorted(p.name for p in vis.iterdir()) == ["iou.png", "legend.png", "val_a.png", "val_c.png"]
+    picture = read_image(vis / "val_a.png")
+    assert picture.shape[1] == 4 * W + 3 * 4  # image | GT | prediction | errors
+
+
 def test_cli_cross_taxonomy(camvid, tmp_path, capsys):
     root, labels = camvid
     preds = {k: np.full(g.shape, 13, dtype=np.uint8) for k, g in labels.items()}  # all 'car'
@@ -228,7 +252,16 @@ def test_cli_cross_taxonomy(camvid, tmp_path, capsys):
     assert "predicted cityscapes classes" in out
 
 
-def test_cli_model_checkpoint(camvid, tmp_path, capsys):
+@pytest.fixture()
+def one_thread():
+    """Tiny convolutions on a busy 2-core machine run far faster on one thread than on several."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cli_model_checkpoint(camvid, tmp_path, capsys, one_thread):
     """--model goes through Predictor.from_checkpoint: a tiny untrained ESPNetv2 must give a valid result."""
     pytest.importorskip("segunify.models.inference")
     from segunify.models import create_model

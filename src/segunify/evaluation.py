@@ -70,9 +70,10 @@ class Evaluator:
         self.confusion = np.zeros(self.shape, dtype=np.int64)
         self.images = 0
 
-    def update(self, gt, pred) -> None:
-        """Add one label map or a batch (same shapes; numpy or torch). Raises ``ValueError`` for a
-        shape mismatch or predicted ids outside the prediction taxonomy on valid pixels."""
+    def update(self, gt, pred):
+        """Add one label map or a batch (same shapes; numpy or torch) and return its own confusion
+        matrix. Raises ``ValueError`` for a shape mismatch or predicted ids outside the prediction
+        taxonomy on valid pixels."""
         cm = confusion_matrix_rect(gt, pred, *self.shape, ignore_index=IGNORE)
         if isinstance(cm, torch.Tensor) and cm.device.type != "cpu":
             if isinstance(self.confusion, np.ndarray):
@@ -81,6 +82,21 @@ class Evaluator:
         else:
             self.confusion = self.confusion + _as_numpy(cm)
         self.images += 1 if gt.ndim <= 2 else int(gt.shape[0])
+        return cm
+
+    def summary(self, cm) -> dict:
+        """``miou`` and ``pixel_acc`` of one confusion matrix of this evaluator's shape (e.g. one image's,
+        as returned by :meth:`update`); cross-taxonomy uses the allowed-set rule."""
+        cm = _as_numpy(cm)
+        if self.mapping is None:
+            s = scores(cm)
+            return {"miou": _num(s.miou), "pixel_acc": _num(s.pixel_acc)}
+        cross = cross_taxonomy_scores(cm, self.mapping.allowed)
+        s = cross.get("scores")
+        return {
+            "miou": _num(s.miou) if s is not None else None,
+            "pixel_acc": _num(cross["pixel_acc_allowed"]),
+        }
 
     def result(self) -> dict:
         """JSON-ready scores. Classes absent from both GT and predictions are excluded from mIoU and
@@ -272,12 +288,16 @@ def evaluate_dataset(
     mapping: Mapping | None = None,
     limit: int | None = None,
     on_sample: Callable[[Sample], None] | None = None,
+    per_image: bool = False,
+    on_pair: Callable[[Sample, np.ndarray | None, np.ndarray, np.ndarray], None] | None = None,
 ) -> dict:
     """Score ``predictions`` on every sample of ``dataset``'s ``split`` (or the first ``limit``).
 
     Without ``mapping`` predictions are in the dataset's own taxonomy; with it, in ``mapping.source``.
     Raises :class:`SegunifyError` naming the file for a missing prediction, a size mismatch or
-    prediction ids outside the prediction taxonomy.
+    prediction ids outside the prediction taxonomy. ``per_image`` adds ``per_image`` (id, mIoU, pixel
+    accuracy of each sample) to the result; ``on_pair(sample, image or None, label, pred)`` sees every
+    scored pair (e.g. to draw pictures of a few).
     """
     evaluator = Evaluator(dataset.taxonomy, mapping)
     samples = dataset.samples(split)
@@ -285,6 +305,7 @@ def evaluate_dataset(
         samples = samples[:limit]
     if not samples:
         raise SegunifyError(f"dataset {dataset.name!r} has no samples in split {split!r}", dataset.root)
+    images: list[dict] = []
     for sample, image, label in _prefetch(dataset, samples, predictions.needs_image):
         pred = predictions(sample, image)
         where = predictions.path(sample) if isinstance(predictions, PredDir) else sample.image
@@ -294,14 +315,20 @@ def evaluate_dataset(
                 where,
             )
         try:
-            evaluator.update(label, pred)
+            cm = evaluator.update(label, pred)
         except ValueError as exc:
             raise SegunifyError(
                 f"{exc} (prediction taxonomy {evaluator.pred_taxonomy.name!r})", where
             ) from None
+        if per_image:
+            images.append({"id": sample.id, **evaluator.summary(cm)})
+        if on_pair is not None:
+            on_pair(sample, image, label, pred)
         if on_sample is not None:
             on_sample(sample)
     result = evaluator.result()
+    if per_image:
+        result["per_image"] = images
     result.update(
         dataset=dataset.name, root=str(dataset.root), split=split, predictions=predictions.describe()
     )

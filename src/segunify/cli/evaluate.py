@@ -80,6 +80,30 @@ def _model_predictions(ckpt: str, size, flip: bool, device: str, mapping, datase
     return ModelPredictions(predict, name=f"model {path}")
 
 
+def _vis_writer(out: Path, ds, mapping, samples, count: int):
+    """An ``on_pair`` callback drawing image | GT | prediction | errors for ``count`` evenly spaced samples."""
+    import numpy as np
+
+    from segunify import viz
+
+    picks = {
+        samples[i].id for i in np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)
+    }
+    pred_tax = mapping.source if mapping is not None else ds.taxonomy
+    allowed = mapping.allowed if mapping is not None else None
+
+    def draw(sample, image, label, pred) -> None:
+        if sample.id not in picks:
+            return
+        image = image if image is not None else ds.read_image(sample)
+        picture = viz.comparison(
+            image, label, [pred], ds.taxonomy, pred_tax, names=["prediction"], allowed=allowed
+        )
+        viz.save(out / f"{sample.id.replace('/', '_')}.png", picture)
+
+    return draw
+
+
 def evaluate(
     dataset: str = typer.Option(..., "--dataset", help="dataset adapter name (see 'segunify datasets list')"),
     root: str = typer.Option(..., "--root", help="dataset root in the publisher's layout"),
@@ -108,6 +132,15 @@ def evaluate(
         help="dataset option key=value (e.g. label_crop=4,18 for the KITTI sample); repeatable",
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="evaluate only the first N samples"),
+    per_image: bool = typer.Option(
+        False, "--per-image", help="add each image's mIoU and pixel accuracy to the JSON and list the worst"
+    ),
+    vis: str | None = typer.Option(
+        None,
+        "--vis",
+        help="write pictures here: image|GT|prediction|errors for a few samples, IoU chart, legends",
+    ),
+    vis_count: int = typer.Option(4, "--vis-count", min=1, help="--vis: samples to draw (evenly spaced)"),
     show_sources: bool = typer.Option(
         True,
         "--source-shares/--no-source-shares",
@@ -141,6 +174,7 @@ def evaluate(
         source = _model_predictions(model, size_hw, flip, device, mp, ds.taxonomy)  # type: ignore[arg-type]
     samples = ds.samples(split)
     total = min(len(samples), limit) if limit else len(samples)
+    on_pair = _vis_writer(Path(vis), ds, mp, samples[:total], vis_count) if vis else None
     with progress_bar(console=console, transient=True) as bar:
         task = bar.add_task(f"evaluating {dataset} {split}", total=total, rate="")
         start = time.perf_counter()
@@ -150,7 +184,9 @@ def evaluate(
             done = bar.tasks[0].completed
             bar.update(task, rate=f"{done / max(time.perf_counter() - start, 1e-9):.1f} img/s")
 
-        result = evaluate_dataset(ds, split, source, mapping=mp, limit=limit, on_sample=step)
+        result = evaluate_dataset(
+            ds, split, source, mapping=mp, limit=limit, on_sample=step, per_image=per_image, on_pair=on_pair
+        )
     result["seconds"] = round(time.perf_counter() - start, 3)
     title = f"{dataset} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")
     console.print(result_table(result, title=title))
@@ -159,6 +195,20 @@ def evaluate(
     console.print(summary_line(result), highlight=False)
     if result["note"]:
         console.print(f"note: {result['note']}", markup=False, highlight=False, soft_wrap=True)
+    if per_image:
+        ranked = sorted(result["per_image"], key=lambda r: -1 if r["pixel_acc"] is None else r["pixel_acc"])
+        worst = ", ".join(
+            f"{r['id']} ({100 * r['pixel_acc']:.1f} %)" for r in ranked[:3] if r["pixel_acc"] is not None
+        )
+        console.print(f"lowest pixel accuracy: {worst}", markup=False, highlight=False, soft_wrap=True)
+    if vis:
+        from segunify import viz
+
+        viz.iou_bar_chart(result, Path(vis) / "iou.png", title=title)
+        viz.save(Path(vis) / "legend.png", viz.legend(ds.taxonomy, cols=2))
+        if mp is not None:
+            viz.save(Path(vis) / "legend_source.png", viz.legend(mp.source, cols=2))
+        console.print(f"wrote pictures to {vis}", markup=False, highlight=False)
     if json_out:
         write_result(result, json_out)
         console.print(f"wrote {json_out}", markup=False, highlight=False)
