@@ -97,6 +97,20 @@ def test_evaluate_model_stand_in_is_perfect(camvid):
     assert "Bicyclist" in result["note"] and "excluded" in result["note"]
 
 
+def test_model_predictions_from_predictor_takes_first_of_batch(camvid):
+    root, _ = camvid
+
+    class FakePredictor:
+        def predict(self, images):
+            batch = np.asarray(images)[None] if np.asarray(images).ndim == 3 else np.asarray(images)
+            return (batch[..., 0] // 20).astype(np.uint8)
+
+    result = evaluate_dataset(
+        create_dataset("camvid", root), "val", ModelPredictions.from_predictor(FakePredictor(), "fake")
+    )
+    assert result["miou"] == 1.0 and result["predictions"] == "fake"
+
+
 def test_evaluate_cross_taxonomy_through_mapping(camvid, tmp_path):
     root, labels = camvid
     mapping = load_mapping("camvid__cityscapes")

@@ -248,6 +248,12 @@ class ModelPredictions:
         self.predict_fn = predict_fn
         self.name = name
 
+    @classmethod
+    def from_predictor(cls, predictor, name: str = "model") -> ModelPredictions:
+        """Wrap a :class:`segunify.models.inference.Predictor` (or anything whose ``predict(images)``
+        returns ``[B, H, W]`` ids), e.g. for evaluation during training."""
+        return cls(lambda image: predictor.predict(image)[0], name=name)
+
     def describe(self) -> str:
         return self.name
 

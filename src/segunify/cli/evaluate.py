@@ -73,11 +73,7 @@ def _model_predictions(ckpt: str, size, flip: bool, device: str, mapping, datase
     if size is not None:
         opts["size"] = size
     predictor = Predictor.from_checkpoint(path, device=device, **opts)
-
-    def predict(image):
-        return predictor.predict(image)[0]
-
-    return ModelPredictions(predict, name=f"model {path}")
+    return ModelPredictions.from_predictor(predictor, name=f"model {path}")
 
 
 def _vis_writer(out: Path, ds, mapping, samples, count: int):
