@@ -162,7 +162,7 @@ def test_two_shards_equal_one_process(tmp_path):
     assert run(root, out, state=FakeState(1, 2), batch_size=2) is None
     journal = [json.loads(x)["id"] for x in (out / PARTS / "manifest-00001.jsonl").read_text().splitlines()]
     ids = [s.id for s in create_dataset("camvid", root).samples("train")]
-    assert journal == ids[2:4] + ids[6:8]  # rank 1 takes global batches 1 and 3
+    assert sorted(journal) == ids[2:4] + ids[6:8]  # rank 1 takes global batches 1 and 3 (any order)
     summary = run(root, out, state=FakeState(0, 2), batch_size=2)
     assert summary["run"]["world_size"] == 2 and summary["images"] == 8
     assert tree_bytes(out) == tree_bytes(tmp_path / "one")
