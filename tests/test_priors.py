@@ -176,7 +176,7 @@ def problems(draw):
     return scores, torch.from_numpy(gt.astype(np.uint8)), allowed
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(problems(), st.booleans())
 def test_matches_dense_reference(problem, fill_void):
     scores, gt, allowed = problem
@@ -186,7 +186,7 @@ def test_matches_dense_reference(problem, fill_void):
     assert torch.allclose(conf, ref_conf, atol=1e-5)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(problems())
 def test_labels_lie_in_the_allowed_set_and_singletons_follow_the_mapping(problem):
     scores, gt, allowed = problem
@@ -204,7 +204,7 @@ def test_labels_lie_in_the_allowed_set_and_singletons_follow_the_mapping(problem
     assert ((conf >= 0) & (conf <= 1 + 1e-6)).all()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(problems())
 def test_no_priors_equals_argmax(problem):
     scores, _, _ = problem
