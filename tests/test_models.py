@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from segunify.errors import SegunifyError
 from segunify.models import available_models, count_parameters, create_model
 from segunify.models.espnetv2 import HEAD_KEYS, ESPNetv2Seg, _pool_matrix
+from segunify.models.hf import HEAD_PREFIXES as HF_HEAD_PREFIXES
 
 torch.set_num_threads(2)
 
@@ -199,9 +200,19 @@ def test_segformer_from_pretrained_folder_is_local_only(tmp_path, tiny_segformer
         create_model("segformer-b0", 5, weights=tmp_path / "hf")
 
 
-def test_mask2former_tiny_semantic_scores_and_own_loss():
+def test_mask2former_tiny_semantic_scores_and_own_loss(tmp_path):
+    from segunify.models.checkpoint import load_checkpoint, save_checkpoint
+
     torch.manual_seed(0)
     model = create_model("mask2former", 4, config=TINY_MASK2FORMER).eval()
+    save_checkpoint(tmp_path / "m2f", model, {"classes": list("abcd")})
+    student = create_model("mask2former", 6, weights=tmp_path / "m2f")
+    assert student.hf.class_predictor.out_features == 7  # 6 classes + no-object
+    ref = model.state_dict()
+    kept = [k for k in student.state_dict() if not k.startswith(HF_HEAD_PREFIXES)]
+    assert len(kept) == len(ref) - 3
+    assert all(torch.equal(student.state_dict()[k], ref[k]) for k in kept)
+    reloaded, _ = load_checkpoint(tmp_path / "m2f")
     assert model.has_own_loss
     x = torch.randn(2, 3, 40, 56)
     with torch.no_grad():
@@ -214,6 +225,8 @@ def test_mask2former_tiny_semantic_scores_and_own_loss():
     ref = sum(cls[:, q, :4, None, None] * masks[:, q, None] for q in range(cls.shape[1]))
     ref = F.interpolate(torch.log(ref.clamp_min(1e-6)), size=(64, 64), mode="bilinear", align_corners=False)
     assert torch.allclose(out, ref[:, :, :40, :56], atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), out)
     model.train()
     labels = torch.randint(0, 4, (2, 40, 56))
     labels[:, :6] = 255

@@ -44,7 +44,7 @@ SWIN_PRESETS = {
     "swin-b": {"embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32], "window_size": 12},
     "swin-l": {"embed_dim": 192, "depths": [2, 2, 18, 2], "num_heads": [6, 12, 24, 48], "window_size": 12},
 }
-HEAD_PREFIXES = ("hf.decode_head.classifier.", "hf.class_predictor.")
+HEAD_PREFIXES = ("hf.decode_head.classifier.", "hf.class_predictor.", "hf.criterion.empty_weight")
 MULTIPLE = 32
 _DROP_KEYS = ("transformers_version", "_name_or_path", "architectures", "id2label", "label2id", "dtype")
 
