@@ -63,6 +63,8 @@ def test_export_needs_a_size_and_a_checkpoint(tmp_path, capsys):
     assert "give --size H,W" in _text(capsys)
     assert main(["export", str(tmp_path / "missing"), "--onnx", str(tmp_path / "x.onnx")]) == 1
     assert "checkpoint folder not found" in _text(capsys)
+    assert main(["export", str(tmp_path / "nosize"), "--onnx", str(tmp_path / "x.onnx"), "--size", "12"]) == 2
+    assert "expected H,W" in _text(capsys)
 
 
 def test_models_list(capsys):

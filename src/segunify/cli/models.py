@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import click
 import numpy as np
 import typer
 
@@ -25,9 +24,9 @@ def _size(text: str | None, flag: str = "--size") -> tuple[int, int] | None:
     try:
         h, w = (int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise click.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint=flag) from None
+        raise typer.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint=flag) from None
     if h < 1 or w < 1:
-        raise click.BadParameter(f"sizes must be positive, got {text!r}", param_hint=flag)
+        raise typer.BadParameter(f"sizes must be positive, got {text!r}", param_hint=flag)
     return h, w
 
 
@@ -214,6 +213,8 @@ def predict(
     from segunify.models.inference import Predictor
     from segunify.taxonomy import load_taxonomy
 
+    if not 0.0 <= alpha <= 1.0:
+        raise typer.BadParameter(f"expected a weight in [0, 1], got {alpha}", param_hint="--alpha")
     images = collect_images(inputs)
     opts = {"mode": mode, "flip": flip}
     if size is not None:
