@@ -166,17 +166,19 @@ class Predictor:
         for y0 in ys:
             for x0 in xs:
                 out = self._logits(x[:, :, y0 : y0 + wh, x0 : x0 + ww])
+                if out.shape[-2:] != (wh, ww):
+                    out = F.interpolate(out, size=(wh, ww), mode="bilinear", align_corners=False)
                 if acc is None:
                     acc = torch.zeros(x.shape[0], out.shape[1], hp, wp, device=x.device)
                 acc[:, :, y0 : y0 + wh, x0 : x0 + ww] += out
                 count[:, :, y0 : y0 + wh, x0 : x0 + ww] += 1
-        return (acc / count)[:, :, :h, :w]
+        return acc.div_(count)[:, :, :h, :w]
 
     @torch.inference_mode()
     def probs(self, images) -> torch.Tensor:
         """Softmax probabilities ``[B, C, H, W]`` float32 at the images' own resolution."""
         img = _to_tensor(images).to(self.device)
-        b, _, h, w = img.shape
+        h, w = img.shape[-2:]
         x = (img.float() - self.mean) / self.std
         base = self.size if (self.mode == "resize" and self.size is not None) else (h, w)
         acc: torch.Tensor | None = None
