@@ -138,6 +138,33 @@ def test_evaluate_cross_taxonomy_through_mapping(camvid, tmp_path):
     assert set(car) == {"car", "truck", "bus", "train"} and sum(car.values()) == pytest.approx(1.0)
 
 
+def test_evaluator_non_partition_mapping_reports_allowed_accuracy():
+    from segunify.mapping import parse_mapping
+
+    camvid, cityscapes = load_taxonomy("camvid"), load_taxonomy("cityscapes")
+    rows = [
+        f"{k},{n},{'car;truck' if n == 'Car' else ('building;truck' if n == 'Building' else 'sky')}"
+        for k, n in enumerate(camvid.classes)
+    ]
+    mapping = parse_mapping("\n".join(rows), camvid, cityscapes)
+    assert not mapping.is_partition
+    ev = Evaluator(camvid, mapping)
+    gt = np.array([[8, 8, 1, 1, 0, 255]], dtype=np.uint8)  # Car, Car, Building, Building, Sky, void
+    pred = np.array([[14, 0, 14, 2, 10, 0]], dtype=np.uint8)  # truck, road, truck, building, sky, road
+    ev.update(gt, pred)
+    r = ev.result()
+    assert r["miou"] is None and not r["partition"]
+    assert r["pixel_acc"] == pytest.approx(4 / 5)
+    acc = {c["name"]: c["acc"] for c in r["classes"]}
+    assert acc["Car"] == 0.5 and acc["Building"] == 1.0 and acc["Sky"] == 1.0 and acc["Road"] is None
+    assert (
+        "Road" in r["absent_classes"]
+        and "not a partition" in r["note"]
+        and "without ground-truth" in r["note"]
+    )
+    assert r["mean_acc"] == pytest.approx((0.5 + 1 + 1) / 3)
+
+
 def test_evaluator_torch_batches_equal_numpy():
     tax = load_taxonomy("cityscapes")
     rng = np.random.default_rng(3)

@@ -185,14 +185,16 @@ def _breakdown(cm: np.ndarray, mapping: Mapping) -> dict:
 
 def _note(result: dict) -> str:
     parts = []
-    if result["miou"] is None:
+    absent = result["absent_classes"]
+    if result["mode"] == "cross" and not result["partition"]:
         parts.append(
             "the mapping is not a partition, so per-class IoU is undefined; acc is the allowed-set accuracy"
         )
-    absent = result["absent_classes"]
+        what = "without ground-truth pixels"
+    else:
+        what = "absent from both ground truth and prediction"
     parts.append(
-        f"{len(absent)} class(es) absent from both ground truth and prediction, excluded from the means: "
-        f"{', '.join(absent)}"
+        f"{len(absent)} class(es) {what}, excluded from the means: {', '.join(absent)}"
         if absent
         else "no class absent: every class is in the means"
     )
