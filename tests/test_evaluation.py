@@ -339,6 +339,33 @@ def test_cli_model_checkpoint(camvid, tmp_path, capsys, one_thread):
     result = json.loads(out_json.read_text())
     assert result["images"] == 3 and result["pixels"] == 3 * (H * W - 4)
     assert result["predictions"] == f"model {ckpt}"
+    # sliding windows at two scales take the same path and score the same pixels
+    code, out, err = run(
+        [
+            "evaluate",
+            "--dataset",
+            "camvid",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--model",
+            str(ckpt),
+            "--mode",
+            "slide",
+            "--size",
+            "8,8",
+            "--stride",
+            "4,4",
+            "--scales",
+            "1,1.5",
+            "--json",
+            str(out_json),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert json.loads(out_json.read_text())["pixels"] == 3 * (H * W - 4)
     # the checkpoint predicts camvid; the cityscapes mapping expects cityscapes predictions
     code, _, err = run(
         [
@@ -472,6 +499,9 @@ def test_usage_errors_exit_2(camvid, tmp_path, capsys):
     _bad(capsys, common + ["--pred-dir", str(tmp_path), "--model", str(tmp_path)], 2)
     _bad(capsys, common + ["--model", str(tmp_path), "--size", "big"], 2)
     _bad(capsys, common + ["--pred-dir", str(tmp_path), "--flip"], 2)
+    _bad(capsys, common + ["--model", str(tmp_path), "--mode", "tiles"], 2)
+    _bad(capsys, common + ["--model", str(tmp_path), "--scales", "1,-2"], 2)
+    _bad(capsys, common + ["--model", str(tmp_path), "--stride", "1"], 2)
 
 
 @pytest.mark.slow

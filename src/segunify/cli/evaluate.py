@@ -22,17 +22,32 @@ from segunify.evaluation import (
 from segunify.mapping import load_mapping
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
+def parse_size(text: str | None, flag: str = "--size") -> tuple[int, int] | None:
     """``"H,W"`` -> ``(H, W)``."""
     if text is None:
         return None
     try:
         h, w = (int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise typer.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint="--size") from None
+        raise typer.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint=flag) from None
     if h < 1 or w < 1:
-        raise typer.BadParameter(f"sizes must be positive, got {text!r}", param_hint="--size")
+        raise typer.BadParameter(f"sizes must be positive, got {text!r}", param_hint=flag)
     return h, w
+
+
+def parse_scales(text: str | None) -> tuple[float, ...] | None:
+    """``"0.75,1,1.25"`` -> ``(0.75, 1.0, 1.25)``."""
+    if text is None:
+        return None
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected numbers like 0.75,1,1.25, got {text!r}", param_hint="--scales"
+        ) from None
+    if not scales or any(v <= 0 for v in scales):
+        raise typer.BadParameter(f"scales must be positive, got {text!r}", param_hint="--scales")
+    return scales
 
 
 def make_dataset(name: str, root: str, options: dict[str, str]):
@@ -43,7 +58,7 @@ def make_dataset(name: str, root: str, options: dict[str, str]):
         raise SegunifyError(f"dataset {name!r} does not accept option(s) {sorted(options)}: {exc}") from None
 
 
-def _model_predictions(ckpt: str, size, flip: bool, device: str, mapping, dataset_taxonomy):
+def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy):
     """A :class:`ModelPredictions` for a checkpoint folder, after checking its taxonomy."""
     import json
 
@@ -69,9 +84,7 @@ def _model_predictions(ckpt: str, size, flip: bool, device: str, mapping, datase
             f"checkpoint predicts taxonomy {meta.get('taxonomy')!r} ({len(classes)} classes) but {hint}",
             meta_path,
         )
-    opts = {"flip": flip}
-    if size is not None:
-        opts["size"] = size
+    opts = {k: v for k, v in opts.items() if v is not None}
     predictor = Predictor.from_checkpoint(path, device=device, **opts)
     return ModelPredictions.from_predictor(predictor, name=f"model {path}")
 
@@ -121,6 +134,15 @@ def evaluate(
         None, "--size", help="--model: inference size H,W (default: the checkpoint's)"
     ),
     flip: bool = typer.Option(False, "--flip", help="--model: average with the horizontally flipped image"),
+    mode: str = typer.Option(
+        "resize", "--mode", help="--model: 'resize' (whole image at --size) or 'slide' (windows of --size)"
+    ),
+    stride: str | None = typer.Option(
+        None, "--stride", help="--model --mode slide: window stride H,W (default 2/3)"
+    ),
+    scales: str | None = typer.Option(
+        None, "--scales", help="--model: test-time scales, e.g. 0.75,1,1.25 (probabilities averaged)"
+    ),
     device: str = typer.Option("cpu", "--device", help="--model: torch device (cpu, cuda, cuda:1, ...)"),
     dataset_opt: list[str] = typer.Option(
         None,
@@ -154,8 +176,19 @@ def evaluate(
             "give exactly one of --pred-dir DIR or --model CKPT", param_hint="--pred-dir / --model"
         )
     size_hw = parse_size(size)
-    if pred_dir is not None and (size_hw is not None or flip):
-        raise typer.BadParameter("--size and --flip apply to --model only", param_hint="--size / --flip")
+    model_opts = {
+        "size": size_hw,
+        "flip": flip,
+        "mode": mode,
+        "stride": parse_size(stride, "--stride"),
+        "scales": parse_scales(scales),
+    }
+    if mode not in ("resize", "slide"):
+        raise typer.BadParameter(f"expected resize or slide, got {mode!r}", param_hint="--mode")
+    if pred_dir is not None and (size_hw or flip or mode != "resize" or stride or scales):
+        raise typer.BadParameter(
+            "--size, --flip, --mode, --stride and --scales apply to --model only", param_hint="--pred-dir"
+        )
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     mp = load_mapping(mapping) if mapping else None
     if mp is not None and tuple(mp.extra.classes) != tuple(ds.taxonomy.classes):
@@ -167,7 +200,7 @@ def evaluate(
     if pred_dir is not None:
         source = PredDir(pred_dir)
     else:
-        source = _model_predictions(model, size_hw, flip, device, mp, ds.taxonomy)  # type: ignore[arg-type]
+        source = _model_predictions(model, model_opts, device, mp, ds.taxonomy)  # type: ignore[arg-type]
     samples = ds.samples(split)
     total = min(len(samples), limit) if limit else len(samples)
     on_pair = _vis_writer(Path(vis), ds, mp, samples[:total], vis_count) if vis else None
