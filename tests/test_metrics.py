@@ -116,6 +116,13 @@ def test_gt_outside_classes_is_skipped_and_custom_ignore_index():
     )
 
 
+def test_plain_lists_and_mixed_numpy_torch():
+    cm = confusion_matrix(GT.tolist(), PRED.tolist(), 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    mixed = confusion_matrix(GT, torch.from_numpy(PRED), 3)
+    assert isinstance(mixed, torch.Tensor) and mixed.tolist() == cm.tolist()
+
+
 def test_shape_mismatch_and_float_labels_are_errors():
     with pytest.raises(ValueError, match="shape mismatch"):
         confusion_matrix(GT, PRED[:, :2], 3)

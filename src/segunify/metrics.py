@@ -36,19 +36,21 @@ def confusion_matrix_rect(gt, pred, num_gt: int, num_pred: int, ignore_index: in
     """``[num_gt, num_pred]`` counts for GT and predictions in different label spaces (numpy in, numpy
     out; torch in, torch out on the GT's device). A prediction outside ``0..num_pred-1`` on a pixel with
     valid GT raises ``ValueError`` naming the ids."""
+    gt = gt if isinstance(gt, torch.Tensor) else np.asarray(gt)
+    pred = pred if isinstance(pred, torch.Tensor) else np.asarray(pred)
     if tuple(gt.shape) != tuple(pred.shape):
         raise ValueError(f"shape mismatch: ground truth {tuple(gt.shape)} vs prediction {tuple(pred.shape)}")
     if isinstance(gt, torch.Tensor) or isinstance(pred, torch.Tensor):
-        gt_t = gt if isinstance(gt, torch.Tensor) else torch.from_numpy(np.asarray(gt))
+        gt_t = gt if isinstance(gt, torch.Tensor) else torch.from_numpy(gt)
         device = gt_t.device
-        pred_t = (pred if isinstance(pred, torch.Tensor) else torch.from_numpy(np.asarray(pred))).to(device)
+        pred_t = (pred if isinstance(pred, torch.Tensor) else torch.from_numpy(pred)).to(device)
         if device.type == "cpu":
             cm = _confusion_numpy(
                 gt_t.detach().numpy(), pred_t.detach().numpy(), num_gt, num_pred, ignore_index
             )
             return torch.from_numpy(cm)
         return _confusion_torch(gt_t.detach(), pred_t.detach(), num_gt, num_pred, ignore_index)
-    return _confusion_numpy(np.asarray(gt), np.asarray(pred), num_gt, num_pred, ignore_index)
+    return _confusion_numpy(gt, pred, num_gt, num_pred, ignore_index)
 
 
 def _bad_pred(ids, num_pred: int) -> ValueError:
