@@ -152,16 +152,20 @@ def test_plan_runs_the_same_student_recipe_on_p_and_r(shared, tmp_path):
         (f"out={lay.student('S_P')}", f"out={lay.student('S_R')}"),
     ]
     assert f"model.weights={lay.teacher}" in sp and "steps=2" in sp and sp[-1] == "batch_size=2"
-    kitti = stages["evaluate S_P KITTI"].argv
+    kitti = stages["evaluate kitti_S_P"].argv
     assert kitti[kitti.index("--dataset-opt") + 1] == "label_crop=2,3"
     assert "--mapping" not in kitti
-    cam = stages["evaluate T CamVid val"].argv
-    assert cam[cam.index("--mapping") + 1] == "camvid__cityscapes"
+    cam = stages["evaluate camvid_S_R"].argv
+    assert cam[cam.index("--mapping") + 1] == "camvid__cityscapes" and cam[cam.index("--size") + 1] == "32,64"
+    teacher = stages["T predictions CamVid val"].argv
+    assert "--no-priors" in teacher and teacher[teacher.index("--split") + 1] == "val"
+    t_eval = stages["evaluate camvid_T"].argv
+    assert t_eval[t_eval.index("--pred-dir") + 1] == teacher[teacher.index("--out") + 1]
     coarse = stages["coarse pseudo-label with priors"].argv
     assert coarse[coarse.index("--dataset") + 1] == "camvid-coarse"
     assert coarse[coarse.index("--mapping") + 1] == "camvid-coarse__cityscapes"
-    assert "--no-priors" in stages["coarse pseudo-label without priors"].argv
-    ev = stages["evaluate coarse with priors"].argv
+    assert "--no-priors" not in coarse
+    ev = stages["evaluate coarse_with"].argv
     assert ev[ev.index("--dataset") + 1] == "camvid" and "--pred-dir" in ev
     # the hold-out sequence never reaches training
     train = [s.id for s in create_dataset("camvid", lay.camvid).samples("train")]
@@ -248,7 +252,8 @@ def test_run_demo_with_faked_commands_writes_every_key_and_resumes(shared, tmp_p
     fake = FakeCommands()
     lines: list[str] = []
     results = run_demo(cfg, path, tmp_path / "report", tmp_path / "work", invoke=fake, say=lines.append)
-    assert [c[0] for c in fake.calls].count("evaluate") == 3 + 3 + 2
+    assert [c[0] for c in fake.calls].count("evaluate") == 3 + 3 + 1
+    assert [c[0] for c in fake.calls].count("pseudo-label") == 2 + 1 + 1 + 1
     assert RESULT_KEYS <= set(results)
     saved = json.loads((tmp_path / "report" / "results.json").read_text())
     assert RESULT_KEYS <= set(saved)
@@ -309,6 +314,7 @@ def test_toy_demo_end_to_end_on_real_data(camvid_root, kitti_root, weights_dir, 
     """Every real command at a toy budget: 4 CamVid train and 2 val images, 64x128 input, 2 steps."""
     sets = [
         "batch_size=2",
+        "schedule.warmup=0",
         "augmentation.resize=[64,128]",
         "augmentation.crop=[64,64]",
         "eval.size=[64,128]",

@@ -209,6 +209,9 @@ class Layout:
     def student(self, key: str) -> Path:
         return self.work / "students" / key
 
+    def val_preds(self, key: str) -> Path:
+        return self.work / "val" / key
+
     def eval_json(self, name: str) -> Path:
         return self.work / "eval" / f"{name}.json"
 
@@ -276,77 +279,71 @@ def plan(cfg: DemoConfig, lay: Layout, teacher_weights: Path) -> list[Stage]:
         ]
         argv = ["train", str(lay.student_config)] + [a for s in sets for a in ("--set", s)]
         stages.append(Stage(f"train S_{key}", argv, out / "last" / "meta.json"))
-    ckpts = {"T": lay.teacher, "S_P": lay.student("S_P") / "last", "S_R": lay.student("S_R") / "last"}
-    for m, ckpt in ckpts.items():
-        argv = [
-            "evaluate",
-            "--model",
-            str(ckpt),
-            "--dataset",
+
+    def evaluate(
+        name: str, dataset: str, root: Path, split: str, source: list[str], extra: list[str]
+    ) -> Stage:
+        out = lay.eval_json(name)
+        argv = ["evaluate", *source, "--dataset", dataset, "--root", str(root), "--split", split, *extra]
+        return Stage(f"evaluate {name}", [*argv, "--json", str(out)], out)
+
+    camvid_eval = ["--mapping", "camvid__cityscapes"]
+    # T's CamVid val predictions are its pseudo-labels without priors (the same resize, softmax and
+    # argmax as 'evaluate --model'): scored as T, kept for the picture grid, and the baseline of the
+    # coarse-prior experiment, so the teacher runs over val once for all three.
+    stages.append(
+        pseudo(
+            "T predictions CamVid val",
             "camvid",
-            "--root",
-            str(lay.camvid),
-            "--split",
+            lay.camvid,
             "val",
-            "--mapping",
             "camvid__cityscapes",
-            "--size",
-            size,
-            "--json",
-            str(lay.eval_json(f"camvid_{m}")),
-        ]
-        stages.append(Stage(f"evaluate {m} CamVid val", argv, lay.eval_json(f"camvid_{m}")))
-    if lay.kitti is not None:
-        ksize = f"{cfg.kitti_size[0]},{cfg.kitti_size[1]}"
-        for m, ckpt in ckpts.items():
-            argv = [
-                "evaluate",
-                "--model",
-                str(ckpt),
-                "--dataset",
-                "kitti",
-                "--root",
-                str(lay.kitti),
-                "--split",
-                "train",
-                "--dataset-opt",
-                f"label_crop={cfg.kitti_label_crop}",
-                "--size",
-                ksize,
-                "--json",
-                str(lay.eval_json(f"kitti_{m}")),
-            ]
-            stages.append(Stage(f"evaluate {m} KITTI", argv, lay.eval_json(f"kitti_{m}")))
-    if cfg.coarse_prior:
-        for key, priors in (("with", True), ("without", False)):
-            out = lay.work / "coarse" / key
-            stages.append(
-                pseudo(
-                    f"coarse pseudo-label {key} priors",
-                    "camvid-coarse",
-                    lay.camvid,
-                    "val",
-                    "camvid-coarse__cityscapes",
-                    out,
-                    priors,
-                )
-            )
-            argv = [
-                "evaluate",
-                "--pred-dir",
-                str(out),
-                "--dataset",
+            lay.val_preds("T"),
+            False,
+        )
+    )
+    stages.append(
+        evaluate(
+            "camvid_T", "camvid", lay.camvid, "val", ["--pred-dir", str(lay.val_preds("T"))], camvid_eval
+        )
+    )
+    students = {"S_P": lay.student("S_P") / "last", "S_R": lay.student("S_R") / "last"}
+    for m, ckpt in students.items():
+        stages.append(
+            evaluate(
+                f"camvid_{m}",
                 "camvid",
-                "--root",
-                str(lay.camvid),
-                "--split",
+                lay.camvid,
                 "val",
-                "--mapping",
-                "camvid__cityscapes",
-                "--json",
-                str(lay.eval_json(f"coarse_{key}")),
-            ]
-            stages.append(Stage(f"evaluate coarse {key} priors", argv, lay.eval_json(f"coarse_{key}")))
+                ["--model", str(ckpt)],
+                [*camvid_eval, "--size", size],
+            )
+        )
+    if lay.kitti is not None:
+        kitti = [
+            "--dataset-opt",
+            f"label_crop={cfg.kitti_label_crop}",
+            "--size",
+            f"{cfg.kitti_size[0]},{cfg.kitti_size[1]}",
+        ]
+        for m, ckpt in {"T": lay.teacher, **students}.items():
+            stages.append(evaluate(f"kitti_{m}", "kitti", lay.kitti, "train", ["--model", str(ckpt)], kitti))
+    if cfg.coarse_prior:
+        out = lay.work / "coarse" / "with"
+        stages.append(
+            pseudo(
+                "coarse pseudo-label with priors",
+                "camvid-coarse",
+                lay.camvid,
+                "val",
+                "camvid-coarse__cityscapes",
+                out,
+                True,
+            )
+        )
+        stages.append(
+            evaluate("coarse_with", "camvid", lay.camvid, "val", ["--pred-dir", str(out)], camvid_eval)
+        )
     if cfg.grid_images:
         stages.append(
             pseudo(
@@ -480,8 +477,8 @@ def collect(cfg: DemoConfig, lay: Layout, config_path: Path) -> dict:
         groups = coarse_groups(camvid, load_taxonomy("camvid-coarse"))
         shared = shared_group_classes(groups)
         cp: dict = {"groups": groups, "shared_classes": shared}
-        for key in ("with", "without"):
-            b = eval_block(_read_json(lay.eval_json(f"coarse_{key}")))
+        for key, name in (("with", "coarse_with"), ("without", "camvid_T")):
+            b = eval_block(_read_json(lay.eval_json(name)))
             b["miou_shared"] = miou_over(b["iou"], shared)
             cp[f"{key}_priors"] = b
         results["coarse_prior"] = cp
@@ -523,22 +520,20 @@ def grid_rows(cfg: DemoConfig, lay: Layout) -> list[dict]:
 
     ds = create_dataset("camvid", lay.grid)
     samples = ds.samples("val")
-    predictors = {
-        m: Predictor.from_checkpoint(ckpt, size=cfg.teacher_size)
-        for m, ckpt in (("T", lay.teacher), ("S_P", lay.student("S_P") / "last"))
-    }
+    student = Predictor.from_checkpoint(lay.student("S_P") / "last", size=cfg.teacher_size)
     rows = []
     for s in samples:
         image, gt = ds.sample(s)
-        row = {
-            "id": Path(s.rel).stem,
-            "image": image,
-            "gt": gt,
-            "P": read_label_raw(lay.work / "grid" / "P" / s.rel),
-        }
-        for m, p in predictors.items():
-            row[m] = p.predict(image)[0]
-        rows.append(row)
+        rows.append(
+            {
+                "id": Path(s.rel).stem,
+                "image": image,
+                "gt": gt,
+                "T": read_label_raw(lay.val_preds("T") / s.rel),
+                "P": read_label_raw(lay.work / "grid" / "P" / s.rel),
+                "S_P": student.predict(image)[0],
+            }
+        )
     return rows
 
 

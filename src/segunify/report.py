@@ -267,9 +267,25 @@ def _collapse(results: dict) -> str:
         return ""
     classes = col.get("classes") or list(COLLAPSE_CLASSES)
     models = [m for m in MODELS if m in shares]
-    rows = [[_esc(c), *[_pct(shares[m].get(c), 2) for m in models]] for c in classes]
-    rows.append(["<b>together</b>", *[_pct(sum(shares[m].get(c) or 0 for c in classes), 2) for m in models]])
-    return _table(["Cityscapes class", *[f"{m} % of CamVid val pixels" for m in models]], rows)
+    pl = {k: (v or {}).get("class_share") or {} for k, v in (results.get("pseudo_labels") or {}).items()}
+    labels = [k for k in ("P", "R") if pl.get(k)]
+    rows = [
+        [_esc(c), *[_pct(shares[m].get(c), 2) for m in models], *[_pct(pl[k].get(c), 2) for k in labels]]
+        for c in classes
+    ]
+    rows.append(
+        [
+            "<b>together</b>",
+            *[_pct(sum(shares[m].get(c) or 0 for c in classes), 2) for m in models],
+            *[_pct(sum(pl[k].get(c) or 0 for c in classes), 2) for k in labels],
+        ]
+    )
+    head = [
+        "Cityscapes class",
+        *[f"{m} predictions, % of CamVid val" for m in models],
+        *[f"{k} labels, % of CamVid train" for k in labels],
+    ]
+    return _table(head, rows)
 
 
 def _pseudo(results: dict) -> str:
