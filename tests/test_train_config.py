@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,11 @@ def test_resume_errors(camvid, tmp_path, capsys):
     (tmp_path / "run" / "last" / "train_state.pt").write_bytes(b"garbage")
     code, lines = run_cli(["train", str(path), "--resume"], capsys)
     assert code == 1 and len(lines) == 1 and "cannot read training state" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("train_*.yaml"))
+)
+def test_shipped_train_configs_validate(path):
+    cfg = load_config(path, ["steps=20"])
+    assert cfg.steps == 20 and cfg.parts and cfg.model.name

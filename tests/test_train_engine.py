@@ -149,3 +149,46 @@ def test_cli_stop_and_resume(camvid, tmp_path):
     assert read_meta(tmp_path / "run" / "last")["step"] == 4
     assert load_config(path).steps == 4
     shutil.rmtree(tmp_path / "run")
+
+
+TINY_HF = {
+    "segformer-b0": {
+        "hidden_sizes": [8, 16, 24, 32],
+        "depths": [1, 1, 1, 1],
+        "num_attention_heads": [1, 1, 1, 1],
+        "decoder_hidden_size": 16,
+    },
+    "mask2former": {
+        "backbone_config": {
+            "embed_dim": 8,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 1, 1],
+            "window_size": 4,
+            "image_size": 64,
+            "out_features": ["stage1", "stage2", "stage3", "stage4"],
+        },
+        "feature_size": 32,
+        "mask_feature_size": 32,
+        "hidden_dim": 32,
+        "encoder_feedforward_dim": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "num_attention_heads": 2,
+        "dim_feedforward": 32,
+        "num_queries": 6,
+        "train_num_points": 64,
+    },
+}
+
+
+@pytest.mark.parametrize("name", ["segformer-b0", "mask2former"])
+def test_hf_models_train_with_their_loss(camvid, tmp_path, name):
+    """SegFormer trains with cross entropy, Mask2Former with its own matched loss (``has_own_loss``)."""
+    cfg = base_config(camvid, tmp_path / "run", steps=3, **{"optimizer.lr": 1e-3})
+    cfg["model"] = {"name": name, "kwargs": {"config": TINY_HF[name]}}
+    summary = train(TrainConfig.model_validate(cfg))
+    assert len(summary["losses"]) == 3 and all(torch.isfinite(torch.tensor(summary["losses"])))
+    model, meta = load_checkpoint(tmp_path / "run" / "last", taxonomy="camvid")
+    assert meta["model"] == name
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 48, 64)).shape == (1, 11, 48, 64)

@@ -63,7 +63,7 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank, 0x7A1]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def _normaliser(mean, std, device):
+def normaliser(mean, std, device):
     m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
     s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
     return lambda img: (img.to(device, non_blocking=True).float() - m) / s
@@ -79,7 +79,22 @@ def compute_loss(model, unwrapped, x: torch.Tensor, labels: torch.Tensor) -> tor
     return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def train_step(accelerator, model, optimizer, scheduler, batch: dict, normalise, grad_clip: float | None):
+    """One optimisation step on a batch of uint8 images and labels (shared with benchmarks/train.py)."""
+    x = normalise(batch["image"])
+    labels = batch["label"].to(accelerator.device, non_blocking=True).long()
+    with accelerator.autocast():
+        loss = compute_loss(model, accelerator.unwrap_model(model), x, labels)
+    accelerator.backward(loss)
+    if grad_clip is not None:
+        accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases and normalisation parameters (1-D tensors)."""
     decay, no_decay = [], []
     for p in model.parameters():
@@ -296,7 +311,7 @@ def train(
             f"out: {out} already holds a run; add --resume or choose another out", config_path
         )
 
-    weights = cfg.model.weights
+    weights = None if resume else cfg.model.weights  # a resumed run takes every weight from last/
     weights_path = None if weights is None else resolve_path(weights, config_path, "model.weights")
     if weights_path is not None and not weights_path.exists():
         raise SegunifyError(f"model.weights: file not found: {weights_path}", config_path)
@@ -320,7 +335,7 @@ def train(
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.train()
     optimizer = torch.optim.AdamW(
-        _param_groups(model, cfg.optimizer.weight_decay), lr=cfg.optimizer.lr, betas=cfg.optimizer.betas
+        param_groups(model, cfg.optimizer.weight_decay), lr=cfg.optimizer.lr, betas=cfg.optimizer.betas
     )
     s = cfg.schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -353,7 +368,7 @@ def train(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
-    normalise = _normaliser(cfg.model.mean, cfg.model.std, device)
+    normalise = normaliser(cfg.model.mean, cfg.model.std, device)
     writer = None
     if main and cfg.log.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -437,16 +452,7 @@ def train(
             if cfg.log.rank_record:
                 seen.extend([int(d), int(i)] for d, i in zip(batch["draw"], batch["index"], strict=True))
             torch.manual_seed(_step_seed(cfg.seed, step, rank))
-            x = normalise(batch["image"])
-            labels = batch["label"].to(device, non_blocking=True).long()
-            with accelerator.autocast():
-                loss = compute_loss(model, unwrapped, x, labels)
-            accelerator.backward(loss)
-            if cfg.grad_clip is not None:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(accelerator, model, optimizer, scheduler, batch, normalise, cfg.grad_clip)
             step += 1
             if step % cfg.log.every == 0 or step == end:
                 mean_loss = accelerator.reduce(loss.detach().float(), reduction="mean").item()
@@ -455,6 +461,12 @@ def train(
                 ips = (step - last_log_step) * cfg.batch_size * world / max(now - last_log_time, 1e-9)
                 last_log_time, last_log_step = now, step
                 progress.update(task, loss=f"{mean_loss:.4f}", ips=f"{ips:.1f}")
+                if main and cfg.log.progress and not console.is_terminal:  # log files get plain lines
+                    eta = (cfg.steps - step) * cfg.batch_size * world / max(ips, 1e-9)
+                    console.print(
+                        f"step {step}/{cfg.steps}  loss {mean_loss:.4f}  {ips:.2f} img/s  "
+                        f"lr {scheduler.get_last_lr()[0]:.3g}  eta {time.strftime('%H:%M:%S', time.gmtime(eta))}"
+                    )
                 if writer is not None:
                     writer.add_scalar("train/loss", mean_loss, step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
