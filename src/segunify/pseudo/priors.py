@@ -129,7 +129,8 @@ def apply_priors(
     resolution when they differ; ``gt`` ``[B, H, W]`` extra train ids (255 = ignore); ``allowed``
     ``[K, C]`` bool (numpy or torch). Returns ``labels`` uint8 ``[B, H, W]`` (source train ids, 255 =
     ignore) and ``confidence`` float32 ``[B, H, W]`` (0 where ignored). With ``min_confidence`` pixels
-    whose confidence is below it become ignore.
+    whose confidence is below it become ignore. Probabilities that put no mass at all on the allowed set
+    (float underflow) give the lowest allowed class with confidence 0.
     """
     if not isinstance(scores, torch.Tensor) or not isinstance(gt, torch.Tensor):
         raise SegunifyError("apply_priors expects torch tensors for scores and ground truth")
@@ -159,7 +160,7 @@ def apply_priors(
     single_lut[singles] = table[singles].to(torch.uint8).argmax(1).to(torch.uint8)
     gt_index = flat_gt.int()
     labels = single_lut.index_select(0, gt_index)
-    confidence = (sizes == 1).float().index_select(0, gt_index)
+    confidence = (labels != IGNORE).float()
 
     groups = torch.nonzero((counts > 0) & (sizes > 1)).flatten().tolist()
     if groups:
@@ -172,20 +173,24 @@ def apply_priors(
             pix = order[starts[k] : starts[k] + counts_list[k]]
             chans = torch.nonzero(table[k]).flatten().tolist()
             # offset of channel 0 of each pixel; channel c is read from a view shifted by c planes
-            base = pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
-            rows = [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base).float() for ch in chans]
-            best = rows[0].clone()
+            base = pix if b == 1 else pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
+            rows = [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
+            best = rows[0].float().clone()
+            total = best.clone() if scores_are_probs else None
             lab_k = torch.full(best.shape, chans[0], dtype=torch.uint8, device=device)
             for ch, row in zip(chans[1:], rows[1:], strict=True):
-                lab_k.masked_fill_(row > best, ch)
+                # arithmetic select (lab += better * (ch - lab), mod 256): masked_fill is far slower on CPU
+                better = torch.gt(row, best).view(torch.uint8)
+                lab_k += better * (ch - lab_k)
                 torch.maximum(best, row, out=best)
-            if scores_are_probs:
-                total = torch.stack(rows).sum(0) if len(rows) > 2 else rows[0] + rows[1]
-                conf = torch.where(total > 0, best / total.clamp_min(1e-30), 1.0 / len(rows))
+                if total is not None:
+                    total += row
+            if total is not None:
+                conf = best.div_(total.clamp_min_(1e-30))  # no mass on any allowed class -> 0
             else:
                 total = torch.zeros_like(best)
                 for row in rows:
-                    total += row.sub_(best).exp_()
+                    total += row.float().sub_(best).exp_()
                 conf = total.reciprocal_()
             labels.index_put_((pix,), lab_k)
             confidence.index_put_((pix,), conf)
