@@ -100,12 +100,26 @@ def plain_argmax(
         raise SegunifyError(f"{scores.shape[1]} classes do not fit uint8 labels")
     if size is not None:
         scores = _resize(scores, size)
-    best, idx = scores.max(1)
+    idx, best = _channel_argmax(scores)
     if scores_are_probs:
         conf = best.float()
     else:
         conf = 1.0 / torch.exp(scores.float() - best.unsqueeze(1).float()).sum(1)
-    return idx.to(torch.uint8), conf
+    return idx, conf
+
+
+def _channel_argmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``argmax``/``max`` over dim 1 as a loop over channels: each step is a vectorised elementwise op on
+    contiguous planes, several times faster on CPU than the strided ``max(dim=1)`` reduction. Strict
+    ``>`` keeps the first maximum, as ``argmax`` does."""
+    best = scores[:, 0].float().clone()
+    idx = torch.zeros(best.shape, dtype=torch.uint8, device=scores.device)
+    for ch in range(1, scores.shape[1]):
+        plane = scores[:, ch]
+        better = torch.gt(plane, best).view(torch.uint8)
+        idx += better * (ch - idx)
+        torch.maximum(best, plane, out=best)
+    return idx, best
 
 
 def score_at(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
