@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typer
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,6 +25,45 @@ def parse_options(pairs: list[str] | None, flag: str = "--opt") -> dict[str, str
         key, value = pair.split("=", 1)
         out[key.strip()] = value.strip()
     return out
+
+
+def parse_size(text: str | None, flag: str = "--size") -> tuple[int, int] | None:
+    """``"H,W"`` (or ``HxW``) -> ``(H, W)``; None stays None."""
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint=flag) from None
+    if h < 1 or w < 1:
+        raise typer.BadParameter(f"sizes must be positive, got {text!r}", param_hint=flag)
+    return h, w
+
+
+def parse_scales(text: str | None, flag: str = "--scales") -> tuple[float, ...] | None:
+    """``"0.75,1,1.25"`` -> ``(0.75, 1.0, 1.25)``; None stays None."""
+    if text is None:
+        return None
+    try:
+        scales = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected numbers like 0.75,1,1.25, got {text!r}", param_hint=flag
+        ) from None
+    if not scales or any(v <= 0 for v in scales):
+        raise typer.BadParameter(f"scales must be positive, got {text!r}", param_hint=flag)
+    return scales
+
+
+def make_dataset(name: str, root: str, options: dict[str, str] | None = None):
+    """``create_dataset`` with a one-line error for an option the adapter does not take."""
+    from segunify.datasets import create_dataset
+
+    options = options or {}
+    try:
+        return create_dataset(name, root, **options)
+    except TypeError as exc:
+        raise SegunifyError(f"dataset {name!r} does not accept option(s) {sorted(options)}: {exc}") from None
 
 
 def swatch(color: tuple[int, int, int]) -> str:

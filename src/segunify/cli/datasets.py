@@ -7,8 +7,8 @@ import time
 import numpy as np
 import typer
 
-from segunify.cli._util import parse_options, progress_bar, table
-from segunify.datasets import available_datasets, check_dataset, create_dataset, get_dataset_class
+from segunify.cli._util import make_dataset, parse_options, progress_bar, table
+from segunify.datasets import available_datasets, check_dataset, get_dataset_class
 from segunify.errors import SegunifyError
 from segunify.mapping import available_mappings
 
@@ -46,7 +46,7 @@ def check(
     Lists each problem with its file; exit 1 on any."""
     from segunify.cli import console
 
-    dataset = create_dataset(name, root, **parse_options(opt))
+    dataset = make_dataset(name, root, parse_options(opt))
     splits = split or list(dataset.splits)
     total = 0
     for s in splits:
@@ -95,7 +95,7 @@ def stats(
     """Per-class pixel shares over a sample of labels (fast: labels only, no images)."""
     from segunify.cli import console
 
-    dataset = create_dataset(name, root, **parse_options(opt))
+    dataset = make_dataset(name, root, parse_options(opt))
     splits = [split] if split else [s for s in dataset.splits if dataset.samples(s)][:1]
     if not splits:
         raise SegunifyError(f"dataset {name!r} has no samples", root)

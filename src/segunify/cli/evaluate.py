@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from segunify.cli._util import parse_options, progress_bar
-from segunify.datasets import create_dataset
+from segunify.cli._util import make_dataset, parse_options, parse_scales, parse_size, progress_bar
 from segunify.errors import SegunifyError
 from segunify.evaluation import (
     ModelPredictions,
@@ -20,42 +19,6 @@ from segunify.evaluation import (
     write_result,
 )
 from segunify.mapping import load_mapping
-
-
-def parse_size(text: str | None, flag: str = "--size") -> tuple[int, int] | None:
-    """``"H,W"`` -> ``(H, W)``."""
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise typer.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint=flag) from None
-    if h < 1 or w < 1:
-        raise typer.BadParameter(f"sizes must be positive, got {text!r}", param_hint=flag)
-    return h, w
-
-
-def parse_scales(text: str | None) -> tuple[float, ...] | None:
-    """``"0.75,1,1.25"`` -> ``(0.75, 1.0, 1.25)``."""
-    if text is None:
-        return None
-    try:
-        scales = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise typer.BadParameter(
-            f"expected numbers like 0.75,1,1.25, got {text!r}", param_hint="--scales"
-        ) from None
-    if not scales or any(v <= 0 for v in scales):
-        raise typer.BadParameter(f"scales must be positive, got {text!r}", param_hint="--scales")
-    return scales
-
-
-def make_dataset(name: str, root: str, options: dict[str, str]):
-    """``create_dataset`` with a one-line error for an option the adapter does not take."""
-    try:
-        return create_dataset(name, root, **options)
-    except TypeError as exc:
-        raise SegunifyError(f"dataset {name!r} does not accept option(s) {sorted(options)}: {exc}") from None
 
 
 def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy):

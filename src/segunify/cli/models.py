@@ -8,26 +8,13 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from segunify.cli._util import progress_bar, table
+from segunify.cli._util import parse_size, progress_bar, table
 from segunify.errors import SegunifyError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ONNX_TOLERANCE = 1e-3
 
 models_app = typer.Typer(help="The model zoo.", no_args_is_help=True)
-
-
-def _size(text: str | None, flag: str = "--size") -> tuple[int, int] | None:
-    """``"H,W"`` -> ``(H, W)``."""
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise typer.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint=flag) from None
-    if h < 1 or w < 1:
-        raise typer.BadParameter(f"sizes must be positive, got {text!r}", param_hint=flag)
-    return h, w
 
 
 @models_app.command("list")
@@ -73,7 +60,7 @@ def import_weights(
         "taxonomy": tax,
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
-        "input_size": _size(size),
+        "input_size": parse_size(size),
         "source": {"file": src.name, "sha256": sha256_file(src), "head": loaded},
     }
     dest = save_checkpoint(out, net.eval(), meta)
@@ -149,7 +136,7 @@ def export(
     from segunify.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
-    hw = _size(size) or (tuple(meta["input_size"]) if meta.get("input_size") else None)
+    hw = parse_size(size) or (tuple(meta["input_size"]) if meta.get("input_size") else None)
     if hw is None:
         raise SegunifyError("checkpoint has no input_size; give --size H,W", ckpt)
     torch.manual_seed(0)
@@ -218,7 +205,7 @@ def predict(
     images = collect_images(inputs)
     opts = {"mode": mode, "flip": flip}
     if size is not None:
-        opts["size"] = _size(size)
+        opts["size"] = parse_size(size)
     predictor = Predictor.from_checkpoint(model, device=device, **opts)
     meta = predictor.meta
     try:

@@ -16,30 +16,6 @@ import typer
 from segunify.errors import SegunifyError
 
 
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected H,W (e.g. 512,1024), got {text!r}", param_hint="--size") from None
-    if h < 1 or w < 1:
-        raise click.BadParameter(f"sizes must be positive, got {text!r}", param_hint="--size")
-    return h, w
-
-
-def _parse_scales(text: str) -> tuple[float, ...]:
-    try:
-        scales = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"expected numbers like 0.75,1,1.25, got {text!r}", param_hint="--scales"
-        ) from None
-    if not scales or any(s <= 0 for s in scales):
-        raise click.BadParameter(f"scales must be positive, got {text!r}", param_hint="--scales")
-    return scales
-
-
 def _load_mapping(spec: str, dataset, teacher_taxonomy: str | None):
     """A shipped ``extra__source`` name or a CSV path; a file not named ``<extra>__<source>.csv`` is read
     with the dataset's taxonomy as extra and the teacher's as source."""
@@ -87,7 +63,7 @@ def register(app: typer.Typer) -> None:
         from accelerate import PartialState
 
         from segunify.cli import console
-        from segunify.datasets import create_dataset
+        from segunify.cli._util import make_dataset, parse_scales, parse_size
         from segunify.pseudo.runner import PseudoSettings, run_pseudo_label, teacher_from_checkpoint
 
         if device not in (None, "cpu", "cuda"):
@@ -101,9 +77,9 @@ def register(app: typer.Typer) -> None:
             fill_void=fill_void,
             min_confidence=min_confidence,
             save_confidence=save_confidence,
-            size=_parse_size(size),
+            size=parse_size(size),
             flip=flip,
-            scales=_parse_scales(scales),
+            scales=parse_scales(scales),
             amp=amp,
             batch_size=batch_size,
             workers=workers,
@@ -116,7 +92,7 @@ def register(app: typer.Typer) -> None:
             if device is None
             else torch.device(f"cuda:{state.local_process_index}" if device == "cuda" else "cpu")
         )
-        ds = create_dataset(dataset, root)
+        ds = make_dataset(dataset, root)
         model, info = teacher_from_checkpoint(teacher, run_device, settings)
         mp = _load_mapping(mapping, ds, info.taxonomy)
 
