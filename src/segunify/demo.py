@@ -65,6 +65,7 @@ class DemoConfig(BaseModel):
     teacher_model: str = "espnetv2"
     teacher_s: float = 2.0
     teacher_size: Pair = (512, 1024)
+    teacher_batch_size: Annotated[int, Field(gt=0)] = 1
     student_config: str = "demo_student.yaml"
     student_set: list[str] = Field(default_factory=list)
     steps: Annotated[int, Field(gt=0)]
@@ -258,6 +259,8 @@ def plan(cfg: DemoConfig, lay: Layout, teacher_weights: Path) -> list[Stage]:
             str(out),
             "--size",
             size,
+            "--batch-size",
+            str(cfg.teacher_batch_size),
         ]
         return Stage(name, argv + ([] if priors else ["--no-priors"]), out / "summary.json")
 
