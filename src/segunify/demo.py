@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_json_object
 from segunify.labels import atomic_write_bytes
 
 Pair = tuple[int, int]
@@ -413,13 +414,6 @@ def _cli(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------- results
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SegunifyError(f"cannot read {path.name}: {exc}", path) from None
-
-
 def eval_block(result: dict) -> dict:
     """The figures of an ``evaluate --json`` result the report needs."""
     return {
@@ -452,7 +446,7 @@ def pseudo_block(summary: dict) -> dict:
 
 
 def checkpoint_hash(ckpt: Path) -> dict:
-    meta = _read_json(ckpt / "meta.json")
+    meta = read_json_object(ckpt / "meta.json")
     return {"checkpoint": str(ckpt), "sha256": meta.get("weights_sha256")}
 
 
@@ -463,9 +457,9 @@ def collect(cfg: DemoConfig, lay: Layout, config_path: Path) -> dict:
 
     camvid = load_taxonomy("camvid")
     results: dict = {"run": cfg.run, "budget": cfg.budget}
-    results["camvid_val"] = {m: eval_block(_read_json(lay.eval_json(f"camvid_{m}"))) for m in MODELS}
+    results["camvid_val"] = {m: eval_block(read_json_object(lay.eval_json(f"camvid_{m}"))) for m in MODELS}
     if lay.kitti is not None:
-        results["kitti"] = {m: eval_block(_read_json(lay.eval_json(f"kitti_{m}"))) for m in MODELS}
+        results["kitti"] = {m: eval_block(read_json_object(lay.eval_json(f"kitti_{m}"))) for m in MODELS}
     results["collapse"] = {
         "classes": list(COLLAPSE_CLASSES),
         "shares": {
@@ -474,14 +468,14 @@ def collect(cfg: DemoConfig, lay: Layout, config_path: Path) -> dict:
         },
     }
     results["pseudo_labels"] = {
-        k: pseudo_block(_read_json(lay.pseudo(k) / "summary.json")) for k in ("P", "R")
+        k: pseudo_block(read_json_object(lay.pseudo(k) / "summary.json")) for k in ("P", "R")
     }
     if cfg.coarse_prior:
         groups = coarse_groups(camvid, load_taxonomy("camvid-coarse"))
         shared = shared_group_classes(groups)
         cp: dict = {"groups": groups, "shared_classes": shared}
         for key, name in (("with", "coarse_with"), ("without", "camvid_T")):
-            b = eval_block(_read_json(lay.eval_json(name)))
+            b = eval_block(read_json_object(lay.eval_json(name)))
             b["miou_shared"] = miou_over(b["iou"], shared)
             cp[f"{key}_priors"] = b
         results["coarse_prior"] = cp
@@ -490,7 +484,7 @@ def collect(cfg: DemoConfig, lay: Layout, config_path: Path) -> dict:
         "S_P": checkpoint_hash(lay.student("S_P") / "last"),
         "S_R": checkpoint_hash(lay.student("S_R") / "last"),
     }
-    student_meta = _read_json(lay.student("S_P") / "last" / "meta.json")
+    student_meta = read_json_object(lay.student("S_P") / "last" / "meta.json")
     tc = student_meta.get("train_config") or {}
     settings = cfg.model_dump(mode="json")
     settings.update(

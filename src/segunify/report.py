@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_json_object, to_jsonable
 from segunify.labels import atomic_write_bytes, colorize, write_png
 from segunify.mapping import Mapping
 from segunify.taxonomy import IGNORE, Taxonomy
@@ -531,7 +532,7 @@ def build_report(
         grid_ids = [str(r.get("id", "")) for r in grid_rows]
         results.setdefault("grid", grid_ids)
     try:
-        text = json.dumps(results, indent=2, allow_nan=False, default=_json_default)
+        text = json.dumps(results, indent=2, allow_nan=False, default=to_jsonable)
     except ValueError as exc:
         raise SegunifyError(f"results hold a non-finite number ({exc})", out / "results.json") from None
     atomic_write_bytes(out / "results.json", (text + "\n").encode("utf-8"))
@@ -540,27 +541,8 @@ def build_report(
     return page
 
 
-def _json_default(obj):
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, tuple | set):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def load_results(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise SegunifyError("results file not found", path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SegunifyError(f"cannot read results: {exc}", path) from None
-    if not isinstance(data, dict):
-        raise SegunifyError("results must be a JSON object", path)
-    return data
+    return read_json_object(path, "results file")
 
 
 __all__ = [

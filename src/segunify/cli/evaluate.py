@@ -23,18 +23,11 @@ from segunify.mapping import load_mapping
 
 def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy):
     """A :class:`ModelPredictions` for a checkpoint folder, after checking its taxonomy."""
-    import json
-
+    from segunify.models.checkpoint import META, read_meta
     from segunify.models.inference import Predictor
 
     path = Path(ckpt)
-    meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        raise SegunifyError("not a segunify checkpoint (no meta.json; see 'segunify import-weights')", path)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SegunifyError(f"cannot read checkpoint metadata: {exc}", meta_path) from None
+    meta = read_meta(path)
     classes = tuple(meta.get("classes") or ())
     expected = mapping.source if mapping is not None else dataset_taxonomy
     if classes and classes != tuple(expected.classes):
@@ -45,7 +38,7 @@ def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxo
         )
         raise SegunifyError(
             f"checkpoint predicts taxonomy {meta.get('taxonomy')!r} ({len(classes)} classes) but {hint}",
-            meta_path,
+            path / META,
         )
     opts = {k: v for k, v in opts.items() if v is not None}
     predictor = Predictor.from_checkpoint(path, device=device, **opts)

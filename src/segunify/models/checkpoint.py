@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_json_object, to_jsonable
 from segunify.taxonomy import Taxonomy, load_taxonomy
 
 WEIGHTS = "model.safetensors"
@@ -112,7 +113,7 @@ def save_checkpoint(directory: str | Path, model: nn.Module, meta: dict) -> Path
     try:
         save_file(_unique_state(model), str(tmp / WEIGHTS), metadata={"format": FORMAT})
         meta["weights_sha256"] = sha256_file(tmp / WEIGHTS)
-        (tmp / META).write_text(json.dumps(meta, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        (tmp / META).write_text(json.dumps(meta, indent=2, default=to_jsonable) + "\n", encoding="utf-8")
         old = None
         if directory.exists():
             old = directory.parent / f".{directory.name}.old-{os.getpid()}"
@@ -126,18 +127,6 @@ def save_checkpoint(directory: str | Path, model: nn.Module, meta: dict) -> Path
     return directory
 
 
-def _json_default(obj):
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, tuple | set):
-        return list(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def read_meta(directory: str | Path) -> dict:
     directory = Path(directory)
     if not directory.is_dir():
@@ -145,12 +134,7 @@ def read_meta(directory: str | Path) -> dict:
     path = directory / META
     if not path.is_file():
         raise SegunifyError(f"not a segunify checkpoint: {META} missing", directory)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SegunifyError(f"corrupt checkpoint metadata: {exc}", path) from None
-    if not isinstance(meta, dict):
-        raise SegunifyError("corrupt checkpoint metadata: not a JSON object", path)
+    meta = read_json_object(path, "checkpoint metadata")
     missing = [k for k in ("model", "num_classes", "classes") if k not in meta]
     if missing:
         raise SegunifyError(f"checkpoint metadata lacks {missing}", path)

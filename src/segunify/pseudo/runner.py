@@ -35,6 +35,7 @@ import torch
 
 from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_json_object
 from segunify.labels import atomic_write_bytes, encode_png
 from segunify.mapping import Mapping
 from segunify.pseudo.priors import apply_priors, plain_argmax, score_at
@@ -118,11 +119,8 @@ def load_summary(out: str | Path) -> dict:
     path = Path(out) / SUMMARY
     if not path.is_file():
         raise SegunifyError("not a finished pseudo-label directory (summary.json missing)", out)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SegunifyError(f"corrupt summary: {exc}", path) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    data = read_json_object(path, "summary")
+    if data.get("format") != FORMAT:
         raise SegunifyError(f"not a segunify pseudo-label summary (format != {FORMAT!r})", path)
     return data
 

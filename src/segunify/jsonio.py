@@ -1,0 +1,40 @@
+"""JSON files the toolkit writes and reads back (checkpoint metadata, summaries, results).
+
+One reader so that every such file fails the same way: one line naming the file, never a traceback
+from the json module; one encoder hook for the numpy / pydantic / path values that results carry.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from segunify.errors import SegunifyError
+
+
+def read_json_object(path: str | Path, what: str = "JSON file") -> dict:
+    """The JSON object stored at ``path``; ``what`` names the file in the error."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SegunifyError(f"{what} not found", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SegunifyError(f"corrupt {what}: {exc}", path) from None
+    if not isinstance(data, dict):
+        raise SegunifyError(f"corrupt {what}: not a JSON object", path)
+    return data
+
+
+def to_jsonable(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook: paths, tuples/sets, numpy and torch scalars, pydantic models."""
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple | set):
+        return list(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
