@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fixtures.tiny_models import TINY_MASK2FORMER, TINY_SEGFORMER
 from segunify.errors import SegunifyError
 from segunify.models import available_models, count_parameters, create_model
 from segunify.models.espnetv2 import HEAD_KEYS, ESPNetv2Seg, _pool_matrix
@@ -18,33 +19,6 @@ torch.set_num_threads(2)
 
 PTH = {2.0: "espnetv2_s2.0_cityscapes_1024x512.pth", 1.0: "espnetv2_s1.0_cityscapes_1024x512.pth"}
 PARAMS = {2.0: 789_242, 1.0: 234_010}  # SOURCE.md, BatchNorm buffers excluded
-
-TINY_SEGFORMER = {
-    "hidden_sizes": [8, 16, 24, 32],
-    "depths": [1, 1, 1, 1],
-    "num_attention_heads": [1, 1, 1, 1],
-    "decoder_hidden_size": 16,
-}
-TINY_MASK2FORMER = {
-    "backbone_config": {
-        "embed_dim": 8,
-        "depths": [1, 1, 1, 1],
-        "num_heads": [1, 1, 1, 1],
-        "window_size": 4,
-        "image_size": 64,
-        "out_features": ["stage1", "stage2", "stage3", "stage4"],
-    },
-    "feature_size": 32,
-    "mask_feature_size": 32,
-    "hidden_dim": 32,
-    "encoder_feedforward_dim": 32,
-    "encoder_layers": 1,
-    "decoder_layers": 2,
-    "num_attention_heads": 2,
-    "dim_feedforward": 32,
-    "num_queries": 6,
-    "train_num_points": 64,
-}
 
 
 @pytest.mark.parametrize("s", [2.0, 1.0])

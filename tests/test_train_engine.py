@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fixtures.tiny_models import TINY_MASK2FORMER, TINY_SEGFORMER
 from segunify.models.checkpoint import load_checkpoint, read_meta, read_safetensors
 from segunify.train.config import TrainConfig, load_config
 from segunify.train.engine import state_sha256, train
@@ -151,34 +152,7 @@ def test_cli_stop_and_resume(camvid, tmp_path):
     shutil.rmtree(tmp_path / "run")
 
 
-TINY_HF = {
-    "segformer-b0": {
-        "hidden_sizes": [8, 16, 24, 32],
-        "depths": [1, 1, 1, 1],
-        "num_attention_heads": [1, 1, 1, 1],
-        "decoder_hidden_size": 16,
-    },
-    "mask2former": {
-        "backbone_config": {
-            "embed_dim": 8,
-            "depths": [1, 1, 1, 1],
-            "num_heads": [1, 1, 1, 1],
-            "window_size": 4,
-            "image_size": 64,
-            "out_features": ["stage1", "stage2", "stage3", "stage4"],
-        },
-        "feature_size": 32,
-        "mask_feature_size": 32,
-        "hidden_dim": 32,
-        "encoder_feedforward_dim": 32,
-        "encoder_layers": 1,
-        "decoder_layers": 2,
-        "num_attention_heads": 2,
-        "dim_feedforward": 32,
-        "num_queries": 6,
-        "train_num_points": 64,
-    },
-}
+TINY_HF = {"segformer-b0": TINY_SEGFORMER, "mask2former": TINY_MASK2FORMER}
 
 
 @pytest.mark.parametrize("name", ["segformer-b0", "mask2former"])
