@@ -59,7 +59,8 @@ def make_dataset(name: str, root: str, options: dict[str, str] | None = None):
     """``create_dataset`` with a one-line error for an option the adapter does not take."""
     from segunify.datasets import create_dataset
 
-    options = options or {}
+    if not options:
+        return create_dataset(name, root)
     try:
         return create_dataset(name, root, **options)
     except TypeError as exc:
