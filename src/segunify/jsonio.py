@@ -34,7 +34,10 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, tuple | set):
         return list(obj)
     if hasattr(obj, "item"):
-        return obj.item()
+        try:
+            return obj.item()
+        except ValueError:  # an array of several values: not a scalar, no silent conversion
+            raise TypeError(f"not JSON serialisable: {type(obj).__name__} of several values") from None
     if hasattr(obj, "model_dump"):
         return obj.model_dump()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
