@@ -8,7 +8,8 @@ import pytest
 from segunify.cli import main
 from segunify.datasets import available_datasets, check_dataset, create_dataset
 from segunify.errors import SegunifyError
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 
 
 def test_camvid_real_counts_and_order(camvid_root):

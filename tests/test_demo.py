@@ -26,7 +26,7 @@ from segunify.demo import (
 )
 from segunify.errors import SegunifyError
 from segunify.evaluation import Evaluator
-from segunify.labels import write_index_png
+from segunify.io import write_index_png
 from segunify.mapping import load_mapping
 from segunify.taxonomy import load_taxonomy
 

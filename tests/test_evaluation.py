@@ -12,7 +12,8 @@ from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
 from segunify.evaluation import Evaluator, ModelPredictions, PredDir, evaluate_dataset
-from segunify.labels import read_image, write_index_png, write_png
+from segunify.io import write_index_png, write_png
+from segunify.labels import read_image
 from segunify.mapping import load_mapping
 from segunify.metrics import confusion_matrix, scores
 from segunify.taxonomy import load_taxonomy

@@ -11,7 +11,8 @@ from torch import nn
 
 from segunify.cli import main
 from segunify.errors import SegunifyError
-from segunify.labels import read_image, read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_image, read_label_raw
 from segunify.models.checkpoint import save_checkpoint
 from segunify.models.inference import Predictor
 

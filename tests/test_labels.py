@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from segunify.errors import SegunifyError
-from segunify.labels import ColorCodec, IdCodec, colorize, read_image, read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import ColorCodec, IdCodec, colorize, read_image, read_label_raw
 from segunify.taxonomy import IGNORE, load_taxonomy
 
 CITY = load_taxonomy("cityscapes")

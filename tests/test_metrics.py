@@ -292,7 +292,7 @@ def test_parity_with_cityscapesscripts(kitti_pairs, tmp_path):
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs
     from cityscapesscripts.helpers.labels import trainId2label
 
-    from segunify.labels import write_index_png
+    from segunify.io import write_index_png
 
     tax = load_taxonomy("cityscapes")
     to_label_id = np.zeros(256, dtype=np.uint8)

@@ -19,7 +19,8 @@ import torch
 from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
 from segunify.pseudo import PseudoSettings, apply_priors, load_summary, pseudo_label_path, run_pseudo_label
 from segunify.pseudo.runner import PARTS, TeacherInfo

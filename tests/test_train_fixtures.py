@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from segunify.labels import write_index_png, write_png
+from segunify.io import write_index_png, write_png
 from segunify.taxonomy import IGNORE, load_taxonomy
 
 

@@ -36,8 +36,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segunify.errors import SegunifyError
+from segunify.io import atomic_write_bytes
 from segunify.jsonio import read_json_object
-from segunify.labels import atomic_write_bytes
 
 Pair = tuple[int, int]
 MODELS = ("T", "S_P", "S_R")

@@ -27,7 +27,8 @@ import torch
 
 from segunify.datasets.base import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
-from segunify.labels import atomic_write_bytes, read_label_raw
+from segunify.io import atomic_write_bytes
+from segunify.labels import read_label_raw
 from segunify.mapping import Mapping
 from segunify.metrics import (
     confusion_matrix_rect,

@@ -6,8 +6,6 @@ are the only place where raw ids (uint8 or uint16 PNGs) and colour-coded PNGs ar
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -64,12 +62,6 @@ def _read_palette_indices(path: Path) -> np.ndarray:
             return np.asarray(img)
     except (OSError, ValueError) as exc:
         raise SegunifyError(f"cannot decode palette label: {exc}", path) from None
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` of an image file, reading only what is needed."""
-    arr = read_label_raw(path)
-    return int(arr.shape[0]), int(arr.shape[1])
 
 
 class IdCodec:
@@ -138,51 +130,11 @@ def colorize(train_ids: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
     return taxonomy.palette()[train_ids]
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    """PNG bytes of a uint8/uint16 single-channel array or a uint8 RGB array."""
-    if array.ndim == 3:
-        array = np.ascontiguousarray(array[:, :, ::-1])
-    ok, buf = cv2.imencode(".png", array)
-    if not ok:
-        raise SegunifyError(f"cannot encode array of shape {array.shape} and dtype {array.dtype} as PNG")
-    return buf.tobytes()
-
-
-def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Atomically write an index (``[H, W]``) or RGB (``[H, W, 3]``) PNG."""
-    atomic_write_bytes(path, encode_png(array))
-
-
-def write_index_png(path: str | Path, train_ids: np.ndarray) -> None:
-    if train_ids.dtype != np.uint8:
-        raise SegunifyError(f"index labels must be uint8, got {train_ids.dtype}", path)
-    write_png(path, train_ids)
-
-
 __all__ = [
     "IGNORE",
     "ColorCodec",
     "IdCodec",
-    "atomic_write_bytes",
     "colorize",
-    "encode_png",
-    "image_size",
     "read_image",
     "read_label_raw",
-    "write_index_png",
-    "write_png",
 ]

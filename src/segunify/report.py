@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from segunify.errors import SegunifyError
+from segunify.io import atomic_write_bytes, write_png
 from segunify.jsonio import read_json_object, to_jsonable
-from segunify.labels import atomic_write_bytes, colorize, write_png
+from segunify.labels import colorize
 from segunify.mapping import Mapping
 from segunify.taxonomy import IGNORE, Taxonomy
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segunify.labels import atomic_write_bytes, write_png
+from segunify.io import atomic_write_bytes, write_png
 from segunify.taxonomy import IGNORE, Taxonomy
 
 IGNORE_COLOR = (0, 0, 0)

@@ -6,7 +6,8 @@ import pytest
 from fixtures import a2d2 as fx
 from fixtures.urban2_util import assert_clean, assert_reported, stripes
 from segunify.datasets import check_dataset, create_dataset
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from fixtures import apolloscape as fx
 from fixtures.urban2_util import assert_clean, assert_reported, stripes
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 from segunify.taxonomy import load_taxonomy
 
 

@@ -4,7 +4,8 @@ import pytest
 from fixtures import bdd100k as fx
 from fixtures.urban_util import assert_clean, assert_reported, widen
 from segunify.datasets import create_dataset
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
 
 

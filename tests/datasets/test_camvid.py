@@ -5,7 +5,8 @@ from fixtures import camvid as fx
 from fixtures.urban_util import assert_clean, assert_reported, widen
 from segunify.datasets import create_dataset
 from segunify.datasets.camvid32 import segnet_split
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
 
 

@@ -5,7 +5,8 @@ from cityscapesscripts.helpers.labels import id2label
 from fixtures import cityscapes as fx
 from fixtures.urban_util import assert_clean, assert_reported, widen
 from segunify.datasets import create_dataset
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from fixtures import coco_panoptic as fx
 from fixtures.urban2_util import assert_clean, assert_reported
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from fixtures.urban_util import assert_clean, assert_reported, widen
 from segunify.datasets import create_dataset
 from segunify.datasets.idd import rasterize_polygons
 from segunify.errors import SegunifyError
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
 
 

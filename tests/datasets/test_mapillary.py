@@ -104,7 +104,7 @@ def test_unknown_v20_id_is_reported(root):
 def test_rgb_labels_decode_by_colour_in_v12_only(root, capsys):
     """A v1.2 label re-saved as RGB decodes by colour (v1.2 colours are unique) to the same classes; an
     RGB v2.0 label is reported, because its colours are ambiguous."""
-    from segunify.labels import write_png
+    from segunify.io import write_png
 
     ds = create_dataset(V12, root)
     s = ds.samples("train")[0]

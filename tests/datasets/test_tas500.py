@@ -3,7 +3,7 @@ import pytest
 from fixtures import tas500 as fx
 from fixtures.offroad_util import assert_clean, assert_corruption_reported, color_stripes
 from segunify.datasets import check_dataset, create_dataset
-from segunify.labels import write_png
+from segunify.io import write_png
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from fixtures import waymo as fx  # noqa: E402
 from fixtures.urban2_util import assert_clean, assert_reported  # noqa: E402
 from segunify.datasets import create_dataset  # noqa: E402
 from segunify.errors import SegunifyError  # noqa: E402
-from segunify.labels import encode_png  # noqa: E402
+from segunify.io import encode_png  # noqa: E402
 
 CTX = "10017090168044687777_6380_000_6400_000"
 SEG = f"training/camera_segmentation/{CTX}.parquet"

@@ -7,7 +7,8 @@ from fixtures import wilddash2 as fx
 from fixtures.urban_util import assert_clean, assert_reported, widen
 from segunify.cli import main
 from segunify.datasets import check_dataset, create_dataset
-from segunify.labels import read_label_raw, write_png
+from segunify.io import write_png
+from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
 
 

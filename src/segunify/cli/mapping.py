@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from segunify.cli._util import table
-from segunify.labels import atomic_write_bytes
+from segunify.io import atomic_write_bytes
 from segunify.mapping import available_mappings, convert_authors_layout, load_mapping, parse_mapping
 from segunify.taxonomy import load_taxonomy
 

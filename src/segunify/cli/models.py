@@ -196,7 +196,8 @@ def predict(
 ) -> None:
     """Segment images: <stem>.png (train ids), <stem>_color.png (palette) and <stem>_overlay.png."""
     from segunify.cli import console
-    from segunify.labels import read_image, write_index_png, write_png
+    from segunify.io import write_index_png, write_png
+    from segunify.labels import read_image
     from segunify.models.inference import Predictor
     from segunify.taxonomy import load_taxonomy
 

@@ -35,8 +35,8 @@ import torch
 
 from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
+from segunify.io import atomic_write_bytes, encode_png
 from segunify.jsonio import read_json_object
-from segunify.labels import atomic_write_bytes, encode_png
 from segunify.mapping import Mapping
 from segunify.pseudo.priors import apply_priors, plain_argmax, score_at
 from segunify.taxonomy import IGNORE

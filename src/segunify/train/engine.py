@@ -259,7 +259,7 @@ def _write_rank_record(
     out: Path, rank: int, seen: list[list[int]], model: torch.nn.Module, step: int
 ) -> None:
     """What this rank trained on and the hash of the weights it ended with (audits sharding and sync)."""
-    from segunify.labels import atomic_write_bytes
+    from segunify.io import atomic_write_bytes
 
     record = {"rank": rank, "step": step, "draws": seen, "weights_sha256": state_sha256(model)}
     atomic_write_bytes(out / "ranks" / f"rank{rank}.json", json.dumps(record).encode())

@@ -1,0 +1,91 @@
+"""Writing files safely: every file segunify writes goes through here.
+
+A temp file in the same folder + ``os.replace`` means a reader (or a resumed run) never sees half a
+file; the temp file is created with the user's umask applied, like ``open()`` would, so outputs in a
+team's shared folder stay readable (``mkstemp`` alone gives 0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segunify.errors import SegunifyError
+
+
+def _read_umask() -> int:
+    """The process umask without changing it for other threads (Linux reports it in /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a new regular file: 0666 minus the umask, as ``open()`` gives."""
+    return 0o666 & ~_read_umask()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half a file.
+
+    A write that fails (read-only folder, disk full) leaves no temp file behind and raises one
+    :class:`SegunifyError` naming ``path``.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise SegunifyError(f"cannot write file: {exc.strerror or exc}", path) from exc
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data, **kwargs) -> None:
+    """JSON with a trailing newline; ``kwargs`` go to :func:`json.dumps` (e.g. ``indent``, ``default``)."""
+    atomic_write_text(path, json.dumps(data, **kwargs) + "\n")
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of a uint8/uint16 single-channel array or a uint8 RGB array."""
+    if array.ndim == 3:
+        array = np.ascontiguousarray(array[:, :, ::-1])
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise SegunifyError(f"cannot encode array of shape {array.shape} and dtype {array.dtype} as PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Atomically write an index (``[H, W]``) or RGB (``[H, W, 3]``) PNG."""
+    atomic_write_bytes(path, encode_png(array))
+
+
+def write_index_png(path: str | Path, train_ids: np.ndarray) -> None:
+    if train_ids.dtype != np.uint8:
+        raise SegunifyError(f"index labels must be uint8, got {train_ids.dtype}", path)
+    write_png(path, train_ids)
