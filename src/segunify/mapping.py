@@ -69,6 +69,36 @@ class Mapping:
             lut[list(cs)] = k
         return lut
 
+    def first_allowed_lut(self) -> np.ndarray:
+        """``[256]`` uint8 LUT extra train id -> its lowest allowed source class (void and ignore -> 255).
+
+        Exact for one-to-one rows; for a one-to-many row it is only a representative (pictures of the
+        ground truth in source colours), never a training label.
+        """
+        lut = np.full(256, IGNORE, dtype=np.uint8)
+        for k, cs in enumerate(self.allowed_sets):
+            if cs:
+                lut[k] = cs[0]
+        return lut
+
+    def check_compatible(self, extra: Taxonomy, source_classes, what: str, source_what: str = "") -> None:
+        """One check for every user of a mapping: it must lead from ``extra`` (the ground truth's
+        taxonomy, described by ``what``, e.g. ``dataset 'camvid'``) to exactly ``source_classes`` (the
+        class names the model predicts; ``source_what`` names that model)."""
+        source_classes = tuple(source_classes)
+        if tuple(self.source.classes) != source_classes:
+            raise SegunifyError(
+                f"mapping's source taxonomy {self.source.name!r} ({self.source.num_classes} classes) does not "
+                f"match the classes of {source_what or 'the model'} ({len(source_classes)} classes)",
+                self.path or None,
+            )
+        if tuple(self.extra.classes) != tuple(extra.classes):
+            raise SegunifyError(
+                f"mapping's extra taxonomy {self.extra.name!r} ({self.extra.num_classes} classes) is not the "
+                f"taxonomy of {what} ({extra.name!r}, {extra.num_classes} classes)",
+                self.path or None,
+            )
+
     def kind(self, k: int) -> str:
         n = len(self.allowed_sets[k])
         return "void" if n == 0 else ("one-to-one" if n == 1 else "one-to-many")
