@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from segunify.cli import main
+from segunify.config import load_yaml_config, resolve_path
 from segunify.errors import SegunifyError
-from segunify.train.config import load_config, parse_override
+from segunify.train.config import load_config, parse_override, resolve_config_path
 from test_train_fixtures import base_config, make_camvid, make_pseudo, write_config
 
 
@@ -183,3 +185,41 @@ def test_resume_errors(camvid, tmp_path, capsys):
 def test_shipped_train_configs_validate(path):
     cfg = load_config(path, ["steps=20"])
     assert cfg.steps == 20 and cfg.parts and cfg.model.name
+
+
+class _Demo(BaseModel):
+    """A config model unrelated to training: the loader is generic."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    size: tuple[int, int] = (1, 1)
+    inner: dict[str, int] = {}
+
+
+def test_generic_loader_validates_any_model_with_overrides(tmp_path):
+    path = tmp_path / "d.yaml"
+    path.write_text("name: x\nsize: [2, 3]\n", encoding="utf-8")
+    cfg = load_yaml_config(path, _Demo, ["inner.a=4", "name=y"])
+    assert cfg == _Demo(name="y", size=(2, 3), inner={"a": 4})
+    path.write_text("# comment\nname: x\nsize: [2, three]\n", encoding="utf-8")
+    with pytest.raises(SegunifyError) as err:
+        load_yaml_config(path, _Demo)
+    assert str(err.value).startswith(f"{path}:3: size.1: Input should be a valid integer")
+    with pytest.raises(SegunifyError) as err:
+        load_yaml_config(path, _Demo, ["size=[1, z]"])
+    assert str(err.value).startswith(f"{path}: size.1: Input should be a valid integer")
+    assert "(from --set)" in str(err.value)
+
+
+def test_resolve_path_has_one_base_the_config_folder(tmp_path, monkeypatch):
+    base = tmp_path / "configs"
+    assert resolve_path("runs/a", base, "out") == base / "runs" / "a"
+    assert resolve_path("../runs/a", base, "out") == tmp_path / "runs" / "a"
+    assert resolve_path(str(tmp_path / "abs"), base, "out") == tmp_path / "abs"
+    (tmp_path / "shared").mkdir()
+    monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "shared"))
+    assert resolve_path("data:CamVid", base, "root") == tmp_path / "shared" / "data" / "CamVid"
+    assert resolve_path("weights:w.pth", base, "w") == tmp_path / "shared" / "weights" / "w.pth"
+    # the training config resolves against its own folder, not the current directory
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_path("run", base / "c.yaml", "out") == base / "run"

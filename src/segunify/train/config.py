@@ -1,21 +1,23 @@
 """The training configuration: one YAML file, validated by pydantic, overridable with ``--set a.b=c``.
 
-Every problem becomes one :class:`SegunifyError` line naming the YAML file and the dotted key
-(``parts.0.weight``), never a pydantic dump. Relative paths are resolved against the current
-directory; ``data:NAME`` and ``weights:NAME`` name entries of the shared data folder
-(:mod:`segunify.paths`), so shipped configs work on any machine.
+Read with the project's one loader (:func:`segunify.config.load_yaml_config`): every problem becomes one
+:class:`SegunifyError` line naming the YAML file, line and dotted key (``parts.0.weight``). Relative paths
+are taken from the config file's folder; ``data:NAME`` and ``weights:NAME`` name entries of the shared
+data folder (:func:`segunify.config.resolve_path`), so shipped configs work on any machine.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from segunify.errors import SegunifyError
+from segunify.config import apply_override, load_yaml_config, parse_override, resolve_path
+
+__all__ = ["TrainConfig", "apply_override", "load_config", "parse_override", "resolve_config_path"]
 
 Pair = tuple[int, int]
 
@@ -136,131 +138,12 @@ class TrainConfig(_Strict):
         return json.loads(self.model_dump_json())
 
 
-def resolve_path(text: str, path_for_errors: str, key: str) -> Path:
-    """``data:X`` / ``weights:X`` -> the shared folder; other relative paths -> against the cwd."""
-    from segunify.paths import shared_root
-
-    for prefix in ("data", "weights"):
-        if text.startswith(prefix + ":"):
-            root = shared_root(required=False)
-            if root is None:
-                raise SegunifyError(
-                    f"{key}: {text!r} needs the shared data folder; set SEGUNIFY_DATA", path_for_errors
-                )
-            return (root / prefix / text[len(prefix) + 1 :]).resolve()
-    return Path(text).expanduser().resolve()
+def resolve_config_path(text: str, config_path: str | Path, key: str) -> Path:
+    """A path value of the config file ``config_path``: relative to that file's folder (see
+    :func:`segunify.config.resolve_path`); errors name the file."""
+    return resolve_path(text, Path(config_path).parent, key, config_path)
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``a.b.0.c=value`` -> (["a", "b", "0", "c"], YAML-typed value: ``20`` int, ``true`` bool, ``[1,2]`` list)."""
-    if "=" not in item:
-        raise SegunifyError(f"--set {item!r}: expected key=value")
-    key, text = item.split("=", 1)
-    key = key.strip()
-    if not key or any(not p for p in key.split(".")):
-        raise SegunifyError(f"--set {item!r}: empty key")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
-    return key.split("."), value
-
-
-def apply_override(data: dict, keys: list[str], value: Any) -> None:
-    node: Any = data
-    for i, k in enumerate(keys):
-        last = i == len(keys) - 1
-        where = ".".join(keys[: i + 1])
-        if isinstance(node, list):
-            if not k.lstrip("-").isdigit() or not -len(node) <= int(k) < len(node):
-                raise SegunifyError(
-                    f"--set {'.'.join(keys)}: {where!r} is not an index of a {len(node)}-item list"
-                )
-            k = int(k)
-            if last:
-                node[k] = value
-            else:
-                node = node[k]
-        elif isinstance(node, dict):
-            if last:
-                node[k] = value
-            else:
-                if node.get(k) is None:
-                    node[k] = {}
-                node = node[k]
-        else:
-            raise SegunifyError(f"--set {'.'.join(keys)}: {'.'.join(keys[:i])!r} is a value, not a section")
-
-
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
-
-
-def _line_of(text: str, loc: tuple) -> int | None:
-    """Line of a dotted key in the YAML text (for errors), found through the node tree."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((kv for kv in node.value if kv[0].value == str(part)), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def _first_error(exc: ValidationError) -> tuple[tuple, str]:
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    if err["type"] == "extra_forbidden":
-        return loc, "unknown key"
-    if err["type"] == "missing":
-        return loc, "required key missing"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] not in ("value_error", "assertion_error") and "input" in err:
-        given = err["input"]
-        if not isinstance(given, dict | list):
-            msg = f"{msg} (got {given!r})"
-    return loc, msg
-
-
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read, override and validate a training config; one clear :class:`SegunifyError` for any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise SegunifyError("config file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegunifyError(f"cannot read config: {exc}", path) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SegunifyError(f"invalid YAML: {problem}", path, mark.line + 1 if mark else None) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise SegunifyError("config must be a mapping of keys to values", path)
-    overridden: set[str] = set()
-    for item in overrides:
-        keys, value = parse_override(item)
-        apply_override(data, keys, value)
-        overridden.add(".".join(keys))
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        loc, msg = _first_error(exc)
-        key = _loc(loc) or "<top level>"
-        related = any(key == o or key.startswith(o + ".") or o.startswith(key + ".") for o in overridden)
-        origin = " (from --set)" if related else ""
-        line = None if origin else _line_of(text, loc)
-        raise SegunifyError(f"{key}: {msg}{origin}", path, line) from None
+    return load_yaml_config(path, TrainConfig, overrides)

@@ -29,7 +29,13 @@ from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
 from segunify.mapping import Mapping, identity_mapping, load_mapping
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
-from segunify.train.config import AugmentationConfig, EvalPartConfig, PartConfig, TrainConfig, resolve_path
+from segunify.train.config import (
+    AugmentationConfig,
+    EvalPartConfig,
+    PartConfig,
+    TrainConfig,
+    resolve_config_path,
+)
 
 PSEUDO_SUMMARY = "summary.json"
 
@@ -103,7 +109,7 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
         )
     source = text
     if text.endswith(".csv") or "/" in text or text.startswith(("data:", "weights:")):
-        source = str(resolve_path(text, config_path, key))
+        source = str(resolve_config_path(text, config_path, key))
     try:
         return load_mapping(source, extra=gt, source=target)
     except SegunifyError as exc:
@@ -111,7 +117,7 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
 
 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
-    path = resolve_path(root, config_path, f"{key}.root")
+    path = resolve_config_path(root, config_path, f"{key}.root")
     if not path.is_dir():
         raise SegunifyError(f"{key}.root: dataset folder not found: {path}", config_path)
     try:
@@ -153,7 +159,7 @@ def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) 
             f"{key}.mapping: pseudo-labels are already in the target taxonomy; remove the mapping",
             config_path,
         )
-    pseudo = resolve_path(cfg.labels, config_path, f"{key}.labels")
+    pseudo = resolve_config_path(cfg.labels, config_path, f"{key}.labels")
     check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
     missing = next((pseudo / s.rel for s in samples if not (pseudo / s.rel).is_file()), None)
     if missing is not None:

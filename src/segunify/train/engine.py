@@ -36,7 +36,7 @@ from rich.table import Table
 from segunify.errors import SegunifyError
 from segunify.metrics import confusion_matrix, cross_taxonomy_confusion, cross_taxonomy_scores, scores
 from segunify.taxonomy import IGNORE, Taxonomy
-from segunify.train.config import TrainConfig, resolve_path
+from segunify.train.config import TrainConfig, resolve_config_path
 from segunify.train.data import (
     CompoundDataset,
     EvalDataset,
@@ -302,7 +302,7 @@ def train(
     eval_parts = [
         resolve_eval_part(p, target, f"eval.parts.{i}", config_path) for i, p in enumerate(cfg.eval.parts)
     ]
-    out = resolve_path(cfg.out, config_path, "out")
+    out = resolve_config_path(cfg.out, config_path, "out")
     last = find_last(out)
     if resume and last is None:
         raise SegunifyError(f"--resume: no previous run in {out} ({LAST}/{STATE} missing)", config_path)
@@ -312,7 +312,7 @@ def train(
         )
 
     weights = None if resume else cfg.model.weights  # a resumed run takes every weight from last/
-    weights_path = None if weights is None else resolve_path(weights, config_path, "model.weights")
+    weights_path = None if weights is None else resolve_config_path(weights, config_path, "model.weights")
     if weights_path is not None and not weights_path.exists():
         raise SegunifyError(f"model.weights: file not found: {weights_path}", config_path)
     try:
