@@ -13,7 +13,8 @@ from fixtures.tiny_models import TINY_MASK2FORMER, TINY_SEGFORMER
 from segunify.errors import SegunifyError
 from segunify.models import available_models, count_parameters, create_model
 from segunify.models.espnetv2 import HEAD_KEYS, ESPNetv2Seg, _pool_matrix
-from segunify.models.hf import HEAD_PREFIXES as HF_HEAD_PREFIXES
+from segunify.models.mask2former import HEAD_PREFIXES as M2F_HEAD_PREFIXES
+from segunify.models.segformer import HEAD_PREFIXES as SEGFORMER_HEAD_PREFIXES
 
 torch.set_num_threads(2)
 
@@ -156,7 +157,7 @@ def test_segformer_tiny_forward_and_student_head(tmp_path, tiny_segformer):
     student = create_model("segformer-b0", 3, weights=tmp_path / "sf").eval()
     assert student(x).shape == (2, 3, 40, 56)
     ref = tiny_segformer.state_dict()
-    kept = [k for k in student.state_dict() if not k.startswith("hf.decode_head.classifier.")]
+    kept = [k for k in student.state_dict() if not k.startswith(SEGFORMER_HEAD_PREFIXES)]
     assert len(kept) == len(ref) - 2
     assert all(torch.equal(student.state_dict()[k], ref[k]) for k in kept)
     assert student.state_dict()["hf.decode_head.classifier.weight"].shape[0] == 3
@@ -183,7 +184,7 @@ def test_mask2former_tiny_semantic_scores_and_own_loss(tmp_path):
     student = create_model("mask2former", 6, weights=tmp_path / "m2f")
     assert student.hf.class_predictor.out_features == 7  # 6 classes + no-object
     ref = model.state_dict()
-    kept = [k for k in student.state_dict() if not k.startswith(HF_HEAD_PREFIXES)]
+    kept = [k for k in student.state_dict() if not k.startswith(M2F_HEAD_PREFIXES)]
     assert len(kept) == len(ref) - 3
     assert all(torch.equal(student.state_dict()[k], ref[k]) for k in kept)
     reloaded, _ = load_checkpoint(tmp_path / "m2f")
@@ -212,7 +213,7 @@ def test_mask2former_tiny_semantic_scores_and_own_loss(tmp_path):
 
 
 def test_labels_to_masks_hand_case():
-    from segunify.models.hf import labels_to_masks
+    from segunify.models.mask2former import labels_to_masks
 
     lab = torch.tensor([[[0, 2], [255, 2]]])
     masks, classes = labels_to_masks(lab, 3)
@@ -236,3 +237,27 @@ def test_teacher_camvid_val_figure(weights_dir, camvid_root):
     assert result["images"] == 101
     assert abs(result["miou"] - 63.9) <= 0.5
     assert abs(result["pixel_acc"] - 90.4) <= 0.5
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, classes",
+    [
+        ("espnetv2", {"s": 1.0}, 5),
+        ("segformer-b0", {"config": TINY_SEGFORMER}, 5),
+        ("mask2former", {"config": TINY_MASK2FORMER}, 4),
+    ],
+)
+def test_find_unused_parameters_is_declared_truthfully(name, kwargs, classes):
+    """Each family declares ``find_unused_parameters`` (read by the trainer for DDP): it must be True
+    exactly when one training step leaves a parameter without a gradient (before, it was forced to
+    True for every model)."""
+    torch.manual_seed(0)
+    model = create_model(name, classes, **kwargs).train()
+    x, labels = torch.randn(2, 3, 64, 64), torch.randint(0, classes, (2, 64, 64))
+    if model.has_own_loss:
+        loss = model(x, labels=labels)
+    else:
+        loss = F.cross_entropy(model(x), labels)
+    loss.backward()
+    unused = [k for k, p in model.named_parameters() if p.grad is None]
+    assert model.find_unused_parameters == bool(unused), unused

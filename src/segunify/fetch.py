@@ -105,12 +105,3 @@ def fetch(
         if progress:
             progress(item, got)
     return downloaded, present
-
-
-def missing_files(dest_root: Path, groups: list[str] | None = None) -> list[RemoteFile]:
-    """Files of the manifest that are absent below ``dest_root`` (size check only: cheap)."""
-    return [
-        f
-        for f in manifest_files(groups)
-        if not (dest_root / f.dest).is_file() or (dest_root / f.dest).stat().st_size != f.size
-    ]

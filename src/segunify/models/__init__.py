@@ -71,6 +71,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from segunify.models import espnetv2, hf  # noqa: E402,F401  (families register themselves)
+from segunify.models import espnetv2, mask2former, segformer  # noqa: E402,F401  (families register themselves)
 
 __all__ = ["available_models", "count_parameters", "create_model", "model_entries", "register_model"]

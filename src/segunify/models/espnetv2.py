@@ -23,6 +23,7 @@ from torch import nn
 
 from segunify.errors import SegunifyError
 from segunify.models import register_model
+from segunify.models.base import SegmentationModel
 
 WIDTHS = {1.0: (32, 64, 128, 256), 2.0: (32, 128, 256, 512)}
 HEAD_KEYS = ("bu_dec_l4.merge_layer.3.weight", "bu_dec_l4.merge_layer.3.bias")
@@ -236,12 +237,17 @@ def _br(n):
     return nn.Sequential(nn.BatchNorm2d(n), nn.PReLU(n))
 
 
-class ESPNetv2Seg(nn.Module):
+class ESPNetv2Seg(SegmentationModel):
     """ESPNetv2 encoder + EdgeNets pyramid-pooling decoder; logits ``[B, num_classes, H, W]`` at input size.
 
     ``proj`` is the decoder's projection width; it is 10 in the shipped model (``min(20 // 2, 16)``) and
     stays 10 for any class count so that decoder weights transfer to students.
+
+    ``find_unused_parameters``: the DownSampler's EESP keeps a ``module_act`` it never calls (the
+    published weights hold it, so it stays for a strict load).
     """
+
+    find_unused_parameters = True
 
     def __init__(self, num_classes: int, s: float = 2.0, proj: int = 10):
         super().__init__()

@@ -124,10 +124,6 @@ class Predictor:
         pred.meta = meta
         return pred
 
-    @property
-    def num_classes(self) -> int | None:
-        return self.meta.get("num_classes")
-
     def _autocast(self):
         if self.amp:
             return torch.autocast("cuda", dtype=torch.float16)
