@@ -19,7 +19,7 @@ from segunify.datasets.base import DatasetAdapter, register_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import IdCodec
 from segunify.mapping import load_mapping
-from segunify.taxonomy import IGNORE, load_taxonomy
+from segunify.taxonomy import load_taxonomy
 
 CAMERAS = ("_windshield_vis", "_camera_left", "_front", "_realsense")
 
@@ -75,14 +75,10 @@ class Goose(DatasetAdapter):
 
 
 def offroad_lut() -> np.ndarray:
-    """``[256]`` GOOSE train id -> off-road train id (void rows and ignore -> 255)."""
+    """``[256]`` GOOSE train id -> off-road train id (void rows and ignore -> 255); every GOOSE class must
+    allow at most one off-road class, so the lookup is exact."""
     mapping = load_mapping("goose__offroad")
-    lut = np.full(256, IGNORE, dtype=np.uint8)
-    for k, allowed in enumerate(mapping.allowed_sets):
-        if len(allowed) > 1:
-            raise SegunifyError(
-                f"GOOSE class {mapping.extra.classes[k]!r} allows several off-road classes", mapping.path
-            )
-        if allowed:
-            lut[k] = allowed[0]
-    return lut
+    several = [mapping.extra.classes[k] for k, allowed in enumerate(mapping.allowed_sets) if len(allowed) > 1]
+    if several:
+        raise SegunifyError(f"GOOSE class {several[0]!r} allows several off-road classes", mapping.path)
+    return mapping.first_allowed_lut()
