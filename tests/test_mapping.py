@@ -1,5 +1,3 @@
-import warnings
-
 import numpy as np
 import pytest
 
@@ -7,10 +5,10 @@ from segunify.cli import main
 from segunify.errors import SegunifyError
 from segunify.mapping import (
     available_mappings,
-    convert_authors_layout,
     identity_mapping,
     load_mapping,
     parse_mapping,
+    quote_field,
 )
 from segunify.taxonomy import load_taxonomy
 
@@ -113,84 +111,16 @@ def test_to_csv_round_trip():
     assert again.allowed_sets == m.allowed_sets
 
 
-AUTHORS_LABELS = """0,name,id,trainId,category,categoryId,hasInstances,ignoreInEval,color
-0,Animal,0,0,,,,,
-1,Bicyclist,1,1,,,,,
-2,Car,2,2,,,,,
-3,Road,3,3,,,,,
-4,Sky,4,4,,,,,
-5,Truck_Bus,5,5,,,,,
-6,Void,6,6,,,,,
-7,Wall,7,7,,,,,
-8,Tunnel,8,8,,,,,
-"""
-AUTHORS_MASTER = """,name,,,
-0,road,Road,Void,
-2,building,Void,,
-3,wall,Wall,,
-12,rider,Bicyclist,,
-13,car,Car,,
-14,truck,Truck_Bus,,
-15,bus,Truck_Bus,,
-10,sky,Sky,,
-18,bicycle,Bicyclist,,
-255,void,Animal,Void,
-"""
+def test_bom_comments_and_quotes(tmp_path):
+    """Issue 11 item 11: a spreadsheet's UTF-8 BOM before the header is accepted (it was 'malformed row')."""
+    path = tmp_path / "camvid__cityscapes.csv"
+    path.write_bytes("\ufeffextra_id,extra_name,source_classes\n".encode() + _rows().encode())
+    assert load_mapping(path).allowed_sets == parse_mapping(_rows(), CAMVID, CITY).allowed_sets
+    assert main(["mapping", "check", str(path)]) == 0
+    assert quote_field('a "b", c') == '"a ""b"", c"'
 
 
-def test_convert_authors_layout(tmp_path):
-    labels = tmp_path / "labels.csv"
-    master = tmp_path / "master_labels_cityscapes.csv"
-    labels.write_text(AUTHORS_LABELS)
-    master.write_text(AUTHORS_MASTER)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        text = convert_authors_layout(labels, master, CITY)
-    assert any("'Tunnel' appears in no row" in str(w.message) for w in caught)
-    rows = {
-        line.split(",")[1]: line.split(",")[2].split("  #")[0]
-        for line in text.splitlines()
-        if line[:1].isdigit()
-    }
-    assert rows == {
-        "Animal": "void",
-        "Bicyclist": "rider;bicycle",
-        "Car": "car",
-        "Road": "road",
-        "Sky": "sky",
-        "Truck_Bus": "truck;bus",
-        "Void": "road;building",
-        "Wall": "wall",
-        "Tunnel": "void",
-    }
-    out = tmp_path / "ours.csv"
-    assert (
-        main(
-            [
-                "mapping",
-                "convert",
-                "--labels",
-                str(labels),
-                "--master",
-                str(master),
-                "--source",
-                "cityscapes",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    assert out.read_text() == text
-
-
-def test_convert_reports_bad_rows(tmp_path):
-    labels = tmp_path / "labels.csv"
-    master = tmp_path / "master.csv"
-    labels.write_text(AUTHORS_LABELS)
-    master.write_text(",name\n0,road,Raod\n")
-    with pytest.raises(SegunifyError, match=r"master.csv:2: unknown extra class 'Raod'"):
-        convert_authors_layout(labels, master, CITY)
-    master.write_text(",name\n0,street,Road\n")
-    with pytest.raises(SegunifyError, match=r"master.csv:2: unknown source class 'street'"):
-        convert_authors_layout(labels, master, CITY)
+def test_review_rows_of_a_draft_are_refused(tmp_path):
+    path = _write(tmp_path, _rows({9: "REVIEW"}))
+    with pytest.raises(SegunifyError, match=r"m.csv:11: row marked REVIEW by `mapping suggest`"):
+        load_mapping(path, "camvid", "cityscapes")

@@ -8,7 +8,8 @@ File format (one CSV per extra/source pair, shipped as ``mappings/<extra>__<sour
     11,Void,void
 
 ``source_classes`` is a ``;``-separated list of source class names, or ``void`` (the pixel becomes
-ignore). Every class of the extra taxonomy must have exactly one row. The compiled form is a boolean
+ignore). Every class of the extra taxonomy must have exactly one row. ``REVIEW`` (written by
+``segunify mapping suggest`` where the data cannot decide) is refused until a person replaces it. The compiled form is a boolean
 matrix ``allowed[K, C]`` (K extra classes, C source classes); a void class has an all-False row.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +28,7 @@ from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 
 HEADER = ("extra_id", "extra_name", "source_classes")
 VOID = "void"
+REVIEW = "REVIEW"  # what `mapping suggest` writes where the data cannot decide; `check` refuses it
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,13 @@ class Mapping:
         out.write(",".join(HEADER) + "\n")
         for k, cs in enumerate(self.allowed_sets):
             names = ";".join(self.source.classes[c] for c in cs) if cs else VOID
-            out.write(f"{k},{_quote(self.extra.classes[k])},{_quote(names)}\n")
+            out.write(f"{k},{quote_field(self.extra.classes[k])},{quote_field(names)}\n")
         return out.getvalue()
 
 
-def _quote(text: str) -> str:
-    return f'"{text}"' if ("," in text or '"' in text) else text
+def quote_field(text: str) -> str:
+    """A CSV field, quoted when it holds a comma or a quote."""
+    return '"' + text.replace('"', '""') + '"' if ("," in text or '"' in text) else text
 
 
 def _strip_comment(line: str) -> str:
@@ -124,6 +126,7 @@ def _strip_comment(line: str) -> str:
 
 def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<string>") -> Mapping:
     """Parse and validate a mapping CSV; every error names the file and line."""
+    text = text.removeprefix("\ufeff")  # a UTF-8 BOM (spreadsheets save one) is not part of the header
     comments: list[str] = []
     sets: dict[int, tuple[int, ...]] = {}
     line_of: dict[int, int] = {}
@@ -169,24 +172,7 @@ def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<st
             raise SegunifyError(
                 f"duplicate extra class {extra_name!r} (first on line {line_of[k]})", path, lineno
             )
-        names = [n.strip() for n in classes_text.split(";")]
-        if any(not n for n in names):
-            raise SegunifyError(f"empty source class name in {classes_text!r}", path, lineno)
-        if [n.lower() for n in names] == [VOID]:
-            sets[k] = ()
-        else:
-            if VOID in (n.lower() for n in names):
-                raise SegunifyError("'void' cannot be combined with source classes", path, lineno)
-            ids = []
-            for n in names:
-                if n.lower() not in source_lookup:
-                    raise SegunifyError(
-                        f"unknown source class {n!r} (taxonomy {source.name!r})", path, lineno
-                    )
-                ids.append(source_lookup[n.lower()])
-            if len(set(ids)) != len(ids):
-                raise SegunifyError(f"source class repeated in {classes_text!r}", path, lineno)
-            sets[k] = tuple(sorted(ids))
+        sets[k] = _parse_sources(classes_text, source, source_lookup, path, lineno)
         line_of[k] = lineno
     missing = [extra.classes[k] for k in range(extra.num_classes) if k not in sets]
     if missing:
@@ -198,6 +184,35 @@ def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<st
         path=path,
         comments=tuple(comments),
     )
+
+
+def _parse_sources(
+    classes_text: str, source: Taxonomy, source_lookup: dict[str, int], path: str, lineno: int
+) -> tuple[int, ...]:
+    """The ``source_classes`` field -> sorted source train ids (``()`` for void)."""
+    names = [n.strip() for n in classes_text.split(";")]
+    if any(not n for n in names):
+        raise SegunifyError(f"empty source class name in {classes_text!r}", path, lineno)
+    lowered = [n.lower() for n in names]
+    if lowered == [REVIEW.lower()]:
+        raise SegunifyError(
+            "row marked REVIEW by `mapping suggest` (too few pixels to decide): write its allowed "
+            "source classes or void",
+            path,
+            lineno,
+        )
+    if lowered == [VOID]:
+        return ()
+    if VOID in lowered:
+        raise SegunifyError("'void' cannot be combined with source classes", path, lineno)
+    ids = []
+    for n in names:
+        if n.lower() not in source_lookup:
+            raise SegunifyError(f"unknown source class {n!r} (taxonomy {source.name!r})", path, lineno)
+        ids.append(source_lookup[n.lower()])
+    if len(set(ids)) != len(ids):
+        raise SegunifyError(f"source class repeated in {classes_text!r}", path, lineno)
+    return tuple(sorted(ids))
 
 
 def mapping_dir():
@@ -222,14 +237,14 @@ def load_mapping(
     stem = Path(text).name[: -len(".csv")] if text.endswith(".csv") else text
     shipped = "__" in stem and tuple(stem.split("__", 1)) in available_mappings() and not Path(text).is_file()
     if shipped:
-        content = (mapping_dir() / f"{stem}.csv").read_text(encoding="utf-8")
+        content = (mapping_dir() / f"{stem}.csv").read_text(encoding="utf-8-sig")
         where = f"mappings/{stem}.csv"
     else:
         path = Path(text)
         if not path.is_file():
             raise SegunifyError("mapping file not found", path)
         try:
-            content = path.read_text(encoding="utf-8")
+            content = path.read_text(encoding="utf-8-sig")  # a spreadsheet may save a BOM
         except (OSError, UnicodeDecodeError) as exc:
             raise SegunifyError(f"cannot read mapping file: {exc}", path) from None
         where = str(path)
@@ -249,109 +264,3 @@ def load_mapping(
 def identity_mapping(taxonomy: Taxonomy) -> Mapping:
     """A taxonomy mapped onto itself (every class allows only itself)."""
     return Mapping(taxonomy, taxonomy, tuple((i,) for i in range(taxonomy.num_classes)), path="<identity>")
-
-
-def convert_authors_layout(
-    labels_csv: str | Path, master_csv: str | Path, source: Taxonomy, comment: str = ""
-) -> str:
-    """Turn the paper authors' ``labels.csv`` + ``master_labels_<source>.csv`` into our mapping CSV text.
-
-    ``labels.csv``: header line, then ``n,name,id,trainId,...`` (one row per extra class).
-    ``master_labels_<source>.csv``: header line, then ``source_id,source_name,extra_name,...`` with one
-    row per *source* class (id 255 = void). An extra class's allowed set is the union of the rows it
-    appears in; ``void`` beside real classes is dropped (the real classes are what the teacher may
-    choose from); a class found in no row becomes void with a warning.
-    """
-    labels_csv, master_csv = Path(labels_csv), Path(master_csv)
-    extra_classes: dict[int, str] = {}
-    for lineno, fields in _csv_rows(labels_csv, skip_header=True):
-        if len(fields) < 4:
-            raise SegunifyError(
-                f"malformed row: expected n,name,id,trainId,..., got {fields!r}", labels_csv, lineno
-            )
-        name, train_text = fields[1].strip(), fields[3].strip()
-        try:
-            train_id = int(train_text)
-        except ValueError:
-            raise SegunifyError(f"trainId {train_text!r} is not an integer", labels_csv, lineno) from None
-        if train_id in (IGNORE, -1):
-            continue
-        if train_id in extra_classes and extra_classes[train_id] != name:
-            raise SegunifyError(
-                f"trainId {train_id} used for {extra_classes[train_id]!r} and {name!r}", labels_csv, lineno
-            )
-        extra_classes[train_id] = name
-    allowed: dict[str, set[str]] = {name.lower(): set() for name in extra_classes.values()}
-    void_seen: set[str] = set()
-    source_lookup = {c.lower(): c for c in source.classes}
-    for lineno, fields in _csv_rows(master_csv, skip_header=True):
-        if len(fields) < 2:
-            raise SegunifyError(
-                f"malformed row: expected source_id,source_name,extra..., got {fields!r}", master_csv, lineno
-            )
-        sid_text, sname = fields[0].strip(), fields[1].strip()
-        try:
-            sid = int(sid_text)
-        except ValueError:
-            raise SegunifyError(f"source id {sid_text!r} is not an integer", master_csv, lineno) from None
-        is_void = sid == IGNORE or sname.lower() == VOID
-        if not is_void:
-            if sname.lower() not in source_lookup:
-                raise SegunifyError(
-                    f"unknown source class {sname!r} (taxonomy {source.name!r})", master_csv, lineno
-                )
-            if source.index(sname) != sid:
-                warnings.warn(
-                    f"{master_csv}:{lineno}: source id {sid} != train id {source.index(sname)} of {sname!r}; using the name",
-                    stacklevel=2,
-                )
-        for extra_name in (f.strip() for f in fields[2:]):
-            if not extra_name:
-                continue
-            key = extra_name.lower()
-            if key not in allowed:
-                raise SegunifyError(
-                    f"unknown extra class {extra_name!r} (not in {labels_csv.name})", master_csv, lineno
-                )
-            if is_void:
-                void_seen.add(key)
-            else:
-                allowed[key].add(source_lookup[sname.lower()])
-    out = io.StringIO()
-    out.write(f"# converted from {labels_csv.name} + {master_csv.name} (source taxonomy {source.name})\n")
-    if comment:
-        out.write(f"# {comment}\n")
-    out.write(",".join(HEADER) + "\n")
-    for train_id in sorted(extra_classes):
-        name = extra_classes[train_id]
-        classes = sorted(allowed[name.lower()], key=source.index)
-        note = ""
-        if not classes:
-            if name.lower() not in void_seen:
-                warnings.warn(
-                    f"{master_csv}: extra class {name!r} appears in no row; it becomes void", stacklevel=2
-                )
-                note = "  # in no row of the master file"
-            text = VOID
-        else:
-            text = ";".join(classes)
-            if name.lower() in void_seen:
-                note = "  # was also listed under void"
-        out.write(f"{train_id},{_quote(name)},{_quote(text)}{note}\n")
-    return out.getvalue()
-
-
-def _csv_rows(path: Path, skip_header: bool):
-    if not path.is_file():
-        raise SegunifyError("file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegunifyError(f"cannot read: {exc}", path) from None
-    lines = text.splitlines()
-    for lineno, line in enumerate(lines, start=1):
-        if skip_header and lineno == 1:
-            continue
-        if not line.strip() or line.strip().startswith("#"):
-            continue
-        yield lineno, next(csv.reader([line]))

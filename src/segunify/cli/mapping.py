@@ -1,19 +1,22 @@
-"""``segunify mapping check|show|convert``."""
+"""``segunify mapping check|show|list|convert|diff|suggest|audit``."""
 
 from __future__ import annotations
 
-import warnings
+import os
 from pathlib import Path
 
 import typer
 
-from segunify.cli._util import table
-from segunify.io import atomic_write_bytes
-from segunify.mapping import available_mappings, convert_authors_layout, load_mapping, parse_mapping
+from segunify.cli._util import make_dataset, parse_size, progress_bar, table
+from segunify.errors import SegunifyError
+from segunify.io import atomic_write_bytes, atomic_write_json
+from segunify.jsonio import read_json_object
+from segunify.mapping import available_mappings, load_mapping
 from segunify.taxonomy import load_taxonomy
 
 mapping_app = typer.Typer(
-    help="Validate, show and convert mapping files (extra classes -> source classes).", no_args_is_help=True
+    help="Validate, show, convert, compare, suggest and audit mapping files (extra classes -> source classes).",
+    no_args_is_help=True,
 )
 
 
@@ -85,21 +88,216 @@ def convert(
     master: Path = typer.Option(..., "--master", help="authors' master_labels_<source>.csv"),
     source: str = typer.Option(..., "--source", help="source taxonomy (name or CSV)"),
     out: Path = typer.Option(..., "--out", help="our mapping CSV to write"),
-    extra: str = typer.Option(None, "--extra", help="validate the result against this extra taxonomy"),
+    extra: str = typer.Option(
+        None, "--extra", help="match the authors' classes BY NAME to this taxonomy and validate the result"
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out"),
 ) -> None:
-    """Convert the paper authors' layout (labels.csv + master_labels_<source>.csv) into our mapping CSV."""
+    """Convert the paper authors' layout (labels.csv + master_labels_<source>.csv) into our mapping CSV;
+    prints each row's void policy and the names that matched no class."""
     from segunify.cli import console, err_console
+    from segunify.mapcheck.convert import MAPPED, convert_authors_layout
 
-    source_t = load_taxonomy(source)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        text = convert_authors_layout(labels, master, source_t)
-    for w in caught:
-        err_console.print(f"warning: {w.message}", markup=False)
-    if extra:
-        parse_mapping(text, load_taxonomy(extra), source_t, path=str(out))
-    atomic_write_bytes(out, text.encode("utf-8"))
+    _refuse_existing([out], overwrite)
+    conv = convert_authors_layout(
+        labels, master, load_taxonomy(source), load_taxonomy(extra) if extra else None
+    )
+    for note in conv.notes:
+        err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    if conv.unmatched:
+        err_console.print(
+            f"warning: {len(conv.unmatched)} class(es) of {labels} match no class of taxonomy {extra!r}: "
+            + ", ".join(conv.unmatched),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    t = table(
+        "extra id", "extra class", "source classes", "void policy", title=f"{labels.name} + {master.name}"
+    )
+    for row in conv.rows:
+        policy = row.policy if row.policy != MAPPED else ""
+        t.add_row(str(row.extra_id), row.name, ", ".join(row.classes) or "void", policy)
+    console.print(t)
+    atomic_write_bytes(out, conv.text.encode("utf-8"))
     console.print(f"wrote {out}")
+
+
+@mapping_app.command("diff")
+def diff(
+    a: str = typer.Argument(..., help="first mapping (CSV path or shipped extra__source)"),
+    b: str = typer.Argument(..., help="second mapping of the same pair"),
+    extra: str = typer.Option(None, "--extra", help="extra taxonomy of both (default from the file names)"),
+    source: str = typer.Option(
+        None, "--source", help="source taxonomy of both (default from the file names)"
+    ),
+    json_out: Path = typer.Option(None, "--json", help="also write every row as JSON"),
+) -> None:
+    """The rows where two mappings of the same pair disagree, set by set (exit 0 either way)."""
+    from segunify.cli import console
+    from segunify.mapcheck.diff import diff_mappings
+
+    ma, mb = _load(a, extra, source), _load(b, extra, source)
+    rows = diff_mappings(ma, mb)
+    differing = [r for r in rows if r.differs]
+    t = table("extra id", "extra class", "A", "B", "only in A", "only in B", "Jaccard",
+              title=f"A = {ma.path}, B = {mb.path}")  # fmt: skip
+    for r in differing:
+        t.add_row(str(r.extra_id), r.name, ", ".join(r.both + r.only_a) or "void",
+                  ", ".join(r.both + r.only_b) or "void", ", ".join(r.only_a) or "-",
+                  ", ".join(r.only_b) or "-", f"{r.jaccard:.2f}")  # fmt: skip
+    if differing:
+        console.print(t)
+    mean = sum(r.jaccard for r in rows) / len(rows)
+    console.print(
+        f"{len(differing)} of {len(rows)} rows differ; {len(rows) - len(differing)} identical; mean Jaccard {mean:.3f}",
+        highlight=False,
+    )
+    if json_out:
+        atomic_write_json(json_out, {"a": ma.path, "b": mb.path, "rows": [r.to_json() for r in rows]})
+
+
+def _refuse_existing(paths, overwrite: bool) -> None:
+    """Outputs never replace a file silently: someone's hand-edited mapping may be there."""
+    for p in paths:
+        if p is not None and Path(p).exists() and not overwrite:
+            raise SegunifyError("output exists; pass --overwrite to replace it", p)
+
+
+def _teacher_classes(teacher: str) -> tuple[str | None, tuple[str, ...]]:
+    from segunify.models.checkpoint import read_meta
+
+    meta = read_meta(Path(teacher))
+    return meta.get("taxonomy"), tuple(meta.get("classes") or ())
+
+
+def _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads):
+    """One teacher pass without priors over the (subsampled) split -> co-occurrence statistics."""
+    import torch
+
+    from segunify.cli import console
+    from segunify.mapcheck.cooccurrence import CoOccurrence, labelled_pairs, labelled_samples, teacher_pass
+    from segunify.models.inference import Predictor
+
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    ds = make_dataset(dataset, root)
+    samples = labelled_samples(ds, split, limit)
+    taxonomy, classes = _teacher_classes(teacher)
+    if taxonomy is None:
+        raise SegunifyError("the teacher checkpoint names no taxonomy; cannot name its classes", teacher)
+    source = load_taxonomy(taxonomy)
+    if tuple(source.classes) != classes:
+        raise SegunifyError(f"teacher classes differ from taxonomy {taxonomy!r}", teacher)
+    opts = {"size": parse_size(size)} if size else {}
+    predictor = Predictor.from_checkpoint(teacher, device=device, **opts)
+    cooc = CoOccurrence(ds.taxonomy, source, confidence)
+    with progress_bar(console=console, disable=os.environ.get("SEGUNIFY_NO_PROGRESS") is not None) as bar:
+        task = bar.add_task(f"teacher on {dataset}/{split}", total=len(samples), rate="")
+        teacher_pass(predictor, labelled_pairs(ds, samples), cooc, lambda n: bar.update(task, advance=n))
+    where = f"{len(samples)} labelled image(s) of {dataset}/{split} (evenly spread), teacher input {predictor.size}"
+    return cooc, where
+
+
+@mapping_app.command("suggest")
+def suggest(
+    teacher: str = typer.Option(..., "--teacher", help="teacher checkpoint folder (run without priors)"),
+    dataset: str = typer.Option(..., "--dataset", help="dataset adapter name (segunify datasets list)"),
+    root: str = typer.Option(..., "--root", help="dataset root folder"),
+    out: Path = typer.Option(..., "--out", help="draft mapping CSV to write"),
+    split: str = typer.Option("train", "--split", help="dataset split"),
+    limit: int | None = typer.Option(None, "--limit", help="N labelled samples spread evenly over the split"),
+    size: str | None = typer.Option(None, "--size", help="teacher input H,W (default: the checkpoint's)"),
+    coverage: float = typer.Option(0.9, "--coverage", help="the set covers at least this share of pixels"),
+    min_share: float = typer.Option(0.02, "--min-share", help="no member below this share"),
+    min_pixels: int = typer.Option(1000, "--min-pixels", help="fewer pixels -> a REVIEW row, not a guess"),
+    png: Path = typer.Option(None, "--png", help="also draw the row-normalised heatmap here"),
+    json_out: Path = typer.Option(None, "--json", help="also write the co-occurrence statistics here"),
+    confidence: float = typer.Option(0.5, "--confidence", help="threshold of the confident counts in --json"),
+    device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+) -> None:
+    """Draft a mapping from data: the teacher's unconstrained predictions on each ground-truth class."""
+    from segunify.cli import console
+    from segunify.mapcheck.suggest import SuggestRule, draft_csv, heatmap_png, suggest_sets
+
+    rule = SuggestRule(coverage, min_share, min_pixels)
+    _refuse_existing([out, png, json_out], overwrite)
+    cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
+    rows = suggest_sets(cooc, rule)
+    provenance = f"teacher {teacher} ({cooc.source.name}) on {where}"
+    if png:
+        atomic_write_bytes(png, heatmap_png(cooc, rows, f"{cooc.extra.name} -> {cooc.source.name}: {where}"))
+    if json_out:
+        atomic_write_json(json_out, {"provenance": provenance, "rule": rule.describe(), **cooc.to_json()})
+    atomic_write_bytes(out, draft_csv(cooc, rows, rule, provenance).encode("utf-8"))
+    t = table("extra id", "extra class", "pixels", "suggested set", "covers", title=f"draft {out}")
+    for r in rows:
+        members = ", ".join(cooc.source.classes[c] for c in r.members)
+        t.add_row(
+            str(r.extra_id), r.name, f"{r.pixels:,}", "REVIEW" if r.review else members, f"{r.covered:.1%}"
+        )
+    console.print(t)
+    review = sum(r.review for r in rows)
+    console.print(f"wrote {out}" + (f" ({review} row(s) marked REVIEW)" if review else ""), highlight=False)
+
+
+@mapping_app.command("audit")
+def audit(
+    csv: str = typer.Argument(..., help="mapping CSV path, or a shipped one as extra__source"),
+    teacher: str = typer.Option(None, "--teacher", help="teacher checkpoint folder (run without priors)"),
+    dataset: str = typer.Option(None, "--dataset", help="dataset adapter name"),
+    root: str = typer.Option(None, "--root", help="dataset root folder"),
+    split: str = typer.Option("train", "--split", help="dataset split"),
+    stats: Path = typer.Option(
+        None, "--stats", help="instead of a teacher pass: `mapping suggest --json` output"
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="N labelled samples spread evenly over the split"),
+    size: str | None = typer.Option(None, "--size", help="teacher input H,W (default: the checkpoint's)"),
+    confidence: float = typer.Option(0.5, "--confidence", help="'confident' = top probability >= this"),
+    min_member: float = typer.Option(0.005, "--min-member", help="a member below this share is 'unused'"),
+    top: int = typer.Option(0, "--top", help="show only the N most suspicious rows (0 = all)"),
+    json_out: Path = typer.Option(None, "--json", help="also write every row as JSON"),
+    device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+) -> None:
+    """Rows of a mapping that the teacher's unconstrained predictions contradict, most suspicious first.
+    Advice only: exit 0 whenever it ran, 1 for bad input."""
+    from segunify.mapcheck.audit import audit_mapping
+    from segunify.mapcheck.cooccurrence import CoOccurrence
+
+    if stats is not None:
+        cooc = CoOccurrence.from_json(read_json_object(stats, "co-occurrence statistics"), stats)
+        mp = load_mapping(csv, extra=cooc.extra, source=cooc.source)
+        where = f"statistics {stats} (confident = top probability >= {cooc.threshold})"
+    else:
+        if not (teacher and dataset and root):
+            raise typer.BadParameter(
+                "give --teacher, --dataset and --root (or --stats)", param_hint="--teacher"
+            )
+        taxonomy, classes = _teacher_classes(teacher)
+        ds = make_dataset(dataset, root)
+        named = "__" in Path(csv).name or taxonomy is None
+        mp = load_mapping(csv) if named else load_mapping(csv, ds.taxonomy, taxonomy)
+        mp.check_compatible(ds.taxonomy, classes, f"dataset {dataset!r}", f"teacher {teacher}")
+        cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
+    rows = audit_mapping(cooc, mp, min_member)
+    _print_audit(rows, f"audit of {mp.path} on {where}", top)
+    if json_out:
+        atomic_write_json(json_out, {"mapping": mp.path, "on": where, "rows": [r.to_json() for r in rows]})
+
+
+def _print_audit(rows, title: str, top: int) -> None:
+    from segunify.cli import console
+
+    t = table("rank", "extra class", "allowed", "pixels", "confident outside", "members (share)", "changed by prior",
+              "suspicion", "flags", title=title)  # fmt: skip
+    for rank, r in enumerate(rows[: top or None], start=1):
+        members = ", ".join(f"{n} {v:.1%}" for n, v in r.member_shares.items()) or "void"
+        t.add_row(str(rank), r.name, ", ".join(r.allowed) or "void", f"{r.pixels:,}", f"{r.outside_confident:.1%}",
+                  members, f"{r.changed_by_prior:.1%}", f"{r.suspicion:.3f}", "; ".join(r.flags()))  # fmt: skip
+    console.print(t)
 
 
 def register(app: typer.Typer) -> None:
