@@ -9,6 +9,7 @@ import typer
 
 from segunify.cli._util import make_dataset, parse_options, progress_bar, table
 from segunify.datasets import available_datasets, check_dataset, get_dataset_class
+from segunify.datasets.base import no_samples_message
 from segunify.errors import SegunifyError
 from segunify.mapping import available_mappings
 
@@ -98,7 +99,7 @@ def stats(
     dataset = make_dataset(name, root, parse_options(opt))
     splits = [split] if split else [s for s in dataset.splits if dataset.samples(s)][:1]
     if not splits:
-        raise SegunifyError(f"dataset {name!r} has no samples", root)
+        raise SegunifyError(f"dataset {name!r}: {no_samples_message(dataset)}", root)
     samples = [s for s in dataset.samples(splits[0]) if s.label is not None]
     if limit and len(samples) > limit:
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]

@@ -26,6 +26,7 @@ class A2D2(DatasetAdapter):
     label_encoding = "color"
     description = "A2D2 camera semantic segmentation (55 colours -> 38 classes, 1920x1208)"
     homepage = "https://www.a2d2.audi"
+    layout = "[camera_lidar_semantic/]<seq>/camera/cam_<view>/*_camera_<view>_<frame>.png with <seq>/label/cam_<view>/*_label_<view>_<frame>.png"
 
     @property
     def base(self) -> Path:
@@ -61,5 +62,5 @@ class A2D2(DatasetAdapter):
             label_name = img.name.replace("_camera_", "_label_", 1)
             label = self.base / seq / "label" / cam / label_name
             frame = img.stem.rsplit("_", 1)[-1]
-            out.append(self._sample(split, img, label if label.is_file() else None, [seq, cam, frame]))
+            out.append(self._pair(split, img, label, [seq, cam, frame]))
         return out

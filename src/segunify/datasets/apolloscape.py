@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
+from segunify.datasets.base import DatasetAdapter, Sample, inside, register_dataset
 from segunify.errors import SegunifyError
 
 LISTS = "public_image_lists"
@@ -24,6 +24,10 @@ class ApolloScape(DatasetAdapter):
     splits = ("train", "val", "all")
     description = "ApolloScape scene parsing (8-bit id labels, 3384x2710)"
     homepage = "https://apolloscape.auto/scene.html"
+    layout = (
+        f"{LISTS}/*_<split>.lst (train, val) or <road>/ColorImage/Record*/Camera */<frame>.jpg with "
+        "<road>/Label/Record*/Camera */<frame>_bin.png (all)"
+    )
 
     def _label_for(self, image: Path) -> Path | None:
         """``ColorImage/../<frame>.jpg`` -> ``Label/../<frame>_bin.png``, else ``<frame>.png`` (road01_ins)."""
@@ -53,13 +57,17 @@ class ApolloScape(DatasetAdapter):
             for lineno, line in enumerate(lst.read_text(encoding="utf-8").splitlines(), start=1):
                 if not line.strip():
                     continue
-                fields = line.split("\t")
-                image = self.root / fields[0].strip()
-                if not fields[0].strip().endswith(".jpg") or "ColorImage" not in Path(fields[0]).parts:
+                fields = [f.strip() for f in line.split("\t")]
+                image = inside(self.root, fields[0], lst, lineno, "image")
+                if not fields[0].endswith(".jpg") or "ColorImage" not in Path(fields[0]).parts:
                     raise SegunifyError(
                         f"expected '<road>/ColorImage/.../<frame>.jpg<TAB><label>', got {line!r}", lst, lineno
                     )
-                listed = self.root / fields[1].strip() if len(fields) > 1 and fields[1].strip() else None
+                listed = (
+                    inside(self.root, fields[1], lst, lineno, "label")
+                    if len(fields) > 1 and fields[1]
+                    else None
+                )
                 label = listed if listed is not None and listed.is_file() else self._label_for(image)
                 sample = self._make(split, image, label)
                 found.setdefault(sample.id, sample)

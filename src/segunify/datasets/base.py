@@ -8,8 +8,8 @@ adapter works on arrays and never looks at a publisher's layout again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import ClassVar
 
 import numpy as np
@@ -29,6 +29,49 @@ class Sample:
     label: Path | None = field(compare=False)
     split: str = field(compare=False)
     rel: str = field(compare=False)
+    expected_label: Path | None = field(default=None, compare=False)  # where a missing label was looked for
+
+    def missing_label(self) -> str:
+        """The message for a sample without a label: which file was expected, when the adapter knows."""
+        return (
+            f"label file missing (expected {self.expected_label})"
+            if self.expected_label
+            else "label file missing"
+        )
+
+
+def unsafe_part(text: str) -> str | None:
+    """Why a path read from a file could lead outside the folder it is relative to (None when it cannot):
+    absolute (POSIX or Windows), a ``..`` part (``/`` or ``\\`` separated), or a NUL byte (an OS error)."""
+    if not text:
+        return "empty path"
+    if "\x00" in text:
+        return "NUL byte in path"
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).drive or text.startswith("\\"):
+        return "absolute path"
+    if ".." in text.replace("\\", "/").split("/"):
+        return "'..' in path"
+    if not PurePosixPath(text).parts or PurePosixPath(text).name in ("", "."):
+        return "names no file"
+    return None
+
+
+def inside(
+    base: Path, text: object, listed_in: str | Path, line: int | None = None, what: str = "path"
+) -> Path:
+    """``base / text`` for a path read from a list or index file (``listed_in``, at ``line``).
+
+    The one containment check of every adapter that reads paths from a file: a path that could lead outside
+    ``base`` is an error naming the file and line, so that a list never makes a command read (or, through
+    the sample's output path, write) outside the dataset root."""
+    reason = unsafe_part(text) if isinstance(text, str) else f"not a path but {type(text).__name__}"
+    if reason is not None:
+        raise SegunifyError(
+            f"{what} {text!r} may lead outside the dataset root ({reason}); paths must be relative to {base}",
+            listed_in,
+            line,
+        )
+    return base / text
 
 
 class DatasetAdapter:
@@ -41,6 +84,7 @@ class DatasetAdapter:
     domain: ClassVar[str] = "urban"
     description: ClassVar[str] = ""
     homepage: ClassVar[str] = ""
+    layout: ClassVar[str] = ""  # the paths the adapter looks for, relative to --root (<split> = a split name)
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -70,7 +114,17 @@ class DatasetAdapter:
         ids = [s.id for s in found]
         if len(set(ids)) != len(ids):
             raise SegunifyError(f"dataset {self.name!r}: duplicate sample ids in split {split!r}", self.root)
+        for s in found:  # predictions and pseudo-labels are written at <out>/<rel>: never outside <out>
+            reason = unsafe_part(s.rel) or (None if s.rel.endswith(".png") else "not a .png path")
+            if reason is not None:
+                raise SegunifyError(f"sample {s.id!r}: output path {s.rel!r} is unsafe ({reason})", self.root)
         return found
+
+    def expected_layout(self) -> str:
+        """What ``datasets check`` says when it finds no sample: the layout this adapter looked for."""
+        return (
+            f"{self.layout} under {self.root}" if self.layout else f"the {self.name} layout under {self.root}"
+        )
 
     def _list(self, split: str) -> Iterable[Sample]:
         raise NotImplementedError
@@ -84,7 +138,7 @@ class DatasetAdapter:
 
     def read_label(self, sample: Sample) -> np.ndarray:
         if sample.label is None:
-            raise SegunifyError(f"sample {sample.id!r} has no label", sample.image)
+            raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         return self.decode_label(read_label_raw(sample.label), sample.label)
 
     def sample(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +157,13 @@ class DatasetAdapter:
         rel_base = label if label is not None else image
         rel = rel_base.relative_to(self.root).with_suffix(".png").as_posix()
         return Sample(id="/".join(stem_parts), image=image, label=label, split=split, rel=rel)
+
+    def _pair(self, split: str, image: Path, label: Path, stem_parts: Iterable[str]) -> Sample:
+        """A sample whose label should be at ``label``: a missing file gives ``label=None`` and keeps the
+        path in ``expected_label``, so that "label file missing" can name it."""
+        if label.is_file():
+            return self._sample(split, image, label, stem_parts)
+        return replace(self._sample(split, image, None, stem_parts), expected_label=label)
 
 
 _REGISTRY: dict[str, type[DatasetAdapter]] = {}
@@ -145,7 +206,8 @@ def check_dataset(
     progress: Callable[[int], None] | None = None,
 ) -> CheckReport:
     """Every image readable, every label present, readable, of the image's size and holding only known
-    ids/colours. Problems are collected (one per file), never raised, so one run lists them all."""
+    ids/colours. Problems are collected (one per file), never raised, so one run lists them all. No sample
+    in any split checked is a problem too (an empty folder or another layout), naming the expected layout."""
     report = CheckReport()
     checked: set[tuple[str, Path, Path | None]] = set()  # an "all" split overlaps the others: check once
     for split in splits or dataset.splits:
@@ -156,17 +218,24 @@ def check_dataset(
             continue
         report.counts[split] = len(samples)
         for s in samples:
-            if (s.id, s.image, s.label) in checked:
-                if progress:
-                    progress(1)
-                continue
-            checked.add((s.id, s.image, s.label))
-            try:
-                if s.label is None:
-                    raise SegunifyError("label file missing", s.image)
-                dataset.sample(s)
-            except SegunifyError as exc:
-                report.problems.append((exc.path or str(s.image), str(exc)))
+            if (s.id, s.image, s.label) not in checked:
+                checked.add((s.id, s.image, s.label))
+                _check_sample(dataset, s, report)
             if progress:
                 progress(1)
+    if not checked and not report.problems:  # a split's own error already says what is wrong
+        report.problems.append((str(dataset.root), no_samples_message(dataset)))
     return report
+
+
+def no_samples_message(dataset: DatasetAdapter) -> str:
+    return f"no samples found: expected {dataset.expected_layout()}"
+
+
+def _check_sample(dataset: DatasetAdapter, s: Sample, report: CheckReport) -> None:
+    try:
+        if s.label is None:
+            raise SegunifyError(s.missing_label(), s.image)
+        dataset.sample(s)
+    except SegunifyError as exc:
+        report.problems.append((exc.path or str(s.image), str(exc)))

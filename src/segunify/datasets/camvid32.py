@@ -41,6 +41,7 @@ class CamVid32(DatasetAdapter):
     label_encoding = "color"
     description = "CamVid original 32 labels (31 classes + Void, colour-coded, 960x720)"
     homepage = "http://mi.eng.cam.ac.uk/research/projects/VideoRec/CamVid/"
+    layout = "701_StillsRaw_full/<seq>_<frame>.png with LabeledApproved_full/<seq>_<frame>_L.png"
 
     def _list(self, split):
         out = []
@@ -48,5 +49,5 @@ class CamVid32(DatasetAdapter):
             if segnet_split(img.stem) != split:
                 continue
             label = self.root / "LabeledApproved_full" / f"{img.stem}_L.png"
-            out.append(self._sample(split, img, label if label.is_file() else None, [split, img.stem]))
+            out.append(self._pair(split, img, label, [split, img.stem]))
         return out

@@ -13,6 +13,7 @@ class Cityscapes(DatasetAdapter):
     splits = ("train", "val", "test", "train_extra")
     description = "Cityscapes fine (train/val/test) and coarse (train_extra), 2048x1024"
     homepage = "https://www.cityscapes-dataset.com"
+    layout = "leftImg8bit/<split>/<city>/*_leftImg8bit.png with gtFine/<split>/<city>/*_gtFine_labelIds.png (gtCoarse for train_extra)"
 
     def _list(self, split):
         gt = "gtCoarse" if split == "train_extra" else "gtFine"
@@ -21,7 +22,5 @@ class Cityscapes(DatasetAdapter):
         for img in image_root.glob("*/*_leftImg8bit.png"):
             stem = img.name[: -len("_leftImg8bit.png")]
             label = self.root / gt / split / img.parent.name / f"{stem}_{gt}_labelIds.png"
-            out.append(
-                self._sample(split, img, label if label.exists() else None, [split, img.parent.name, stem])
-            )
+            out.append(self._pair(split, img, label, [split, img.parent.name, stem]))
         return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
+from segunify.datasets.base import DatasetAdapter, Sample, inside, register_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
 
@@ -27,7 +27,11 @@ def read_id_list(paths: str | Path | list | tuple) -> set[int]:
         path = Path(str(p).strip())
         if not path.is_file():
             raise SegunifyError("image id list not found", path)
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text_lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SegunifyError(f"cannot read image id list: {exc}", path) from None
+        for lineno, line in enumerate(text_lines, start=1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
@@ -48,6 +52,9 @@ class CocoPanoptic(DatasetAdapter):
     label_encoding = "panoptic RGB + JSON"
     description = "COCO panoptic 2017 (133 categories; urban subset via image_ids=FILE)"
     homepage = "https://cocodataset.org/#panoptic-2018"
+    layout = (
+        "annotations/panoptic_<split>2017.json, <split>2017/*.jpg and annotations/panoptic_<split>2017/*.png"
+    )
 
     def __init__(self, root, image_ids: str | Path | list | None = None):
         super().__init__(root)
@@ -74,24 +81,33 @@ class CocoPanoptic(DatasetAdapter):
             images = data["images"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SegunifyError(f"cannot read panoptic annotations: {exc}", path) from None
+        try:
+            out = self._samples_of(split, images, anns, path)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SegunifyError(f"malformed panoptic annotations: {exc!r}", path) from None
+        self._listed[split] = out
+        return out
+
+    def _samples_of(self, split: str, images: list, anns: dict, path: Path) -> list[Sample]:
+        """Samples of the JSON's image records; every file name is checked to stay in its folder."""
         out = []
-        for img in images:
+        for i, img in enumerate(images):
             if self.image_ids is not None and int(img["id"]) not in self.image_ids:
                 continue
-            image = self.root / f"{split}2017" / img["file_name"]
-            sid = f"{split}/{Path(img['file_name']).stem}"
+            image = inside(self.root / f"{split}2017", img["file_name"], path, what=f"images[{i}].file_name")
+            sid = f"{split}/{image.stem}"
             ann = anns.get(img["id"])
             label = None
             if ann is not None:
-                label = self.root / "annotations" / f"panoptic_{split}2017" / ann["file_name"]
+                label_dir = self.root / "annotations" / f"panoptic_{split}2017"
+                label = inside(label_dir, ann["file_name"], path, what=f"file_name of image {img['id']}")
                 self._segments[sid] = {int(s["id"]): int(s["category_id"]) for s in ann["segments_info"]}
             out.append(self._sample(split, image, label, [sid]))
-        self._listed[split] = out
         return out
 
     def read_label(self, sample: Sample) -> np.ndarray:
         if sample.label is None:
-            raise SegunifyError(f"sample {sample.id!r} has no label", sample.image)
+            raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         rgb = read_label_raw(sample.label)
         if rgb.ndim != 3:
             raise SegunifyError(f"expected an RGB segment-id PNG, got shape {rgb.shape}", sample.label)

@@ -21,6 +21,7 @@ class FreiburgForest(DatasetAdapter):
     domain = "offroad"
     description = "Freiburg Forest (5 classes + void, colour-coded GT_color labels, ~1000x500)"
     homepage = "http://deepscene.cs.uni-freiburg.de"
+    layout = "<split>/rgb/<name>_Clipped.jpg with <split>/GT_color/<name>_mask.png or <name>_Clipped.png"
 
     def _list(self, split):
         rgb = require_dir(
@@ -31,6 +32,6 @@ class FreiburgForest(DatasetAdapter):
         for img in [*rgb.glob("*.jpg"), *rgb.glob("*.png")]:
             name = img.stem[: -len(SUFFIX)] if img.stem.endswith(SUFFIX) else img.stem
             candidates = (gt / f"{name}_mask.png", gt / f"{name}{SUFFIX}.png", gt / f"{img.stem}.png")
-            label = next((c for c in candidates if c.exists()), None)
-            out.append(self._sample(split, img, label, [split, name]))
+            label = next((c for c in candidates if c.is_file()), candidates[0])
+            out.append(self._pair(split, img, label, [split, name]))
         return out

@@ -40,6 +40,9 @@ class Goose(DatasetAdapter):
     domain = "offroad"
     description = "GOOSE / GOOSE-Ex 2D (64 classes, 8-bit *_labelids.png, 2048x1024)"
     homepage = "https://goose-dataset.de"
+    layout = (
+        "images/<split>/<scenario>/<name>_<camera>.png with labels/<split>/<scenario>/<name>_labelids.png"
+    )
 
     def __init__(self, root, classes: str = "goose"):
         super().__init__(root)
@@ -57,9 +60,7 @@ class Goose(DatasetAdapter):
         for img in images.glob("*/*.png"):
             frame = frame_name(img.stem)
             label = labels / img.parent.name / f"{frame}_labelids.png"
-            out.append(
-                self._sample(split, img, label if label.exists() else None, [split, img.parent.name, frame])
-            )
+            out.append(self._pair(split, img, label, [split, img.parent.name, frame]))
         return out
 
     @property

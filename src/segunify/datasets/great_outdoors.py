@@ -24,6 +24,7 @@ class GreatOutdoors(DatasetAdapter):
     domain = "offroad"
     description = "The Great Outdoors RGB segmentation (23 classes + void, 8-bit id labels)"
     homepage = "https://unmannedlab.github.io/the-great-outdoors-dataset"
+    layout = "images/<split>_*.png with labels/<same>.png, or <split>/images/ with <split>/labels/"
 
     def __init__(self, root, images_dir: str = "images", labels_dir: str = "labels"):
         super().__init__(root)
@@ -45,7 +46,7 @@ class GreatOutdoors(DatasetAdapter):
             for img in image_dir.iterdir():
                 if img.suffix.lower() in IMAGE_EXTS and img.name.startswith(prefix):
                     label = label_dir / f"{img.stem}.png"
-                    out.append(self._sample(split, img, label if label.exists() else None, [split, img.stem]))
+                    out.append(self._pair(split, img, label, [split, img.stem]))
         return out
 
     def decode_label(self, raw, path):

@@ -72,6 +72,7 @@ class Idd(DatasetAdapter):
     label_encoding = "level3Ids PNG or polygon JSON"  # decoded by IdCodec: anything but "color"
     description = "IDD_Segmentation level-3 ids (26 classes); official level3Ids PNGs or the polygon JSON"
     homepage = "https://idd.insaan.iiit.ac.in"
+    layout = "leftImg8bit/<split>/<seq>/*_leftImg8bit.png with gtFine/<split>/<seq>/*_gtFine_labellevel3Ids.png or *_gtFine_polygons.json"
 
     def __init__(self, root, label_source: str = "auto"):
         super().__init__(root)
@@ -96,13 +97,14 @@ class Idd(DatasetAdapter):
                     label=label,
                     split=split,
                     rel=png.relative_to(self.root).as_posix(),
+                    expected_label=candidates[0] if label is None else None,
                 )
             )
         return out
 
     def read_label(self, sample: Sample) -> np.ndarray:
         if sample.label is None:
-            raise SegunifyError(f"sample {sample.id!r} has no label", sample.image)
+            raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         raw = (
             rasterize_polygons(sample.label)
             if sample.label.suffix == ".json"

@@ -22,6 +22,7 @@ class IddLite(DatasetAdapter):
     splits = ("train", "val")
     description = "IDD Lite (idd20k_lite): IDD's 7 level-1 classes, 320x227 JPEG"
     homepage = "https://idd.insaan.iiit.ac.in"
+    layout = "[idd20k_lite/]leftImg8bit/<split>/<seq>/*_image.jpg with [idd20k_lite/]gtFine/<split>/<seq>/*_label.png"
 
     def __init__(self, root):
         super().__init__(root)
@@ -41,6 +42,7 @@ class IddLite(DatasetAdapter):
                     label=label if label.is_file() else None,
                     split=split,
                     rel=rel,
+                    expected_label=None if label.is_file() else label,
                 )
             )
         return out

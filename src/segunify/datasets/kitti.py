@@ -20,6 +20,7 @@ class Kitti(DatasetAdapter):
     splits = ("train",)
     description = "KITTI semantics 2015 (Cityscapes label ids, 1242x375)"
     homepage = "https://www.cvlibs.net/datasets/kitti/eval_semseg.php"
+    layout = "data_semantics/training/image_2/*.png with data_semantics/training/semantic/<same>.png"
 
     def __init__(self, root, label_crop: tuple[int, int] | str | None = None):
         super().__init__(root)
@@ -36,7 +37,7 @@ class Kitti(DatasetAdapter):
         out = []
         for img in images:
             label = base / "semantic" / img.name
-            out.append(self._sample(split, img, label if label.exists() else None, [split, img.stem]))
+            out.append(self._pair(split, img, label, [split, img.stem]))
         return out
 
     def sample(self, sample: Sample):

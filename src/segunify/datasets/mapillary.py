@@ -45,6 +45,7 @@ class _MapillaryVistas(DatasetAdapter):
     splits = ("train", "val")
     label_encoding = "palette PNG (index)"  # decoded by IdCodec: anything but "color"
     homepage = "https://www.mapillary.com/dataset/vistas"
+    layout = "{training,validation}/images/*.jpg with <same folder>/<version>/labels/<key>.png (v1.2 also <same folder>/labels/)"
     version: str
     colours_unique: bool = False
 
@@ -57,12 +58,12 @@ class _MapillaryVistas(DatasetAdapter):
         out = []
         for img in (split_dir / "images").glob("*.jpg"):
             label = label_dir / f"{img.stem}.png"
-            out.append(self._sample(split, img, label if label.is_file() else None, [split, img.stem]))
+            out.append(self._pair(split, img, label, [split, img.stem]))
         return out
 
     def read_label(self, sample: Sample) -> np.ndarray:
         if sample.label is None:
-            raise SegunifyError(f"sample {sample.id!r} has no label", sample.image)
+            raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         arr, mode = read_label_pil(sample.label)
         if arr.ndim == 2:
             return self.decode_label(arr, sample.label)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
+from segunify.datasets.base import DatasetAdapter, Sample, inside, register_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_image
 
@@ -71,6 +71,7 @@ class NuImages(DatasetAdapter):
     label_encoding = "annotations (RLE)"
     description = "nuImages v1.0 key frames, masks painted from object/surface annotations (1600x900)"
     homepage = "https://www.nuscenes.org/nuimages"
+    layout = "v1.0-<split>/{sample_data,category,object_ann,surface_ann}.json and samples/CAM_*/*.jpg"
 
     def __init__(self, root):
         super().__init__(root)
@@ -105,6 +106,8 @@ class NuImages(DatasetAdapter):
                 )
             for sd in self._table(split, "sample_data"):
                 if sd.get("is_key_frame") and str(sd.get("filename", "")).startswith("samples/"):
+                    what = f"filename of sample_data {sd.get('token')}"
+                    inside(self.root, sd["filename"], table_dir / "sample_data.json", what=what)
                     index.frames[self._sample_id(sd["filename"])] = sd
             for table in ("surface_ann", "object_ann"):
                 records = self._table(split, table)

@@ -10,7 +10,7 @@ of the id labels (same classes, exact-colour decoding).
 from __future__ import annotations
 
 from segunify.datasets._offroad import list_lines, require_dir, single_channel
-from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.datasets.base import DatasetAdapter, inside, register_dataset
 from segunify.errors import SegunifyError
 
 ID_DIR, COLOR_DIR, IMAGE_DIR = (
@@ -28,6 +28,10 @@ class Rellis3D(DatasetAdapter):
     domain = "offroad"
     description = "RELLIS-3D camera images (19 classes + void; id or colour labels, 1920x1200)"
     homepage = "https://github.com/unmannedlab/RELLIS-3D"
+    layout = (
+        "<split>.lst ('<image> <label>' per line) or <seq>/pylon_camera_node/*.jpg with "
+        "<seq>/pylon_camera_node_label_id/<same>.png"
+    )
 
     def __init__(self, root, labels: str = "id"):
         super().__init__(root)
@@ -47,7 +51,7 @@ class Rellis3D(DatasetAdapter):
             for img in self.root.glob(f"*/{IMAGE_DIR}/*.jpg"):
                 seq = img.parent.parent.name
                 label = self._label_for(f"{seq}/{ID_DIR}/{img.stem}.png")
-                out.append(self._sample(split, img, label if label.exists() else None, [seq, img.stem]))
+                out.append(self._pair(split, img, label, [seq, img.stem]))
             if not out:
                 require_dir(
                     self.root / "00000" / IMAGE_DIR, "RELLIS-3D layout: Rellis-3D/<seq>/pylon_camera_node/"
@@ -58,10 +62,13 @@ class Rellis3D(DatasetAdapter):
         for lineno, fields in list_lines(lst, f"official {split} list of Rellis_3D_image_split.zip"):
             if len(fields) not in (1, 2):
                 raise SegunifyError(f"expected '<image> <label>', got {len(fields)} fields", lst, lineno)
-            img = self.root / fields[0]
-            label = self._label_for(fields[1]) if len(fields) == 2 else None
+            img = inside(self.root, fields[0], lst, lineno, "image")
             seq = img.parent.parent.name
-            out.append(self._sample(split, img, label if label and label.exists() else None, [seq, img.stem]))
+            if len(fields) == 1:
+                out.append(self._sample(split, img, None, [seq, img.stem]))
+                continue
+            inside(self.root, fields[1], lst, lineno, "label")
+            out.append(self._pair(split, img, self._label_for(fields[1]), [seq, img.stem]))
         return out
 
     def decode_label(self, raw, path):

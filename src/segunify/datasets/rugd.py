@@ -38,6 +38,7 @@ class Rugd(DatasetAdapter):
     domain = "offroad"
     description = "RUGD off-road (24 classes + void, colour-coded labels, 688x550)"
     homepage = "http://rugd.vision"
+    layout = "RUGD_frames-with-annotations/<scene>/*.png with RUGD_annotations/<scene>/<same>.png"
 
     def _list(self, split):
         frames = require_dir(
@@ -50,5 +51,5 @@ class Rugd(DatasetAdapter):
         for scene in scenes:
             for img in (frames / scene).glob("*.png"):
                 label = self.root / "RUGD_annotations" / scene / img.name
-                out.append(self._sample(split, img, label if label.exists() else None, [scene, img.stem]))
+                out.append(self._pair(split, img, label, [scene, img.stem]))
         return out

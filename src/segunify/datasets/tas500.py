@@ -17,6 +17,7 @@ class Tas500(DatasetAdapter):
     domain = "offroad"
     description = "TAS500 v1.1 (23 classes + undefined, 8-bit id labels, 2026x620)"
     homepage = "https://mucar3.de/icpr2020-tas500"
+    layout = "<split>/*.png with <split>_labels_ids/<same>.png"
 
     def _list(self, split):
         images = require_dir(self.root / split, "TAS500 layout: tas500v1.1/<split>/")
@@ -24,7 +25,7 @@ class Tas500(DatasetAdapter):
         out = []
         for img in [*images.glob("*.png"), *images.glob("*.jpg")]:
             label = labels / f"{img.stem}.png"
-            out.append(self._sample(split, img, label if label.exists() else None, [split, img.stem]))
+            out.append(self._pair(split, img, label, [split, img.stem]))
         return out
 
     def decode_label(self, raw, path):

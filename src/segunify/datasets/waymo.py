@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
+from segunify.datasets.base import DatasetAdapter, Sample, register_dataset, unsafe_part
 from segunify.errors import SegunifyError
 
 FOLDERS = {"train": "training", "val": "validation", "test": "testing"}
@@ -58,6 +58,10 @@ class Waymo(DatasetAdapter):
     label_encoding = "panoptic PNG in parquet"
     description = "Waymo Open Dataset v2 camera panoptic segmentation (parquet; 1920x1280 / 1920x886)"
     homepage = "https://waymo.com/open/data/perception/"
+    layout = (
+        "{training,validation,testing}/camera_segmentation/<context>.parquet with "
+        "camera_image/<context>.parquet beside it"
+    )
 
     def __init__(self, root):
         super().__init__(root)
@@ -71,6 +75,8 @@ class Waymo(DatasetAdapter):
             table = read_parquet(seg, [CONTEXT, TIMESTAMP, CAMERA]).to_pydict()
             image = base / "camera_image" / seg.name
             for ctx, ts, cam in zip(table[CONTEXT], table[TIMESTAMP], table[CAMERA], strict=True):
+                if not isinstance(ctx, str) or "/" in ctx or "\\" in ctx or unsafe_part(ctx):
+                    raise SegunifyError(f"{CONTEXT} {ctx!r} is not a plain name (it names output files)", seg)
                 name = CAMERAS.get(cam, str(cam))
                 self._labelled.setdefault(image, set()).add(int(ts))
                 out.append(

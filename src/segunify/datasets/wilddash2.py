@@ -27,6 +27,7 @@ class WildDash2(DatasetAdapter):
     label_encoding = "panoptic RGB + JSON"  # category ids decoded by IdCodec: anything but "color"
     description = "WildDash 2 public set (evaluation only; COCO-panoptic PNG + panoptic.json)"
     homepage = "https://wilddash.cc"
+    layout = "images/*.jpg with panoptic/<same>.png and panoptic.json"
 
     def __init__(self, root):
         super().__init__(root)
@@ -63,8 +64,10 @@ class WildDash2(DatasetAdapter):
         out = []
         for img in (self.root / "images").glob("*.jpg"):
             label = self.root / "panoptic" / f"{img.stem}.png"
-            known = label.name in segments and label.is_file()
-            out.append(self._sample(split, img, label if known else None, [img.stem]))
+            if label.name in segments or not label.is_file():
+                out.append(self._pair(split, img, label, [img.stem]))
+            else:  # a PNG that panoptic.json does not describe cannot be decoded: no label
+                out.append(self._sample(split, img, None, [img.stem]))
         return out
 
     def decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from segunify.datasets._offroad import csv_rows, require_dir, single_channel
-from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.datasets.base import DatasetAdapter, inside, register_dataset
+from segunify.errors import SegunifyError
 
 TOP = "WildScenes2d"
 
@@ -24,6 +25,10 @@ class WildScenes2d(DatasetAdapter):
     domain = "offroad"
     description = "WildScenes 2D (18 classes + unlabelled, 8-bit indexLabel PNGs, 2016x1512)"
     homepage = "https://github.com/csiro-robotics/WildScenes"
+    layout = (
+        "WildScenes2d/<seq>/image/*.png with WildScenes2d/<seq>/indexLabel/<same>.png; splits from "
+        "splits/opt2d/<split>.csv"
+    )
 
     def __init__(self, root, split_dir: str | Path | None = None):
         super().__init__(root)
@@ -38,25 +43,24 @@ class WildScenes2d(DatasetAdapter):
             out = []
             for img in top.glob("*/image/*.png"):
                 label = img.parent.parent / "indexLabel" / img.name
-                out.append(
-                    self._sample(
-                        split, img, label if label.exists() else None, [img.parent.parent.name, img.stem]
-                    )
-                )
+                out.append(self._pair(split, img, label, [img.parent.parent.name, img.stem]))
             return out
         out = []
         csv_path = self.split_dir / f"{split}.csv"
-        for _, row in csv_rows(
+        for lineno, row in csv_rows(
             csv_path, ("id", "im_path", "label_path"), f"official {split} split (data/splits/opt2d)"
         ):
-            img = self.base / row["im_path"].lstrip("/")
-            label = self.base / row["label_path"].lstrip("/")
-            out.append(
-                self._sample(
-                    split, img, label if label.exists() else None, [img.parent.parent.name, img.stem]
-                )
-            )
+            img, label = (self._listed(row[key], csv_path, lineno) for key in ("im_path", "label_path"))
+            out.append(self._pair(split, img, label, [img.parent.parent.name, img.stem]))
         return out
+
+    def _listed(self, text: str, csv_path: Path, lineno: int) -> Path:
+        """A split file's path (``/WildScenes2d/<seq>/...``): contained in the release folder."""
+        rel = text.lstrip("/")
+        path = inside(self.base, rel, csv_path, lineno)
+        if not rel.startswith(f"{TOP}/"):
+            raise SegunifyError(f"path {text!r} is not under /{TOP}/", csv_path, lineno)
+        return path
 
     def decode_label(self, raw, path):
         return self.codec.decode(single_channel(raw, path), path)

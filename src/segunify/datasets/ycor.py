@@ -20,6 +20,7 @@ class Ycor(DatasetAdapter):
     domain = "offroad"
     description = "Yamaha-CMU Off-Road (8 classes + background, colour-coded labels, 1024x544)"
     homepage = "https://theairlab.org/yamaha-offroad-dataset/"
+    layout = "{train,valid}/iid*/rgb.jpg with labels.png beside it"
 
     def _list(self, split):
         base = require_dir(self.root / FOLDERS[split], f"YCOR layout: yamaha_v0/{FOLDERS[split]}/iid*/")
@@ -28,5 +29,5 @@ class Ycor(DatasetAdapter):
             img = folder / "rgb.jpg"
             if folder.is_dir() and img.exists():
                 label = folder / "labels.png"
-                out.append(self._sample(split, img, label if label.exists() else None, [split, folder.name]))
+                out.append(self._pair(split, img, label, [split, folder.name]))
         return out
