@@ -23,7 +23,8 @@ from segunify.io import write_png
 from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
 from segunify.pseudo import PseudoSettings, apply_priors, load_summary, pseudo_label_path, run_pseudo_label
-from segunify.pseudo.runner import PARTS, TeacherInfo
+from segunify.pseudo.settings import TeacherInfo
+from segunify.pseudo.store import PARTS
 
 MAPPING = load_mapping("camvid__cityscapes")
 CITYSCAPES = tuple(MAPPING.source.classes)
@@ -63,13 +64,17 @@ def make_camvid(root: Path, n: int = 7, size=(24, 32), seed: int = 0) -> Path:
 
 
 class FakeState:
-    """Rank/world of a launcher, for running shards in one process (barrier = no-op)."""
+    """Rank/world of a launcher, for running shards in one process: the first barrier runs
+    ``at_barrier`` (another rank's whole run, which starts only after rank 0 has claimed the folder)."""
 
-    def __init__(self, rank: int, world: int):
+    def __init__(self, rank: int, world: int, at_barrier=None):
         self.process_index, self.num_processes = rank, world
+        self.at_barrier = at_barrier
 
     def wait_for_everyone(self) -> None:
-        pass
+        if self.at_barrier is not None:
+            other, self.at_barrier = self.at_barrier, None
+            other()
 
 
 def run(root: Path, out: Path, teacher=None, state=None, **opts):
@@ -112,29 +117,28 @@ def test_outputs_equal_the_priors_op_and_stats_add_up(tmp_path):
         assert rec["class_pixels"] == np.bincount(written.ravel(), minlength=256)[:19].tolist()
         kept = labels != 255
         assert rec["mean_confidence"] == pytest.approx(float(conf[kept].double().mean()), abs=1e-6)
-    assert summary["images"] == len(samples)
-    assert summary["pixels"] == sum(r["pixels"] for r in manifest)
-    assert summary["changed"] == sum(r["changed"] for r in manifest)
-    assert sum(summary["class_pixels"].values()) == summary["pixels"] - summary["ignored"]
-    car = summary["extra_classes"]["Car"]
-    assert car["pixels"] == sum(r["extra_pixels"][8] for r in manifest)
-    assert car["changed_share"] == pytest.approx(car["changed"] / car["pixels"], abs=1e-6)
-    assert summary["changed_share_per_class"]["Car"] == car["changed_share"]
-    assert summary["extra_classes"]["Road"]["kind"] == "one-to-one"
-    assert summary["extra_classes"]["Road"]["changed"] > 0  # singleton: the prior overrules the teacher
-    assert summary["dataset"] == "camvid" and summary["split"] == "train"
-    assert summary["source_taxonomy"] == "cityscapes" and load_summary(out)["images"] == len(samples)
+    assert summary.images == len(samples)
+    assert summary.pixels == sum(r["pixels"] for r in manifest)
+    assert summary.changed == sum(r["changed"] for r in manifest)
+    assert sum(summary.class_pixels.values()) == summary.pixels - summary.ignored
+    car = summary.extra_classes["Car"]
+    assert car.pixels == sum(r["extra_pixels"][8] for r in manifest)
+    assert car.changed_share == pytest.approx(car.changed / car.pixels, abs=1e-6)
+    assert summary.extra_classes["Road"].kind == "one-to-one"
+    assert summary.extra_classes["Road"].changed > 0  # singleton: the prior overrules the teacher
+    assert summary.dataset == "camvid" and summary.split == "train"
+    assert summary.source_taxonomy == "cityscapes" and load_summary(out) == summary
 
 
 def test_no_priors_fill_void_and_confidence_floor(tmp_path):
     root = make_camvid(tmp_path / "camvid", n=3)
     plain = run(root, tmp_path / "plain", priors=False)
-    assert plain["changed"] == 0 and plain["ignored"] == 0
+    assert plain.changed == 0 and plain.ignored == 0
     filled = run(root, tmp_path / "filled", fill_void=True)
-    assert filled["ignored"] == 0 and filled["void_gt_pixels"] > 0
+    assert filled.ignored == 0 and filled.void_gt_pixels > 0
     strict = run(root, tmp_path / "strict", min_confidence=0.9)
     base = run(root, tmp_path / "base")
-    assert strict["ignored"] > base["ignored"]
+    assert strict.ignored > base.ignored
 
 
 def test_resume_recomputes_only_missing_or_broken_outputs(tmp_path):
@@ -151,7 +155,7 @@ def test_resume_recomputes_only_missing_or_broken_outputs(tmp_path):
     (out / "manifest.jsonl").unlink()
     teacher = StandInTeacher()
     summary = run(root, out, teacher=teacher, batch_size=2)
-    assert summary["run"]["processed"] == 2 and summary["run"]["skipped"] == 5
+    assert summary.run.processed == 2 and summary.run.skipped == 5
     assert teacher.calls == 2  # batches {0,1} and {4,5}; the others are skipped whole
     assert tree_bytes(out) == tree_bytes(ref)
 
@@ -160,12 +164,18 @@ def test_two_shards_equal_one_process(tmp_path):
     root = make_camvid(tmp_path / "camvid", n=8)
     run(root, tmp_path / "one", batch_size=2)
     out = tmp_path / "two"
-    assert run(root, out, state=FakeState(1, 2), batch_size=2) is None
+    rank1 = []
+    summary = run(
+        root,
+        out,
+        state=FakeState(0, 2, lambda: rank1.append(run(root, out, state=FakeState(1, 2), batch_size=2))),
+        batch_size=2,
+    )
+    assert rank1 == [None]
     journal = [json.loads(x)["id"] for x in (out / PARTS / "manifest-00001.jsonl").read_text().splitlines()]
     ids = [s.id for s in create_dataset("camvid", root).samples("train")]
     assert sorted(journal) == ids[2:4] + ids[6:8]  # rank 1 takes global batches 1 and 3 (any order)
-    summary = run(root, out, state=FakeState(0, 2), batch_size=2)
-    assert summary["run"]["world_size"] == 2 and summary["images"] == 8
+    assert summary.run.world_size == 2 and summary.images == 8
     assert tree_bytes(out) == tree_bytes(tmp_path / "one")
 
 
@@ -180,7 +190,7 @@ def test_runner_bad_inputs(tmp_path):
     root = make_camvid(tmp_path / "camvid", n=2)
     ds = create_dataset("camvid", root)
     other = TeacherInfo(classes=tuple(f"c{i}" for i in range(19)), taxonomy="other")
-    with pytest.raises(SegunifyError, match="does not match the teacher's classes"):
+    with pytest.raises(SegunifyError, match="does not match the classes of the teacher"):
         run_pseudo_label(StandInTeacher(), other, ds, "train", MAPPING, tmp_path / "o", PseudoSettings())
     kitti = load_mapping("kitti__cityscapes")
     with pytest.raises(SegunifyError, match="not the taxonomy of dataset 'camvid'"):
@@ -244,9 +254,7 @@ def test_cli_kill9_then_resume_equals_an_uninterrupted_run(teacher_ckpt, camvid_
     assert not (out / "summary.json").exists()
     assert main(cli_args(teacher_ckpt, camvid_root, out, *opts)) == 0
     summary = load_summary(out)
-    assert (
-        summary["run"]["skipped"] >= done_before - 1 and summary["run"]["processed"] <= 14 - done_before + 1
-    )
+    assert summary.run.skipped >= done_before - 1 and summary.run.processed <= 14 - done_before + 1
     assert tree_bytes(out) == tree_bytes(ref)
     assert not list(out.rglob("*.tmp"))
 
@@ -264,7 +272,7 @@ def test_cli_two_processes_equal_one(teacher_ckpt, camvid_root, tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     parts = sorted(p.name for p in (two / PARTS).glob("manifest-*.jsonl"))
     assert parts == ["manifest-00000.jsonl", "manifest-00001.jsonl"]
-    assert load_summary(two)["run"]["world_size"] == 2
+    assert load_summary(two).run.world_size == 2
     assert tree_bytes(two) == tree_bytes(one) and len(tree_bytes(one)) == 7
 
 
@@ -276,7 +284,11 @@ def test_cli_bad_inputs_fail_with_one_line(teacher_ckpt, tmp_path, capsys):
     bad_map[bad_map.index("camvid__cityscapes")] = "camvid__mapillary-vistas-v1.2"
     assert main(bad_map) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "mapillary" in err and "does not match the teacher" in err
+    assert (
+        len(err.splitlines()) == 1
+        and "mapillary" in err
+        and "does not match the classes of the teacher" in err
+    )
     # GT with an id the CamVid taxonomy / mapping lacks
     write_png(root / "trainannot" / "0001TP_000001.png", np.full((32, 32), 40, dtype=np.uint8))
     assert main(cli_args(teacher_ckpt, root, tmp_path / "o2", *args)) == 1

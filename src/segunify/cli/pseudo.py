@@ -36,6 +36,11 @@ def register(app: typer.Typer) -> None:
         root: str = typer.Option(..., "--root", help="Dataset root folder."),
         mapping: str = typer.Option(..., "--mapping", help="Mapping CSV or shipped name extra__source."),
         out: str = typer.Option(..., "--out", help="Output folder (resumes when it exists)."),
+        also_without_priors: str | None = typer.Option(
+            None,
+            "--also-without-priors",
+            help="Second output folder for the plain teacher argmax, from the same forward pass.",
+        ),
         split: str = typer.Option("train", "--split", help="Dataset split."),
         no_priors: bool = typer.Option(False, "--no-priors", help="Plain teacher argmax (ablation)."),
         fill_void: bool = typer.Option(False, "--fill-void", help="Void GT gets the unconstrained argmax."),
@@ -59,19 +64,12 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> int:
         """Pseudo-label a dataset split with a teacher constrained by ground-truth priors."""
-        import torch
-        from accelerate import PartialState
-
-        from segunify.cli import console
-        from segunify.cli._util import make_dataset, parse_scales, parse_size
-        from segunify.pseudo.runner import PseudoSettings, run_pseudo_label, teacher_from_checkpoint
+        from segunify.cli._util import parse_scales, parse_size
+        from segunify.cli.train import _accelerate_cpu_processes, _relaunch
+        from segunify.pseudo.settings import PseudoSettings
 
         if device not in (None, "cpu", "cuda"):
             raise click.BadParameter(f"expected cpu or cuda, got {device!r}", param_hint="--device")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise SegunifyError("--device cuda but no CUDA device is available")
-        if threads is not None:
-            torch.set_num_threads(max(1, threads))
         settings = PseudoSettings(
             priors=not no_priors,
             fill_void=fill_void,
@@ -86,64 +84,92 @@ def register(app: typer.Typer) -> None:
             writers=writers,
             limit=limit,
         )
-        state = PartialState(cpu=device == "cpu")
-        run_device = (
-            state.device
-            if device is None
-            else torch.device(f"cuda:{state.local_process_index}" if device == "cuda" else "cpu")
-        )
-        ds = make_dataset(dataset, root)
-        model, info = teacher_from_checkpoint(teacher, run_device, settings)
-        mp = _load_mapping(mapping, ds, info.taxonomy)
-
-        progress_factory = None
-        bar = None
-        if state.is_main_process and os.environ.get("SEGUNIFY_NO_PROGRESS") is None:
-            from segunify.cli._util import progress_bar
-
-            bar = progress_bar(console=console, transient=False)
-
-            def progress_factory(total: int, skipped: int):
-                label = f"pseudo-label {dataset}/{split}" + (
-                    f" rank 0/{state.num_processes}" if state.num_processes > 1 else ""
-                )
-                task = bar.add_task(label, total=total, rate="")
-                bar.start()
-                t0 = time.perf_counter()
-
-                def advance(n: int) -> None:
-                    done = bar.tasks[task].completed + n
-                    rate = done / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(task, advance=n, rate=f"{rate:.2f} img/s")
-
-                if skipped:
-                    console.print(f"resuming: {skipped} finished image(s) of this shard checked and skipped")
-                return advance
-
-        try:
-            summary = run_pseudo_label(
-                model,
-                info,
-                ds,
-                split,
-                mp,
-                out,
-                settings,
-                device=run_device,
-                state=state,
-                progress=progress_factory,
+        if also_without_priors is not None and no_priors:
+            raise click.BadParameter(
+                "needs the priors (drop --no-priors)", param_hint="--also-without-priors"
             )
-        finally:
-            if bar is not None:
-                bar.stop()
-        if summary is not None:
-            run = summary["run"]
-            rate = run["processed"] / run["seconds"] if run["seconds"] else 0.0
-            console.print(
-                f"{summary['images']} images -> {out}: ignored {summary['ignored_share']:.2%}, "
-                f"changed by prior {summary['changed_share']:.2%}, mean confidence {summary['mean_confidence']:.3f}; "
-                f"this run {run['processed']} processed, {run['skipped']} skipped, {run['seconds']:.1f} s "
-                f"({rate:.2f} img/s, {run['world_size']} process(es))",
-                highlight=False,
-            )
+        n = _accelerate_cpu_processes()
+        if n > 1:
+            return _relaunch(n)
+        _execute(teacher, dataset, root, mapping, out, split, settings, also_without_priors, threads, device)
         return 0
+
+
+def _state_and_device(device: str | None):
+    """The launcher's ranks on every device: accelerate needs ``cpu=True`` to see them without CUDA."""
+    import torch
+    from accelerate import PartialState
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SegunifyError("--device cuda but no CUDA device is available")
+    use_cpu = (
+        device == "cpu"
+        or (device is None and not torch.cuda.is_available())
+        or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    )
+    state = PartialState(cpu=use_cpu)
+    if device is None:
+        return state, torch.device("cpu") if use_cpu else state.device
+    return state, torch.device(f"cuda:{state.local_process_index}" if device == "cuda" else "cpu")
+
+
+def _progress(state, name: str):
+    """A rich progress bar on rank 0 (``None`` elsewhere or with SEGUNIFY_NO_PROGRESS)."""
+    if not state.is_main_process or os.environ.get("SEGUNIFY_NO_PROGRESS") is not None:
+        return None, None
+    from segunify.cli import console
+    from segunify.cli._util import progress_bar
+
+    bar = progress_bar(console=console, transient=False)
+
+    def factory(total: int, skipped: int):
+        label = name + (f" rank 0/{state.num_processes}" if state.num_processes > 1 else "")
+        task = bar.add_task(label, total=total, rate="")
+        bar.start()
+        t0 = time.perf_counter()
+
+        def advance(n: int) -> None:
+            done = bar.tasks[task].completed + n
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, advance=n, rate=f"{rate:.2f} img/s")
+
+        if skipped:
+            console.print(f"resuming: {skipped} finished image(s) of this shard checked and skipped")
+        return advance
+
+    return bar, factory
+
+
+def _execute(teacher, dataset, root, mapping, out, split, settings, also, threads, device) -> None:
+    import torch
+
+    from segunify.cli import console
+    from segunify.cli._util import make_dataset
+    from segunify.pseudo.runner import run_pseudo_label, teacher_from_checkpoint
+
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    state, run_device = _state_and_device(device)
+    ds = make_dataset(dataset, root)
+    model, info = teacher_from_checkpoint(teacher, run_device, settings)
+    mp = _load_mapping(mapping, ds, info.taxonomy)
+    bar, factory = _progress(state, f"pseudo-label {dataset}/{split}")
+    try:
+        summary = run_pseudo_label(
+            model, info, ds, split, mp, out, settings,
+            also_without_priors=also, device=run_device, state=state, progress=factory,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.stop()
+    if summary is not None:
+        run = summary.run
+        rate = run.processed / run.seconds if run.seconds else 0.0
+        also_note = f" (and without priors -> {also})" if also is not None else ""
+        console.print(
+            f"{summary.images} images -> {out}{also_note}: ignored {summary.ignored_share:.2%}, "
+            f"changed by prior {summary.changed_share:.2%}, mean confidence {summary.mean_confidence:.3f}; "
+            f"this run {run.processed} processed, {run.skipped} skipped, {run.seconds:.1f} s "
+            f"({rate:.2f} img/s, {run.world_size} process(es))",
+            highlight=False,
+        )

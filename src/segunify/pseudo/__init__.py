@@ -1,23 +1,28 @@
-"""Prior-constrained pseudo-labelling: :mod:`~segunify.pseudo.priors` (pure tensor op) and
-:mod:`~segunify.pseudo.runner` (batches, shards by rank, writes PNG + manifest atomically, resumes).
+"""Prior-constrained pseudo-labelling: :mod:`~segunify.pseudo.priors` (pure tensor op),
+:mod:`~segunify.pseudo.runner` (sharding, loader -> teacher -> writer), :mod:`~segunify.pseudo.store`
+(the on-disk format below, resume, safety), :mod:`~segunify.pseudo.stats` (figures, typed summary).
 
 A pseudo-label directory (``--out`` of ``segunify pseudo-label``) is a dataset for the training engine:
-images come from the same dataset adapter (``create_dataset(summary["dataset"], root)``, split
-``summary["split"]``), labels from this folder. Layout::
+images come from the same dataset adapter (``create_dataset(summary.dataset, root)``, split
+``summary.split``), labels from this folder. Layout::
 
     <out>/<sample.rel>              uint8 index PNG of source train ids (taxonomy
-                                    summary["source_taxonomy"]), 255 = ignore, same size as the image;
+                                    summary.source_taxonomy), 255 = ignore, same size as the image;
                                     sample.rel is the GT label's path relative to the dataset root
     <out>/confidence/<sample.rel>   optional uint8 PNG, round(confidence * 255) (--save-confidence)
     <out>/manifest.jsonl            one JSON line per image, in the dataset's sample order: id, input,
-                                    label, output, confidence, height, width, pixels, ignored, changed,
-                                    mean_confidence, class_pixels [C], extra_pixels [K], extra_changed [K]
-    <out>/summary.json              images, pixels, ignored, changed (+ _share), mean_confidence,
-                                    class_pixels {source class: n}, extra_classes {extra class: kind,
-                                    pixels, changed, changed_share}, changed_share_per_class, settings,
-                                    teacher (path, sha256, taxonomy), dataset, split, source_taxonomy,
-                                    extra_taxonomy, mapping, run (timings of the last run)
-    <out>/settings.json             what determines the outputs; a restart with other settings refuses
+                                    label, output, confidence, signature (size and mtime_ns of image
+                                    and label), height, width, pixels, ignored, changed,
+                                    mean_confidence, class_pixels [C], extra_pixels [K+1], extra_changed [K]
+    <out>/summary.json              :class:`~segunify.pseudo.stats.PseudoSummary`: images, pixels,
+                                    ignored, changed (+ _share), mean_confidence, class_pixels and
+                                    class_share {source class}, extra_classes {extra class: kind, pixels,
+                                    changed, changed_share}, void_gt_pixels, settings, teacher, dataset,
+                                    split, root, source_taxonomy, extra_taxonomy, mapping, run (timings)
+    <out>/settings.json             what determines the outputs (incl. the resolved dataset root); a
+                                    restart with other settings or another root refuses
+    <out>/.segunify-pseudo          marker: this folder was created by segunify pseudo-label
+    <out>/.lock                     advisory lock (pid of the run writing the folder)
     <out>/.parts/manifest-*.jsonl   per-rank journals (a line is appended only after its PNGs are in
                                     place); merged into manifest.jsonl at the end, read on restart
 
@@ -26,22 +31,22 @@ below the teacher's maximum, i.e. it differs from the plain argmax (exact ties a
 ``changed``/``class_pixels`` are over labelled (non-ignored) pixels; ``extra_pixels`` has K+1 entries,
 the last counting void/ignore GT. ``mean_confidence`` is over labelled pixels (singleton classes count 1).
 
-A reader needs only ``summary.json`` keys ``dataset``, ``split``, ``source_taxonomy`` and the PNG at
-``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`).
+A reader needs only :func:`load_summary` (fields ``dataset``, ``split``, ``source_taxonomy``) and the
+PNG at ``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`).
 """
 
 from __future__ import annotations
 
 from segunify.pseudo.priors import allowed_table, apply_priors, plain_argmax, score_at
-from segunify.pseudo.runner import (
-    PseudoSettings,
-    load_summary,
-    pseudo_label_path,
-    run_pseudo_label,
-)
+from segunify.pseudo.runner import run_pseudo_label
+from segunify.pseudo.settings import PseudoSettings, TeacherInfo
+from segunify.pseudo.stats import PseudoSummary
+from segunify.pseudo.store import load_summary, pseudo_label_path
 
 __all__ = [
     "PseudoSettings",
+    "PseudoSummary",
+    "TeacherInfo",
     "allowed_table",
     "apply_priors",
     "load_summary",

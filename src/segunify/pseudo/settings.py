@@ -1,0 +1,73 @@
+"""What a pseudo-label run is asked to do (typed): the options and the teacher's identity.
+
+The options that change output bytes form the settings fingerprint (:meth:`PseudoSettings.fingerprint`)
+that :mod:`segunify.pseudo.store` records in every output folder; batch size, workers and limit do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from segunify.errors import SegunifyError
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """What identifies a teacher: its class names (checked against the mapping) and weights hash."""
+
+    classes: tuple[str, ...]
+    taxonomy: str | None = None
+    path: str = ""
+    sha256: str = ""
+
+
+class PseudoSettings(BaseModel):
+    """Run options. ``size``/``flip``/``scales``/``amp`` are applied by the teacher and recorded here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priors: bool = True
+    fill_void: bool = False
+    min_confidence: float | None = None
+    save_confidence: bool = False
+    size: tuple[int, int] | None = None
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    amp: bool = False
+    batch_size: int = 4
+    workers: int = 2
+    writers: int = 2
+    limit: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PseudoSettings:
+        # SegunifyError (not ValueError) passes through pydantic unchanged: the CLI prints one line
+        if self.batch_size < 1:
+            raise SegunifyError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.workers < 0 or self.writers < 1:
+            raise SegunifyError("--workers must be >= 0 and the writer pool >= 1")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise SegunifyError(f"--min-confidence must be in [0, 1], got {self.min_confidence}")
+        if self.limit is not None and self.limit < 1:
+            raise SegunifyError(f"--limit must be >= 1, got {self.limit}")
+        return self
+
+    def without_priors(self) -> PseudoSettings:
+        """The same run with plain teacher argmax (the R labels of the ablation)."""
+        return self.model_copy(update={"priors": False, "fill_void": False})
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that change output bytes (batch size, workers and limit do not; ``fill_void``
+        only acts with priors)."""
+        return {
+            "priors": self.priors,
+            "fill_void": self.fill_void and self.priors,
+            "min_confidence": self.min_confidence,
+            "size": list(self.size) if self.size else None,
+            "flip": self.flip,
+            "scales": list(self.scales),
+            "amp": self.amp,
+        }

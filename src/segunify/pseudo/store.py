@@ -1,0 +1,379 @@
+"""The on-disk format of a pseudo-label folder (layout: :mod:`segunify.pseudo`) and its safety rules.
+
+* **Ours only.** A folder is claimed by writing the marker ``.segunify-pseudo`` first; a non-empty
+  folder without it is refused, and only temp files under names this module writes are ever deleted.
+* **Inside only.** Every output path is a sample's relative path proven (lexically) to stay under the
+  folder, and the folder may neither lie inside the dataset root nor contain it.
+* **Honest resume.** ``settings.json`` holds the fingerprint (dataset root, teacher, mapping, options);
+  each journal line holds the sample's input signature (size + mtime of image and label), so a changed
+  sample is redone and a changed root or option is refused.
+* **One writer.** Rank 0 of a run holds an advisory ``fcntl`` lock on ``.lock`` (the ranks of one
+  launched job share rank 0's claim: they start only after it, and a job whose rank 0 is refused
+  ends); a second run fails naming the pid. A POSIX lock, not ``flock``: forked DataLoader workers
+  do not inherit it, so a killed run's lingering workers never block the restart.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+from pydantic import ValidationError
+
+from segunify.datasets import DatasetAdapter, Sample
+from segunify.errors import SegunifyError
+from segunify.io import atomic_write_bytes, atomic_write_json, encode_png
+from segunify.jsonio import read_json_object
+from segunify.mapping import Mapping
+from segunify.pseudo.settings import PseudoSettings, TeacherInfo
+from segunify.pseudo.stats import FORMAT, FORMAT_VERSION, ImageStats, PseudoSummary, RankTiming
+
+MANIFEST = "manifest.jsonl"
+SUMMARY = "summary.json"
+SETTINGS = "settings.json"
+MARKER = ".segunify-pseudo"
+LOCK = ".lock"
+PARTS = ".parts"
+CONFIDENCE = "confidence"
+_OWN_FILES = {MANIFEST, SUMMARY, SETTINGS, MARKER}
+_OWN_PART = re.compile(r"\.parts/timing-\d{5}\.json")
+_TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # segunify.io's mkstemp names
+
+
+def mapping_sha256(mapping: Mapping) -> str:
+    return hashlib.sha256(mapping.to_csv().encode("utf-8")).hexdigest()
+
+
+def fingerprint(
+    dataset: DatasetAdapter, split: str, teacher: TeacherInfo, mapping: Mapping, settings: PseudoSettings
+) -> dict:
+    """What determines the bytes of a folder; a restart must match it exactly."""
+    return {
+        "format": FORMAT,
+        "dataset": dataset.name,
+        "root": str(Path(dataset.root).resolve()),
+        "split": split,
+        "teacher_sha256": teacher.sha256,
+        "mapping_sha256": mapping_sha256(mapping),
+        **settings.fingerprint(),
+    }
+
+
+def pseudo_label_path(out: str | Path, sample: Sample) -> Path:
+    """Where the pseudo-label of ``sample`` lives in the pseudo-label folder ``out``."""
+    return PseudoStore(out).label_path(sample)
+
+
+def input_signature(sample: Sample) -> list[int]:
+    """Size and mtime (ns) of the image and the label: cheap, and changes when either is rewritten."""
+    sig: list[int] = []
+    for path in (sample.image, sample.label):
+        try:
+            st = os.stat(path) if path is not None else None
+        except OSError:
+            st = None
+        sig += [st.st_size, st.st_mtime_ns] if st is not None else [-1, -1]
+    return sig
+
+
+def check_locations(root: str | Path, outs: Sequence[str | Path]) -> None:
+    """Outputs may not overwrite ground truth (inside the root / containing it) or each other."""
+    root_r = Path(root).resolve()
+    resolved = [Path(o).resolve() for o in outs]
+    for out, res in zip(outs, resolved, strict=True):
+        if res == root_r or root_r in res.parents:
+            raise SegunifyError(
+                f"output folder lies inside the dataset root {root_r}; writing there could overwrite ground "
+                "truth: choose a folder outside it",
+                out,
+            )
+        if res in root_r.parents:
+            raise SegunifyError(
+                f"output folder contains the dataset root {root_r}: choose another folder", out
+            )
+    if len(resolved) == 2:
+        a, b = resolved
+        if a == b or a in b.parents or b in a.parents:
+            raise SegunifyError("the two output folders must be apart (neither inside the other)", outs[1])
+
+
+def load_summary(out: str | Path) -> PseudoSummary:
+    """``summary.json`` of a finished pseudo-label folder; one clear line otherwise."""
+    path = Path(out) / SUMMARY
+    if not path.is_file():
+        raise SegunifyError("not a finished pseudo-label directory (summary.json missing)", out)
+    data = read_json_object(path, "pseudo-label summary")
+    if data.get("format") != FORMAT:
+        raise SegunifyError(f"not a segunify pseudo-label summary (format != {FORMAT!r})", path)
+    if data.get("format_version") != FORMAT_VERSION:
+        raise SegunifyError(
+            f"pseudo-label summary of format version {data.get('format_version')!r}, this segunify reads "
+            f"{FORMAT_VERSION}: run pseudo-label again into a new folder",
+            path,
+        )
+    try:
+        return PseudoSummary.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise SegunifyError(f"corrupt pseudo-label summary: {where}: {err['msg']}", path) from None
+
+
+def _png_ok(path: Path, height: int, width: int) -> bool:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return False
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return arr is not None and arr.dtype == np.uint8 and arr.shape == (height, width)
+
+
+class Journal:
+    """Append-only JSON lines of one rank; a line goes in only after its PNGs are in place."""
+
+    def __init__(self, path: Path):
+        self.lock = threading.Lock()
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            if path.stat().st_size:
+                with open(path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    torn = f.read(1) != b"\n"
+                if torn:  # a torn line from a kill stays unparseable, not glued to the next
+                    self.file.write("\n")
+                    self.file.flush()
+        except OSError as exc:
+            raise SegunifyError(f"cannot write journal: {exc.strerror or exc}", path) from None
+
+    def append(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self.lock:
+            try:
+                self.file.write(line)
+                self.file.flush()
+            except OSError as exc:
+                raise SegunifyError(f"cannot write journal: {exc.strerror or exc}", self.path) from None
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass  # a failed flush was already reported by append; the next run re-checks every line
+
+
+class PseudoStore:
+    """One pseudo-label folder: where each file goes, claiming and locking it, the journal, resume."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+
+    # ------------------------------------------------------------------------------------------ paths
+    def label_path(self, sample: Sample) -> Path:
+        return self.out / self._rel(sample)
+
+    def confidence_path(self, sample: Sample) -> Path:
+        return self.out / CONFIDENCE / self._rel(sample)
+
+    def _rel(self, sample: Sample) -> PurePosixPath:
+        rel = PurePosixPath(sample.rel)
+        if not sample.rel or "\\" in sample.rel or rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise SegunifyError(
+                f"sample {sample.id!r} has output path {sample.rel!r}, which would lie outside the output "
+                "folder; refusing to write it",
+                self.out,
+            )
+        return rel
+
+    # ------------------------------------------------------------------------------ claim and lock
+    @contextmanager
+    def open_for_writing(self, samples: Sequence[Sample], wanted: dict) -> Iterator[None]:
+        """Rank 0's start: claim the folder, lock it, clear our own stale temps, record the settings."""
+        own = {self._rel(s).as_posix() for s in samples}  # every output path is checked before any write
+        self._claim()
+        with self._lock():
+            self._remove_own_temps(own | {f"{CONFIDENCE}/{r}" for r in own})
+            for old in (self.out / PARTS).glob("timing-*.json"):
+                old.unlink(missing_ok=True)
+            self.check_settings(wanted, write=True)
+            yield
+
+    def _claim(self) -> None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise SegunifyError("output folder is a file", out)
+        if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
+            raise SegunifyError(
+                f"output folder is not empty and not a segunify pseudo-label folder (no {MARKER} marker); "
+                "refusing to write into it: choose a new or empty folder",
+                out,
+            )
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SegunifyError(f"cannot create output folder: {exc.strerror or exc}", out) from None
+        if not (out / MARKER).is_file():
+            atomic_write_json(out / MARKER, {"format": FORMAT})
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        path = self.out / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise SegunifyError(f"cannot create lock file: {exc.strerror or exc}", path) from None
+        try:
+            try:  # a POSIX lock: held by this process only, not by forked DataLoader workers
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise SegunifyError(f"cannot lock: {exc.strerror or exc}", path) from None
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                raise SegunifyError(
+                    f"another pseudo-label run (pid {holder}) is writing to this folder; wait for it to end "
+                    "or use another output folder",
+                    self.out,
+                ) from None
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError as exc:
+                raise SegunifyError(f"cannot write lock file: {exc.strerror or exc}", path) from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _remove_own_temps(self, own: set[str]) -> None:
+        """Temp files a killed run left, only under names this module writes."""
+        for dirpath, _dirs, files in os.walk(self.out):
+            rel_dir = PurePosixPath(Path(dirpath).relative_to(self.out).as_posix())
+            for name in files:
+                match = _TEMP.fullmatch(name)
+                if match is None:
+                    continue
+                rel = (rel_dir / match["name"]).as_posix()
+                if rel in own or rel in _OWN_FILES or _OWN_PART.fullmatch(rel):
+                    Path(dirpath, name).unlink(missing_ok=True)
+
+    def check_settings(self, wanted: dict, write: bool) -> None:
+        path = self.out / SETTINGS
+        if not path.is_file():
+            if write:
+                atomic_write_json(path, wanted, indent=2, sort_keys=True)
+            return
+        have = read_json_object(path, "settings file")
+        if have == wanted:
+            return
+        if have.get("root") != wanted.get("root"):
+            raise SegunifyError(
+                f"this folder holds pseudo-labels of dataset root {have.get('root')!r}, not "
+                f"{wanted.get('root')!r}; use another output folder or delete it",
+                path,
+            )
+        diff = sorted(k for k in set(have) | set(wanted) if have.get(k) != wanted.get(k))
+        raise SegunifyError(
+            f"this folder holds pseudo-labels made with other settings ({', '.join(diff)}); "
+            "use another output folder or delete it",
+            path,
+        )
+
+    # ------------------------------------------------------------------------------ journal, resume
+    def journal(self, rank: int) -> Journal:
+        return Journal(self.out / PARTS / f"manifest-{rank:05d}.jsonl")
+
+    def records(self) -> dict[str, dict]:
+        """Manifest records by id from the manifest and the journals; a torn line (kill -9) is skipped."""
+        parts = sorted((self.out / PARTS).glob("manifest-*.jsonl")) if (self.out / PARTS).is_dir() else []
+        records: dict[str, dict] = {}
+        for path in [self.out / MANIFEST, *parts]:
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError):
+                continue
+            for line in lines:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and "id" in rec:
+                    records[rec["id"]] = rec
+        return records
+
+    def finished(
+        self, samples: Sequence[Sample], indices: Sequence[int], save_confidence: bool, threads: int
+    ) -> set[int]:
+        """Indices whose record exists, whose inputs are unchanged and whose PNG(s) decode at the recorded size."""
+        records = self.records()
+        candidates = [i for i in indices if samples[i].id in records]
+
+        def ok(i: int) -> bool:
+            rec, s = records[samples[i].id], samples[i]
+            try:
+                h, w = int(rec["height"]), int(rec["width"])
+            except (KeyError, TypeError, ValueError):
+                return False
+            if rec.get("output") != s.rel or rec.get("signature") != input_signature(s):
+                return False
+            if not _png_ok(self.label_path(s), h, w):
+                return False
+            return not save_confidence or _png_ok(self.confidence_path(s), h, w)
+
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            flags = list(pool.map(ok, candidates))
+        return {i for i, good in zip(candidates, flags, strict=True) if good}
+
+    def write(
+        self,
+        sample: Sample,
+        labels: np.ndarray,
+        conf: np.ndarray | None,
+        stats: ImageStats,
+        signature: list[int],
+    ) -> dict:
+        """Write one image's PNG(s) atomically; returns its manifest record (journal it afterwards)."""
+        atomic_write_bytes(self.label_path(sample), encode_png(labels))
+        conf_rel = None
+        if conf is not None:
+            atomic_write_bytes(self.confidence_path(sample), encode_png(conf))
+            conf_rel = f"{CONFIDENCE}/{sample.rel}"
+        return {
+            "id": sample.id,
+            "input": str(sample.image),
+            "label": None if sample.label is None else str(sample.label),
+            "output": sample.rel,
+            "confidence": conf_rel,
+            "signature": signature,
+            **stats.to_record(),
+        }
+
+    # ------------------------------------------------------------------------------------- the end
+    def write_timing(self, timing: RankTiming) -> None:
+        atomic_write_json(self.out / PARTS / f"timing-{timing.rank:05d}.json", timing.model_dump())
+
+    def timings(self) -> list[RankTiming]:
+        out = []
+        for path in sorted((self.out / PARTS).glob("timing-*.json")):
+            try:
+                out.append(RankTiming.model_validate_json(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def write_manifest(self, ordered: Sequence[dict]) -> None:
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in ordered)
+        atomic_write_bytes(self.out / MANIFEST, text.encode("utf-8"))
+
+    def write_summary(self, summary: PseudoSummary) -> None:
+        atomic_write_json(self.out / SUMMARY, summary.model_dump(mode="json"), indent=2)
