@@ -128,6 +128,29 @@ def score_at(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return scores.gather(1, idx).squeeze(1)
 
 
+def _best_of(
+    rows: list[torch.Tensor], chans: list[int], scores_are_probs: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label (uint8) and renormalised confidence of the best of ``rows`` (the allowed channels' scores
+    of one GT class's pixels), in running sums so no [N, |set|] block is ever built."""
+    best = rows[0].float().clone()
+    total = best.clone() if scores_are_probs else None
+    lab_k = torch.full(best.shape, chans[0], dtype=torch.uint8, device=best.device)
+    for ch, row in zip(chans[1:], rows[1:], strict=True):
+        # arithmetic select (lab += better * (ch - lab), mod 256): masked_fill is far slower on CPU
+        better = torch.gt(row, best).view(torch.uint8)
+        lab_k += better * (ch - lab_k)
+        torch.maximum(best, row, out=best)
+        if total is not None:
+            total += row
+    if total is not None:
+        return lab_k, best.div_(total.clamp_min_(1e-30))  # no mass on any allowed class -> 0
+    total = torch.zeros_like(best)
+    for row in rows:
+        total += row.float().sub_(best).exp_()
+    return lab_k, total.reciprocal_()
+
+
 def apply_priors(
     scores: torch.Tensor,
     gt: torch.Tensor,
@@ -189,23 +212,7 @@ def apply_priors(
             # offset of channel 0 of each pixel; channel c is read from a view shifted by c planes
             base = pix if b == 1 else pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
             rows = [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
-            best = rows[0].float().clone()
-            total = best.clone() if scores_are_probs else None
-            lab_k = torch.full(best.shape, chans[0], dtype=torch.uint8, device=device)
-            for ch, row in zip(chans[1:], rows[1:], strict=True):
-                # arithmetic select (lab += better * (ch - lab), mod 256): masked_fill is far slower on CPU
-                better = torch.gt(row, best).view(torch.uint8)
-                lab_k += better * (ch - lab_k)
-                torch.maximum(best, row, out=best)
-                if total is not None:
-                    total += row
-            if total is not None:
-                conf = best.div_(total.clamp_min_(1e-30))  # no mass on any allowed class -> 0
-            else:
-                total = torch.zeros_like(best)
-                for row in rows:
-                    total += row.float().sub_(best).exp_()
-                conf = total.reciprocal_()
+            lab_k, conf = _best_of(rows, chans, scores_are_probs)
             labels.index_put_((pix,), lab_k)
             confidence.index_put_((pix,), conf)
     labels = labels.view(b, h, w)
