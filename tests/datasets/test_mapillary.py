@@ -1,9 +1,13 @@
+import json
+import re
+
 import numpy as np
 import pytest
 
 from fixtures import mapillary as fx
-from fixtures.urban_util import assert_clean, assert_reported, palette_png, read_palette, widen
-from segunify.datasets import create_dataset
+from fixtures.urban_util import assert_clean, assert_reported, image, palette_png, read_palette, widen
+from segunify.cli import main
+from segunify.datasets import check_dataset, create_dataset
 from segunify.errors import SegunifyError
 from segunify.mapping import load_mapping
 
@@ -113,3 +117,56 @@ def test_rgb_labels_decode_by_colour_in_v12_only(root, capsys):
     np.testing.assert_array_equal(ds.read_label(s), before)
     text = "v2.0 colours are ambiguous"
     assert_reported(V20, root, lambda p: write_png(p, np.zeros((fx.H, fx.W, 3), np.uint8)), text, capsys)
+
+
+def _v1_layout_with_v20_labels(tmp_path):
+    """A v1.x-style folder (``config.json``, ``<split>/labels``) holding v2.0 labels and the v2.0 config."""
+    root = tmp_path / "v1-of-v20"
+    (root / "config.json").parent.mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps(fx.config("v2.0")))
+    for split, keys in fx.KEYS.items():
+        for i, key in enumerate(keys):
+            image(root / split / "images" / f"{key}.jpg", fx.H, fx.W, i)
+            if split != "testing":
+                fx.write_label(root / split / "labels" / f"{key}.png", "v2.0", 0)  # ids 0..: v1.2 ids too
+    return root
+
+
+def test_v20_config_given_to_v12_adapter_is_an_error_naming_the_file(tmp_path, capsys):
+    """Issue 11 #17: v2.0 labels in the v1.x layout were decoded with v1.2's classes (ids 0..64 silently wrong,
+    only ids > 65 reported per file); now the release's config.json is compared with the taxonomy first."""
+    root = _v1_layout_with_v20_labels(tmp_path)
+    problems = check_dataset(create_dataset(V12, root)).problems
+    assert {m for _, m in problems} == {f"{root / 'config.json'}: 124 labels here but 66 in taxonomy '{V12}': "
+                                         "a release of another version?"}  # fmt: skip
+    assert main(["datasets", "check", V12, "--root", str(root)]) == 1
+    assert "config.json: 124 labels here but 66" in capsys.readouterr().out
+
+
+def test_config_of_another_version_only(root):
+    (root / "config_v1.2.json").unlink()
+    with pytest.raises(SegunifyError, match=r"no config_v1.2.json here, only config_v2.0.json") as exc:
+        create_dataset(V12, root).samples("train")
+    assert exc.value.path == str(root / "config_v2.0.json")
+    assert len(create_dataset(V20, root).samples("train")) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        (lambda labels: labels[2].update(name="construction--barrier--ambiguous"), "label 2 is 'construction--barrier--ambiguous' here but 'construction--barrier--curb'"),
+        (lambda labels: labels[3].update(color=[1, 2, 3]), "label 3 (construction--barrier--fence) has colour (1, 2, 3) here but (190, 153, 153)"),
+        (lambda labels: labels.insert(0, labels.pop(1)), "label 0 is 'animal--ground-animal' here but 'animal--bird'"),
+        (lambda labels: labels[4].pop("color"), "not a Vistas config"),
+    ],
+    ids=["name", "colour", "order", "malformed"],
+)  # fmt: skip
+def test_config_mismatch_names_the_file(root, change, text):
+    path = root / "config_v1.2.json"
+    data = json.loads(path.read_text())
+    change(data["labels"])
+    path.write_text(json.dumps(data))
+    with pytest.raises(SegunifyError, match=re.escape(text)) as exc:
+        create_dataset(V12, root).samples("train")
+    assert exc.value.path == str(path)
+    assert len(create_dataset(V20, root).samples("train")) == 2  # v2.0's own config is untouched

@@ -6,10 +6,16 @@ the v1.x releases had ``training/labels`` directly, which the v1.2 adapter also 
 colours, and v2.0 has classes that share a colour, so these labels are read with Pillow, as indices. A v1.2
 label saved as RGB (e.g. re-encoded by another tool) is still decoded, by colour, since every v1.2 colour is
 unique; a v2.0 RGB label is an error. ``testing`` has no labels and is therefore not a split here.
+
+The release's label list (``config_<version>.json``; ``config.json`` in the v1.x releases) is checked against
+the taxonomy file: the same names, in the same order (index = label id), with the same colours. A mismatch
+(e.g. a v2.0 folder given to the v1.2 adapter) is an error naming the config file, not labels decoded with
+another version's classes.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +58,49 @@ class _MapillaryVistas(DatasetAdapter):
     def _label_dir(self, split_dir: Path) -> Path:
         return split_dir / self.version / "labels"
 
+    def config_path(self) -> Path | None:
+        """This version's label list in the release, if there: ``config_<version>.json``, else ``config.json``.
+        Only another version's ``config_v*.json`` there means the folder is of that version: an error."""
+        for path in (self.root / f"config_{self.version}.json", self.root / "config.json"):
+            if path.is_file():
+                return path
+        others = sorted(p.name for p in self.root.glob("config_v*.json"))
+        if others:
+            raise SegunifyError(
+                f"no config_{self.version}.json here, only {', '.join(others)}: a release of another version "
+                f"(use that version's adapter)",
+                self.root / others[0],
+            )
+        return None
+
+    def check_config(self) -> None:
+        """The release's labels (name and colour, in id order) must be the taxonomy's rows."""
+        path = self.config_path()
+        if path is None:
+            return
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))["labels"]
+            found = [(str(e["name"]), tuple(int(c) for c in e["color"])) for e in entries]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise SegunifyError(
+                f"not a Vistas config (labels[].name, labels[].color): {exc!r}", path
+            ) from None
+        rows = [(lab.name, lab.color) for lab in sorted(self.taxonomy.labels, key=lambda lab: lab.id or 0)]
+        where = f"taxonomy {self.taxonomy_name!r}"
+        if len(found) != len(rows):
+            raise SegunifyError(
+                f"{len(found)} labels here but {len(rows)} in {where}: a release of another version?", path
+            )
+        for i, ((name, color), (want_name, want_color)) in enumerate(zip(found, rows, strict=True)):
+            if name != want_name:
+                raise SegunifyError(f"label {i} is {name!r} here but {want_name!r} in {where}", path)
+            if color != want_color:
+                raise SegunifyError(
+                    f"label {i} ({name}) has colour {color} here but {want_color} in {where}", path
+                )
+
     def _list(self, split):
+        self.check_config()
         split_dir = self.root / FOLDERS[split]
         label_dir = self._label_dir(split_dir)
         out = []
