@@ -257,6 +257,7 @@ def audit(
     size: str | None = typer.Option(None, "--size", help="teacher input H,W (default: the checkpoint's)"),
     confidence: float = typer.Option(0.5, "--confidence", help="'confident' = top probability >= this"),
     min_member: float = typer.Option(0.005, "--min-member", help="a member below this share is 'unused'"),
+    min_pixels: int = typer.Option(1000, "--min-pixels", help="fewer pixels: too few to judge (ranked last)"),
     top: int = typer.Option(0, "--top", help="show only the N most suspicious rows (0 = all)"),
     json_out: Path = typer.Option(None, "--json", help="also write every row as JSON"),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
@@ -282,7 +283,7 @@ def audit(
         mp = load_mapping(csv) if named else load_mapping(csv, ds.taxonomy, taxonomy)
         mp.check_compatible(ds.taxonomy, classes, f"dataset {dataset!r}", f"teacher {teacher}")
         cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
-    rows = audit_mapping(cooc, mp, min_member)
+    rows = audit_mapping(cooc, mp, min_member, min_pixels)
     _print_audit(rows, f"audit of {mp.path} on {where}", top)
     if json_out:
         atomic_write_json(json_out, {"mapping": mp.path, "on": where, "rows": [r.to_json() for r in rows]})

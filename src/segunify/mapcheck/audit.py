@@ -10,8 +10,11 @@ Three rules per extra class ``k`` with allowed set ``A`` (shares are of the clas
 * **changed by the prior**: the share where the argmax lies outside ``A``, i.e. where the prior
   overrides the teacher. For a void row every pixel becomes ignore, so it is not scored.
 
-Suspicion = ``outside_confident + 0.1 * (unused members / members)``: a row whose every member is unused
-ranks like one with 10 % of its pixels confidently outside. Void rows and classes without pixels rank last.
+Suspicion = confident-outside share, where a source class that *another* row allows counts half (the
+teacher often bleeds a neighbouring object's class into small objects, e.g. building on signs, while a
+confidently predicted class that no row allows is one the mapping cannot express anywhere), plus
+``0.1 * unused members / members`` (a row whose every member is unused ranks like one with 10 % of its
+pixels confidently outside). Void rows, then classes with fewer than ``min_pixels`` pixels, rank last.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from segunify.mapcheck.cooccurrence import CoOccurrence
 from segunify.mapping import Mapping
 
 UNUSED_WEIGHT = 0.1
+CLAIMED_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -37,21 +41,26 @@ class AuditRow:
     outside_confident: float
     top_outside: str  # the source class most often confidently predicted outside the set ("" if none)
     top_outside_share: float
+    top_outside_unclaimed: bool  # no row of the mapping allows top_outside
     member_shares: dict[str, float]
     unused: tuple[str, ...]
     changed_by_prior: float
     suspicion: float
+    too_few: bool = False
 
     def flags(self) -> list[str]:
+        if self.pixels == 0:
+            return ["no pixels in the sample"]
+        if self.too_few:
+            return [f"too few pixels to judge ({self.pixels:,})"]
+        if self.kind == "void":
+            return [f"void: all ignored; teacher says {self.top_outside} on {self.top_outside_share:.0%}"]
         out = []
-        if self.kind != "void" and self.top_outside:
-            out.append(f"missing {self.top_outside}? ({self.top_outside_share:.1%} confident)")
+        if self.top_outside:
+            orphan = "; no row allows it" if self.top_outside_unclaimed else ""
+            out.append(f"missing {self.top_outside}? ({self.top_outside_share:.1%} confident{orphan})")
         if self.unused:
             out.append(f"superfluous {', '.join(self.unused)}?")
-        if self.kind == "void" and self.pixels:
-            out.append(f"void: all ignored; teacher says {self.top_outside} on {self.top_outside_share:.0%}")
-        if self.pixels == 0:
-            out.append("no pixels in the sample")
         return out
 
     def to_json(self) -> dict:
@@ -63,7 +72,9 @@ class AuditRow:
         }
 
 
-def audit_mapping(cooc: CoOccurrence, mapping: Mapping, min_member: float = 0.005) -> list[AuditRow]:
+def audit_mapping(
+    cooc: CoOccurrence, mapping: Mapping, min_member: float = 0.005, min_pixels: int = 1000
+) -> list[AuditRow]:
     """One row per extra class, most suspicious first."""
     same_extra = tuple(cooc.extra.classes) == tuple(mapping.extra.classes)
     if not same_extra or tuple(cooc.source.classes) != tuple(mapping.source.classes):
@@ -74,16 +85,19 @@ def audit_mapping(cooc: CoOccurrence, mapping: Mapping, min_member: float = 0.00
         raise SegunifyError(f"--min-member must be in [0, 1), got {min_member}")
     allowed, shares = mapping.allowed, cooc.shares()
     outside_conf = np.where(allowed, 0, cooc.confident)  # [K, C] confident pixels outside each set
+    claimed = allowed.sum(0, keepdims=True) > 0  # [1, C]: some row allows c (never the row itself here)
+    weighted = (outside_conf * np.where(claimed, CLAIMED_WEIGHT, 1.0)).sum(1)
     rows = [
-        _row(cooc, mapping, k, shares[k], outside_conf[k], min_member)
+        _row(cooc, mapping, k, shares[k], outside_conf[k], weighted[k], claimed[0], min_member, min_pixels)
         for k in range(mapping.extra.num_classes)
     ]
     return sorted(rows, key=lambda r: (-r.suspicion, -r.changed_by_prior, r.extra_id))
 
 
-def _row(cooc, mapping, k: int, shares_k, outside_conf_k, min_member: float) -> AuditRow:
+def _row(cooc, mapping, k, shares_k, outside_conf_k, weighted_k, claimed, min_member, min_pixels) -> AuditRow:
     names, pixels = cooc.source.classes, int(cooc.pixels[k])
     members = mapping.allowed_sets[k]
+    top = int(np.argmax(outside_conf_k if members else shares_k))
     base = {
         "extra_id": k,
         "name": cooc.extra.classes[k],
@@ -91,24 +105,26 @@ def _row(cooc, mapping, k: int, shares_k, outside_conf_k, min_member: float) -> 
         "allowed": tuple(names[c] for c in members),
         "pixels": pixels,
         "member_shares": {names[c]: float(shares_k[c]) for c in members},
+        "top_outside_unclaimed": bool(members) and not claimed[top],
     }
-    if pixels == 0:
-        return AuditRow(**base, outside_confident=0.0, top_outside="", top_outside_share=0.0, unused=(),
-                        changed_by_prior=0.0, suspicion=-1.0)  # fmt: skip
     if not members:  # void: every pixel becomes ignore; name what the teacher mostly sees there
-        top = int(np.argmax(shares_k))
-        return AuditRow(**base, outside_confident=0.0, top_outside=names[top],
-                        top_outside_share=float(shares_k[top]), unused=(), changed_by_prior=1.0,
-                        suspicion=0.0)  # fmt: skip
-    top = int(np.argmax(outside_conf_k))
-    outside = float(outside_conf_k.sum() / pixels)
-    unused = tuple(names[c] for c in members if shares_k[c] < min_member)
+        return AuditRow(**base, outside_confident=0.0, top_outside=names[top] if pixels else "",
+                        top_outside_share=float(shares_k[top]), unused=(), changed_by_prior=float(pixels > 0),
+                        suspicion=0.0 if pixels else -1.0)  # fmt: skip
+    outside = float(outside_conf_k.sum() / max(pixels, 1))
+    unused = tuple(names[c] for c in members if shares_k[c] < min_member) if pixels else ()
+    too_few = pixels < min_pixels
+    if too_few:
+        suspicion = -0.5 if pixels else -1.0
+    else:
+        suspicion = float(weighted_k / pixels) + UNUSED_WEIGHT * len(unused) / len(members)
     return AuditRow(
         **base,
         outside_confident=outside,
         top_outside=names[top] if outside_conf_k[top] else "",
-        top_outside_share=float(outside_conf_k[top] / pixels),
+        top_outside_share=float(outside_conf_k[top] / max(pixels, 1)),
         unused=unused,
-        changed_by_prior=float(1.0 - shares_k[list(members)].sum()),
-        suspicion=outside + UNUSED_WEIGHT * len(unused) / len(members),
+        changed_by_prior=float(1.0 - shares_k[list(members)].sum()) if pixels else 0.0,
+        suspicion=suspicion,
+        too_few=too_few,
     )
