@@ -11,12 +11,20 @@ import torch
 from segunify.cli import main
 from segunify.errors import SegunifyError
 from segunify.models import create_model
-from segunify.models.checkpoint import load_checkpoint, read_meta, save_checkpoint, sha256_file
+from segunify.models.checkpoint import (
+    CheckpointMeta,
+    load_checkpoint,
+    load_meta,
+    read_meta,
+    save_checkpoint,
+    sha256_file,
+)
+from segunify.models.pretrained import get_pretrained
 from segunify.taxonomy import load_taxonomy, parse_taxonomy
 
 torch.set_num_threads(2)
 
-S2_SHA = "a72d59699801c7ce8e8b89a53af9097eaaa60dc12180ecde86fd700ba1222fe8"  # SOURCE.md
+S1_SHA = "0918c833fed889e32901ce739b1784fdd2b79f95a9aea199a469ca3394dd7a14"  # SOURCE.md
 
 
 def _randomised(num_classes: int = 11):
@@ -148,38 +156,260 @@ def test_save_is_atomic_and_replaces(tmp_path):
     save_checkpoint(path, model, {"classes": ["a", "b", "c"]})
     first = sha256_file(path / "model.safetensors")
     with pytest.raises(TypeError):  # not JSON-serialisable: the old checkpoint must survive intact
-        save_checkpoint(path, _randomised(3), {"classes": ["a", "b", "c"], "metrics": {"x": object()}})
+        save_checkpoint(
+            path, _randomised(3), {"classes": ["a", "b", "c"], "metrics": {"x": object()}}, overwrite=True
+        )
     assert sha256_file(path / "model.safetensors") == first
     assert read_meta(path)["classes"] == ["a", "b", "c"]
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    save_checkpoint(path, model, {"classes": ["a", "b", "c"]})
+    with pytest.raises(SegunifyError, match="already holds a segunify checkpoint"):
+        save_checkpoint(path, model, {"classes": ["a", "b", "c"]})
+    assert sha256_file(path / "model.safetensors") == first
+    save_checkpoint(path, model, {"classes": ["a", "b", "c"]}, overwrite=True)
     assert sha256_file(path / "model.safetensors") != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp or backup folders left
     with pytest.raises(SegunifyError, match="num_classes=3 but 2 class names"):
         save_checkpoint(tmp_path / "x", model, {"classes": ["a", "b"]})
 
 
-def test_import_weights_cli(weights_dir, tmp_path, capsys):
-    out = tmp_path / "teacher"
-    pth = weights_dir / "espnetv2_s2.0_cityscapes_1024x512.pth"
-    assert (
-        main(
-            ["import-weights", "--pth", str(pth), "--s", "2.0", "--taxonomy", "cityscapes", "--out", str(out)]
-        )
-        == 0
+def test_meta_of_an_older_version_still_loads(saved, tmp_path):
+    """meta.json written before CheckpointMeta existed (no format, created, sha256, mean/std, files)
+    loads with the defaults; unknown keys (the trainer's ``step``) are kept."""
+    import shutil
+
+    model, path = saved
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    meta = json.loads((old / "meta.json").read_text())
+    for key in ("format", "format_version", "created", "weights_sha256", "mean", "std", "files"):
+        meta.pop(key)
+    meta["step"] = 12
+    (old / "meta.json").write_text(json.dumps(meta))
+    loaded, got = load_checkpoint(old, taxonomy="camvid")
+    assert got["mean"] == [0.485, 0.456, 0.406] and got["format"] == "segunify-checkpoint"
+    assert got["step"] == 12 and load_meta(old).model_extra == {"step": 12}
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_classes": 4}, "num_classes=4 but 11 class names"),
+        ({"format_version": 9}, "format_version: .*newer"),
+        ({"std": [0.2, 0.0, 0.2]}, "std: .*positive"),
+        ({"input_size": [96]}, "input_size"),
+        ({"format": "other"}, "format"),
+    ],
+)
+def test_bad_meta_is_one_line_naming_meta_json(saved, tmp_path, change, message):
+    import shutil
+
+    _, path = saved
+    bad = tmp_path / "bad"
+    shutil.copytree(path, bad)
+    meta = {**json.loads((bad / "meta.json").read_text()), **change}
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SegunifyError, match=message) as err:
+        load_checkpoint(bad)
+    assert str(bad / "meta.json") in str(err.value) and "\n" not in str(err.value)
+
+
+def test_checkpoint_meta_model_round_trip(saved):
+    _, path = saved
+    meta = load_meta(path)
+    assert isinstance(meta, CheckpointMeta) and meta.input_size == (96, 128) and meta.num_classes == 11
+    assert CheckpointMeta.model_validate_json(json.dumps(meta.to_dict())) == meta
+
+
+def _tree(root):
+    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else b"") for p in root.rglob("*"))
+
+
+def test_a_folder_of_foreign_files_is_never_replaced(tmp_path):
+    """Issue 11.1: import into a folder holding a user's files wiped it; now: refused, nothing touched."""
+    out = tmp_path / "thesis"
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.txt").write_text("three years of work")
+    (out / "sub" / "data.csv").write_text("1,2,3")
+    before = _tree(out)
+    for overwrite in (False, True):
+        with pytest.raises(
+            SegunifyError, match=r"not empty and not a segunify checkpoint \(holds sub, thesis.txt\)"
+        ):
+            save_checkpoint(out, _randomised(3), {"classes": ["a", "b", "c"]}, overwrite=overwrite)
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]
+    # a checkpoint folder a user put a file into is not segunify's alone either
+    ck = save_checkpoint(tmp_path / "ck", _randomised(3), {"classes": ["a", "b", "c"]})
+    (ck / "notes.txt").write_text("mine")
+    with pytest.raises(SegunifyError, match="not a segunify checkpoint"):
+        save_checkpoint(ck, _randomised(3), {"classes": ["a", "b", "c"]}, overwrite=True)
+    assert (ck / "notes.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SegunifyError, match="not a folder"):
+        save_checkpoint(tmp_path / "file", _randomised(3), {"classes": ["a", "b", "c"]})
+
+
+def test_extra_files_belong_to_the_checkpoint(tmp_path):
+    """A writer's extra file (e.g. the trainer's state) is listed in meta.files and may be replaced."""
+    model = _randomised(3)
+    extra = {"train_state.pt": lambda p: p.write_bytes(b"state")}
+    ck = save_checkpoint(tmp_path / "ck", model, {"classes": ["a", "b", "c"]}, extra_files=extra)
+    assert read_meta(ck)["files"] == ["meta.json", "model.safetensors", "train_state.pt"]
+    assert (ck / "train_state.pt").read_bytes() == b"state"
+    save_checkpoint(ck, model, {"classes": ["a", "b", "c"]}, overwrite=True)
+    assert sorted(p.name for p in ck.iterdir()) == ["meta.json", "model.safetensors"]
+
+
+def test_checkpoints_get_the_users_umask(tmp_path):
+    """Issue 11.13: mkdtemp made checkpoint folders 0700 whatever the umask; now 0777 & ~umask."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        ck = save_checkpoint(tmp_path / "ck", _randomised(3), {"classes": ["a", "b", "c"]})
+        os.umask(0o027)
+        ck2 = save_checkpoint(tmp_path / "ck2", _randomised(3), {"classes": ["a", "b", "c"]})
+    finally:
+        os.umask(old)
+    assert ck.stat().st_mode & 0o777 == 0o755
+    assert {(ck / n).stat().st_mode & 0o777 for n in ("meta.json", "model.safetensors")} == {0o644}
+    assert ck2.stat().st_mode & 0o777 == 0o750 and (ck2 / "meta.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_disk_full_while_saving_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    """Issue 11.7: an OSError (disk full) while writing was a traceback; now one line naming the folder."""
+    import errno
+
+    import safetensors.torch
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(SegunifyError, match="cannot write checkpoint: No space left on device") as err:
+        save_checkpoint(tmp_path / "ck", _randomised(3), {"classes": ["a", "b", "c"]})
+    assert str(tmp_path / "ck") in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malicious_pickle_is_refused_without_unsafe_advice(tmp_path, capsys):
+    """Issue 11.12: torch's error for a refused pickle advises weights_only=False (which would run the
+    file's code); the one line we print names the blocked object and never gives that advice."""
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, evil)
+    code = main(
+        [
+            "import-weights",
+            "--pth",
+            str(evil),
+            "--model",
+            "espnetv2",
+            "--taxonomy",
+            "cityscapes",
+            "--out",
+            str(tmp_path / "ck"),
+        ]
     )
-    assert "untrained background channel dropped" in " ".join(capsys.readouterr().out.split())
-    model, meta = load_checkpoint(out, taxonomy="cityscapes")
-    assert meta["source"] == {"file": pth.name, "sha256": S2_SHA, "head": "sliced"}
-    assert meta["input_size"] == [512, 1024] and meta["model_kwargs"]["s"] == 2.0
-    shipped = torch.load(pth, map_location="cpu", weights_only=True)
+    err = capsys.readouterr().err
+    assert code == 1 and "refused to load weights" in err and "system" in err
+    assert "weights_only" not in err and "pwned" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ck").exists()
+
+
+@pytest.fixture(scope="module")
+def imported(weights_dir, tmp_path_factory):
+    """espnetv2_s1.0.cityscapes imported by name only, the file found under SEGUNIFY_DATA/weights."""
+    out = tmp_path_factory.mktemp("imp") / "teacher"
+    assert main(["import-weights", "espnetv2_s1.0.cityscapes", "--out", str(out)]) == 0
+    return out
+
+
+def test_import_by_name_needs_no_model_flags(weights_dir, imported):
+    entry = get_pretrained("espnetv2_s1.0.cityscapes")
+    model, meta = load_checkpoint(imported, taxonomy="cityscapes")
+    assert meta["source"] == {
+        "file": entry.file,
+        "sha256": S1_SHA,
+        "head": "sliced",
+        "pretrained": entry.name,
+    }
+    assert meta["input_size"] == [512, 1024] and meta["model_kwargs"] == {"s": 1.0, "proj": 10}
+    assert meta["mean"] == list(entry.mean) and meta["std"] == list(entry.std)
+    shipped = torch.load(weights_dir / entry.file, map_location="cpu", weights_only=True)
     for k, v in model.state_dict().items():  # identical tensors, the head cut to 19 channels
-        assert torch.equal(v, shipped[k][:19] if k.startswith("bu_dec_l4.merge_layer.3.") else shipped[k]), k
-    # a taxonomy whose class count the head cannot serve is refused, not given a random head
+        assert torch.equal(v, shipped[k][:19] if k in entry.classifier_keys else shipped[k]), k
+
+
+def test_import_recognises_a_listed_file_and_refuses_clashing_flags(weights_dir, imported, tmp_path, capsys):
+    pth = weights_dir / "espnetv2_s1.0_cityscapes_1024x512.pth"
+    out = tmp_path / "t"
+    assert main(["import-weights", "--pth", str(pth), "--out", str(out), "--size", "256,512"]) == 0
+    assert read_meta(out)["source"]["pretrained"] == "espnetv2_s1.0.cityscapes"
+    assert read_meta(out)["input_size"] == [256, 512]
+    assert read_meta(out)["weights_sha256"] == read_meta(imported)["weights_sha256"]
+    capsys.readouterr()
+    bad = ["import-weights", "--pth", str(pth), "--out", str(tmp_path / "x")]
+    assert main([*bad, "--taxonomy", "camvid"]) == 1
+    assert "--taxonomy camvid (the file needs cityscapes)" in capsys.readouterr().err
+    assert main([*bad, "--s", "2.0"]) == 1
+    assert "option s 2.0 (the file needs 1.0)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    wrong = ["import-weights", "espnetv2_s2.0.cityscapes", "--pth", str(pth), "--out", str(tmp_path / "x")]
     assert (
-        main(["import-weights", "--pth", str(pth), "--taxonomy", "camvid", "--out", str(tmp_path / "x")]) == 1
+        main(wrong) == 1 and "not the published file of 'espnetv2_s2.0.cityscapes'" in capsys.readouterr().err
     )
+
+
+def test_import_of_an_unlisted_file_uses_the_fallback_flags(weights_dir, tmp_path, capsys):
+    sd = torch.load(
+        weights_dir / "espnetv2_s1.0_cityscapes_1024x512.pth", map_location="cpu", weights_only=True
+    )
+    sd["base_net.level1.bn.running_mean"] += 1.0  # another file: not in the table
+    pth = tmp_path / "finetuned.pth"
+    torch.save(sd, pth)
+    assert main(["import-weights", "--pth", str(pth), "--out", str(tmp_path / "a")]) == 1
+    assert "not in the pretrained table" in capsys.readouterr().err
+    args = ["import-weights", "--pth", str(pth), "--model", "espnetv2", "--model-opt", "s=1.0", "--taxonomy"]
+    assert main([*args, "cityscapes", "--out", str(tmp_path / "a")]) == 0
+    meta = read_meta(tmp_path / "a")
+    assert (
+        meta["source"]["pretrained"] is None
+        and meta["model_kwargs"]["s"] == 1.0
+        and meta["input_size"] is None
+    )
+    # a taxonomy whose class count the head cannot serve is refused, not given a random head
+    assert main([*args, "camvid", "--out", str(tmp_path / "x")]) == 1
     assert "does not fit taxonomy 'camvid'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_import_refuses_foreign_folders_and_overwrites_only_when_asked(imported, tmp_path, capsys):
+    """Issue 11.1 through the CLI: exit 1 and nothing touched; --overwrite swaps a checkpoint."""
+    import shutil
+
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "thesis.txt").write_text("keep me")
+    cmd = ["import-weights", "espnetv2_s1.0.cityscapes", "--out"]
+    assert main([*cmd, str(out), "--overwrite"]) == 1
+    assert "not empty and not a segunify checkpoint (holds thesis.txt)" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["thesis.txt"] and (out / "thesis.txt").read_text() == "keep me"
+    ck = tmp_path / "ck"
+    shutil.copytree(imported, ck)
+    meta_before = (ck / "meta.json").read_bytes()
+    assert main([*cmd, str(ck), "--size", "64,128"]) == 1
+    assert "replace it with --overwrite" in capsys.readouterr().err
+    assert (ck / "meta.json").read_bytes() == meta_before
+    assert main([*cmd, str(ck), "--size", "64,128", "--overwrite"]) == 0
+    assert read_meta(ck)["input_size"] == [64, 128]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "data"]  # no temp or backup folder left

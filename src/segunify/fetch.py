@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from segunify.errors import SegunifyError
+from segunify.io import file_mode, sha256_file
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,6 @@ def manifest_files(groups: list[str] | None = None) -> list[RemoteFile]:
     ]
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_file(item: RemoteFile, dest_root: Path, mirror: str | None = None, timeout: float = 60.0) -> bool:
     """Download one file unless a verified copy is there; returns True when it downloaded.
 
@@ -62,11 +55,14 @@ def fetch_file(item: RemoteFile, dest_root: Path, mirror: str | None = None, tim
     interrupted or corrupted download never leaves a file that looks complete.
     """
     target = dest_root / item.dest
-    if target.is_file() and target.stat().st_size == item.size and sha256_of(target) == item.sha256:
+    if target.is_file() and target.stat().st_size == item.size and sha256_file(target) == item.sha256:
         return False
     url = f"{mirror.rstrip('/')}/{item.dest}" if mirror else item.url
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        raise SegunifyError(f"cannot write file: {exc.strerror or exc}", target) from None
     try:
         h = hashlib.sha256()
         size = 0
@@ -84,6 +80,7 @@ def fetch_file(item: RemoteFile, dest_root: Path, mirror: str | None = None, tim
                 f"expected {item.size} bytes sha256 {item.sha256[:16]}...",
                 target,
             )
+        os.chmod(tmp, file_mode())  # mkstemp gives 0600; a team's shared data folder needs the umask's mode
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ team's shared folder stay readable (``mkstemp`` alone gives 0600).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -34,6 +35,20 @@ def _read_umask() -> int:
 def file_mode() -> int:
     """Mode of a new regular file: 0666 minus the umask, as ``open()`` gives."""
     return 0o666 & ~_read_umask()
+
+
+def dir_mode() -> int:
+    """Mode of a new folder: 0777 minus the umask, as ``mkdir`` gives (``mkdtemp`` alone gives 0700)."""
+    return 0o777 & ~_read_umask()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (weights files, checkpoints, downloads)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Model commands: ``import-weights``, ``export --onnx``, ``predict`` and ``models list``."""
+"""Model commands: ``import-weights``, ``export --onnx``, ``predict``, ``models list`` and ``models weights``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from segunify.cli._util import parse_size, progress_bar, table
+from segunify.cli._util import parse_options, parse_size, progress_bar, table
 from segunify.errors import SegunifyError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ONNX_TOLERANCE = 1e-3
 
 models_app = typer.Typer(help="The model zoo.", no_args_is_help=True)
@@ -29,45 +28,106 @@ def list_models() -> None:
     console.print(t)
 
 
-def import_weights(
-    pth: str = typer.Option(..., "--pth", help="weights file (EdgeNets ESPNetv2 .pth state dict)"),
-    model: str = typer.Option("espnetv2", "--model", help="registry name (see 'segunify models list')"),
-    s: float = typer.Option(2.0, "--s", help="ESPNetv2 width (1.0 or 2.0)"),
-    taxonomy: str = typer.Option("cityscapes", "--taxonomy", help="taxonomy the weights predict"),
-    out: str = typer.Option(..., "--out", help="checkpoint folder to write"),
-    size: str | None = typer.Option("512,1024", "--size", help="inference size H,W stored in the checkpoint"),
-) -> None:
-    """Turn a pretrained weights file into a segunify checkpoint (safetensors + meta.json)."""
+@models_app.command("weights")
+def list_weights() -> None:
+    """List the pretrained weights segunify knows (names for 'segunify import-weights NAME')."""
     from segunify.cli import console
-    from segunify.models import count_parameters, create_model
-    from segunify.models.checkpoint import IMAGENET_MEAN, IMAGENET_STD, save_checkpoint, sha256_file
-    from segunify.taxonomy import load_taxonomy
+    from segunify.models.pretrained import pretrained_table
 
-    src = Path(pth)
+    t = table("name", "model", "taxonomy", "input H,W", "file", "licence")
+    for e in pretrained_table().values():
+        opts = ", ".join(f"{k}={v}" for k, v in e.model_kwargs.items())
+        t.add_row(
+            e.name, f"{e.model} {opts}", e.taxonomy, f"{e.input_size[0]},{e.input_size[1]}", e.file, e.license
+        )
+    console.print(t)
+
+
+def _model_options(pairs: list[str] | None, s: float | None) -> dict:
+    """``--model-opt key=value`` (values parsed as YAML scalars) plus the older ``--s``."""
+    import yaml
+
+    opts = {k: yaml.safe_load(v) for k, v in parse_options(pairs, "--model-opt").items()}
+    if s is not None:
+        opts["s"] = s
+    return opts
+
+
+def _resolve_entry(name: str | None, pth: str | None, model: str | None, opts: dict, taxonomy: str | None):
+    """The table entry for NAME or for a known ``--pth`` file (None for an unknown file), and the file."""
+    from segunify.models.pretrained import get_pretrained, identify
+
+    if name is None and pth is None:
+        raise typer.BadParameter("give a pretrained NAME (see 'segunify models weights') or --pth FILE")
+    src = Path(pth) if pth is not None else get_pretrained(name).locate()  # type: ignore[arg-type]
     if not src.is_file():
         raise SegunifyError("weights file not found", src)
-    tax = load_taxonomy(taxonomy)
-    kwargs = {"s": s} if model == "espnetv2" else {}
-    net = create_model(model, tax.num_classes, weights=src, **kwargs)
-    loaded = getattr(net, "weights_loaded", "full")
-    if loaded == "encoder-decoder":
-        raise SegunifyError(
-            f"the weights' classifier does not fit taxonomy {tax.name!r} ({tax.num_classes} classes); "
-            "an imported checkpoint must keep its trained head",
-            src,
-        )
-    meta = {
-        "taxonomy": tax,
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
-        "input_size": parse_size(size),
-        "source": {"file": src.name, "sha256": sha256_file(src), "head": loaded},
-    }
-    dest = save_checkpoint(out, net.eval(), meta)
-    note = " (untrained background channel dropped)" if loaded == "sliced" else ""
+    entry = get_pretrained(name) if name is not None else identify(src)
+    if entry is None:
+        if model is None or taxonomy is None:
+            raise SegunifyError(
+                "weights file not in the pretrained table ('segunify models weights'); give --model, "
+                "--taxonomy and the model's options (--model-opt key=value)",
+                src,
+            )
+        return None, src
+    if name is not None:
+        entry.verify(src)
+    given = {"--model": (model, entry.model), "--taxonomy": (taxonomy, entry.taxonomy)}
+    given.update({f"option {k}": (v, entry.model_kwargs.get(k)) for k, v in opts.items()})
+    clash = [
+        f"{flag} {have} (the file needs {want})"
+        for flag, (have, want) in given.items()
+        if have not in (None, want)
+    ]
+    if clash:
+        raise SegunifyError(f"these are the weights {entry.name!r}: {'; '.join(clash)}", src)
+    return entry, src
+
+
+def import_weights(
+    name: str | None = typer.Argument(None, help="pretrained weights name (see 'segunify models weights')"),
+    pth: str | None = typer.Option(
+        None, "--pth", help="weights file (default: the NAME's file under $SEGUNIFY_DATA/weights)"
+    ),
+    out: str = typer.Option(..., "--out", help="checkpoint folder to write (new or empty)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a segunify checkpoint at --out"),
+    size: str | None = typer.Option(None, "--size", help="inference size H,W (default: the weights' own)"),
+    model: str | None = typer.Option(None, "--model", help="unlisted files: registry name ('models list')"),
+    taxonomy: str | None = typer.Option(
+        None, "--taxonomy", help="unlisted files: taxonomy the head predicts"
+    ),
+    model_opt: list[str] = typer.Option(None, "--model-opt", help="unlisted files: model option key=value"),
+    s: float | None = typer.Option(None, "--s", help="unlisted files: ESPNetv2 width (= --model-opt s=...)"),
+) -> None:
+    """Turn pretrained weights into a segunify checkpoint (safetensors + meta.json).
+
+    Weights listed in the pretrained table need only their NAME (or just --pth: a listed file is
+    recognised by its sha256). --out must be new, empty or (with --overwrite) a segunify checkpoint.
+    """
+    from segunify.cli import console
+    from segunify.models import count_parameters
+    from segunify.models.pretrained import import_weights as run_import
+
+    opts = _model_options(model_opt, s)
+    entry, src = _resolve_entry(name, pth, model, opts, taxonomy)
+    dest, net, meta = run_import(
+        src,
+        out,
+        entry,
+        model=model,
+        model_kwargs=opts,
+        taxonomy=taxonomy,
+        input_size=parse_size(size),
+        overwrite=overwrite,
+    )
+    note = " (untrained background channel dropped)" if meta.source.head == "sliced" else ""
+    what = entry.name if entry else f"{meta.model} {meta.model_kwargs}"
     console.print(
-        f"wrote {dest}: {model} {kwargs or ''} {count_parameters(net):,} parameters, "
-        f"{tax.num_classes} classes of {tax.name!r}{note}"
+        f"wrote {dest}: {what}, {count_parameters(net):,} parameters, "
+        f"{meta.num_classes} classes of {meta.taxonomy!r}{note}",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -96,9 +156,14 @@ def export_onnx(model, out: str | Path, size: tuple[int, int], opset: int = 17) 
 
     import torch
 
+    from segunify.io import file_mode
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SegunifyError(f"cannot write file: {exc.strerror or exc}", out) from None
     os.close(fd)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
@@ -112,11 +177,14 @@ def export_onnx(model, out: str | Path, size: tuple[int, int], opset: int = 17) 
                 opset_version=opset,
                 dynamo=False,
             )
+        os.chmod(tmp, file_mode())  # mkstemp gives 0600; the user's umask decides
         os.replace(tmp, out)
     except Exception as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, SegunifyError):
             raise
+        if isinstance(exc, OSError):
+            raise SegunifyError(f"cannot write file: {exc.strerror or exc}", out) from None
         raise SegunifyError(
             f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", out
         ) from None
@@ -153,53 +221,30 @@ def export(
     return 0
 
 
-def collect_images(inputs: list[str]) -> list[Path]:
-    """Image files named directly or found (sorted, not recursive) in named folders."""
-    found: list[Path] = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            found.extend(
-                sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            )
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise SegunifyError("input not found", path)
-    if not found:
-        raise SegunifyError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the given input(s)")
-    stems: dict[str, Path] = {}
-    for p in found:
-        if p.stem in stems and stems[p.stem] != p:
-            raise SegunifyError(
-                f"two inputs share the name {p.stem!r} ({stems[p.stem]}); outputs would collide", p
-            )
-        stems[p.stem] = p
-    return list(dict.fromkeys(found))
-
-
-def overlay(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
-    return (
-        (image.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha).round().astype(np.uint8)
-    )
-
-
 def predict(
     inputs: list[str] = typer.Argument(..., help="image files or folders"),
     model: str = typer.Option(..., "--model", help="checkpoint folder"),
     out: str = typer.Option(..., "--out", help="output folder"),
+    to: str | None = typer.Option(
+        None, "--to", help="write the predictions in this taxonomy (through --mapping; sets must partition)"
+    ),
+    mapping: str | None = typer.Option(
+        None, "--mapping", help="mapping CSV or <to>__<model taxonomy> (default: the shipped one for --to)"
+    ),
+    raw_ids: bool = typer.Option(False, "--raw-ids", help="write raw label ids (e.g. Cityscapes labelIds)"),
     size: str | None = typer.Option(None, "--size", help="inference size H,W (default: the checkpoint's)"),
     mode: str = typer.Option("resize", "--mode", help="resize | slide"),
     flip: bool = typer.Option(False, "--flip", help="average with the horizontally flipped image"),
     device: str = typer.Option("cpu", "--device"),
     alpha: float = typer.Option(0.5, "--alpha", help="colour weight of the overlay"),
 ) -> None:
-    """Segment images: <stem>.png (train ids), <stem>_color.png (palette) and <stem>_overlay.png."""
+    """Segment images: <stem>.png (ids), <stem>_color.png (palette) and <stem>_overlay.png, in the
+    checkpoint's taxonomy or, with --to, in another one."""
     from segunify.cli import console
-    from segunify.io import write_index_png, write_png
+    from segunify.io import write_png
     from segunify.labels import read_image
     from segunify.models.inference import Predictor
-    from segunify.taxonomy import load_taxonomy
+    from segunify.models.predict import collect_images, output_spec, overlay, prepare_output
 
     if not 0.0 <= alpha <= 1.0:
         raise typer.BadParameter(f"expected a weight in [0, 1], got {alpha}", param_hint="--alpha")
@@ -208,34 +253,25 @@ def predict(
     if size is not None:
         opts["size"] = parse_size(size)
     predictor = Predictor.from_checkpoint(model, device=device, **opts)
-    meta = predictor.meta
-    try:
-        palette = load_taxonomy(meta["taxonomy"]).palette() if meta.get("taxonomy") else None
-    except SegunifyError:
-        palette = None
-    if palette is None or len(meta["classes"]) > 255:
-        palette = _fallback_palette()
-    dest = Path(out)
+    spec = output_spec(predictor.meta, to, mapping, raw_ids, where=model)
+    plan = prepare_output(out, images)
     t0 = time.perf_counter()
     with progress_bar(console=console, transient=True) as bar:
         task = bar.add_task("predict", total=len(images), rate="")
-        for i, path in enumerate(images, start=1):
+        for i, (path, (ids_path, color_path, overlay_path)) in enumerate(plan.items(), start=1):
             img = read_image(path)
-            ids = predictor.predict(img)[0]
-            color = palette[ids]
-            write_index_png(dest / f"{path.stem}.png", ids)
-            write_png(dest / f"{path.stem}_color.png", color)
-            write_png(dest / f"{path.stem}_overlay.png", overlay(img, color, alpha))
+            pred = predictor.predict(img)[0]
+            color = spec.colors[pred]
+            write_png(ids_path, spec.ids[pred])
+            write_png(color_path, color)
+            write_png(overlay_path, overlay(img, color, alpha))
             bar.update(task, advance=1, rate=f"{i / (time.perf_counter() - t0):.2f} img/s")
-    console.print(f"wrote {len(images)} x 3 PNGs to {dest} ({time.perf_counter() - t0:.1f} s)")
-
-
-def _fallback_palette() -> np.ndarray:
-    """Deterministic distinct-ish colours for checkpoints without a shipped taxonomy."""
-    rng = np.random.default_rng(0)
-    pal = rng.integers(0, 256, size=(256, 3), dtype=np.uint8)
-    pal[255] = 0
-    return pal
+    kind = "raw ids" if spec.raw_ids else "train ids"
+    console.print(
+        f"wrote {len(images)} x 3 PNGs ({kind} of {spec.taxonomy!r}) to {out} ({time.perf_counter() - t0:.1f} s)",
+        markup=False,
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

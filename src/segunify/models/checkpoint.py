@@ -1,36 +1,34 @@
 """segunify checkpoints: a folder with ``model.safetensors`` (weights) and ``meta.json`` (everything else).
 
-Never a pickle: loading a checkpoint cannot run code. ``meta.json`` holds::
+Never a pickle: loading a checkpoint cannot run code. ``meta.json`` is :class:`CheckpointMeta` written
+as JSON (read and written only through that model; files of older versions, which lack ``format``,
+``created``, ``weights_sha256`` or ``mean``/``std``, still load with the defaults). Keys the model does
+not name (e.g. the trainer's ``step``) are kept as they are.
 
-    format, format_version      "segunify-checkpoint", 1
-    model, model_kwargs         registry name and the options to rebuild it (create_model)
-    num_classes                 output channels
-    taxonomy, classes           taxonomy name and its class names, in train-id order
-    mean, std                   input normalisation (RGB, for pixels scaled to [0, 1])
-    input_size                  [H, W] the model was trained at (the default inference size)
-    train_config, metrics       free-form dicts from training/evaluation
-    weights_sha256              sha256 of model.safetensors, checked on load
-    created                     UTC time stamp
-    (any other keys are kept, e.g. "source" for imported weights)
-
-``save_checkpoint`` writes into a temporary sibling folder and renames it, so a reader never sees a
-half-written checkpoint.
+``save_checkpoint`` writes into a temporary sibling folder and swaps it in, so a reader never sees a
+half-written checkpoint. It never deletes what segunify did not write: a non-empty folder that is not a
+segunify checkpoint is refused, and replacing a checkpoint needs ``overwrite=True``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import ctypes
+import errno
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import nn
 
 from segunify.errors import SegunifyError
+from segunify.io import dir_mode, file_mode, sha256_file
 from segunify.jsonio import read_json_object, to_jsonable
 from segunify.taxonomy import Taxonomy, load_taxonomy
 
@@ -42,12 +40,80 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+class WeightsSource(BaseModel):
+    """Where imported weights came from: the file, its hash, what happened to its classifier."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str
+    sha256: str
+    head: Literal["full", "sliced", "encoder-decoder"] = "full"
+    pretrained: str | None = None  # entry of the pretrained-weights table, when the file is a known one
+
+
+class CheckpointMeta(BaseModel):
+    """Everything about a checkpoint but its tensors; rebuilds the model with ``create_model``."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    format: Literal["segunify-checkpoint"] = FORMAT
+    format_version: int = FORMAT_VERSION
+    model: str = Field(min_length=1)
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    num_classes: int = Field(ge=1)
+    taxonomy: str | None = None
+    classes: list[str]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: tuple[int, int] | None = None
+    train_config: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    weights_sha256: str | None = None
+    created: str | None = None
+    files: list[str] = Field(default_factory=lambda: [META, WEIGHTS])
+    source: WeightsSource | None = None
+
+    @field_validator("format_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v > FORMAT_VERSION:
+            raise ValueError(f"format_version {v} is newer than this segunify reads ({FORMAT_VERSION})")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(v) <= 0:
+            raise ValueError(f"std must be positive, got {list(v)}")
+        return v
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive_size(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError(f"input_size must be positive (H, W), got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _classes_match(self) -> CheckpointMeta:
+        if self.num_classes != len(self.classes):
+            raise ValueError(f"num_classes={self.num_classes} but {len(self.classes)} class names given")
+        return self
+
+    def to_dict(self) -> dict:
+        """Plain JSON types (lists, not tuples), every extra key included."""
+        return self.model_dump(mode="json")
+
+
+def validate_meta(data: dict, where: str | Path | None = None) -> CheckpointMeta:
+    """``data`` as :class:`CheckpointMeta`, or one line naming the first bad field."""
+    try:
+        return CheckpointMeta.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise SegunifyError(f"checkpoint metadata: {field + ': ' if field else ''}{msg}", where) from None
 
 
 def _unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -63,82 +129,157 @@ def _unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _normalise_meta(model: nn.Module, meta: dict) -> dict:
-    meta = dict(meta)
+def build_meta(model: nn.Module, meta: CheckpointMeta | Mapping[str, Any]) -> CheckpointMeta:
+    """Complete ``meta`` from the model (``segunify_spec``: name, kwargs, class count) and the taxonomy
+    (a name or a :class:`Taxonomy` gives the class names), then validate it."""
+    if isinstance(meta, CheckpointMeta):
+        return meta
+    data = dict(meta)
     spec = getattr(model, "segunify_spec", None) or {}
-    meta.setdefault("model", spec.get("name"))
-    meta.setdefault("model_kwargs", spec.get("kwargs", {}))
-    if not meta["model"]:
+    data.setdefault("model", spec.get("name"))
+    data.setdefault("model_kwargs", spec.get("kwargs", {}))
+    if not data["model"]:
         raise SegunifyError(
             "checkpoint meta needs 'model' (the registry name); the model has no segunify_spec"
         )
-    tax = meta.get("taxonomy")
+    tax = data.get("taxonomy")
     if isinstance(tax, Taxonomy):
-        meta["taxonomy"] = tax.name
-        meta.setdefault("classes", list(tax.classes))
-    elif tax is not None and "classes" not in meta:
-        meta["classes"] = list(load_taxonomy(tax).classes)
-    if "classes" not in meta:
+        data["taxonomy"] = tax.name
+        data.setdefault("classes", list(tax.classes))
+    elif tax is not None and "classes" not in data:
+        data["classes"] = list(load_taxonomy(tax).classes)
+    if "classes" not in data:
         raise SegunifyError("checkpoint meta needs 'taxonomy' (name or Taxonomy) or 'classes'")
-    meta["classes"] = [str(c) for c in meta["classes"]]
-    meta.setdefault("num_classes", spec.get("num_classes", len(meta["classes"])))
-    if int(meta["num_classes"]) != len(meta["classes"]):
+    data["classes"] = [str(c) for c in data["classes"]]
+    data.setdefault("num_classes", spec.get("num_classes", len(data["classes"])))
+    data.setdefault("created", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    data["format"], data["format_version"] = FORMAT, FORMAT_VERSION
+    return validate_meta(data)
+
+
+def is_checkpoint(directory: str | Path) -> bool:
+    """True for a folder holding a readable ``meta.json`` and only the files that meta names."""
+    directory = Path(directory)
+    if directory.is_symlink() or not (directory / META).is_file():
+        return False
+    try:
+        meta = load_meta(directory)
+    except SegunifyError:
+        return False
+    return all(p.name in {META, WEIGHTS, *meta.files} for p in directory.iterdir())
+
+
+def check_target(directory: str | Path, overwrite: bool) -> bool:
+    """May a checkpoint be written at ``directory``? Returns whether something is there to replace.
+
+    Missing or an empty folder: yes. A segunify checkpoint: only with ``overwrite``. Anything else
+    (a file, a link, a folder holding other files): never; the error lists what is there.
+    """
+    directory = Path(directory)
+    if not directory.exists() and not directory.is_symlink():
+        return False
+    if directory.is_symlink() or not directory.is_dir():
+        raise SegunifyError("exists and is not a folder; choose another output", directory)
+    names = sorted(p.name for p in directory.iterdir())
+    if not names:
+        return True
+    if not is_checkpoint(directory):
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         raise SegunifyError(
-            f"checkpoint meta: num_classes={meta['num_classes']} but {len(meta['classes'])} class names given"
+            f"not empty and not a segunify checkpoint (holds {shown}); nothing was changed", directory
         )
-    meta.setdefault("taxonomy", None)
-    meta["mean"] = [float(v) for v in meta.get("mean", IMAGENET_MEAN)]
-    meta["std"] = [float(v) for v in meta.get("std", IMAGENET_STD)]
-    size = meta.get("input_size")
-    meta["input_size"] = [int(v) for v in size] if size is not None else None
-    meta.setdefault("train_config", {})
-    meta.setdefault("metrics", {})
-    meta["format"], meta["format_version"] = FORMAT, FORMAT_VERSION
-    meta.setdefault("created", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return meta
+    if not overwrite:
+        raise SegunifyError("already holds a segunify checkpoint; replace it with --overwrite", directory)
+    return True
 
 
-def save_checkpoint(directory: str | Path, model: nn.Module, meta: dict) -> Path:
-    """Write ``model.safetensors`` + ``meta.json`` into ``directory`` atomically; returns the folder.
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_in(tmp: Path, directory: Path, replace: bool) -> None:
+    """Put the finished ``tmp`` at ``directory``; an old one is exchanged in one step where possible."""
+    if not replace:
+        os.rename(tmp, directory)
+        return
+    if _exchange(tmp, directory):
+        shutil.rmtree(tmp)  # tmp now holds the old checkpoint
+        return
+    old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+    os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    meta: CheckpointMeta | Mapping[str, Any],
+    overwrite: bool = False,
+    extra_files: Mapping[str, Callable[[Path], None]] | None = None,
+) -> Path:
+    """Write ``model.safetensors`` + ``meta.json`` (+ ``extra_files``: name -> writer of that path, e.g.
+    a training state) into a temporary folder and swap it in at ``directory``; returns the folder.
 
     ``meta`` needs at least ``taxonomy`` (or ``classes``); model name, kwargs and ``num_classes`` come
-    from ``model.segunify_spec`` when absent, mean/std default to ImageNet's.
+    from ``model.segunify_spec`` when absent, mean/std default to ImageNet's. See :func:`check_target`
+    for what may be replaced.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    meta = _normalise_meta(model, meta)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    meta = build_meta(model, meta).model_copy(update={"files": [META, WEIGHTS, *(extra_files or {})]})
+    replace = check_target(directory, overwrite)
+    tmp = None
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+        os.chmod(tmp, dir_mode())  # mkdtemp gives 0700; a team's shared folder needs the umask's mode
         save_file(_unique_state(model), str(tmp / WEIGHTS), metadata={"format": FORMAT})
-        meta["weights_sha256"] = sha256_file(tmp / WEIGHTS)
-        (tmp / META).write_text(json.dumps(meta, indent=2, default=to_jsonable) + "\n", encoding="utf-8")
-        old = None
-        if directory.exists():
-            old = directory.parent / f".{directory.name}.old-{os.getpid()}"
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        meta.weights_sha256 = sha256_file(tmp / WEIGHTS)
+        text = json.dumps(meta.model_dump(), indent=2, default=to_jsonable) + "\n"
+        (tmp / META).write_text(text, encoding="utf-8")
+        for name, write in (extra_files or {}).items():
+            write(tmp / name)
+        for path in tmp.iterdir():  # safetensors writes 0600: the umask decides, as for any file
+            os.chmod(path, file_mode())
+        _swap_in(tmp, directory, replace)
+    except (OSError, SafetensorError) as exc:
+        raise SegunifyError(
+            f"cannot write checkpoint: {getattr(exc, 'strerror', None) or exc}", directory
+        ) from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
-def read_meta(directory: str | Path) -> dict:
+def load_meta(directory: str | Path) -> CheckpointMeta:
+    """The validated metadata of a checkpoint folder."""
     directory = Path(directory)
     if not directory.is_dir():
         raise SegunifyError("checkpoint folder not found", directory)
     path = directory / META
     if not path.is_file():
         raise SegunifyError(f"not a segunify checkpoint: {META} missing", directory)
-    meta = read_json_object(path, "checkpoint metadata")
-    missing = [k for k in ("model", "num_classes", "classes") if k not in meta]
-    if missing:
-        raise SegunifyError(f"checkpoint metadata lacks {missing}", path)
-    return meta
+    return validate_meta(read_json_object(path, "checkpoint metadata"), path)
+
+
+def read_meta(directory: str | Path) -> dict:
+    """:func:`load_meta` as a plain dict (JSON types), for callers that index it by key."""
+    return load_meta(directory).to_dict()
 
 
 def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -155,7 +296,26 @@ def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> di
         raise SegunifyError(f"corrupt safetensors file ({str(exc).splitlines()[0][:160]})", path) from None
 
 
-def check_taxonomy(meta: dict, taxonomy: str | Taxonomy, where: str | Path) -> None:
+def load_tensor_pickle(path: str | Path, what: str = "weights") -> Any:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
+
+    A file holding anything else is refused with the name of the object it wanted to build; torch's
+    own advice to retry with ``weights_only=False`` is never shown, since that would run the file's code.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        noise = ("weights_only", "weights only", "documentation", "please file")
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not any(n in ln.lower() for n in noise)]
+        detail = lines[0][:160] if lines else type(exc).__name__
+        if "global" in detail.lower():
+            raise SegunifyError(f"refused to load {what}: not plain tensors ({detail})", path) from None
+        raise SegunifyError(f"cannot read {what} ({detail})", path) from None
+
+
+def check_taxonomy(meta: Mapping[str, Any], taxonomy: str | Taxonomy, where: str | Path) -> None:
     """Raise when the checkpoint's classes differ from the requested taxonomy's."""
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     have, want = list(meta["classes"]), list(tax.classes)
@@ -172,44 +332,47 @@ def check_taxonomy(meta: dict, taxonomy: str | Taxonomy, where: str | Path) -> N
     )
 
 
+def _load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], name: str, weights: Path) -> None:
+    """Strict load (tied tensors saved once are allowed to be absent), one line for any mismatch."""
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if bad:
+        raise SegunifyError(
+            f"weights do not fit model {name!r}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
+            f"model expects {tuple(own[bad[0]].shape)}",
+            weights,
+        )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not _is_tied(model, k, state)]
+    if missing or unexpected:
+        raise SegunifyError(
+            f"weights do not fit model {name!r}: missing {missing[:3]}, unexpected {unexpected[:3]}", weights
+        )
+
+
 def load_checkpoint(
     directory: str | Path, taxonomy: str | Taxonomy | None = None, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict]:
     """Rebuild the model from ``meta.json`` and load its weights (strict); returns ``(model, meta)``
-    with the model in eval mode on ``map_location``."""
+    (meta as a plain dict, see :func:`read_meta`) with the model in eval mode on ``map_location``."""
     from segunify.models import create_model
 
     directory = Path(directory)
-    meta = read_meta(directory)
+    meta = load_meta(directory)
     if taxonomy is not None:
-        check_taxonomy(meta, taxonomy, directory)
+        check_taxonomy(meta.to_dict(), taxonomy, directory)
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise SegunifyError(f"checkpoint weights missing ({WEIGHTS})", directory)
-    expected = meta.get("weights_sha256")
-    if expected and sha256_file(weights) != expected:
+    if meta.weights_sha256 and sha256_file(weights) != meta.weights_sha256:
         raise SegunifyError(
             "checkpoint weights are corrupt or changed (sha256 differs from meta.json)", weights
         )
     state = read_safetensors(weights)
-    model = create_model(meta["model"], int(meta["num_classes"]), **(meta.get("model_kwargs") or {}))
-    own = model.state_dict()
-    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing, unexpected = model.load_state_dict(state, strict=False) if not bad else ([], [])
-    if bad:
-        raise SegunifyError(
-            f"weights do not fit model {meta['model']!r}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
-            f"model expects {tuple(own[bad[0]].shape)}",
-            weights,
-        )
-    missing = [k for k in missing if not _is_tied(model, k, state)]
-    if missing or unexpected:
-        raise SegunifyError(
-            f"weights do not fit model {meta['model']!r}: missing {missing[:3]}, unexpected {unexpected[:3]}",
-            weights,
-        )
+    model = create_model(meta.model, meta.num_classes, **meta.model_kwargs)
+    _load_weights_into(model, state, meta.model, weights)
     model.to(map_location).eval()
-    return model, meta
+    return model, meta.to_dict()
 
 
 def _is_tied(model: nn.Module, key: str, state: dict) -> bool:
@@ -225,10 +388,18 @@ def _is_tied(model: nn.Module, key: str, state: dict) -> bool:
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "CheckpointMeta",
+    "WeightsSource",
+    "build_meta",
+    "check_target",
     "check_taxonomy",
+    "is_checkpoint",
     "load_checkpoint",
+    "load_meta",
+    "load_tensor_pickle",
     "read_meta",
     "read_safetensors",
     "save_checkpoint",
     "sha256_file",
+    "validate_meta",
 ]

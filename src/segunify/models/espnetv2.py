@@ -305,16 +305,11 @@ def read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
         path = path / "model.safetensors"
     if not path.is_file():
         raise SegunifyError("weights file not found", path)
-    if path.suffix == ".safetensors":
-        from segunify.models.checkpoint import read_safetensors
+    from segunify.models.checkpoint import load_tensor_pickle, read_safetensors
 
+    if path.suffix == ".safetensors":
         return read_safetensors(path)
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/foreign files
-        raise SegunifyError(
-            f"cannot read weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", path
-        ) from None
+    sd = load_tensor_pickle(path)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
