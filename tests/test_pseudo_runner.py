@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.pseudo_runs import INFO, MAPPING, FakeState, StandInTeacher, make_camvid, run, tree_bytes
 from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
@@ -26,71 +27,7 @@ from segunify.pseudo import PseudoSettings, apply_priors, load_summary, pseudo_l
 from segunify.pseudo.settings import TeacherInfo
 from segunify.pseudo.store import PARTS
 
-MAPPING = load_mapping("camvid__cityscapes")
-CITYSCAPES = tuple(MAPPING.source.classes)
 REPO = Path(__file__).resolve().parents[1]
-
-
-class StandInTeacher:
-    """Fixed per-pixel logits from the colour (a 1x1 conv), so labels depend on the image."""
-
-    def __init__(self, classes: int = 19):
-        g = torch.Generator().manual_seed(3)
-        self.weight = torch.randn(classes, 3, generator=g) * 0.08
-        self.bias = torch.randn(classes, generator=g)
-        self.calls = 0
-
-    def probs(self, images: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        x = images.permute(0, 3, 1, 2).float()
-        logits = torch.einsum("kc,bchw->bkhw", self.weight, x / 16) + self.bias.view(1, -1, 1, 1)
-        return logits.softmax(1)
-
-
-INFO = TeacherInfo(classes=CITYSCAPES, taxonomy="cityscapes", path="<stand-in>", sha256="0" * 64)
-
-
-def make_camvid(root: Path, n: int = 7, size=(24, 32), seed: int = 0) -> Path:
-    """A tiny CamVid (SegNet layout): random images, blocky labels 0..11 (11 = void)."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    for i in range(n):
-        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        blocks = rng.integers(0, 12, (h // 4, w // 4), dtype=np.uint8)
-        lab = np.kron(blocks, np.ones((4, 4), dtype=np.uint8))
-        write_png(root / "train" / f"0001TP_{i:06d}.png", img)
-        write_png(root / "trainannot" / f"0001TP_{i:06d}.png", lab)
-    return root
-
-
-class FakeState:
-    """Rank/world of a launcher, for running shards in one process: the first barrier runs
-    ``at_barrier`` (another rank's whole run, which starts only after rank 0 has claimed the folder)."""
-
-    def __init__(self, rank: int, world: int, at_barrier=None):
-        self.process_index, self.num_processes = rank, world
-        self.at_barrier = at_barrier
-
-    def wait_for_everyone(self) -> None:
-        if self.at_barrier is not None:
-            other, self.at_barrier = self.at_barrier, None
-            other()
-
-
-def run(root: Path, out: Path, teacher=None, state=None, **opts):
-    ds = create_dataset("camvid", root)
-    settings = PseudoSettings(workers=opts.pop("workers", 0), batch_size=opts.pop("batch_size", 3), **opts)
-    return run_pseudo_label(
-        teacher or StandInTeacher(), INFO, ds, "train", MAPPING, out, settings, state=state
-    )
-
-
-def tree_bytes(out: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(out).as_posix(): p.read_bytes()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and (p.suffix == ".png" or p.name == "manifest.jsonl")
-    }
 
 
 def test_outputs_equal_the_priors_op_and_stats_add_up(tmp_path):
@@ -179,6 +116,32 @@ def test_two_shards_equal_one_process(tmp_path):
     assert tree_bytes(out) == tree_bytes(tmp_path / "one")
 
 
+def test_one_pass_writes_both_label_sets_equal_to_two_runs(tmp_path):
+    """Issue 12: ``also_without_priors`` (CLI ``--also-without-priors R``): P and R come from one teacher
+    pass, each a complete folder with its own settings, byte-equal to two separate runs; each resumes."""
+    root = make_camvid(tmp_path / "camvid", n=7)
+    opts = {"batch_size": 2, "save_confidence": True, "min_confidence": 0.2}
+    p1, r1, p, r = (tmp_path / n for n in ("p1", "r1", "p", "r"))
+    run(root, p1, **opts)
+    run(root, r1, priors=False, **opts)
+    teacher = StandInTeacher()
+    summary = run(root, p, teacher=teacher, also_without_priors=r, **opts)
+    assert teacher.calls == 4  # one pass over the 4 batches, not two
+    assert tree_bytes(p) == tree_bytes(p1) and tree_bytes(r) == tree_bytes(r1)
+    assert tree_bytes(p) != tree_bytes(r)
+    for a, b in ((p, p1), (r, r1)):
+        assert (a / "settings.json").read_bytes() == (b / "settings.json").read_bytes()
+        assert load_summary(a).model_dump(exclude={"run"}) == load_summary(b).model_dump(exclude={"run"})
+    assert summary.settings.priors and not load_summary(r).settings.priors and load_summary(r).changed == 0
+    # a lost R label: only its batch runs again, and only R is rewritten
+    samples = create_dataset("camvid", root).samples("train")
+    pseudo_label_path(r, samples[3]).unlink()
+    teacher = StandInTeacher()
+    again = run(root, p, teacher=teacher, also_without_priors=r, **opts)
+    assert teacher.calls == 1 and again.run.processed == 0 and load_summary(r).run.processed == 1
+    assert tree_bytes(r) == tree_bytes(r1) and tree_bytes(p) == tree_bytes(p1)
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     root = make_camvid(tmp_path / "camvid", n=2)
     run(root, tmp_path / "out")
@@ -259,21 +222,53 @@ def test_cli_kill9_then_resume_equals_an_uninterrupted_run(teacher_ckpt, camvid_
     assert not list(out.rglob("*.tmp"))
 
 
+def _without_device(args: list[str]) -> list[str]:
+    i = args.index("--device")
+    return args[:i] + args[i + 2 :]
+
+
 def test_cli_two_processes_equal_one(teacher_ckpt, camvid_root, tmp_path):
+    """Issue 11 item 10 (and issue 12 through the CLI): ``torchrun --nproc_per_node 2`` WITHOUT --device on
+    a CPU machine used to run each rank as world size 1, each labelling everything. Now the two ranks
+    shard, their union equals one process byte for byte, and --also-without-priors writes R from the
+    same pass, equal to a separate --no-priors run."""
     opts = ["--limit", "6", "--size", "256,320", "--batch-size", "2", "--workers", "0"]
-    one = tmp_path / "one"
+    one, one_r = tmp_path / "one", tmp_path / "one_r"
     assert main(cli_args(teacher_ckpt, camvid_root, one, *opts)) == 0
-    two = tmp_path / "two"
+    assert main(cli_args(teacher_ckpt, camvid_root, one_r, *opts, "--no-priors")) == 0
+    two, two_r = tmp_path / "two", tmp_path / "two_r"
+    args = cli_args(teacher_ckpt, camvid_root, two, *opts, "--also-without-priors", str(two_r))
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "segunify.cli", *cli_args(teacher_ckpt, camvid_root, two, *opts),
+        "-m", "segunify.cli", *_without_device(args),
     ]  # fmt: skip
     res = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    parts = sorted(p.name for p in (two / PARTS).glob("manifest-*.jsonl"))
-    assert parts == ["manifest-00000.jsonl", "manifest-00001.jsonl"]
-    assert load_summary(two).run.world_size == 2
+    for out in (two, two_r):
+        parts = sorted(p.name for p in (out / PARTS).glob("manifest-*.jsonl"))
+        assert parts == ["manifest-00000.jsonl", "manifest-00001.jsonl"]
+        summary = load_summary(out)
+        assert summary.run.world_size == 2 and summary.run.processed == 6
     assert tree_bytes(two) == tree_bytes(one) and len(tree_bytes(one)) == 7
+    assert tree_bytes(two_r) == tree_bytes(one_r) and tree_bytes(one_r) != tree_bytes(one)
+
+
+@pytest.mark.slow
+def test_cli_accelerate_launch_cpu_shards(teacher_ckpt, camvid_root, tmp_path):
+    """Issue 11 item 10: ``accelerate launch --num_processes 2 --cpu`` starts ONE process; it used to
+    label everything as world size 1. Now it starts two ranks that shard (like ``train``)."""
+    opts = ["--limit", "4", "--size", "128,160", "--batch-size", "1", "--workers", "0"]
+    out = tmp_path / "acc"
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [
+        str(launcher), "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+        "-m", "segunify", *_without_device(cli_args(teacher_ckpt, camvid_root, out, *opts)),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    summary = load_summary(out)
+    assert summary.run.world_size == 2 and [r.images for r in summary.run.ranks] == [2, 2]
 
 
 def test_cli_bad_inputs_fail_with_one_line(teacher_ckpt, tmp_path, capsys):
