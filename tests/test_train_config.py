@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from fixtures.train_data import base_config, make_camvid, make_pseudo, write_config
 from segunify.cli import main
 from segunify.config import load_yaml_config, resolve_path
 from segunify.errors import SegunifyError
 from segunify.train.config import load_config, parse_override, resolve_config_path
-from test_train_fixtures import base_config, make_camvid, make_pseudo, write_config
 
 
 @pytest.fixture(scope="module")
@@ -119,41 +119,91 @@ def test_missing_and_invalid_files(tmp_path, capsys):
     assert code == 1 and len(lines) == 1 and "invalid YAML" in lines[0]
 
 
-def _pseudo_cfg(camvid, tmp_path, summary: dict | None = None, drop: bool = False):
+def _pseudo_cfg(camvid, tmp_path, patch: dict | None = None, drop: bool = False, **part):
     pseudo = make_pseudo(camvid, tmp_path / "pseudo")
-    if summary is not None:
+    if patch is not None:
+        summary = json.loads((pseudo / "summary.json").read_text())
+        summary.update(patch)
         (pseudo / "summary.json").write_text(json.dumps(summary))
     if drop:
         next((pseudo / "trainannot").glob("*.png")).unlink()
     cfg = base_config(camvid, tmp_path / "run", taxonomy="cityscapes")
-    cfg["parts"][0]["labels"] = str(pseudo)
+    cfg["parts"][0].update(labels=str(pseudo), **part)
     return write_config(tmp_path / "p.yaml", cfg), pseudo
 
 
+OTHER_MAPPING = "Sky,Building,Pole,Road,Pavement,Tree,SignSymbol,Fence,Car,Pedestrian,Bicyclist".split(",")
+
+
 @pytest.mark.parametrize(
-    ("summary", "drop", "expected"),
+    ("patch", "drop", "part", "expected"),
     [
         (
-            {"dataset": "camvid", "split": "train", "source_taxonomy": "mapillary-vistas-v1.2"},
+            {"source_taxonomy": "mapillary-vistas-v1.2"},
             False,
+            {},
             "holds source_taxonomy 'mapillary-vistas-v1.2', but the target taxonomy is 'cityscapes'",
         ),
+        ({"split": "val"}, False, {}, "this part's split is 'train'"),
         (
-            {"dataset": "camvid", "split": "val", "source_taxonomy": "cityscapes"},
+            {"extra_taxonomy": "kitti"},
             False,
-            "this part's split is 'train'",
+            {},
+            "made for taxonomy 'kitti', but dataset 'camvid' is in 'camvid'",
         ),
-        ({"dataset": "camvid", "split": "train"}, False, "has no 'source_taxonomy'"),
-        (None, True, "parts.0.labels: pseudo-label file missing:"),
+        (
+            {"class_pixels": {"road": 1}},
+            False,
+            {},
+            "holds 1 classes, not the 19 classes of the target taxonomy 'cityscapes'",
+        ),
+        (None, True, {}, "parts.0.labels: pseudo-label file missing:"),
+        (
+            None,
+            False,
+            {"teacher": "cd" * 32},
+            "parts.0.teacher: pseudo-labels pseudo were made by another teacher",
+        ),
+        (
+            {"mapping": {"path": "other.csv", "sha256": "00" * 32}},
+            False,
+            {"mapping": "camvid__cityscapes"},
+            "parts.0.mapping: pseudo-labels pseudo were made with another mapping ('other.csv')",
+        ),
     ],
 )
-def test_pseudo_dir_errors(camvid, tmp_path, capsys, summary, drop, expected):
-    path, pseudo = _pseudo_cfg(camvid, tmp_path, summary, drop)
+def test_pseudo_dir_errors(camvid, tmp_path, capsys, patch, drop, part, expected):
+    """A pseudo-label folder made for another taxonomy, split, class list, teacher or mapping is refused
+    before training (one line naming the part). Before: only dataset/split/source taxonomy were compared;
+    another teacher or mapping trained silently."""
+    path, pseudo = _pseudo_cfg(camvid, tmp_path, patch, drop, **part)
     code, lines = run_cli(["train", str(path)], capsys)
     assert code == 1 and len(lines) == 1, lines
-    assert lines[0].startswith(f"error: {path}: parts.0.labels") and expected in lines[0], lines[0]
+    assert lines[0].startswith(f"error: {path}: parts.0.") and expected in lines[0], lines[0]
     if drop:
         assert str(pseudo / "trainannot") in lines[0]
+    assert not (tmp_path / "run" / "last").exists()
+
+
+def test_pseudo_dir_with_expected_origin_trains(camvid, tmp_path):
+    """The same folder with the teacher and mapping it was made with passes the checks."""
+    from fixtures.train_data import TEACHER_SHA256
+
+    path, _ = _pseudo_cfg(camvid, tmp_path, teacher=TEACHER_SHA256, mapping="camvid__cityscapes")
+    assert main(["train", str(path), "--set", "steps=1"]) == 0
+
+
+def test_mapping_missing_a_class_names_the_part(camvid, tmp_path, capsys):
+    """A mapping that leaves a class of the part's taxonomy out is refused before training, naming the
+    part's key and the missing class."""
+    rows = ["extra_id,extra_name,source_classes"] + [f"{k},{n},{n}" for k, n in enumerate(OTHER_MAPPING[:-1])]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    cfg = base_config(camvid, tmp_path / "run")
+    cfg["parts"][0]["mapping"] = str(tmp_path / "m.csv")
+    path = write_config(tmp_path / "c.yaml", cfg)
+    code, lines = run_cli(["train", str(path)], capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert "parts.0.mapping: " in lines[0] and "missing row(s) for extra class(es) ['Bicyclist']" in lines[0]
 
 
 def test_pseudo_dir_must_exist(camvid, tmp_path, capsys):

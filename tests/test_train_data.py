@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fixtures.train_data import base_config, make_camvid, make_pseudo
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
 from segunify.mapping import load_mapping
@@ -19,7 +20,6 @@ from segunify.train.data import (
     resolve_parts,
 )
 from segunify.train.engine import lr_factor
-from test_train_fixtures import base_config, make_camvid, make_pseudo
 
 
 def part_of(sampler: WeightedDrawSampler, idx: np.ndarray) -> np.ndarray:

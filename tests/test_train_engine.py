@@ -12,12 +12,28 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.utils import set_seed
 
 from fixtures.tiny_models import TINY_MASK2FORMER, TINY_SEGFORMER
-from segunify.models.checkpoint import load_checkpoint, read_meta, read_safetensors
+from fixtures.train_data import base_config, make_camvid, make_pseudo, write_config
+from segunify.models import create_model
+from segunify.models.checkpoint import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_checkpoint,
+    read_meta,
+    read_safetensors,
+)
+from segunify.train import Callback, train
 from segunify.train.config import TrainConfig, load_config
-from segunify.train.engine import state_sha256, train
-from test_train_fixtures import base_config, make_camvid, make_pseudo, write_config
+from segunify.train.data import (
+    CompoundDataset,
+    WeightedDrawSampler,
+    build_augmentation,
+    collate,
+    resolve_parts,
+)
+from segunify.train.engine import compute_loss, normaliser, state_sha256, step_seed
 
 
 @pytest.fixture(autouse=True)
@@ -74,30 +90,66 @@ def test_resume_equals_uninterrupted_run(camvid, tmp_path):
     assert any(not torch.equal(early[k], a[k]) for k in a)
 
 
-def test_pseudo_labels_train_and_evaluate_across_taxonomies(camvid, tmp_path):
-    """Cityscapes-taxonomy training on pseudo-labels, scored on CamVid GT through the mapping."""
+def test_engine_evaluation_equals_evaluate_cli(camvid, tmp_path, capsys):
+    """Cityscapes-taxonomy training on pseudo-labels, scored on CamVid GT through the mapping: the numbers
+    the trainer stores in the checkpoint are those ``segunify evaluate --model`` prints for it.
+    Before: the engine had its own scoring code (and evaluated at the image's size while the checkpoint
+    declared the crop size), so the two could differ."""
+    from segunify.cli import main
+
     pseudo = make_pseudo(camvid, tmp_path / "pseudo")
     cfg = base_config(camvid, tmp_path / "run", taxonomy="cityscapes", steps=2)
     cfg["parts"][0]["labels"] = str(pseudo)
-    cfg["eval"] = {"parts": [{"dataset": "camvid", "root": str(camvid), "mapping": "camvid__cityscapes"}]}
-    summary = train(TrainConfig.model_validate(cfg))
-    result = summary["eval"]["camvid/val"]
-    assert set(result["iou"]) == {
-        "Sky",
-        "Building",
-        "Pole",
-        "Road",
-        "Pavement",
-        "Tree",
-        "SignSymbol",
-        "Fence",
-        "Car",
-        "Pedestrian",
-        "Bicyclist",
+    cfg["eval"] = {
+        "parts": [{"dataset": "camvid", "root": str(camvid), "mapping": "camvid__cityscapes"}],
+        "size": [32, 48],
+        "select": "camvid/val/miou",
     }
-    assert 0.0 <= result["pixel_acc"] <= 1.0
-    model, meta = load_checkpoint(tmp_path / "run" / "best", taxonomy="cityscapes")
-    assert meta["metrics"]["camvid/val"]["pixel_acc"] == result["pixel_acc"]
+    summary = train(TrainConfig.model_validate(cfg))
+    engine = summary["eval"]["camvid/val"]
+    assert [c["name"] for c in engine["classes"]][:4] == ["Sky", "Building", "Pole", "Road"]
+    assert engine["images"] == 2 and engine["pixels"] > 0.9 * 2 * 48 * 64
+    meta = read_meta(tmp_path / "run" / "best")
+    assert meta["metrics"]["camvid/val"] == engine and meta["input_size"] == [32, 48]
+    assert meta["selected_metric"] == {"name": "camvid/val/miou", "value": engine["miou"]}
+    out = tmp_path / "cli.json"
+    argv = [
+        "evaluate",
+        "--model",
+        str(tmp_path / "run" / "last"),
+        "--dataset",
+        "camvid",
+        "--root",
+        str(camvid),
+    ]
+    assert main([*argv, "--split", "val", "--mapping", "camvid__cityscapes", "--json", str(out)]) == 0
+    capsys.readouterr()
+    cli = json.loads(out.read_text())
+    assert cli["confusion"] == engine["confusion"]
+    for key in ("miou", "pixel_acc", "mean_acc", "classes", "pixels"):
+        assert cli[key] == engine[key], key
+
+
+def test_best_checkpoint_follows_the_selected_metric(camvid, tmp_path):
+    """``best/`` is chosen on ``eval.select`` alone. Before: on the mean of mIoU and (for parts without
+    mIoU) allowed-set accuracy, two numbers of different meaning."""
+    cfg = base_config(camvid, tmp_path / "run", steps=4, **{"optimizer.lr": 0.05})
+    cfg["eval"] = {
+        "every": 1,
+        "parts": [{"dataset": "camvid", "root": str(camvid)}],
+        "select": "camvid/val/pixel_acc",
+    }
+    scores = []
+
+    class Record(Callback):
+        def on_eval(self, trainer, results):
+            scores.append(results["camvid/val"]["pixel_acc"])
+
+    train(TrainConfig.model_validate(cfg), callbacks=[Record()])
+    assert len(scores) == 4
+    best = read_meta(tmp_path / "run" / "best")
+    assert best["selected_metric"]["value"] == max(scores)
+    assert best["step"] == 1 + scores.index(max(scores))  # the first step that reached the maximum
 
 
 def _free_port() -> int:
@@ -161,8 +213,22 @@ def test_hf_models_train_with_their_loss(camvid, tmp_path, name):
     cfg = base_config(camvid, tmp_path / "run", steps=3, **{"optimizer.lr": 1e-3})
     cfg["model"] = {"name": name, "kwargs": {"config": TINY_HF[name]}}
     summary = train(TrainConfig.model_validate(cfg))
-    assert len(summary["losses"]) == 3 and all(torch.isfinite(torch.tensor(summary["losses"])))
-    model, meta = load_checkpoint(tmp_path / "run" / "last", taxonomy="camvid")
-    assert meta["model"] == name
+    # the first logged loss is the family's loss of the seeded initial model on the first batch
+    set_seed(0)
+    model = create_model(name, 11, config=TINY_HF[name])
+    model.train()
+    parts = resolve_parts(TrainConfig.model_validate(cfg), "<config>")[1]
+    dataset = CompoundDataset(parts, build_augmentation(TrainConfig.model_validate(cfg).augmentation))
+    draws = list(WeightedDrawSampler(dataset.sizes, [1.0], batch_size=2, steps=1))
+    batch = collate([dataset[d] for d in draws])
+    torch.manual_seed(step_seed(0, 0, 0))
+    x = normaliser(IMAGENET_MEAN, IMAGENET_STD, "cpu")(batch["image"])
     with torch.no_grad():
-        assert model(torch.zeros(1, 3, 48, 64)).shape == (1, 11, 48, 64)
+        first = compute_loss(model, model, x, batch["label"].long()).item()
+    assert summary["losses"][0] == pytest.approx(first, rel=1e-4)
+    trained, meta = load_checkpoint(tmp_path / "run" / "last", taxonomy="camvid")
+    assert meta["model"] == name
+    moved = [k for k, v in trained.state_dict().items() if not torch.equal(v, model.state_dict()[k])]
+    assert moved, "three steps left every weight unchanged"
+    with torch.no_grad():
+        assert trained(torch.zeros(1, 3, 48, 64)).shape == (1, 11, 48, 64)

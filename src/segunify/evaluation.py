@@ -51,12 +51,8 @@ class Evaluator:
 
     def __init__(self, taxonomy: Taxonomy | None = None, mapping: Mapping | None = None):
         if mapping is not None:
-            if taxonomy is not None and tuple(taxonomy.classes) != tuple(mapping.extra.classes):
-                raise SegunifyError(
-                    f"mapping's extra taxonomy {mapping.extra.name!r} does not match the ground truth's "
-                    f"taxonomy {taxonomy.name!r}",
-                    mapping.path or None,
-                )
+            if taxonomy is not None:
+                mapping.check_compatible(taxonomy, mapping.source.classes, "the ground truth")
             taxonomy = mapping.extra
         if taxonomy is None:
             raise ValueError("give a taxonomy or a mapping")
@@ -314,6 +310,30 @@ def evaluate_dataset(
         samples = samples[:limit]
     if not samples:
         raise SegunifyError(f"dataset {dataset.name!r} has no samples in split {split!r}", dataset.root)
+    images = score_samples(
+        dataset, samples, predictions, evaluator, on_sample=on_sample, per_image=per_image, on_pair=on_pair
+    )
+    result = evaluator.result()
+    if per_image:
+        result["per_image"] = images
+    result.update(
+        dataset=dataset.name, root=str(dataset.root), split=split, predictions=predictions.describe()
+    )
+    return result
+
+
+def score_samples(
+    dataset: DatasetAdapter,
+    samples: list[Sample],
+    predictions: PredDir | ModelPredictions,
+    evaluator: Evaluator,
+    on_sample: Callable[[Sample], None] | None = None,
+    per_image: bool = False,
+    on_pair: Callable[[Sample, np.ndarray | None, np.ndarray, np.ndarray], None] | None = None,
+) -> list[dict]:
+    """Add every sample's (label, prediction) pair to ``evaluator``; the one scoring loop of
+    :func:`evaluate_dataset` and of evaluation during training (which gives each rank its own
+    ``samples`` and sums the confusion matrices). Returns per-image summaries when ``per_image``."""
     images: list[dict] = []
     for sample, image, label in _prefetch(dataset, samples, predictions.needs_image):
         pred = predictions(sample, image)
@@ -335,13 +355,7 @@ def evaluate_dataset(
             on_pair(sample, image, label, pred)
         if on_sample is not None:
             on_sample(sample)
-    result = evaluator.result()
-    if per_image:
-        result["per_image"] = images
-    result.update(
-        dataset=dataset.name, root=str(dataset.root), split=split, predictions=predictions.describe()
-    )
-    return result
+    return images
 
 
 def _wh(shape) -> str:

@@ -29,15 +29,13 @@ def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxo
     path = Path(ckpt)
     meta = read_meta(path)
     classes = tuple(meta.get("classes") or ())
-    expected = mapping.source if mapping is not None else dataset_taxonomy
-    if classes and classes != tuple(expected.classes):
-        hint = (
-            f"the mapping's source taxonomy is {expected.name!r}"
-            if mapping is not None
-            else f"the dataset's taxonomy is {expected.name!r}; give --mapping {expected.name}__{meta.get('taxonomy')}"
-        )
+    if mapping is not None:
+        what = f"the checkpoint {path / META} (taxonomy {meta.get('taxonomy')!r})"
+        mapping.check_compatible(dataset_taxonomy, classes, "the dataset", what)
+    elif classes != tuple(dataset_taxonomy.classes):
         raise SegunifyError(
-            f"checkpoint predicts taxonomy {meta.get('taxonomy')!r} ({len(classes)} classes) but {hint}",
+            f"checkpoint predicts taxonomy {meta.get('taxonomy')!r} ({len(classes)} classes) but the dataset's "
+            f"taxonomy is {dataset_taxonomy.name!r}; give --mapping {dataset_taxonomy.name}__{meta.get('taxonomy')}",
             path / META,
         )
     opts = {k: v for k, v in opts.items() if v is not None}
@@ -147,12 +145,8 @@ def evaluate(
         )
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     mp = load_mapping(mapping) if mapping else None
-    if mp is not None and tuple(mp.extra.classes) != tuple(ds.taxonomy.classes):
-        raise SegunifyError(
-            f"mapping's extra taxonomy {mp.extra.name!r} is not the taxonomy of dataset {dataset!r} "
-            f"({ds.taxonomy.name!r})",
-            mp.path,
-        )
+    if mp is not None:
+        mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {dataset!r}")
     if pred_dir is not None:
         source = PredDir(pred_dir)
     else:

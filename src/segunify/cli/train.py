@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         """Train a model on a compound dataset (ground truth and/or pseudo-labels, weighted parts)."""
         from segunify.cli import err_console
         from segunify.train.config import load_config
-        from segunify.train.engine import train
+        from segunify.train.trainer import train
 
         cfg = load_config(config, overrides or [])
         n = _accelerate_cpu_processes()

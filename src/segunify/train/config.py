@@ -20,6 +20,7 @@ from segunify.config import apply_override, load_yaml_config, parse_override, re
 __all__ = ["TrainConfig", "apply_override", "load_config", "parse_override", "resolve_config_path"]
 
 Pair = tuple[int, int]
+SELECTABLE = ("miou", "pixel_acc", "mean_acc")
 
 
 class _Strict(BaseModel):
@@ -30,19 +31,23 @@ class ModelConfig(_Strict):
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = None
+    reinit_head: bool = False  # weights for another class count: a new classifier only when this is true
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 class PartConfig(_Strict):
     """One part of the compound dataset. ``labels`` is ``gt`` (the dataset's ground truth, through
-    ``mapping`` when its taxonomy is not the target) or a pseudo-label directory."""
+    ``mapping`` when its taxonomy is not the target) or a pseudo-label directory. For a pseudo-label
+    directory, ``mapping`` and ``teacher`` (checkpoint folder or weights sha256) are what the labels must
+    have been made with: checked against the directory's summary before training starts."""
 
     dataset: str
     root: str
     split: str = "train"
     labels: str = "gt"
     mapping: str | None = None
+    teacher: str | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -95,9 +100,25 @@ class EvalPartConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    """Evaluation during training, with :class:`segunify.evaluation.Evaluator` (the numbers of
+    ``segunify evaluate --model`` on the saved checkpoint). ``select`` names the ONE metric that picks
+    ``best/``: ``mean_miou`` (mean over the parts of each part's mIoU, each in its own taxonomy) or
+    ``<part name>/<metric>`` with a part name ``dataset/split`` and metric ``miou``, ``pixel_acc`` or
+    ``mean_acc`` (e.g. ``camvid/val/miou``)."""
+
     every: Annotated[int, Field(ge=0)] = 0  # 0: only at the end
     parts: list[EvalPartConfig] = Field(default_factory=list)
-    size: Pair | None = None  # (H, W) the image is resized to; logits go back to the label size
+    size: Pair | None = (
+        None  # (H, W) the image is resized to (None: its own size); the checkpoint's input size
+    )
+    select: str = "mean_miou"
+
+    @field_validator("select")
+    @classmethod
+    def _metric_named(cls, v):
+        if v != "mean_miou" and v.rsplit("/", 1)[-1] not in SELECTABLE:
+            raise ValueError(f"expected mean_miou or <dataset>/<split>/<{'|'.join(SELECTABLE)}>, got {v!r}")
+        return v
 
 
 class LogConfig(_Strict):

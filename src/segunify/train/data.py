@@ -13,7 +13,7 @@ ranks ever take the same draw) and resumed by position alone. Augmentation of a 
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from segunify.datasets import DatasetAdapter, Sample, create_dataset
 from segunify.errors import SegunifyError
@@ -89,11 +89,7 @@ def one_to_one_lut(mapping: Mapping, where: str = "") -> np.ndarray:
             f"mapping {mapping.path or where} is not one-to-one for {', '.join(bad)}; ground truth of "
             f"{mapping.extra.name!r} cannot train {mapping.source.name!r} classes directly (use pseudo-labels)"
         )
-    lut = np.full(256, IGNORE, dtype=np.uint8)
-    for k, cs in enumerate(mapping.allowed_sets):
-        if cs:
-            lut[k] = cs[0]
-    return lut
+    return mapping.first_allowed_lut()
 
 
 def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, config_path: str) -> Mapping:
@@ -154,13 +150,9 @@ def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) 
         except SegunifyError as exc:
             raise _keyed(exc, f"{key}.mapping", config_path) from None
         return Part(name, adapter, samples, cfg.weight, lut=lut)
-    if cfg.mapping is not None:
-        raise SegunifyError(
-            f"{key}.mapping: pseudo-labels are already in the target taxonomy; remove the mapping",
-            config_path,
-        )
     pseudo = resolve_config_path(cfg.labels, config_path, f"{key}.labels")
-    check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
+    summary = check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
+    check_pseudo_origin(summary, cfg, adapter.taxonomy, target, key, config_path)
     missing = next((pseudo / s.rel for s in samples if not (pseudo / s.rel).is_file()), None)
     if missing is not None:
         raise SegunifyError(f"{key}.labels: pseudo-label file missing: {missing}", config_path)
@@ -170,18 +162,17 @@ def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) 
 def check_pseudo_dir(
     pseudo: Path, dataset: str, split: str, target: Taxonomy, key: str, config_path: str
 ) -> dict:
-    """The pseudo-label directory's ``summary.json`` must say it holds this dataset/split in the target taxonomy."""
+    """The pseudo-label directory's ``summary.json`` must say it holds this dataset/split in the target
+    taxonomy (the student's), with the target's class names."""
+    from segunify.pseudo import load_summary
+
     if not pseudo.is_dir():
         raise SegunifyError(f"{key}: pseudo-label directory not found: {pseudo}", config_path)
-    summary_path = pseudo / PSEUDO_SUMMARY
-    if not summary_path.is_file():
-        raise SegunifyError(f"{key}: {summary_path} missing (not a pseudo-label directory)", config_path)
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SegunifyError(f"{key}: cannot read {summary_path}: {exc}", config_path) from None
-    if not isinstance(summary, dict):
-        raise SegunifyError(f"{key}: {summary_path} is not a JSON object", config_path)
+        summary = load_summary(pseudo).model_dump(mode="json")
+    except SegunifyError as exc:
+        raise _keyed(exc, key, config_path) from None
+    summary_path = pseudo / PSEUDO_SUMMARY
     for field, want in (("source_taxonomy", target.name), ("dataset", dataset), ("split", split)):
         if field not in summary:
             raise SegunifyError(f"{key}: {summary_path} has no {field!r}", config_path)
@@ -190,7 +181,77 @@ def check_pseudo_dir(
             raise SegunifyError(
                 f"{key}: {summary_path} holds {field} {summary[field]!r}, but {what} is {want!r}", config_path
             )
+    classes = list(summary.get("class_pixels") or target.classes)
+    if classes != list(target.classes):
+        raise SegunifyError(
+            f"{key}: {summary_path} holds {len(classes)} classes, not the {target.num_classes} classes of the "
+            f"target taxonomy {target.name!r}",
+            config_path,
+        )
     return summary
+
+
+def check_pseudo_origin(
+    summary: dict, cfg: PartConfig, gt: Taxonomy, target: Taxonomy, key: str, config_path: str
+) -> None:
+    """The fingerprint of a pseudo-label directory against what the config expects: the dataset's own
+    taxonomy, and (when the part names them) the mapping and the teacher they were made with."""
+    from segunify.pseudo.store import mapping_sha256
+
+    where = Path(cfg.labels).name
+    extra = summary.get("extra_taxonomy")
+    if extra is not None and extra != gt.name:
+        raise SegunifyError(
+            f"{key}.labels: pseudo-labels {where} were made for taxonomy {extra!r}, but dataset "
+            f"{cfg.dataset!r} is in {gt.name!r}",
+            config_path,
+        )
+    if cfg.mapping is not None:
+        mapping = resolve_mapping(cfg.mapping, gt, target, f"{key}.mapping", config_path)
+        made_with = (summary.get("mapping") or {}).get("sha256")
+        if made_with != mapping_sha256(mapping):
+            raise SegunifyError(
+                f"{key}.mapping: pseudo-labels {where} were made with another mapping "
+                f"({(summary.get('mapping') or {}).get('path')!r}), not {cfg.mapping!r}",
+                config_path,
+            )
+    if cfg.teacher is not None:
+        want = teacher_sha256(cfg.teacher, f"{key}.teacher", config_path)
+        made_by = (summary.get("teacher") or {}).get("sha256")
+        if made_by != want:
+            raise SegunifyError(
+                f"{key}.teacher: pseudo-labels {where} were made by another teacher "
+                f"(weights sha256 {str(made_by)[:12]}..., expected {want[:12]}...)",
+                config_path,
+            )
+
+
+def teacher_sha256(text: str, key: str, config_path: str) -> str:
+    """A teacher named in a config: a 64-digit sha256, or a checkpoint folder (its weights' hash, as
+    ``segunify pseudo-label`` records it)."""
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        return text.lower()
+    from segunify.models.checkpoint import WEIGHTS, read_meta, sha256_file
+
+    path = resolve_config_path(text, config_path, key)
+    try:
+        return str(read_meta(path).get("weights_sha256") or sha256_file(path / WEIGHTS))
+    except SegunifyError as exc:
+        raise _keyed(exc, key, config_path) from None
+
+
+def resolve_eval_parts(cfg: TrainConfig, target: Taxonomy, config_path: str) -> list[EvalPart]:
+    """Every evaluation part, each with a distinct name (results and ``eval.select`` use the names)."""
+    parts: list[EvalPart] = []
+    for i, p in enumerate(cfg.eval.parts):
+        part = resolve_eval_part(p, target, f"eval.parts.{i}", config_path)
+        if any(q.name == part.name for q in parts):
+            raise SegunifyError(
+                f"eval.parts.{i}: a second part named {part.name!r} (dataset/split); results are keyed by name",
+                config_path,
+            )
+        parts.append(part)
+    return parts
 
 
 def resolve_parts(cfg: TrainConfig, config_path: str) -> tuple[Taxonomy, list[Part]]:
@@ -242,6 +303,26 @@ def build_augmentation(cfg: AugmentationConfig) -> A.Compose:
     return A.Compose(ops, seed=0)
 
 
+@dataclass(frozen=True)
+class LoadError:
+    """A sample that could not be read, carried as a value through the DataLoader: an exception raised in
+    a worker process reaches the main process wrapped in a multi-line traceback, a value does not."""
+
+    message: str
+
+
+def collate(items: list) -> dict | LoadError:
+    """``default_collate``, or the first :class:`LoadError` of the batch (raised by the trainer)."""
+    failed = next((item for item in items if isinstance(item, LoadError)), None)
+    return failed if failed is not None else default_collate(items)
+
+
+def drawn_shares(sampler: WeightedDrawSampler, draws: int) -> list[int]:
+    """How many of the first ``draws`` global draws (all ranks) fell to each part."""
+    parts = np.searchsorted(sampler.offsets, sampler.global_indices(0, draws), side="right") - 1
+    return np.bincount(parts, minlength=len(sampler.sizes)).astype(int).tolist()
+
+
 class CompoundDataset(Dataset):
     """Concatenation of parts. Items are addressed by ``(index, draw)``: the draw number seeds the
     augmentation. Returns uint8 tensors (normalisation happens on the device, 4x less to copy)."""
@@ -260,10 +341,13 @@ class CompoundDataset(Dataset):
         p = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return p, int(index - self.offsets[p])
 
-    def __getitem__(self, key) -> dict:
+    def __getitem__(self, key) -> dict | LoadError:
         index, draw = key if isinstance(key, tuple) else (key, key)
         p, j = self.locate(index)
-        image, label = self.parts[p].read(j)
+        try:
+            image, label = self.parts[p].read(j)
+        except SegunifyError as exc:
+            return LoadError(str(exc))
         if self.augment is not None:
             self.augment.set_random_seed(int(np.random.SeedSequence([self.seed, draw]).generate_state(1)[0]))
             out = self.augment(image=image, mask=label)
@@ -365,22 +449,3 @@ class WeightedDrawSampler(Sampler):
             mine = ((g % per_step) // self.batch_size) == self.rank
             for gi, ii in zip(g[mine].tolist(), idx[mine].tolist(), strict=True):
                 yield ii, gi
-
-
-class EvalDataset(Dataset):
-    """Images resized to the evaluation size (or kept), labels at their own size (scored there)."""
-
-    def __init__(self, part: EvalPart, samples: Sequence[Sample], size: tuple[int, int] | None):
-        self.part, self.samples, self.size = part, list(samples), size
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> dict:
-        image, label = self.part.adapter.sample(self.samples[i])
-        if self.size is not None:
-            image = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "label": torch.from_numpy(np.ascontiguousarray(label)),
-        }
