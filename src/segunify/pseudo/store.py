@@ -202,15 +202,15 @@ class PseudoStore:
     def open_for_writing(self, samples: Sequence[Sample], wanted: dict) -> Iterator[None]:
         """Rank 0's start: claim the folder, lock it, clear our own stale temps, record the settings."""
         own = {self._rel(s).as_posix() for s in samples}  # every output path is checked before any write
-        self._claim()
-        with self._lock():
+        self.claim()
+        with self.lock():
             self._remove_own_temps(own | {f"{CONFIDENCE}/{r}" for r in own})
             for old in (self.out / PARTS).glob("timing-*.json"):
                 old.unlink(missing_ok=True)
             self.check_settings(wanted, write=True)
             yield
 
-    def _claim(self) -> None:
+    def claim(self) -> None:
         out = self.out
         if out.exists() and not out.is_dir():
             raise SegunifyError("output folder is a file", out)
@@ -228,7 +228,7 @@ class PseudoStore:
             atomic_write_json(out / MARKER, {"format": FORMAT})
 
     @contextmanager
-    def _lock(self) -> Iterator[None]:
+    def lock(self) -> Iterator[None]:
         path = self.out / LOCK
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
