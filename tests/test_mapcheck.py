@@ -161,7 +161,7 @@ def test_suggest_rule_thresholds_and_shares_in_the_draft():
     text = draft_csv(co, strict, SuggestRule(coverage=0.99, min_share=0.05, min_pixels=10), "t")
     assert "0,Sky,building;sky  # covers only 98.0%; 1,000 px: sky 88.0% (88.0%)" in text
     assert "1,Building,REVIEW  # too few pixels to decide (< 10); 5 px: building 100.0%" in text
-    png = heatmap_png(co, rows)
+    png = heatmap_png(co, [r.members for r in rows], "title")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
@@ -267,9 +267,27 @@ def test_cli_suggest_then_audit_a_corrupted_mapping(teacher_ckpt, camvid_root, t
     bad = tmp_path / "camvid__cityscapes.csv"
     bad.write_text(corrupt(Pedestrian="car", Sky="road").to_csv())
     report = tmp_path / "audit.json"
-    assert main(["mapping", "audit", str(bad), "--stats", str(stats), "--json", str(report)]) == 0
+    audit_png = tmp_path / "audit.png"
+    assert (
+        main(
+            [
+                "mapping",
+                "audit",
+                str(bad),
+                "--stats",
+                str(stats),
+                "--json",
+                str(report),
+                "--png",
+                str(audit_png),
+            ]
+        )
+        == 0
+    )
+    assert audit_png.read_bytes()[:4] == b"\x89PNG"
     top = [r["name"] for r in json.loads(report.read_text())["rows"][:2]]
     assert set(top) == {"Sky", "Pedestrian"}
-    assert main(["mapping", "audit", str(bad), *base, *opts, "--json", str(report)]) == 0
+    assert main(["mapping", "audit", str(bad), *base, *opts, "--json", str(report)]) == 1  # exists
+    assert main(["mapping", "audit", str(bad), *base, *opts, "--json", str(report), "--overwrite"]) == 0
     assert [r["name"] for r in json.loads(report.read_text())["rows"][:2]] == top
     assert main(["mapping", "audit", "kitti__cityscapes", *base, *opts]) == 1  # wrong pair: bad input

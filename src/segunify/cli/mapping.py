@@ -132,11 +132,13 @@ def diff(
         None, "--source", help="source taxonomy of both (default from the file names)"
     ),
     json_out: Path = typer.Option(None, "--json", help="also write every row as JSON"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json"),
 ) -> None:
     """The rows where two mappings of the same pair disagree, set by set (exit 0 either way)."""
     from segunify.cli import console
     from segunify.mapcheck.diff import diff_mappings
 
+    _refuse_existing([json_out], overwrite)
     ma, mb = _load(a, extra, source), _load(b, extra, source)
     rows = diff_mappings(ma, mb)
     differing = [r for r in rows if r.differs]
@@ -228,7 +230,10 @@ def suggest(
     rows = suggest_sets(cooc, rule)
     provenance = f"teacher {teacher} ({cooc.source.name}) on {where}"
     if png:
-        atomic_write_bytes(png, heatmap_png(cooc, rows, f"{cooc.extra.name} -> {cooc.source.name}: {where}"))
+        atomic_write_bytes(
+            png,
+            heatmap_png(cooc, [r.members for r in rows], f"{cooc.extra.name} -> {cooc.source.name}: {where}"),
+        )
     if json_out:
         atomic_write_json(json_out, {"provenance": provenance, "rule": rule.describe(), **cooc.to_json()})
     atomic_write_bytes(out, draft_csv(cooc, rows, rule, provenance).encode("utf-8"))
@@ -260,6 +265,8 @@ def audit(
     min_pixels: int = typer.Option(1000, "--min-pixels", help="fewer pixels: too few to judge (ranked last)"),
     top: int = typer.Option(0, "--top", help="show only the N most suspicious rows (0 = all)"),
     json_out: Path = typer.Option(None, "--json", help="also write every row as JSON"),
+    png: Path = typer.Option(None, "--png", help="also draw the heatmap with the mapping's sets outlined"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
 ) -> None:
@@ -267,7 +274,9 @@ def audit(
     Advice only: exit 0 whenever it ran, 1 for bad input."""
     from segunify.mapcheck.audit import audit_mapping
     from segunify.mapcheck.cooccurrence import CoOccurrence
+    from segunify.mapcheck.suggest import heatmap_png
 
+    _refuse_existing([json_out, png], overwrite)
     if stats is not None:
         cooc = CoOccurrence.from_json(read_json_object(stats, "co-occurrence statistics"), stats)
         mp = load_mapping(csv, extra=cooc.extra, source=cooc.source)
@@ -287,6 +296,8 @@ def audit(
     _print_audit(rows, f"audit of {mp.path} on {where}", top)
     if json_out:
         atomic_write_json(json_out, {"mapping": mp.path, "on": where, "rows": [r.to_json() for r in rows]})
+    if png:
+        atomic_write_bytes(png, heatmap_png(cooc, mp.allowed_sets, f"{mp.path} on {where}"))
 
 
 def _print_audit(rows, title: str, top: int) -> None:

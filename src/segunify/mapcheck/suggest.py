@@ -9,6 +9,7 @@ pixels gets ``REVIEW`` instead of a guess (``mapping check`` refuses the draft u
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,9 +102,9 @@ def draft_csv(cooc: CoOccurrence, rows: list[SuggestedRow], rule: SuggestRule, p
     return out.getvalue()
 
 
-def heatmap_png(cooc: CoOccurrence, rows: list[SuggestedRow] | None = None, title: str = "") -> bytes:
-    """Extra classes x source classes, row-normalised shares annotated in percent; the allowed set of
-    each row (``rows``) is outlined."""
+def heatmap_png(cooc: CoOccurrence, sets: Sequence[Sequence[int]] | None = None, title: str = "") -> bytes:
+    """Extra classes x source classes, row-normalised shares annotated in percent; ``sets[k]`` (the
+    suggested or a mapping's allowed set of extra class k) is outlined."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
@@ -117,15 +118,16 @@ def heatmap_png(cooc: CoOccurrence, rows: list[SuggestedRow] | None = None, titl
     for k, c in zip(*np.nonzero(shares >= 0.01), strict=True):
         ax.text(c, k, f"{100 * shares[k, c]:.0f}", ha="center", va="center", fontsize=7,
                 color="white" if shares[k, c] > 0.55 else "black")  # fmt: skip
-    for row in rows or []:
-        for c in row.members:
-            ax.add_patch(Rectangle((c - 0.5, row.extra_id - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
+    for k, members in enumerate(sets or []):
+        for c in members:
+            ax.add_patch(Rectangle((c - 0.5, k - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
     ax.set_xticks(range(c_n), cooc.source.classes, rotation=90, fontsize=8)
     labels = [f"{name} ({pixels[k]:,} px)" for k, name in enumerate(cooc.extra.classes)]
     ax.set_yticks(range(k_n), labels, fontsize=8)
     ax.set_xlabel(f"teacher prediction ({cooc.source.name}), no priors")
     ax.set_ylabel(f"ground truth ({cooc.extra.name})")
-    ax.set_title(title or "pixel share of each ground-truth class (%); red = allowed set", fontsize=9)
+    legend = "pixel share of each ground-truth class (%); red = allowed set"
+    ax.set_title(f"{title}\n{legend}" if title else legend, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
