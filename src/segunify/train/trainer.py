@@ -115,7 +115,7 @@ class Trainer:
         self.callbacks = self._default_callbacks() + self.extra_callbacks
         if self.main:
             for note in notes:
-                self.console.print(note, markup=False, highlight=False)
+                self.console.print(note, markup=False, highlight=False, soft_wrap=True)
         return self
 
     def _check_select(self) -> None:
@@ -427,7 +427,9 @@ class Trainer:
                 f"{r['name']} {100 * (r['share'] or 0):.1f} % (weight {100 * r['expected_share']:.1f} %)"
                 for r in self.sampling["parts"]
             )
-            self.console.print(f"sampled share per part: {shares}", markup=False, highlight=False)
+            self.console.print(
+                f"sampled share per part: {shares}", markup=False, highlight=False, soft_wrap=True
+            )
 
     def summary(self) -> dict:
         return {
