@@ -84,6 +84,13 @@ def test_unmatched_and_missing_names_are_reported(tmp_path):
     by_id = convert_authors_layout(lab, mas, OFFROAD)  # no taxonomy: the authors' trainIds
     assert [r.name for r in by_id.rows][:2] == ["void", "dirt"] and by_id.rows[19].name == "hovercraft"
     assert by_id.rows[19].policy == NO_ROW
+    ignored = convert_authors_layout(
+        *write(tmp_path, labels.replace(",mud,18,18,", ",mud,18,255,"), RELLIS_MASTER), OFFROAD
+    )
+    assert "mud" not in [r.name for r in ignored.rows]
+    assert ignored.notes[1:] == [
+        "not training classes (trainId 255/-1), so their source classes are dropped: 'mud' (line 20: rough_drivable)"
+    ]
 
 
 def test_same_name_twice_in_labels_is_an_error_naming_both_lines(tmp_path):

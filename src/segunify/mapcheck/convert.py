@@ -159,7 +159,14 @@ def _policy(classes: set[str], listed_void: bool) -> str:
     return ONLY_VOID if listed_void else NO_ROW
 
 
-def _rows_by_train_id(labels, allowed, void_listed, source: Taxonomy) -> list[ConvertedRow]:
+def _rows_by_train_id(labels, allowed, void_listed, source: Taxonomy, conv: Conversion) -> list[ConvertedRow]:
+    """Rows for the authors' training classes, numbered by their trainIds."""
+    dropped = [f"{c.name!r} (line {c.line}: {', '.join(sorted(allowed[_key(c.name)]))})"
+               for c in labels if c.train_id is None and allowed[_key(c.name)]]  # fmt: skip
+    if dropped:
+        conv.notes.append(
+            f"not training classes (trainId 255/-1), so their source classes are dropped: {', '.join(dropped)}"
+        )
     rows = []
     for c in sorted((c for c in labels if c.train_id is not None), key=lambda c: c.train_id):
         classes = allowed[_key(c.name)]
@@ -215,7 +222,7 @@ def convert_authors_layout(
     labels = read_authors_labels(labels_csv)
     allowed, void_listed = read_authors_master(master_csv, labels, labels_csv.name, source, conv.notes)
     if extra is None:
-        conv.rows = _rows_by_train_id(labels, allowed, void_listed, source)
+        conv.rows = _rows_by_train_id(labels, allowed, void_listed, source, conv)
     else:
         conv.rows = _rows_by_name(labels, allowed, void_listed, source, extra, conv)
     out = io.StringIO()
