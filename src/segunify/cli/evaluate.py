@@ -67,53 +67,112 @@ def _vis_writer(out: Path, ds, mapping, samples, count: int):
     return draw
 
 
+Opt = typer.Option
+
+
+def _model_options(size, flip, mode, stride, scales, pred_dir) -> dict:
+    """The Predictor options of ``--model`` (refused with ``--pred-dir``)."""
+    size_hw = parse_size(size)
+    if mode not in ("resize", "slide"):
+        raise typer.BadParameter(f"expected resize or slide, got {mode!r}", param_hint="--mode")
+    if pred_dir is not None and (size_hw or flip or mode != "resize" or stride or scales):
+        raise typer.BadParameter(
+            "--size, --flip, --mode, --stride and --scales apply to --model only", param_hint="--pred-dir"
+        )
+    return {
+        "size": size_hw,
+        "flip": flip,
+        "mode": mode,
+        "stride": parse_size(stride, "--stride"),
+        "scales": parse_scales(scales),
+    }
+
+
+def _score(ds, split: str, total: int, source, mp, limit, per_image: bool, on_pair, console) -> dict:
+    """Run :func:`evaluate_dataset` under a progress bar (``total`` samples); adds the wall time."""
+    with progress_bar(console=console, transient=True) as bar:
+        task = bar.add_task(f"evaluating {ds.name} {split}", total=total, rate="")
+        start = time.perf_counter()
+
+        def step(_sample) -> None:
+            bar.advance(task, 1)
+            done = bar.tasks[0].completed
+            bar.update(task, rate=f"{done / max(time.perf_counter() - start, 1e-9):.1f} img/s")
+
+        result = evaluate_dataset(
+            ds, split, source, mapping=mp, limit=limit, on_sample=step, per_image=per_image, on_pair=on_pair
+        )
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def _show(result: dict, title: str, mp, show_sources: bool, per_image: bool, console) -> None:
+    """The table, the summary line, the note and (``--per-image``) the three worst images."""
+    console.print(result_table(result, title=title))
+    if mp is not None and show_sources:
+        console.print(source_share_table(result))
+    console.print(summary_line(result), highlight=False)
+    if result["note"]:
+        console.print(f"note: {result['note']}", markup=False, highlight=False, soft_wrap=True)
+    if per_image:
+        ranked = sorted(result["per_image"], key=lambda r: -1 if r["pixel_acc"] is None else r["pixel_acc"])
+        worst = ", ".join(
+            f"{r['id']} ({100 * r['pixel_acc']:.1f} %)" for r in ranked[:3] if r["pixel_acc"] is not None
+        )
+        console.print(f"lowest pixel accuracy: {worst}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _write_charts(vis: Path, result: dict, title: str, ds, mp, console) -> None:
+    from segunify import viz
+
+    viz.iou_bar_chart(result, vis / "iou.png", title=title)
+    viz.save(vis / "legend.png", viz.legend(ds.taxonomy, cols=2))
+    if mp is not None:
+        viz.save(vis / "legend_source.png", viz.legend(mp.source, cols=2))
+    console.print(f"wrote pictures to {vis}", markup=False, highlight=False)
+
+
 def evaluate(
-    dataset: str = typer.Option(..., "--dataset", help="dataset adapter name (see 'segunify datasets list')"),
-    root: str = typer.Option(..., "--root", help="dataset root in the publisher's layout"),
-    split: str = typer.Option(..., "--split", help="split to evaluate"),
-    pred_dir: str | None = typer.Option(
+    dataset: str = Opt(..., "--dataset", help="dataset adapter name (see 'segunify datasets list')"),
+    root: str = Opt(..., "--root", help="dataset root in the publisher's layout"),
+    split: str = Opt(..., "--split", help="split to evaluate"),
+    pred_dir: str | None = Opt(
         None, "--pred-dir", help="folder of uint8 index PNGs named like the labels (<pred-dir>/<label path>)"
     ),
-    model: str | None = typer.Option(
-        None, "--model", help="checkpoint folder (model.safetensors + meta.json)"
-    ),
-    mapping: str | None = typer.Option(
+    model: str | None = Opt(None, "--model", help="checkpoint folder (model.safetensors + meta.json)"),
+    mapping: str | None = Opt(
         None,
         "--mapping",
         help="mapping CSV or shipped <extra>__<source> name: predictions are in the source taxonomy, "
         "the dataset's taxonomy is the extra one (cross-taxonomy evaluation)",
     ),
-    json_out: str | None = typer.Option(None, "--json", help="write the full result as JSON here (atomic)"),
-    size: str | None = typer.Option(
-        None, "--size", help="--model: inference size H,W (default: the checkpoint's)"
-    ),
-    flip: bool = typer.Option(False, "--flip", help="--model: average with the horizontally flipped image"),
-    mode: str = typer.Option(
+    json_out: str | None = Opt(None, "--json", help="write the full result as JSON here (atomic)"),
+    size: str | None = Opt(None, "--size", help="--model: inference size H,W (default: the checkpoint's)"),
+    flip: bool = Opt(False, "--flip", help="--model: average with the horizontally flipped image"),
+    mode: str = Opt(
         "resize", "--mode", help="--model: 'resize' (whole image at --size) or 'slide' (windows of --size)"
     ),
-    stride: str | None = typer.Option(
-        None, "--stride", help="--model --mode slide: window stride H,W (default 2/3)"
-    ),
-    scales: str | None = typer.Option(
+    stride: str | None = Opt(None, "--stride", help="--model --mode slide: window stride H,W (default 2/3)"),
+    scales: str | None = Opt(
         None, "--scales", help="--model: test-time scales, e.g. 0.75,1,1.25 (probabilities averaged)"
     ),
-    device: str = typer.Option("cpu", "--device", help="--model: torch device (cpu, cuda, cuda:1, ...)"),
-    dataset_opt: list[str] = typer.Option(
+    device: str = Opt("cpu", "--device", help="--model: torch device (cpu, cuda, cuda:1, ...)"),
+    dataset_opt: list[str] = Opt(
         None,
         "--dataset-opt",
         help="dataset option key=value (e.g. label_crop=4,18 for the KITTI sample); repeatable",
     ),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="evaluate only the first N samples"),
-    per_image: bool = typer.Option(
+    limit: int | None = Opt(None, "--limit", min=1, help="evaluate only the first N samples"),
+    per_image: bool = Opt(
         False, "--per-image", help="add each image's mIoU and pixel accuracy to the JSON and list the worst"
     ),
-    vis: str | None = typer.Option(
+    vis: str | None = Opt(
         None,
         "--vis",
         help="write pictures here: image|GT|prediction|errors for a few samples, IoU chart, legends",
     ),
-    vis_count: int = typer.Option(4, "--vis-count", min=1, help="--vis: samples to draw (evenly spaced)"),
-    show_sources: bool = typer.Option(
+    vis_count: int = Opt(4, "--vis-count", min=1, help="--vis: samples to draw (evenly spaced)"),
+    show_sources: bool = Opt(
         True,
         "--source-shares/--no-source-shares",
         help="cross-taxonomy: also list how often each source class was predicted",
@@ -129,20 +188,7 @@ def evaluate(
         raise typer.BadParameter(
             "give exactly one of --pred-dir DIR or --model CKPT", param_hint="--pred-dir / --model"
         )
-    size_hw = parse_size(size)
-    model_opts = {
-        "size": size_hw,
-        "flip": flip,
-        "mode": mode,
-        "stride": parse_size(stride, "--stride"),
-        "scales": parse_scales(scales),
-    }
-    if mode not in ("resize", "slide"):
-        raise typer.BadParameter(f"expected resize or slide, got {mode!r}", param_hint="--mode")
-    if pred_dir is not None and (size_hw or flip or mode != "resize" or stride or scales):
-        raise typer.BadParameter(
-            "--size, --flip, --mode, --stride and --scales apply to --model only", param_hint="--pred-dir"
-        )
+    model_opts = _model_options(size, flip, mode, stride, scales, pred_dir)
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     mp = load_mapping(mapping) if mapping else None
     if mp is not None:
@@ -151,43 +197,13 @@ def evaluate(
         source = PredDir(pred_dir)
     else:
         source = _model_predictions(model, model_opts, device, mp, ds.taxonomy)  # type: ignore[arg-type]
-    samples = ds.samples(split)
-    total = min(len(samples), limit) if limit else len(samples)
-    on_pair = _vis_writer(Path(vis), ds, mp, samples[:total], vis_count) if vis else None
-    with progress_bar(console=console, transient=True) as bar:
-        task = bar.add_task(f"evaluating {dataset} {split}", total=total, rate="")
-        start = time.perf_counter()
-
-        def step(_sample) -> None:
-            bar.advance(task, 1)
-            done = bar.tasks[0].completed
-            bar.update(task, rate=f"{done / max(time.perf_counter() - start, 1e-9):.1f} img/s")
-
-        result = evaluate_dataset(
-            ds, split, source, mapping=mp, limit=limit, on_sample=step, per_image=per_image, on_pair=on_pair
-        )
-    result["seconds"] = round(time.perf_counter() - start, 3)
+    samples = ds.samples(split)[:limit] if limit else ds.samples(split)
+    on_pair = _vis_writer(Path(vis), ds, mp, samples, vis_count) if vis else None
+    result = _score(ds, split, len(samples), source, mp, limit, per_image, on_pair, console)
     title = f"{dataset} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")
-    console.print(result_table(result, title=title))
-    if mp is not None and show_sources:
-        console.print(source_share_table(result))
-    console.print(summary_line(result), highlight=False)
-    if result["note"]:
-        console.print(f"note: {result['note']}", markup=False, highlight=False, soft_wrap=True)
-    if per_image:
-        ranked = sorted(result["per_image"], key=lambda r: -1 if r["pixel_acc"] is None else r["pixel_acc"])
-        worst = ", ".join(
-            f"{r['id']} ({100 * r['pixel_acc']:.1f} %)" for r in ranked[:3] if r["pixel_acc"] is not None
-        )
-        console.print(f"lowest pixel accuracy: {worst}", markup=False, highlight=False, soft_wrap=True)
+    _show(result, title, mp, show_sources, per_image, console)
     if vis:
-        from segunify import viz
-
-        viz.iou_bar_chart(result, Path(vis) / "iou.png", title=title)
-        viz.save(Path(vis) / "legend.png", viz.legend(ds.taxonomy, cols=2))
-        if mp is not None:
-            viz.save(Path(vis) / "legend_source.png", viz.legend(mp.source, cols=2))
-        console.print(f"wrote pictures to {vis}", markup=False, highlight=False)
+        _write_charts(Path(vis), result, title, ds, mp, console)
     if json_out:
         write_result(result, json_out)
         console.print(f"wrote {json_out}", markup=False, highlight=False)
