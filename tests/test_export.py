@@ -72,3 +72,29 @@ def test_models_list(capsys):
     text = _text(capsys)
     for name in ("espnetv2", "segformer-b0", "segformer-b5", "mask2former"):
         assert name in text
+
+
+def test_export_unwritable_output_is_one_line_and_files_get_the_umask(ckpt, tmp_path, capsys, monkeypatch):
+    """Issue 11.7 / 11.13: a full disk while exporting was a traceback (mkstemp outside the error
+    handling), and the ONNX file was 0600 whatever the umask."""
+    import errno
+    import os
+    import tempfile
+
+    old = os.umask(0o022)
+    try:
+        assert main(["export", str(ckpt), "--onnx", str(tmp_path / "ok.onnx"), "--size", "32,32"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ok.onnx").stat().st_mode & 0o777 == 0o644
+    capsys.readouterr()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    out = tmp_path / "sub" / "m.onnx"
+    assert main(["export", str(ckpt), "--onnx", str(out), "--size", "32,32"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write file: No space left on device" in err and str(out) in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

@@ -57,3 +57,16 @@ def test_unknown_group_and_missing_dest(monkeypatch, capsys):
     assert "unknown fetch group(s) ['nope']" in capsys.readouterr().err
     assert main(["fetch"]) == 1
     assert "give --dest DIR or set SEGUNIFY_DATA" in capsys.readouterr().err
+
+
+def test_downloads_get_the_users_umask(tmp_path, weights_dir):
+    """mkstemp made every downloaded file 0600, unreadable to a team sharing SEGUNIFY_DATA."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        fetch_mod.fetch(tmp_path, ["weights"], mirror=f"file://{weights_dir.parent}")
+    finally:
+        os.umask(old)
+    modes = {p.stat().st_mode & 0o777 for p in (tmp_path / "weights").iterdir()}
+    assert modes == {0o644}

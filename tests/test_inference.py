@@ -165,3 +165,167 @@ def test_predict_cli_writes_index_colour_and_overlay(espnet_ckpt, images, tmp_pa
     blend = (images[0].astype(np.float32) + palette[ids]) / 2
     assert np.abs(read_image(out / "a_overlay.png").astype(np.float32) - blend).max() <= 0.5
     assert main(["predict", "--model", str(espnet_ckpt), str(tmp_path / "nope.png"), "--out", str(out)]) == 1
+
+
+@pytest.fixture(scope="module")
+def city_ckpt(tmp_path_factory):
+    """A tiny random Cityscapes-19 model whose predictions cover several classes at 48x64."""
+    from segunify.models import create_model
+
+    torch.manual_seed(1)
+    model = create_model("espnetv2", 19, s=1.0).eval()
+    for m in model.modules():  # random BatchNorm statistics: without them one class wins everywhere
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 3.0)
+    path = tmp_path_factory.mktemp("city") / "ck"
+    save_checkpoint(path, model, {"taxonomy": "cityscapes", "input_size": (64, 96)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def camvid_fixture(tmp_path_factory):
+    from fixtures import camvid
+
+    return camvid.make(tmp_path_factory.mktemp("camvid"))
+
+
+def _predict(ckpt, inputs, out, *extra) -> int:
+    return main(["predict", "--model", str(ckpt), *map(str, inputs), "--out", str(out), *extra])
+
+
+def test_raw_id_lut_hand_cases():
+    from segunify.models.predict import raw_id_lut
+    from segunify.taxonomy import load_taxonomy
+
+    lut = raw_id_lut(load_taxonomy("cityscapes"))
+    assert lut[0] == 7 and lut[1] == 8 and lut[10] == 23 and lut[18] == 33  # road, sidewalk, sky, bicycle
+    assert lut[255] == 0  # ignore -> 'unlabeled'
+    assert len(set(lut[:19].tolist())) == 19
+
+
+def test_predict_to_another_taxonomy_and_raw_ids(city_ckpt, camvid_fixture, tmp_path):
+    """Issue 13.4: --to camvid writes CamVid train ids through the mapping's LUT, coloured with CamVid's
+    palette; --raw-ids writes Cityscapes labelIds; the plain run stays in the model's train ids."""
+    from segunify.mapping import load_mapping
+    from segunify.models.predict import raw_id_lut
+    from segunify.taxonomy import load_taxonomy
+
+    src = camvid_fixture / "train"
+    assert _predict(city_ckpt, [src], tmp_path / "plain") == 0
+    assert _predict(city_ckpt, [src], tmp_path / "camvid", "--to", "camvid") == 0
+    assert _predict(city_ckpt, [src], tmp_path / "raw", "--raw-ids") == 0
+    lut = load_mapping("camvid__cityscapes").source_to_extra_lut()
+    camvid_palette, city = load_taxonomy("camvid").palette(), load_taxonomy("cityscapes")
+    for img in sorted(src.iterdir()):
+        ids = read_label_raw(tmp_path / "plain" / img.name)
+        assert len(np.unique(ids)) >= 2  # a test on a constant picture would prove little
+        assert np.array_equal(read_label_raw(tmp_path / "camvid" / img.name), lut[ids])
+        assert np.array_equal(
+            read_image(tmp_path / "camvid" / f"{img.stem}_color.png"), camvid_palette[lut[ids]]
+        )
+        raw = read_label_raw(tmp_path / "raw" / img.name)
+        assert np.array_equal(raw, raw_id_lut(city)[ids]) and np.array_equal(city.id_lut()[raw], ids)
+        assert np.array_equal(read_image(tmp_path / "raw" / f"{img.stem}_color.png"), city.palette()[ids])
+
+
+def test_predict_to_needs_a_partition_naming_the_overlap(city_ckpt, camvid_fixture, tmp_path, capsys):
+    from segunify.mapping import load_mapping
+
+    text = (
+        load_mapping("camvid__cityscapes")
+        .to_csv()
+        .replace("9,Pedestrian,person", "9,Pedestrian,person;rider")
+    )
+    csv = tmp_path / "camvid__cityscapes.csv"
+    csv.write_text(text)
+    code = _predict(
+        city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "camvid", "--mapping", csv
+    )
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and "not a partition" in err and "['rider']" in err and str(csv) in err
+    assert not (tmp_path / "out").exists()
+    code = _predict(
+        city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "kitti", "--mapping", csv
+    )
+    assert code == 1 and "is not the taxonomy of --to 'kitti'" in " ".join(capsys.readouterr().err.split())
+    assert _predict(city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "rugd") == 1
+    assert "no shipped mapping rugd__cityscapes" in capsys.readouterr().err
+
+
+def test_predict_to_round_trips_with_evaluate_mapping(city_ckpt, camvid_fixture, tmp_path):
+    """Predictions written with --to camvid, scored as a plain CamVid prediction folder, give exactly the
+    figures of ``evaluate --model --mapping camvid__cityscapes`` (the cross-taxonomy path)."""
+    import json
+    import shutil
+
+    root = camvid_fixture
+    assert _predict(city_ckpt, [root / "train"], tmp_path / "pred", "--to", "camvid") == 0
+    for img in (root / "train").iterdir():
+        (tmp_path / "dir" / "trainannot").mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "pred" / img.name, tmp_path / "dir" / "trainannot" / img.name)
+    common = ["evaluate", "--dataset", "camvid", "--root", str(root), "--split", "train"]
+    assert (
+        main(
+            [
+                *common,
+                "--model",
+                str(city_ckpt),
+                "--mapping",
+                "camvid__cityscapes",
+                "--json",
+                str(tmp_path / "a.json"),
+            ]
+        )
+        == 0
+    )
+    assert main([*common, "--pred-dir", str(tmp_path / "dir"), "--json", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a["pixels"] == b["pixels"] > 0 and a["pixel_acc"] == b["pixel_acc"] and a["miou"] == b["miou"]
+    assert [c["iou"] for c in a["classes"]] == [c["iou"] for c in b["classes"]]
+    assert sum(c["iou"] is not None for c in a["classes"]) >= 2
+
+
+def test_predict_never_overwrites_its_inputs(city_ckpt, tmp_path, images, capsys):
+    """Writing next to the inputs (--out = the input folder) replaced a.png with its own label map."""
+    write_png(tmp_path / "a.png", images[0])
+    before = (tmp_path / "a.png").read_bytes()
+    assert _predict(city_ckpt, [tmp_path], tmp_path) == 1
+    assert "would overwrite the input image a.png" in capsys.readouterr().err
+    assert (tmp_path / "a.png").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.png"
+    ]
+
+
+def test_predict_unwritable_output_is_one_line(city_ckpt, tmp_path, images, capsys, monkeypatch):
+    """Issue 11.7: an output that is a file, or a disk that fills up, ends as one line naming the path."""
+    import errno
+    import tempfile
+
+    write_png(tmp_path / "in" / "a.png", images[0])
+    (tmp_path / "taken").write_text("a file")
+    assert _predict(city_ckpt, [tmp_path / "in"], tmp_path / "taken") == 1
+    err = capsys.readouterr().err
+    assert "not a folder" in err and str(tmp_path / "taken") in err and len(err.strip().splitlines()) == 1
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    assert _predict(city_ckpt, [tmp_path / "in"], tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(tmp_path / "out" / "a.png") in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_predictions_get_the_users_umask(city_ckpt, tmp_path, images):
+    import os
+
+    write_png(tmp_path / "in" / "a.png", images[0])
+    old = os.umask(0o022)
+    try:
+        assert _predict(city_ckpt, [tmp_path / "in"], tmp_path / "out") == 0
+    finally:
+        os.umask(old)
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()} == {0o644}

@@ -62,12 +62,12 @@ def prepare_output(out: str | Path, images: Sequence[Path]) -> dict[Path, tuple[
     """Create ``out`` and return, per image, its three output paths, each proven to lie directly in
     ``out`` (resolved, links followed) and to be no input image; one line and nothing written otherwise."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SegunifyError("output exists and is not a folder", out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SegunifyError(f"cannot create output folder: {exc.strerror or exc}", out) from None
-    if not out.is_dir():
-        raise SegunifyError("output exists and is not a folder", out)
     if not os.access(out, os.W_OK | os.X_OK):
         raise SegunifyError("output folder is not writable", out)
     root = out.resolve()
