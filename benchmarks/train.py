@@ -29,7 +29,13 @@ from segunify.models import create_model
 from segunify.paths import data_path
 from segunify.taxonomy import load_taxonomy
 from segunify.train.config import AugmentationConfig, PartConfig
-from segunify.train.data import CompoundDataset, WeightedDrawSampler, build_augmentation, resolve_part
+from segunify.train.data import (
+    CompoundDataset,
+    WeightedDrawSampler,
+    build_augmentation,
+    collate,
+    resolve_part,
+)
 from segunify.train.engine import normaliser, param_groups, train_step
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -60,7 +66,7 @@ def loader_for(size, batch: int, steps: int, workers: int, pin: bool):
     ds = CompoundDataset([part], build_augmentation(aug), seed=0)
     sampler = WeightedDrawSampler(ds.sizes, [1.0], batch, steps=steps)
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=pin
+        ds, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=pin, collate_fn=collate
     )
 
 

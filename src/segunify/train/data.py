@@ -2,7 +2,13 @@
 
 A part's labels are its ground truth, mapped class by class to the target taxonomy (the mapping must
 be one-to-one: a GT class that allows several target classes cannot give a training label; that is
-what pseudo-labels are for), or a pseudo-label directory written for the target taxonomy.
+what pseudo-labels are for), or a pseudo-label directory written for the target taxonomy. A pseudo-label
+directory is checked against its ``summary.json`` before training: dataset, split, the dataset's own
+taxonomy, the target taxonomy and its class names, and (when the part names them) the ``mapping`` and
+``teacher`` it must have been made with.
+
+A sample that cannot be read becomes a :class:`LoadError` value in the batch (raised by the trainer), so
+the user sees the same one line with or without DataLoader worker processes.
 
 Sampling is a deterministic stream of *draws*: draw ``g`` picks part ``p`` with probability
 ``weight_p / sum(weights)`` and then the next sample of that part's current shuffled epoch. The stream
