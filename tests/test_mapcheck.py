@@ -291,3 +291,19 @@ def test_cli_suggest_then_audit_a_corrupted_mapping(teacher_ckpt, camvid_root, t
     assert main(["mapping", "audit", str(bad), *base, *opts, "--json", str(report), "--overwrite"]) == 0
     assert [r["name"] for r in json.loads(report.read_text())["rows"][:2]] == top
     assert main(["mapping", "audit", "kitti__cityscapes", *base, *opts]) == 1  # wrong pair: bad input
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    root = tmp_path / "camvid"
+    root.mkdir()
+    base = ["mapping", "suggest", "--teacher", str(tmp_path / "none"), "--dataset", "camvid", "--root"]
+    assert main([*base, str(root), "--out", str(tmp_path / "d.csv"), "--coverage", "1.5"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --coverage must be in (0, 1], got 1.5"
+    assert main([*base, str(tmp_path / "missing"), "--out", str(tmp_path / "d.csv")]) == 1
+    assert "dataset root of 'camvid' not found" in capsys.readouterr().err
+    assert main(["mapping", "audit", "camvid__cityscapes"]) == 2  # neither a teacher nor --stats
+    stats = tmp_path / "stats.json"
+    stats.write_text('{"extra_taxonomy": "camvid"}')
+    assert main(["mapping", "audit", "camvid__cityscapes", "--stats", str(stats)]) == 1
+    assert f"{stats}: not co-occurrence statistics" in capsys.readouterr().err
+    assert not (tmp_path / "d.csv").exists()

@@ -183,6 +183,8 @@ def _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device
 
     if threads is not None:
         torch.set_num_threads(max(1, threads))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SegunifyError(f"--device {device} but no CUDA device is available")
     ds = make_dataset(dataset, root)
     samples = labelled_samples(ds, split, limit)
     taxonomy, classes = _teacher_classes(teacher)
@@ -191,13 +193,14 @@ def _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device
     source = load_taxonomy(taxonomy)
     if tuple(source.classes) != classes:
         raise SegunifyError(f"teacher classes differ from taxonomy {taxonomy!r}", teacher)
+    cooc = CoOccurrence(ds.taxonomy, source, confidence)
     opts = {"size": parse_size(size)} if size else {}
     predictor = Predictor.from_checkpoint(teacher, device=device, **opts)
-    cooc = CoOccurrence(ds.taxonomy, source, confidence)
     with progress_bar(console=console, disable=os.environ.get("SEGUNIFY_NO_PROGRESS") is not None) as bar:
         task = bar.add_task(f"teacher on {dataset}/{split}", total=len(samples), rate="")
         teacher_pass(predictor, labelled_pairs(ds, samples), cooc, lambda n: bar.update(task, advance=n))
-    where = f"{len(samples)} labelled image(s) of {dataset}/{split} (evenly spread), teacher input {predictor.size}"
+    shape = "x".join(map(str, predictor.size)) if predictor.size else "each image's own size"
+    where = f"{len(samples)} labelled image(s) of {dataset}/{split} (evenly spread), teacher input {shape}"
     return cooc, where
 
 
