@@ -160,6 +160,14 @@ def test_runner_bad_inputs(tmp_path):
         run_pseudo_label(StandInTeacher(), INFO, ds, "train", kitti, tmp_path / "o", PseudoSettings())
     with pytest.raises(SegunifyError, match="scores but the mapping"):
         run(root, tmp_path / "o2", teacher=StandInTeacher(classes=11))
+    with pytest.raises(SegunifyError, match="needs a run with priors"):
+        run(root, tmp_path / "o3", priors=False, also_without_priors=tmp_path / "r3")
+    out = tmp_path / "x" / "p"
+    for second in (out, out / "r", tmp_path / "x"):
+        with pytest.raises(SegunifyError, match="two output folders must be apart"):
+            run(root, out, also_without_priors=second)
+    with pytest.raises(SegunifyError, match="batch-size must be >= 1"):
+        PseudoSettings(batch_size=0)
 
 
 # ------------------------------------------------------------------------------------------------

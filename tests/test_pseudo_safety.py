@@ -64,23 +64,31 @@ def one_line_error(capsys) -> str:
 # ------------------------------------------------------------------------------------------ item 2
 
 
-@pytest.mark.parametrize("where", ["root", "label folder", "parent of root", "symlink into root"])
+@pytest.mark.parametrize(
+    "where",
+    ["root", "label folder", "parent of root", "symlink into root", "labels symlinked from elsewhere"],
+)
 def test_out_inside_or_containing_the_dataset_root_is_refused(tmp_path, where):
     """Item 2. Before: ``--out R`` (or a label folder, or a folder holding the dataset) was accepted and
     the ground truth PNGs were overwritten by pseudo-labels with exit 0."""
     root = make_camvid(tmp_path / "data" / "camvid", n=2)
     (tmp_path / "link").symlink_to(root / "trainannot")
+    if where == "labels symlinked from elsewhere":  # root/trainannot -> data/gt, --out data/gt/pseudo
+        (root / "trainannot").rename(tmp_path / "data" / "gt")
+        (root / "trainannot").symlink_to(tmp_path / "data" / "gt")
     out = {
         "root": root,
         "label folder": root / "trainannot",
         "parent of root": tmp_path / "data",
         "symlink into root": tmp_path / "link" / "pseudo",
+        "labels symlinked from elsewhere": tmp_path / "data" / "gt" / "pseudo",
     }[where]
     before = snapshot(tmp_path / "data")
-    with pytest.raises(SegunifyError, match="dataset root") as err:
+    with pytest.raises(SegunifyError, match="(dataset root|input folder of the dataset)") as err:
         run(root, out)
     assert len(str(err.value).splitlines()) == 1
     assert snapshot(tmp_path / "data") == before
+    assert where.startswith("labels") == ("input folder" in str(err.value))
 
 
 def test_cli_out_equal_to_root_is_one_line(tiny_teacher, tmp_path, capsys):

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.mapping import Mapping
 from segunify.pseudo.priors import apply_priors, plain_argmax, score_at
-from segunify.pseudo.settings import PseudoSettings, TeacherInfo
+from segunify.pseudo.settings import PseudoSettings, Teacher, TeacherInfo, teacher_from_checkpoint
 from segunify.pseudo.stats import ImageStats, PseudoSummary, RankTiming, RunInfo, image_stats, summarize
 from segunify.pseudo.store import (
     Journal,
@@ -56,38 +56,6 @@ __all__ = [
     "run_pseudo_label",
     "teacher_from_checkpoint",
 ]
-
-
-class Teacher(Protocol):
-    def probs(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, H, W, 3]`` -> softmax probabilities ``[B, C, H, W]`` at the images' resolution."""
-
-
-def teacher_from_checkpoint(
-    checkpoint: str | Path,
-    device: str | torch.device,
-    settings: PseudoSettings,
-) -> tuple[Teacher, TeacherInfo]:
-    """The real teacher: a :class:`~segunify.models.inference.Predictor` on a segunify checkpoint.
-    Sets ``settings.size`` to the checkpoint's input size when it is not given."""
-    from segunify.models.checkpoint import WEIGHTS, sha256_file
-    from segunify.models.inference import Predictor
-
-    opts: dict[str, Any] = {"flip": settings.flip, "scales": settings.scales, "amp": settings.amp}
-    if settings.size is not None:
-        opts["size"] = settings.size
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, **opts)
-    meta = predictor.meta
-    if settings.size is None and predictor.size is not None:
-        settings.size = tuple(predictor.size)
-    digest = meta.get("weights_sha256") or sha256_file(Path(checkpoint) / WEIGHTS)
-    info = TeacherInfo(
-        classes=tuple(meta["classes"]),
-        taxonomy=meta.get("taxonomy"),
-        path=str(Path(checkpoint).resolve()),
-        sha256=str(digest),
-    )
-    return predictor, info
 
 
 # ---------------------------------------------------------------------------------------------- loader
@@ -240,10 +208,12 @@ def run_pseudo_label(
     )
     variants = [settings] + ([settings.without_priors()] if also_without_priors is not None else [])
     outs = [Path(out)] + ([Path(also_without_priors)] if also_without_priors is not None else [])
-    check_locations(dataset.root, outs)
+    if also_without_priors is not None and not settings.priors:
+        raise SegunifyError("a second folder without priors needs a run with priors", also_without_priors)
     samples = dataset.samples(split)[: settings.limit]
     if not samples:
         raise SegunifyError(f"dataset {dataset.name!r} has no samples in split {split!r}", dataset.root)
+    check_locations(dataset.root, outs, samples)
     targets = [
         _Target(PseudoStore(o), s, fingerprint(dataset, split, teacher_info, mapping, s))
         for o, s in zip(outs, variants, strict=True)

@@ -1,4 +1,4 @@
-"""What a pseudo-label run is asked to do (typed): the options and the teacher's identity.
+"""What a pseudo-label run is given besides the data: its options (typed) and the teacher.
 
 The options that change output bytes form the settings fingerprint (:meth:`PseudoSettings.fingerprint`)
 that :mod:`segunify.pseudo.store` records in every output folder; batch size, workers and limit do not.
@@ -7,8 +7,10 @@ that :mod:`segunify.pseudo.store` records in every output folder; batch size, wo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
+import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from segunify.errors import SegunifyError
@@ -71,3 +73,35 @@ class PseudoSettings(BaseModel):
             "scales": list(self.scales),
             "amp": self.amp,
         }
+
+
+class Teacher(Protocol):
+    def probs(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, H, W, 3]`` -> softmax probabilities ``[B, C, H, W]`` at the images' resolution."""
+
+
+def teacher_from_checkpoint(
+    checkpoint: str | Path,
+    device: str | torch.device,
+    settings: PseudoSettings,
+) -> tuple[Teacher, TeacherInfo]:
+    """The real teacher: a :class:`~segunify.models.inference.Predictor` on a segunify checkpoint.
+    Sets ``settings.size`` to the checkpoint's input size when it is not given."""
+    from segunify.models.checkpoint import WEIGHTS, sha256_file
+    from segunify.models.inference import Predictor
+
+    opts: dict[str, Any] = {"flip": settings.flip, "scales": settings.scales, "amp": settings.amp}
+    if settings.size is not None:
+        opts["size"] = settings.size
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, **opts)
+    meta = predictor.meta
+    if settings.size is None and predictor.size is not None:
+        settings.size = tuple(predictor.size)
+    digest = meta.get("weights_sha256") or sha256_file(Path(checkpoint) / WEIGHTS)
+    info = TeacherInfo(
+        classes=tuple(meta["classes"]),
+        taxonomy=meta.get("taxonomy"),
+        path=str(Path(checkpoint).resolve()),
+        sha256=str(digest),
+    )
+    return predictor, info

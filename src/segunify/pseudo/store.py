@@ -87,21 +87,23 @@ def input_signature(sample: Sample) -> list[int]:
     return sig
 
 
-def check_locations(root: str | Path, outs: Sequence[str | Path]) -> None:
-    """Outputs may not overwrite ground truth (inside the root / containing it) or each other."""
-    root_r = Path(root).resolve()
+def check_locations(root: str | Path, outs: Sequence[str | Path], samples: Sequence[Sample] = ()) -> None:
+    """Outputs may not overwrite ground truth (inside the root or an input folder, or holding one) nor
+    each other. Paths are resolved, so symlinks are followed."""
     resolved = [Path(o).resolve() for o in outs]
-    for out, res in zip(outs, resolved, strict=True):
-        if res == root_r or root_r in res.parents:
-            raise SegunifyError(
-                f"output folder lies inside the dataset root {root_r}; writing there could overwrite ground "
-                "truth: choose a folder outside it",
-                out,
-            )
-        if res in root_r.parents:
-            raise SegunifyError(
-                f"output folder contains the dataset root {root_r}: choose another folder", out
-            )
+    inputs = {Path(root)} | {p.parent for s in samples for p in (s.image, s.label) if p is not None}
+    for folder in sorted(inputs):
+        src = folder.resolve()
+        what = "the dataset root" if folder == Path(root) else "an input folder of the dataset"
+        for out, res in zip(outs, resolved, strict=True):
+            if res == src or src in res.parents:
+                raise SegunifyError(
+                    f"output folder lies inside {what} ({src}); writing there could overwrite ground truth: "
+                    "choose a folder outside it",
+                    out,
+                )
+            if res in src.parents:
+                raise SegunifyError(f"output folder contains {what} ({src}): choose another folder", out)
     if len(resolved) == 2:
         a, b = resolved
         if a == b or a in b.parents or b in a.parents:
