@@ -98,3 +98,9 @@ def test_export_unwritable_output_is_one_line_and_files_get_the_umask(ckpt, tmp_
     err = capsys.readouterr().err
     assert "cannot write file: No space left on device" in err and str(out) in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_models_weights_lists_the_table(capsys):
+    assert main(["models", "weights"]) == 0
+    text = _text(capsys)
+    assert "espnetv2_s2.0.cityscapes" in text and "espnetv2_s1.0.cityscapes" in text and "512,1024" in text

@@ -261,3 +261,38 @@ def test_find_unused_parameters_is_declared_truthfully(name, kwargs, classes):
     loss.backward()
     unused = [k for k, p in model.named_parameters() if p.grad is None]
     assert model.find_unused_parameters == bool(unused), unused
+
+
+def test_pretrained_table_matches_source_md_and_the_family(weights_dir):
+    """Every table entry: the file under SEGUNIFY_DATA/weights has the listed size and sha256, its
+    classifier keys are the family's head, and the listed model loads it strictly."""
+    from segunify.models.pretrained import identify, pretrained_table
+
+    table = pretrained_table()
+    assert table["espnetv2_s2.0.cityscapes"].sha256.startswith("a72d5969")  # SOURCE.md
+    assert table["espnetv2_s1.0.cityscapes"].sha256.startswith("0918c833")
+    for entry in table.values():
+        path = entry.locate()
+        entry.verify(path)
+        assert identify(path) == entry
+        assert set(entry.classifier_keys) == set(HEAD_KEYS)
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        model = ESPNetv2Seg(sd[HEAD_KEYS[0]].shape[0], **entry.model_kwargs)
+        assert not model.load_state_dict(sd, strict=True).missing_keys
+        assert entry.name == f"{entry.model}_s{entry.model_kwargs['s']}.{entry.taxonomy}"
+
+
+def test_pretrained_lookup_errors(tmp_path, monkeypatch):
+    from segunify.models.pretrained import get_pretrained, identify
+
+    with pytest.raises(SegunifyError, match="unknown pretrained weights 'nope'; known: espnetv2_s1.0"):
+        get_pretrained("nope")
+    other = tmp_path / "x.pth"
+    other.write_bytes(b"0" * 1_107_690)  # the size of a listed file, other bytes
+    assert identify(other) is None
+    with pytest.raises(SegunifyError, match="not the published file of 'espnetv2_s1.0.cityscapes'"):
+        get_pretrained("espnetv2_s1.0.cityscapes").verify(other)
+    monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path))
+    with pytest.raises(SegunifyError, match="missing weights") as err:
+        get_pretrained("espnetv2_s1.0.cityscapes").locate()
+    assert str(tmp_path / "weights" / "espnetv2_s1.0_cityscapes_1024x512.pth") in str(err.value)
