@@ -214,7 +214,8 @@ def check_dataset(
         try:
             samples = dataset.samples(split)
         except SegunifyError as exc:
-            report.problems.append((str(dataset.root), str(exc)))
+            if (str(dataset.root), str(exc)) not in report.problems:  # several splits, one missing folder
+                report.problems.append((str(dataset.root), str(exc)))
             continue
         report.counts[split] = len(samples)
         for s in samples:
