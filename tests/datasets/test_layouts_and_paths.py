@@ -294,3 +294,26 @@ def test_missing_label_names_the_path_it_expected(name, tmp_path):
     )
     if name != "apolloscape":
         assert f"(expected {expected})" in missing[0], missing[0]
+
+
+LIST_FILES = {
+    "apolloscape": (apolloscape.make, "public_image_lists/road02_seg_train.lst", "train"),
+    "rellis3d": (rellis3d.make, "train.lst", "train"),
+    "wildscenes2d": (wildscenes2d.make, "splits/opt2d/train.csv", "train"),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(adapter=st.sampled_from(sorted(LIST_FILES)), data=st.binary(max_size=80))
+def test_fuzz_list_file_bytes_give_a_segunify_error_or_samples(adapter, data, tmp_path_factory):
+    """A list file of random bytes (binary, not UTF-8, no header): a SegunifyError naming it or samples; before,
+    ApolloScape raised UnicodeDecodeError."""
+    make, rel, split = LIST_FILES[adapter]
+    root = make(tmp_path_factory.mktemp("bytes"))
+    (root / rel).write_bytes(data)
+    try:
+        samples = create_dataset(adapter, root).samples(split)
+    except SegunifyError as exc:
+        assert exc.path is not None
+        return
+    assert all(unsafe_part(s.rel) is None for s in samples)

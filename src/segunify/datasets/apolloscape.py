@@ -54,7 +54,11 @@ class ApolloScape(DatasetAdapter):
         lists = sorted((self.root / LISTS).glob(f"*_{split}.lst"))
         found: dict[str, Sample] = {}
         for lst in lists:
-            for lineno, line in enumerate(lst.read_text(encoding="utf-8").splitlines(), start=1):
+            try:
+                lines = lst.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SegunifyError(f"cannot read image list: {exc}", lst) from None
+            for lineno, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
                 fields = [f.strip() for f in line.split("\t")]
