@@ -73,15 +73,6 @@ def _resolve_entry(name: str | None, pth: str | None, model: str | None, opts: d
         return None, src
     if name is not None:
         entry.verify(src)
-    given = {"--model": (model, entry.model), "--taxonomy": (taxonomy, entry.taxonomy)}
-    given.update({f"option {k}": (v, entry.model_kwargs.get(k)) for k, v in opts.items()})
-    clash = [
-        f"{flag} {have} (the file needs {want})"
-        for flag, (have, want) in given.items()
-        if have not in (None, want)
-    ]
-    if clash:
-        raise SegunifyError(f"these are the weights {entry.name!r}: {'; '.join(clash)}", src)
     return entry, src
 
 

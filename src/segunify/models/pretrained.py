@@ -95,6 +95,25 @@ def identify(path: str | Path) -> PretrainedWeights | None:
     return next((e for e in candidates if e.sha256 == digest), None)
 
 
+def check_agrees(
+    entry: PretrainedWeights,
+    model: str | None,
+    model_kwargs: dict[str, Any] | None,
+    taxonomy: str | None,
+    where: str | Path | None = None,
+) -> None:
+    """Options given for a listed file must be the entry's (a different one would build a wrong model)."""
+    given = {"--model": (model, entry.model), "--taxonomy": (taxonomy, entry.taxonomy)}
+    given.update({f"option {k}": (v, entry.model_kwargs.get(k)) for k, v in (model_kwargs or {}).items()})
+    clash = [
+        f"{flag} {have} (the file needs {want})"
+        for flag, (have, want) in given.items()
+        if have not in (None, want)
+    ]
+    if clash:
+        raise SegunifyError(f"these are the weights {entry.name!r}: {'; '.join(clash)}", where)
+
+
 def import_weights(
     src: str | Path,
     out: str | Path,
@@ -124,6 +143,8 @@ def import_weights(
     from segunify.taxonomy import load_taxonomy
 
     src = Path(src)
+    if entry is not None:
+        check_agrees(entry, model, model_kwargs, taxonomy, src)
     check_target(out, overwrite)  # before the slow part: a refused folder costs nothing
     name = entry.model if entry else model
     kwargs = dict(entry.model_kwargs) if entry else dict(model_kwargs or {})
@@ -152,4 +173,11 @@ def import_weights(
     return save_checkpoint(out, net, meta, overwrite=overwrite), net, meta
 
 
-__all__ = ["PretrainedWeights", "get_pretrained", "identify", "import_weights", "pretrained_table"]
+__all__ = [
+    "PretrainedWeights",
+    "check_agrees",
+    "get_pretrained",
+    "identify",
+    "import_weights",
+    "pretrained_table",
+]
