@@ -8,6 +8,8 @@ Figures, all measured in this one run:
 * ``prior_share_19`` / ``prior_share_65``: the priors op on random probabilities at 1024x2048 with the
   CamVid -> Cityscapes (19) and CamVid -> Mapillary Vistas v1.2 (65) mappings and a real CamVid GT
   upscaled, as a share of one teacher forward pass at 1024x2048 (goal <= 5 %);
+* ``dual_over_single``: time of one pass writing P and R (``also_without_priors``) over the P run
+  alone (two separate runs would be about 2.0);
 * ``peak_rss_mb``: peak resident memory of this process (and of the decoding workers).
 
 Usage: ``python benchmarks/pseudo_label.py [--limit 16] [--size 512,1024] [--threads 1] [--device cpu]``
@@ -101,6 +103,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         runner_s = time.perf_counter() - t0
 
+        # one teacher pass writing both P (priors) and R (plain argmax) versus the P run alone
+        t0 = time.perf_counter()
+        run_pseudo_label(
+            teacher,
+            info,
+            dataset,
+            "train",
+            mapping,
+            Path(tmp) / "p",
+            settings,
+            device=device,
+            also_without_priors=Path(tmp) / "r",
+        )
+        dual_s = time.perf_counter() - t0
+
         # the priors op versus one forward pass at 1024x2048
         full = cv2.resize(images[0], (2048, 1024), interpolation=cv2.INTER_LINEAR)
         big, _ = teacher_from_checkpoint(ckpt, device, PseudoSettings(size=(1024, 2048)))
@@ -140,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "runner_img_s": round(n / runner_s, 3),
         "runner_over_forward": round(forward_s / runner_s, 3),
         "runner_forward_share": round(summary.run.ranks[0].forward_seconds / runner_s, 3),
+        "dual_over_single": round(dual_s / runner_s, 3),
         "forward_1024x2048_ms": round(forward_big * 1000, 1),
         "prior_19_ms": prior_ms["19"],
         "prior_65_ms": prior_ms["65"],
