@@ -1,7 +1,9 @@
 """``segunify pseudo-label``: a teacher + ground-truth priors -> a pseudo-label directory.
 
-Runs as one process or under ``accelerate launch`` / ``torchrun`` (each rank takes a disjoint shard);
-restarting with the same ``--out`` resumes. Layout of the output: :mod:`segunify.pseudo`.
+Runs as one process or under ``torchrun`` / ``accelerate launch`` (each rank takes a disjoint shard,
+on CPU too: ``accelerate launch --cpu`` starts one process, so we start the N ranks ourselves, as
+``train`` does); restarting with the same ``--out`` resumes. ``--also-without-priors R`` writes the
+plain-argmax labels of the same forward pass into a second folder. Layout: :mod:`segunify.pseudo`.
 """
 
 from __future__ import annotations
