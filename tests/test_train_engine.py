@@ -162,6 +162,7 @@ def test_two_cpu_processes_share_the_data(camvid, tmp_path):
     """``accelerate launch --num_processes 2 --cpu``: disjoint draws per rank, identical final weights."""
     cfg = base_config(camvid, tmp_path / "run", steps=3)
     cfg["log"]["rank_record"] = True
+    cfg["eval"] = {"parts": [{"dataset": "camvid", "root": str(camvid)}]}  # one val image per rank
     path = write_config(tmp_path / "c.yaml", cfg)
     accelerate = Path(sys.executable).with_name("accelerate")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
@@ -190,6 +191,22 @@ def test_two_cpu_processes_share_the_data(camvid, tmp_path):
     assert torch.load(tmp_path / "run" / "last" / "train_state.pt", weights_only=True)["sampler"][
         "global_batch"
     ] == [2, 2]
+    # the ranks' confusion matrices were summed: the result is that of one process on both images
+    from segunify.cli import main
+
+    out = tmp_path / "one.json"
+    argv = [
+        "evaluate",
+        "--model",
+        str(tmp_path / "run" / "last"),
+        "--dataset",
+        "camvid",
+        "--root",
+        str(camvid),
+    ]
+    assert main([*argv, "--split", "val", "--json", str(out)]) == 0
+    engine = meta["metrics"]["camvid/val"]
+    assert engine["images"] == 2 and engine["confusion"] == json.loads(out.read_text())["confusion"]
 
 
 def test_cli_stop_and_resume(camvid, tmp_path):
