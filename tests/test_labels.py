@@ -1,7 +1,9 @@
+import io
+
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -95,3 +97,74 @@ def test_corrupt_and_missing_files(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(SegunifyError, match="empty.png: cannot decode"):
         read_label_raw(empty)
+
+
+def _png_variants() -> dict[str, bytes]:
+    """Valid encodings of every kind the readers meet: grey uint8, uint16, RGB, palette PNG and a JPEG."""
+    from PIL import Image
+
+    from segunify.io import encode_png
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 19, (24, 32)).astype(np.uint8)
+    out = {
+        "grey": encode_png(ids),
+        "uint16": encode_png(ids.astype(np.uint16) * 300),
+        "rgb": encode_png(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)),
+        "jpeg": cv2.imencode(".jpg", rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))[1].tobytes(),
+    }
+    buf = io.BytesIO()
+    palette = Image.fromarray(ids, mode="P")
+    palette.putpalette(rng.integers(0, 256, 768).astype(np.uint8).tolist())
+    palette.save(buf, format="PNG")
+    out["palette"] = buf.getvalue()
+    return out
+
+
+VARIANTS = _png_variants()
+
+
+@pytest.mark.parametrize("kind", ["grey", "uint16", "rgb", "palette"])
+def test_damaged_png_is_one_error_and_nothing_on_stderr(kind, tmp_path, capfd):
+    """Issue 11 #12: a damaged PNG printed ``libpng error: IDAT: incorrect data check`` (and OpenCV's
+    ``[ WARN:0@…] … PNG input buffer is incomplete``) on stderr before the one-line error. Now only the error."""
+    data = VARIANTS[kind]
+    flipped = bytearray(data)
+    flipped[-20] ^= 0xFF  # inside the last IDAT chunk: its data and CRC no longer agree
+    for name, content in {"crc": bytes(flipped), "truncated": data[: len(data) // 2]}.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(content)
+        for reader, what in ((read_label_raw, "label"), (read_image, "image")):
+            with pytest.raises(SegunifyError, match=f"{name}.png: cannot decode {what} \\(corrupt PNG: "):
+                reader(path)
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(sorted(VARIANTS)),
+    cut=st.integers(0, 400),
+    flips=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 255)), max_size=3),
+    reader=st.sampled_from([read_label_raw, read_image]),
+)
+def test_fuzz_truncated_or_flipped_files_give_an_array_or_one_error(
+    kind, cut, flips, reader, tmp_path, capfd
+):
+    """Random truncations and byte flips of valid PNGs/JPEGs: an array, or SegunifyError naming the file;
+    never another exception type, and for PNGs nothing printed by libpng/OpenCV."""
+    data = bytearray(VARIANTS[kind][: max(len(VARIANTS[kind]) - cut, 0)])
+    for pos, value in flips:
+        if pos < len(data):
+            data[pos] ^= value
+    path = tmp_path / "fuzz.png"
+    path.write_bytes(bytes(data))
+    capfd.readouterr()
+    try:
+        arr = reader(path)
+    except SegunifyError as exc:
+        assert exc.path == str(path)
+    else:
+        assert isinstance(arr, np.ndarray) and arr.size > 0
+    if kind != "jpeg":  # libjpeg warns on a damaged JPEG it still decodes (not an error): not checked here
+        assert capfd.readouterr().err == ""

@@ -6,6 +6,7 @@ are the only place where raw ids (uint8 or uint16 PNGs) and colour-coded PNGs ar
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from segunify.errors import SegunifyError
 from segunify.taxonomy import IGNORE, Taxonomy
 
 cv2.setNumThreads(1)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -22,10 +24,7 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise SegunifyError("image file not found", path)
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise SegunifyError("cannot decode image (corrupt or not an image)", path)
+    img = _decode(_read_bytes(path, "image"), cv2.IMREAD_COLOR, path, "image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -34,17 +33,60 @@ def read_label_raw(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise SegunifyError("label file not found", path)
-    data = np.fromfile(path, dtype=np.uint8)
-    if _is_palette_png(data):
+    data = _read_bytes(path, "label")
+    if _is_palette_png(data) and _png_problem(data) is None:
         return _read_palette_indices(path)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if arr is None:
-        raise SegunifyError("cannot decode label (corrupt or not an image)", path)
+    arr = _decode(data, cv2.IMREAD_UNCHANGED, path, "label")
     if arr.ndim == 3:
         if arr.shape[2] == 4:
             arr = arr[:, :, :3]
         arr = np.ascontiguousarray(arr[:, :, ::-1])
     return arr
+
+
+def _read_bytes(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise SegunifyError(f"cannot read {what}: {exc.strerror or exc}", path) from None
+
+
+def _decode(data: np.ndarray, flags: int, path: Path, what: str) -> np.ndarray:
+    """``cv2.imdecode`` that prints nothing of its own, so a bad file gives exactly one line: a damaged PNG is
+    refused before libpng sees it (libpng writes ``libpng error: …`` to stderr), OpenCV's warnings are off."""
+    problem = _png_problem(data) if bytes(data[:8]) == PNG_SIGNATURE else None
+    if problem is not None:
+        raise SegunifyError(f"cannot decode {what} (corrupt PNG: {problem})", path)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        img = cv2.imdecode(data, flags) if data.size else None
+    except cv2.error:
+        img = None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if img is None:
+        raise SegunifyError(f"cannot decode {what} (corrupt or not an image)", path)
+    return img
+
+
+def _png_problem(data: np.ndarray) -> str | None:
+    """What is wrong with a PNG's chunk structure (a chunk past the end, a CRC mismatch, no IEND), else None.
+    zlib's CRC runs in C over the file once: cheap beside the decode itself."""
+    buf = memoryview(np.ascontiguousarray(data))
+    pos = 8
+    while pos + 12 <= len(buf):
+        length = int.from_bytes(buf[pos : pos + 4], "big")
+        kind = bytes(buf[pos + 4 : pos + 8]).decode("latin-1")
+        end = pos + 12 + length
+        if end > len(buf):
+            return f"truncated in its {kind!r} chunk"
+        if zlib.crc32(buf[pos + 4 : end - 4]) != int.from_bytes(buf[end - 4 : end], "big"):
+            return f"{kind!r} chunk fails its CRC check"
+        if kind == "IEND":
+            return None
+        pos = end
+    return "truncated (no IEND chunk)"
 
 
 def _is_palette_png(data: np.ndarray) -> bool:
