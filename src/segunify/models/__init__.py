@@ -1,9 +1,12 @@
-"""Model zoo: one registry, one family per module.
+"""Model zoo: one registry, one family per module (``espnetv2``, ``segformer``, ``mask2former``).
 
 Every model takes a normalised float tensor ``[B, 3, H, W]`` and returns logits ``[B, C, H, W]`` at
-input resolution. ``create_model`` records how the model was built in ``model.segunify_spec``
+input resolution, and declares what training needs to know as class attributes
+(:class:`~segunify.models.base.SegmentationModel`: ``has_own_loss``, ``find_unused_parameters``).
+``create_model`` records how the model was built in ``model.segunify_spec``
 (``{"name", "num_classes", "kwargs"}``) so that checkpoints can rebuild it without the original
-weights file.
+weights file. Published weights are data: ``<family>.pretrained.json`` beside the family, read by
+:mod:`segunify.models.pretrained`.
 """
 
 from __future__ import annotations
