@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo reproduce test test-all lint format bench clean
+.PHONY: install demo reproduce example-report test test-all lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The compound demo (quick budget); outputs and the report in runs/quick/ (ignored by git).
 demo: $(STAMP)
 	$(BIN)/segunify demo
 
+# The same experiment at the larger budget (about an hour on 2 cores): runs/full/.
 reproduce: $(STAMP)
 	$(BIN)/segunify demo --full
+
+# Publish the last quick run's report as the example README links to (on purpose, never by make demo).
+example-report:
+	test -f runs/quick/report/index.html || { echo "run 'make demo' first"; exit 1; }
+	rm -rf docs/example-report
+	cp -r runs/quick/report docs/example-report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -1,5 +1,5 @@
-"""The demo's orchestration: the plan of commands, the CamVid views, missing data, and a run whose
-commands are faked (fast) or real at a toy budget (slow)."""
+"""The demo application: configs (shipped and bad), the plan (pure), views, stage bookkeeping, the
+results' figures on hand-made inputs, ``demo --plan`` from an empty folder, and a toy run end to end."""
 
 from __future__ import annotations
 
@@ -8,77 +8,88 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from fixtures import camvid as camvid_fixture
+from fixtures import cityscapes as cityscapes_fixture
+from fixtures import idd_lite as idd_fixture
 from fixtures import kitti as kitti_fixture
+from segunify.apps.demo import config_file, load_demo_config, plan, shipped_configs
+from segunify.apps.demo.plan import Layout, Stage, train_config
+from segunify.apps.demo.results import goals, lacked_classes, lowest_ratio, paper_table
+from segunify.apps.demo.run import EXECUTORS, build_view, choose, evenly, run_stages
 from segunify.cli import main
 from segunify.datasets import create_dataset
-from segunify.demo import (
-    DemoConfig,
-    camvid_view,
-    evenly,
-    load_demo_config,
-    plan,
-    prepare,
-    run_demo,
-    select_train,
-)
 from segunify.errors import SegunifyError
-from segunify.evaluation import Evaluator
-from segunify.io import write_index_png
 from segunify.mapping import load_mapping
-from segunify.taxonomy import load_taxonomy
 
-REPO = Path(__file__).resolve().parents[1]
-RESULT_KEYS = {
-    "run",
-    "budget",
-    "camvid_val",
-    "kitti",
-    "collapse",
-    "pseudo_labels",
-    "coarse_prior",
-    "models",
-    "settings",
-    "timings",
-    "goals",
-    "grid",
-    "created",
-    "wall_seconds",
+TOY_STUDENT = {
+    "steps": 2,
+    "batch_size": 2,
+    "augmentation": {"resize": [64, 128], "scale": [1.0, 1.0], "crop": [64, 64], "color_jitter": 0.0},
+    "schedule": {"warmup": 0},
+    "eval": {"every": 0, "size": [64, 128]},
+    "num_workers": 0,
+    "log": {"tensorboard": False, "progress": False},
 }
 
 
-def _shared(tmp_path: Path) -> Path:
-    """A fake shared folder: tiny CamVid and KITTI in the publishers' layouts, a placeholder weight file."""
-    shared = tmp_path / "shared"
-    camvid_fixture.make(shared / "data" / "CamVid")
-    # a second train frame of sequence 0001TP and a second val frame, so hold-out and limits have work to do
-    ds = shared / "data" / "CamVid"
-    for split, src, dst in (
-        ("train", "0001TP_006690", "0001TP_006720"),
-        ("val", "0016E5_07959", "0016E5_07961"),
-    ):
-        for sub in (split, f"{split}annot"):
-            (ds / sub / f"{dst}.png").write_bytes((ds / sub / f"{src}.png").read_bytes())
-    kitti_fixture.make(shared / "data" / "KITTI_semantics_sample", crop=(2, 3))
-    (shared / "weights").mkdir(parents=True)
-    (shared / "weights" / "espnetv2_s2.0_cityscapes_1024x512.pth").write_bytes(b"placeholder")
-    return shared
-
-
-def _config(tmp_path: Path, **over) -> Path:
+def toy_config(**over) -> dict:
+    """Two extra parts and a source part on the fixtures, tiny sizes, 2 steps."""
     data = {
         "run": "toy",
         "budget": "toy",
-        "steps": 2,
-        "teacher_size": [32, 64],
-        "kitti_size": [32, 64],
-        "kitti_label_crop": "2,3",
-        "student_config": str(REPO / "configs" / "demo_student.yaml"),
-        "grid_images": 2,
-        **over,
+        "teacher": {"weights": "weights:teacher.pth", "kwargs": {"s": 1.0}},
+        "parts": [
+            {"name": "cityscapes", "dataset": "cityscapes", "root": "data:Cityscapes", "size": [64, 128]},
+            {
+                "name": "camvid",
+                "dataset": "camvid",
+                "root": "data:CamVid",
+                "mapping": "camvid__cityscapes",
+                "size": [64, 128],
+                "exclude": ["train/0006R0_*"],
+            },
+            {
+                "name": "idd-lite",
+                "dataset": "idd-lite",
+                "root": "data:IDD_Lite",
+                "mapping": "idd-lite__cityscapes",
+                "size": [64, 96],
+                "limit": 1,
+            },
+        ],
+        "student": TOY_STUDENT,
+        "eval": {
+            "cityscapes": {"dataset": "cityscapes", "root": "data:Cityscapes", "size": [64, 128]},
+            "camvid": {
+                "dataset": "camvid",
+                "root": "data:CamVid",
+                "mapping": "camvid__cityscapes",
+                "size": [64, 128],
+            },
+            "idd-lite": {
+                "dataset": "idd-lite",
+                "root": "data:IDD_Lite",
+                "mapping": "idd-lite__cityscapes",
+                "size": [64, 96],
+            },
+            "kitti": {
+                "dataset": "kitti",
+                "root": "data:KITTI",
+                "split": "train",
+                "mapping": "kitti__cityscapes",
+                "size": [64, 128],
+                "limit": 2,
+            },
+        },
+        "overlays": 1,
     }
+    return data | over
+
+
+def write_config(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -86,261 +97,286 @@ def _config(tmp_path: Path, **over) -> Path:
 
 @pytest.fixture
 def shared(tmp_path, monkeypatch) -> Path:
-    root = _shared(tmp_path)
+    """A data folder with tiny Cityscapes, CamVid, IDD Lite and KITTI, and a tiny ESPNetv2 teacher."""
+    from segunify.models import create_model
+
+    root = tmp_path / "shared"
+    cityscapes_fixture.make(root / "data" / "Cityscapes")
+    camvid_fixture.make(root / "data" / "CamVid")
+    idd_fixture.make(root / "data" / "IDD_Lite")
+    kitti_fixture.make(root / "data" / "KITTI")
+    (root / "weights").mkdir(parents=True)
+    torch.save(create_model("espnetv2", 19, s=1.0).state_dict(), root / "weights" / "teacher.pth")
     monkeypatch.setenv("SEGUNIFY_DATA", str(root))
     return root
 
 
-def test_shipped_configs_validate():
-    for name in ("demo_quick.yaml", "demo_full.yaml"):
-        cfg = load_demo_config(REPO / "configs" / name)
-        assert cfg.teacher_size == (512, 1024) and cfg.kitti_label_crop == "4,18"
-        assert (REPO / "configs" / cfg.student_config).is_file()
-    full = load_demo_config(REPO / "configs" / "demo_full.yaml")
-    assert full.goals.sp_minus_t == pytest.approx(0.12)
-    assert load_demo_config(REPO / "configs" / "demo_quick.yaml", steps=7).steps == 7
+# ------------------------------------------------------------------------------------------------ configs
 
 
-def test_config_errors_name_the_key(tmp_path):
-    path = _config(tmp_path, stepz=3)
+def test_shipped_configs_validate_and_name_real_mappings():
+    assert {"quick", "full", "camvid", "camvid-full"} <= set(shipped_configs())
+    for name in shipped_configs():
+        with config_file(name) as path:
+            cfg = load_demo_config(path)
+        for spec in [*cfg.extra_parts, *(e for e in cfg.eval.values() if e.mapping)]:
+            mapping = load_mapping(spec.mapping)
+            assert mapping.source.name == cfg.teacher.taxonomy
+            assert (
+                mapping.extra.name
+                == create_dataset.__globals__["get_dataset_class"](spec.dataset).taxonomy_name
+            )
+    with config_file("quick") as path:
+        quick = load_demo_config(path)
+    assert [p.name for p in quick.parts] == ["cityscapes", "camvid", "idd-lite"]
+    assert quick.parts[0].mapping is None  # the source part trains on its ground truth
+    assert set(quick.eval) == {"cityscapes", "camvid", "idd-lite", "kitti"}
+    assert all(name == spec.dataset for name, spec in quick.eval.items())  # results keyed by adapter name
+    assert quick.goals.sp_minus_sr == {"idd-lite": 0.05}
+
+
+def test_config_errors_name_the_file_and_key(tmp_path):
+    bad = toy_config(stepz=3)
     with pytest.raises(SegunifyError, match="stepz: unknown key") as exc:
-        load_demo_config(path)
-    assert str(path) in str(exc.value)
-    with pytest.raises(SegunifyError, match="steps"):
-        load_demo_config(_config(tmp_path, steps=0))
+        load_demo_config(write_config(tmp_path, bad))
+    assert str(tmp_path / "demo.yaml") in str(exc.value)
+    owned = toy_config(student={**TOY_STUDENT, "out": "x"})
+    with pytest.raises(SegunifyError, match="out are set by the demo"):
+        load_demo_config(write_config(tmp_path, owned))
+    twice = toy_config()
+    twice["parts"][2]["name"] = "camvid"
+    with pytest.raises(SegunifyError, match="part names must be unique"):
+        load_demo_config(write_config(tmp_path, twice))
+    with pytest.raises(SegunifyError, match="student: steps: Input should be greater than 0"):
+        load_demo_config(write_config(tmp_path, toy_config()), ["student.steps=0"])
+    assert load_demo_config(write_config(tmp_path, toy_config()), ["student.steps=7"]).student["steps"] == 7
 
 
-def test_select_train_holds_out_sequences_and_thins_evenly():
-    names = [f"A_{i:03d}.png" for i in range(6)] + [f"B_{i:03d}.png" for i in range(4)]
-    assert select_train(names, ["A"], None) == [f"B_{i:03d}.png" for i in range(4)]
-    assert select_train(names, [], 5) == ["A_000.png", "A_002.png", "A_004.png", "B_000.png", "B_002.png"]
-    assert evenly([1, 2, 3], 10) == [1, 2, 3]
+def test_config_file_finds_shipped_names_and_refuses_unknown(tmp_path):
+    with config_file(None) as path:
+        assert path.name == "quick.yaml" and path.is_file()
+    with pytest.raises(SegunifyError, match="unknown demo config 'nope'; shipped: .*quick"):
+        with config_file("nope"):
+            pass
+    with pytest.raises(SegunifyError, match="demo config not found"):
+        with config_file(str(tmp_path / "missing.yaml")):
+            pass
 
 
-def test_camvid_view_is_read_by_the_adapter(shared, tmp_path):
-    src = shared / "data" / "CamVid"
-    view = camvid_view(src, tmp_path / "view", {"train": ["0006R0_f00930.png"], "val": ["0016E5_07961.png"]})
-    ds = create_dataset("camvid", view)
-    assert [s.id for s in ds.samples("train")] == ["train/0006R0_f00930"]
-    img, lab = ds.sample(ds.samples("val")[0])
-    ref = create_dataset("camvid", src)
-    ref_img, ref_lab = ref.sample(ref.samples("val")[1])
-    assert np.array_equal(img, ref_img) and np.array_equal(lab, ref_lab)
-    # rebuilding drops stale links
-    camvid_view(src, tmp_path / "view", {"train": ["0001TP_006690.png"]})
-    assert [s.id for s in create_dataset("camvid", tmp_path / "view").samples("train")] == [
-        "train/0001TP_006690"
-    ]
+# ------------------------------------------------------------------------------------------------ plan
 
 
-def test_plan_runs_the_same_student_recipe_on_p_and_r(shared, tmp_path):
-    cfg = load_demo_config(_config(tmp_path, holdout_sequences=["0001TP"], student_set=["batch_size=2"]))
-    lay, weights = prepare(cfg, tmp_path / "demo.yaml", tmp_path / "work")
-    stages = {s.name: s for s in plan(cfg, lay, weights)}
-    assert list(stages)[0] == "import teacher"
-    assert stages["import teacher"].argv[:3] == ["import-weights", "--pth", str(weights)]
-    p, r = stages["pseudo-label P"].argv, stages["pseudo-label R"].argv
-    assert "--no-priors" not in p and r == [
-        *[a if a != str(lay.pseudo("P")) else str(lay.pseudo("R")) for a in p],
-        "--no-priors",
-    ]
-    assert p[p.index("--mapping") + 1] == "camvid__cityscapes" and p[p.index("--size") + 1] == "32,64"
-    sp, sr = stages["train S_P"].argv, stages["train S_R"].argv
-    diff = [(a, b) for a, b in zip(sp, sr, strict=True) if a != b]
-    assert diff == [
-        (f"parts.0.labels={lay.pseudo('P')}", f"parts.0.labels={lay.pseudo('R')}"),
-        (f"out={lay.student('S_P')}", f"out={lay.student('S_R')}"),
-    ]
-    assert f"model.weights={lay.teacher}" in sp and "steps=2" in sp and sp[-1] == "batch_size=2"
-    kitti = stages["evaluate kitti_S_P"].argv
-    assert kitti[kitti.index("--dataset-opt") + 1] == "label_crop=2,3"
-    assert "--mapping" not in kitti
-    cam = stages["evaluate camvid_S_R"].argv
-    assert cam[cam.index("--mapping") + 1] == "camvid__cityscapes" and cam[cam.index("--size") + 1] == "32,64"
-    teacher = stages["T predictions CamVid val"].argv
-    assert "--no-priors" in teacher and teacher[teacher.index("--split") + 1] == "val"
-    t_eval = stages["evaluate camvid_T"].argv
-    assert t_eval[t_eval.index("--pred-dir") + 1] == teacher[teacher.index("--out") + 1]
-    coarse = stages["coarse pseudo-label with priors"].argv
-    assert coarse[coarse.index("--dataset") + 1] == "camvid-coarse"
-    assert coarse[coarse.index("--mapping") + 1] == "camvid-coarse__cityscapes"
-    assert "--no-priors" not in coarse
-    ev = stages["evaluate coarse_with"].argv
-    assert ev[ev.index("--dataset") + 1] == "camvid" and "--pred-dir" in ev
-    # the hold-out sequence never reaches training
-    train = [s.id for s in create_dataset("camvid", lay.camvid).samples("train")]
-    assert train == ["train/0006R0_f00930"]
-    assert len(create_dataset("camvid", lay.grid).samples("val")) == 2
+def test_choose_excludes_by_glob_then_thins_evenly():
+    class S:
+        def __init__(self, i):
+            self.id = i
+
+    samples = [S(f"train/A_{i}") for i in range(6)] + [S(f"train/B_{i}") for i in range(4)]
+    assert [s.id for s in choose(samples, ["train/A_*"], None)] == [f"train/B_{i}" for i in range(4)]
+    assert [s.id for s in choose(samples, [], 4)] == ["train/A_0", "train/A_2", "train/A_5", "train/B_1"]
+    assert evenly([1, 2, 3], 10) == [1, 2, 3] and evenly([1, 2, 3], None) == [1, 2, 3]
+
+
+def test_plan_is_pure_and_differs_between_students_only_in_labels(tmp_path):
+    cfg = load_demo_config(write_config(tmp_path, toy_config()))
+    stages, lay = plan(cfg, tmp_path, tmp_path / "work")
+    kinds = [s.kind for s in stages]
+    assert (
+        kinds == ["view", "view", "view", "import", "pseudo", "pseudo", "train", "train"] + ["evaluate"] * 12
+    )
+    assert [s.name for s in stages[:3]] == ["view camvid", "view idd-lite", "view eval-kitti"]
+    assert not (tmp_path / "work").exists()  # planning writes nothing
+    pseudo = next(s for s in stages if s.name == "pseudo-label camvid (P and R)")
+    assert pseudo.params["root"] == str(tmp_path / "work" / "views" / "camvid")
+    assert "--also-without-priors" in pseudo.command and "--mapping camvid__cityscapes" in pseudo.command
+    sp, sr = train_config(cfg, "S_P", lay), train_config(cfg, "S_R", lay)
+    assert sp["parts"][0].get("labels") is None and sp["parts"][0]["dataset"] == "cityscapes"
+    assert sp["parts"][1]["labels"].endswith("pseudo/camvid/P") and sr["parts"][1]["labels"].endswith(
+        "pseudo/camvid/R"
+    )
+    same = {k: v for k, v in sp.items() if k not in ("parts", "out")}
+    assert same == {k: v for k, v in sr.items() if k not in ("parts", "out")}
+    assert sp["model"]["weights"] == str(lay.teacher) and sp["steps"] == 2
+    ev = {s.name: s for s in stages if s.kind == "evaluate"}
+    assert ev["evaluate S_P on cityscapes"].params["mapping"] is None
+    assert "--mapping" not in ev["evaluate T on cityscapes"].command
+    assert ev["evaluate S_R on kitti"].params["checkpoint"] == str(lay.student("S_R") / "last")
+
+
+def test_plan_from_an_empty_folder_without_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "nowhere"))
+    assert main(["demo", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "$SEGUNIFY_DATA/data/IDD_Lite" in out and "segunify train runs/quick/students/S_P.yaml" in out
+    assert "--also-without-priors runs/quick/pseudo/idd-lite/R" in out
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert main(["demo", "--plan", "--config", "camvid"]) == 0
+    assert "runs/camvid/" in capsys.readouterr().out
 
 
 def test_missing_data_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("SEGUNIFY_DATA", str(empty))
-    code = main(["demo", "--config", str(_config(tmp_path)), "--work", str(tmp_path / "w")])
+    code = main(
+        ["demo", "--config", str(write_config(tmp_path, toy_config())), "--work", str(tmp_path / "w")]
+    )
     err = capsys.readouterr().err.strip()
-    assert code == 1
-    assert len(err.splitlines()) == 1
-    assert "CamVid" in err and "teacher weights" in err and "KITTI" in err
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "teacher weights" in err and "part idd-lite" in err and "eval kitti" in err
     assert "segunify fetch --dest DIR" in err and "SEGUNIFY_DATA" in err
 
 
-# ---------------------------------------------------------------------------------------- faked commands
+# ------------------------------------------------------------------------------------------------ running
 
 
-class FakeCommands:
-    """Stands in for the other areas' CLI: writes the files each command would, with known figures."""
-
-    def __init__(self):
-        self.calls: list[list[str]] = []
-
-    def __call__(self, argv: list[str]) -> int:
-        from segunify.models import create_model
-        from segunify.models.checkpoint import save_checkpoint
-
-        self.calls.append(argv)
-        opt = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
-        cmd = argv[0]
-        if cmd == "import-weights" or cmd == "train":
-            out = Path(opt["--out"]) if cmd == "import-weights" else None
-            if cmd == "train":
-                sets = dict(s.split("=", 1) for s in argv[3::2] if "=" in s)
-                out = Path(sets["out"]) / "last"
-            model = create_model("espnetv2", 19, s=1.0)
-            save_checkpoint(
-                out, model, {"taxonomy": "cityscapes", "input_size": [32, 64], "train_config": {}}
-            )
-        elif cmd == "pseudo-label":
-            ds = create_dataset(opt["--dataset"], opt["--root"])
-            out = Path(opt["--out"])
-            for s in ds.samples(opt["--split"]):
-                write_index_png(out / s.rel, np.full(ds.read_label(s).shape, 13, np.uint8))
-            changed = 0 if "--no-priors" in argv else 25
-            summary = {
-                "images": 2,
-                "pixels": 100,
-                "ignored_share": 0.05,
-                "changed_share": changed / 100,
-                "mean_confidence": 0.9,
-                "class_share": {"car": 1.0},
-                "extra_classes": {"Tree": {"changed_share": changed / 100}, "Car": {"changed_share": 0.0}},
-            }
-            (out / "summary.json").write_text(json.dumps(summary))
-        elif cmd == "evaluate":
-            ds = create_dataset(
-                opt["--dataset"],
-                opt["--root"],
-                **dict([opt["--dataset-opt"].split("=")]) if "--dataset-opt" in opt else {},
-            )
-            mapping = load_mapping(opt["--mapping"]) if "--mapping" in opt else None
-            ev = Evaluator(ds.taxonomy, mapping)
-            rng = np.random.default_rng(len(self.calls))
-            for s in ds.samples(opt["--split"]):
-                gt = ds.read_label(s)
-                ev.update(gt, rng.integers(0, 19, gt.shape).astype(np.uint8))
-            result = ev.result()
-            Path(opt["--json"]).parent.mkdir(parents=True, exist_ok=True)
-            Path(opt["--json"]).write_text(json.dumps(result))
-        else:
-            return 2
-        return 0
-
-
-def test_run_demo_with_faked_commands_writes_every_key_and_resumes(shared, tmp_path):
-    path = _config(tmp_path)
-    cfg = load_demo_config(path)
-    fake = FakeCommands()
-    lines: list[str] = []
-    results = run_demo(cfg, path, tmp_path / "report", tmp_path / "work", invoke=fake, say=lines.append)
-    assert [c[0] for c in fake.calls].count("evaluate") == 3 + 3 + 1
-    assert [c[0] for c in fake.calls].count("pseudo-label") == 2 + 1 + 1 + 1
-    assert RESULT_KEYS <= set(results)
-    saved = json.loads((tmp_path / "report" / "results.json").read_text())
-    assert RESULT_KEYS <= set(saved)
-    assert set(saved["camvid_val"]) == {"T", "S_P", "S_R"} and set(saved["kitti"]) == {"T", "S_P", "S_R"}
-    assert set(saved["camvid_val"]["T"]["iou"]) == set(load_taxonomy("camvid").classes)
-    assert set(saved["kitti"]["T"]["iou"]) == set(load_taxonomy("cityscapes").classes)
-    assert set(saved["collapse"]["shares"]["S_P"]) == {
-        "wall",
-        "terrain",
-        "truck",
-        "bus",
-        "train",
-        "motorcycle",
+def test_view_is_read_by_the_adapter_as_the_dataset(shared, tmp_path):
+    params = {
+        "dataset": "idd-lite",
+        "root": str(shared / "data" / "IDD_Lite"),
+        "split": "train",
+        "options": {},
     }
-    assert saved["pseudo_labels"]["P"]["changed_share"] == pytest.approx(0.25)
-    assert saved["pseudo_labels"]["P"]["per_class_changed"] == {"Tree": 0.25, "Car": 0.0}
-    assert saved["pseudo_labels"]["R"]["ignored_share"] == pytest.approx(0.05)
-    cp = saved["coarse_prior"]
-    assert sorted(cp["shared_classes"]) == sorted(
-        ["Road", "Pavement", "Building", "Fence", "Pole", "SignSymbol", "Pedestrian", "Bicyclist"]
-    )
-    assert cp["with_priors"]["miou_shared"] is not None
-    assert all(len(v["sha256"]) == 64 for v in saved["models"].values())
-    assert saved["settings"]["train_images"] == 3 and saved["settings"]["val_images"] == 2
-    assert len(saved["grid"]) == 2 and (tmp_path / "report" / "grid.png").is_file()
-    assert {g["goal"] for g in saved["goals"]} >= {"S_P - T, mIoU-11 on CamVid val"}
-    assert "pseudo-label P" in saved["timings"] and "train S_R" in saved["timings"]
-    assert any(line.startswith("report: ") for line in lines)
-
-    again = FakeCommands()
-    run_demo(cfg, path, tmp_path / "report", tmp_path / "work", invoke=again, say=lines.append)
-    assert again.calls == []
-    more = load_demo_config(path, steps=3)
-    run_demo(more, path, tmp_path / "report", tmp_path / "work", invoke=again, say=lines.append)
-    assert [c[0] for c in again.calls][:2] == ["train", "train"]
+    out = tmp_path / "view"
+    build_view(params | {"exclude": ["train/0/*"], "limit": None, "out": str(out)})
+    view = create_dataset("idd-lite", out)
+    assert [s.id for s in view.samples("train")] == ["train/472/frame24567"]
+    src = create_dataset("idd-lite", shared / "data" / "IDD_Lite")
+    a, b = view.sample(view.samples("train")[0]), src.sample(src.samples("train")[1])
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    build_view(params | {"exclude": [], "limit": 1, "out": str(out)})  # rebuilt: no stale link
+    assert [s.id for s in create_dataset("idd-lite", out).samples("train")] == ["train/0/frame0992"]
+    with pytest.raises(SegunifyError, match="no idd-lite train sample is left"):
+        build_view(params | {"exclude": ["*"], "limit": None, "out": str(out)})
 
 
-def test_failed_stage_names_the_command(shared, tmp_path):
-    path = _config(tmp_path)
-    with pytest.raises(
-        SegunifyError, match="demo stage 'import teacher' failed \\(exit 1\\): segunify import-weights"
-    ):
-        run_demo(
-            load_demo_config(path), path, tmp_path / "r", tmp_path / "w", invoke=lambda argv: 1, say=print
-        )
+def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, monkeypatch):
+    calls: list[dict] = []
+
+    def fake(params: dict) -> None:
+        calls.append(params)
+        Path(params["out"]).write_text("done")
+
+    monkeypatch.setitem(EXECUTORS, "fake", fake)
+    lay = Layout(work=tmp_path)
+    stages = [
+        Stage(f"s{i}", "fake", {"out": str(tmp_path / f"o{i}"), "n": i}, tmp_path / f"o{i}") for i in range(2)
+    ]
+    lines: list[str] = []
+    run_stages(stages, lay, lines.append)
+    assert len(calls) == 2 and json.loads((tmp_path / "stages.json").read_text()).keys() == {"s0", "s1"}
+    run_stages(stages, lay, lines.append)
+    assert len(calls) == 2 and "already done" in lines[-1]
+    changed = [stages[0], Stage("s1", "fake", {"out": str(tmp_path / "o1"), "n": 5}, tmp_path / "o1")]
+    run_stages(changed, lay, lines.append)
+    assert [c["n"] for c in calls] == [0, 1, 5]
+    (tmp_path / "o0").unlink()  # an output that went missing is made again
+    run_stages(changed, lay, lines.append)
+    assert [c["n"] for c in calls] == [0, 1, 5, 0]
 
 
-def test_config_is_a_dataclass_of_the_issue_defaults():
-    cfg = DemoConfig(run="x", budget="quick", steps=1)
-    assert cfg.kitti_label_crop == "4,18" and cfg.coarse_prior and cfg.grid_images == 8
+# ------------------------------------------------------------------------------------------------ results
 
 
-# ---------------------------------------------------------------------------------------- real commands
+def test_lacked_classes_are_the_ones_a_dataset_cannot_tell_apart():
+    camvid = lacked_classes("camvid__cityscapes")
+    assert {"wall", "terrain", "truck", "bus", "train", "traffic light"} <= set(camvid)
+    assert not {"sky", "road", "pole", "person", "fence", "sidewalk"} & set(camvid)
+    idd = lacked_classes("idd-lite__cityscapes")
+    assert {"traffic sign", "pole", "truck", "rider", "terrain", "vegetation"} <= set(idd)
+    assert not {"road", "sky"} & set(idd)
+    assert lacked_classes("kitti__cityscapes") == []
+
+
+def test_paper_table_goals_and_collapse_ratio_by_hand():
+    datasets = {
+        "a": {"T": {"miou": 0.50}, "S_P": {"miou": 0.60}, "S_R": {"miou": 0.55}},
+        "b": {"T": {"miou": 0.40}, "S_P": {"miou": 0.38}, "S_R": {"miou": 0.30}},
+    }
+    table = paper_table(datasets)
+    assert table["T"]["mean"] == pytest.approx(0.45) and table["S_P"]["mean"] == pytest.approx(0.49)
+    coll = {"a": {"shares": {"T": {"x": 0.01, "y": 0.0005}, "S_P": {"x": 0.004, "y": 0.0}}}}
+    assert lowest_ratio(coll, 0.001) == pytest.approx(0.4)  # y is below the 0.1 % floor
+    from segunify.apps.demo.config import GoalsConfig
+
+    got = {g["goal"]: g for g in goals(GoalsConfig(sp_minus_sr={"b": 0.05}), table, datasets, coll, "b")}
+    assert got["S_P - T, mean over datasets"]["value"] == pytest.approx(0.04)
+    assert got["S_P - T, mean over datasets"]["met"] is True
+    assert got["S_P - T on b"]["met"] is False and got["S_P - T on a"]["met"] is True
+    assert got["S_P - S_R on b"]["value"] == pytest.approx(0.08) and got["S_P - S_R on b"]["met"]
+    assert got["source retention: S_P - T on b"]["value"] == pytest.approx(-0.02)
+    assert got["source retention: S_P - T on b"]["met"] is False  # target -0.01
+    assert got["no collapse: lowest S_P / T share of a lacked class"]["met"] is False
+
+
+# ------------------------------------------------------------------------------------------------ toy run
 
 
 @pytest.mark.slow
-def test_toy_demo_end_to_end_on_real_data(camvid_root, kitti_root, weights_dir, tmp_path):
-    """Every real command at a toy budget: 4 CamVid train and 2 val images, 64x128 input, 2 steps."""
-    sets = [
-        "batch_size=2",
-        "schedule.warmup=0",
-        "augmentation.resize=[64,128]",
-        "augmentation.crop=[64,64]",
-        "eval.size=[64,128]",
-        "num_workers=0",
-        "log.progress=false",
-    ]
-    path = _config(
-        tmp_path,
-        teacher_size=[64, 128],
-        kitti_size=[64, 208],
-        kitti_label_crop="4,18",
-        train_limit=4,
-        val_limit=2,
-        student_set=sets,
+def test_toy_demo_end_to_end(shared, tmp_path, monkeypatch):
+    """Every stage for real on the fixtures at a toy budget, then the report; a rerun skips everything."""
+    monkeypatch.setenv("SEGUNIFY_NO_PROGRESS", "1")
+    path = write_config(tmp_path, toy_config())
+    work = tmp_path / "work"
+    assert main(["demo", "--config", str(path), "--work", str(work)]) == 0
+    saved = json.loads((work / "report" / "results.json").read_text())
+    assert set(saved["datasets"]) == {"cityscapes", "camvid", "idd-lite", "kitti"}
+    idd = saved["datasets"]["idd-lite"]
+    assert (
+        idd["taxonomy"] == "idd-lite" and idd["images"] == 1 and set(idd["T"]["iou"]) >= {"drivable", "sky"}
     )
-    code = main(
-        ["demo", "--config", str(path), "--out", str(tmp_path / "report"), "--work", str(tmp_path / "work")]
-    )
-    assert code == 0
-    saved = json.loads((tmp_path / "report" / "results.json").read_text())
-    assert RESULT_KEYS <= set(saved)
-    assert saved["settings"]["train_images"] == 4 and saved["camvid_val"]["T"]["images"] == 2
-    for m in ("T", "S_P", "S_R"):
-        assert 0 <= saved["camvid_val"][m]["miou"] <= 1 and 0 <= saved["kitti"][m]["pixel_acc"] <= 1
-    # the shipped teacher at a toy 64x128 input still beats the ~9 % of random Cityscapes classes
-    assert saved["camvid_val"]["T"]["pixel_acc"] > 0.2
-    hashes = {m: v["sha256"] for m, v in saved["models"].items()}
-    assert len(set(hashes.values())) == 3  # both students moved away from the teacher, differently
-    assert (tmp_path / "report" / "index.html").stat().st_size > 5000
+    assert saved["datasets"]["kitti"]["images"] == 2
+    assert set(saved["table"]) == {"T", "S_P", "S_R"} and "mean" in saved["table"]["T"]
+    assert set(saved["pseudo_labels"]) == {"camvid", "idd-lite"}
+    assert saved["pseudo_labels"]["camvid"]["P"]["images"] == 1  # 0006R0 held out of training
+    assert saved["pseudo_labels"]["camvid"]["R"]["changed_share"] == 0.0
+    assert set(saved["sampling"]["S_P"]) == {"cityscapes", "camvid", "idd-lite"}
+    assert len({v["sha256"] for v in saved["models"].values()}) == 3  # both students moved, differently
+    page = (work / "report" / "index.html").read_text()
+    assert "idd-lite" in page and (work / "report" / "report.css").is_file()
+    assert (work / "report" / "idd-lite-overlays.png").is_file()
+    lines: list[str] = []
+    from segunify.apps.demo import run_demo
+
+    run_demo(load_demo_config(path), str(path), tmp_path, work, say=lines.append)
+    assert sum("already done" in line for line in lines) == 20
+
+
+# ------------------------------------------------------------------------------------------------ packaging
+
+
+def test_wheel_ships_the_demo_and_plans_from_an_empty_folder(tmp_path):
+    """Configs, template and stylesheet are package data: an installed wheel (no checkout) plans the demo."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"  # a copy: building in place would leave build/ and egg-info in the checkout
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(repo / name, tmp_path / name)
+    shutil.copytree(repo / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    pip = [sys.executable, "-m", "pip", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", str(tmp_path), "-w", str(tmp_path / "w")]
+    subprocess.run(build, check=True, cwd=tmp_path)
+    wheel = next((tmp_path / "w").glob("segunify-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("quick.yaml", "full.yaml", "camvid.yaml", "camvid-full.yaml"):
+        assert f"segunify/apps/demo/configs/{name}" in names
+    assert {"segunify/apps/demo/templates/report.html.j2", "segunify/apps/demo/static/report.css"} <= names
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(tmp_path / "site"),
+        "SEGUNIFY_DATA": str(tmp_path / "none"),
+    }
+    code = "import segunify, sys; from segunify.cli import main; print(segunify.__file__); sys.exit(main(['demo', '--plan']))"
+    run = subprocess.run([sys.executable, "-c", code], cwd=empty, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(str(tmp_path / "site"))  # the installed copy, not the checkout
+    assert "segunify train runs/quick/students/S_P.yaml" in run.stdout
+    assert list(empty.iterdir()) == []

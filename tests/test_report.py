@@ -1,196 +1,172 @@
-"""The demo report builder, from a synthetic results dict: files, tables, goals, JSON round trip."""
+"""The demo report from a hand-made results dict: files, the paper table's cells (read back with an HTML
+parser), goals, escaping, the JSON round trip, overlay pictures."""
 
 from __future__ import annotations
 
 import json
 import math
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
+from segunify.apps.demo.report import overlay_picture, pct, points, render_html, write_report
 from segunify.errors import SegunifyError
 from segunify.labels import read_image
 from segunify.mapping import load_mapping
-from segunify.report import (
-    GRID_TILE,
-    build_report,
-    coarse_groups,
-    evaluate_goals,
-    gt_to_source_colors,
-    load_results,
-    miou_over,
-    picture_grid,
-    shared_group_classes,
-)
 from segunify.taxonomy import load_taxonomy
 
-CAMVID = list(load_taxonomy("camvid").classes)
-CITYSCAPES = list(load_taxonomy("cityscapes").classes)
+MODELS = ("T", "S_P", "S_R")
 
 
-def _block(base: float) -> dict:
-    iou = {c: round(base + 0.01 * i, 4) for i, c in enumerate(CAMVID)}
-    return {
-        "miou": float(np.mean(list(iou.values()))),
-        "pixel_acc": base + 0.2,
-        "mean_acc": base + 0.1,
-        "iou": iou,
-    }
+def _block(taxonomy: str, base: float, mapping: str | None) -> dict:
+    classes = list(load_taxonomy(taxonomy).classes)
+    block = {"dataset": taxonomy, "taxonomy": taxonomy, "split": "val", "images": 3, "mapping": mapping}
+    block |= {"size": [64, 128], "overlays": ["val/a"], "note": ""}
+    for i, m in enumerate(MODELS):
+        iou = {c: round(base + 0.05 * i + 0.01 * k, 4) for k, c in enumerate(classes)}
+        block[m] = {"miou": float(np.mean(list(iou.values()))), "pixel_acc": 0.9, "iou": iou}
+    return block
 
 
 def synthetic_results() -> dict:
-    groups = coarse_groups(load_taxonomy("camvid"), load_taxonomy("camvid-coarse"))
-    shared = shared_group_classes(groups)
-    with_iou = {c: 0.8 for c in CAMVID}
-    without_iou = {c: 0.6 for c in CAMVID}
+    datasets = {
+        "cityscapes": _block("cityscapes", 0.5, None),
+        "camvid": _block("camvid", 0.6, "camvid__cityscapes"),
+    }
+    datasets["camvid"]["S_P"]["miou"] = 0.99  # S_P best on camvid, S_R on cityscapes: the bold cell moves
+    table = {m: {n: d[m]["miou"] for n, d in datasets.items()} for m in MODELS}
+    for row in table.values():
+        row["mean"] = float(np.mean(list(row.values())))
+    shares = {m: {"wall": 0.01 * (i + 1), "truck": 0.002} for i, m in enumerate(MODELS)}
+    pseudo = {"images": 4, "ignored_share": 0.01, "changed_share": 0.2, "mean_confidence": 0.9}
+    pseudo |= {"changed_per_class": {"Tree": 0.3, "Car<b>": 0.1}, "class_share": {}}
     return {
         "run": "synthetic",
         "budget": "toy",
+        "description": "",
+        "config": "toy.yaml",
+        "created": "2026-01-01T00:00:00Z",
+        "datasets": datasets,
+        "table": table,
+        "collapse": {"camvid": {"classes": ["wall", "truck"], "shares": shares}},
+        "pseudo_labels": {"camvid": {"P": pseudo, "R": pseudo | {"changed_share": 0.0}}},
+        "sampling": {"S_P": {"cityscapes": 0.5, "camvid": 0.5}, "S_R": {"cityscapes": 0.25, "camvid": 0.75}},
+        "models": {m: {"checkpoint": f"work/{m}", "sha256": "ab" * 32} for m in MODELS},
+        "goals": [
+            {"goal": "S_P - T, mean over datasets", "value": 0.05, "target": 0.04, "met": True},
+            {"goal": "S_P - T on camvid", "value": -0.02, "target": 0.0, "met": False, "strict": True},
+        ],
         "settings": {
-            "goals": {"sp_minus_t": 0.12, "sp_minus_sr": 0.08, "coarse_shared_gain": 0.10},
-            "steps": 2,
+            "teacher": {"taxonomy": "cityscapes"},
+            "parts": [
+                {"name": "cityscapes", "mapping": None, "weight": 1.0},
+                {"name": "camvid", "mapping": "m", "weight": 3.0},
+            ],
         },
-        "models": {m: {"checkpoint": f"work/{m}", "sha256": "ab" * 32} for m in ("T", "S_P", "S_R")},
-        "camvid_val": {"T": _block(0.60), "S_P": _block(0.75), "S_R": _block(0.70)},
-        "kitti": {
-            m: {"miou": 0.5, "pixel_acc": 0.8, "iou": {c: 0.5 for c in CITYSCAPES}} for m in ("T", "S_P")
-        },
-        "collapse": {
-            "classes": ["wall", "bus"],
-            "shares": {"T": {"wall": 0.01, "bus": 0.002}, "S_P": {"wall": 0.0}},
-        },
-        "pseudo_labels": {
-            "P": {
-                "images": 4,
-                "ignored_share": 0.03,
-                "changed_share": 0.12,
-                "per_class_changed": {"Tree": 0.25},
-            },
-            "R": {"images": 4, "ignored_share": 0.0, "changed_share": 0.0},
-        },
-        "coarse_prior": {
-            "groups": groups,
-            "shared_classes": shared,
-            "with_priors": {"miou": 0.8, "miou_shared": 0.8, "pixel_acc": 0.9, "iou": with_iou},
-            "without_priors": {"miou": 0.6, "miou_shared": 0.6, "pixel_acc": 0.85, "iou": without_iou},
-        },
-        "timings": {"pseudo-label P": 1.5, "train S_P": 2.25},
+        "timings": {"train S_P": 12.5},
+        "wall_seconds": 60.0,
     }
 
 
-def _rows(n: int = 2) -> list[dict]:
-    rng = np.random.default_rng(0)
-    return [
-        {
-            "id": f"img{i}",
-            "image": rng.integers(0, 255, (36, 48, 3), dtype=np.uint8),
-            "gt": rng.integers(0, 11, (36, 48), dtype=np.uint8),
-            "T": rng.integers(0, 19, (36, 48), dtype=np.uint8),
-            "P": np.full((36, 48), 255, np.uint8),
-            "S_P": rng.integers(0, 19, (36, 48), dtype=np.uint8),
-        }
-        for i in range(n)
+class Tables(HTMLParser):
+    """Every table of a page as rows of cell texts, plus the class attribute of each cell."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[list[tuple[str, str]]]] = []
+        self.cell: list[str] | None = None
+        self.cls = ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell, self.cls = [], dict(attrs).get("class") or ""
+        elif tag == "br" and self.cell is not None:
+            self.cell.append(" ")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.tables[-1][-1].append((" ".join("".join(self.cell).split()), self.cls))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def parse(page: str) -> list:
+    p = Tables()
+    p.feed(page)
+    return p.tables
+
+
+def test_formatting_of_fractions():
+    assert pct(0.6393) == "63.9" and pct(None) == "-" and pct(0.001234, 2) == "0.12"
+    assert points(0.075) == "+7.5" and points(-0.02) == "-2.0" and points(None) == "-"
+
+
+def test_page_leads_with_the_paper_table(tmp_path):
+    results = synthetic_results()
+    page = write_report(results, tmp_path)
+    tables = parse(page.read_text())
+    head, *rows = tables[0]
+    assert [c for c, _ in head][1:] == [
+        "cityscapes val cityscapes, 19 classes, 3 images",
+        "camvid val camvid, 11 classes, 3 images",
+        "mean",
     ]
+    by_model = {r[0][0]: r[1:] for r in rows}
+    assert [c for c, _ in by_model["T"]] == [
+        pct(results["table"]["T"][k]) for k in ("cityscapes", "camvid", "mean")
+    ]
+    assert [m for m in MODELS if "best" in by_model[m][0][1]] == ["S_R"]  # cityscapes column
+    assert [m for m in MODELS if "best" in by_model[m][1][1]] == ["S_P"]  # camvid column
+    gap = results["table"]["S_P"]["mean"] - results["table"]["T"]["mean"]
+    assert by_model["S_P − T"][2][0] == points(gap)
+    goals = next(t for t in tables if t[0][0][0] == "goal")
+    assert goals[1][3][0] == "met" and goals[2][3][0] == "missed by 2.0" and goals[2][2][0] == "> +0.0"
 
 
-def test_coarse_groups_and_shared_classes():
-    groups = coarse_groups(load_taxonomy("camvid"), load_taxonomy("camvid-coarse"))
-    assert groups["flat"] == ["Road", "Pavement"] or sorted(groups["flat"]) == ["Pavement", "Road"]
-    assert groups["sky"] == ["Sky"] and groups["vehicle"] == ["Car"] and groups["nature"] == ["Tree"]
-    assert sorted(groups["human"]) == ["Bicyclist", "Pedestrian"]
-    shared = shared_group_classes(groups)
-    assert sorted(shared) == sorted(
-        ["Road", "Pavement", "Building", "Fence", "Pole", "SignSymbol", "Pedestrian", "Bicyclist"]
-    )
-    assert sum(len(v) for v in groups.values()) == 11
+def test_every_section_renders_and_text_is_escaped(tmp_path):
+    page = write_report(synthetic_results(), tmp_path).read_text()
+    assert "Car&lt;b&gt;" in page and "Car<b>" not in page
+    tables = parse(page)
+    collapse = next(t for t in tables if t[0][-1][0] == "S_P / T")
+    assert [c for c, _ in collapse[1]] == ["wall", "1.00", "2.00", "3.00", "2.00"]
+    sampling = next(t for t in tables if t[0][1][0] == "weight")
+    assert [c for c, _ in sampling[2]] == ["camvid (pseudo-labels)", "3 (75.0 %)", "50.0", "75.0"]
+    for name in ("results.json", "report.css", "cityscapes-iou.png", "camvid-iou.png"):
+        assert (tmp_path / name).stat().st_size > 100
+    assert read_image(tmp_path / "camvid-iou.png").shape[2] == 3
+    assert json.loads((tmp_path / "results.json").read_text()) == synthetic_results()
 
 
-def test_miou_over_skips_absent():
-    assert miou_over({"a": 0.5, "b": None, "c": 1.0}, ["a", "b", "c"]) == pytest.approx(0.75)
-    assert miou_over({"a": None}, ["a"]) is None
-
-
-def test_goals_measured_against_targets():
-    goals = {g["goal"]: g for g in evaluate_goals(synthetic_results())}
-    sp_t = goals["S_P - T, mIoU-11 on CamVid val"]
-    assert sp_t["value"] == pytest.approx(0.15) and sp_t["met"]
-    sp_sr = goals["S_P - S_R, mIoU-11 on CamVid val"]
-    assert sp_sr["value"] == pytest.approx(0.05) and not sp_sr["met"]
-    coarse = goals["coarse priors - none, mIoU over classes sharing a coarse group"]
-    assert coarse["value"] == pytest.approx(0.2) and coarse["met"]
-
-
-def test_gt_colours_follow_first_allowed_source_class():
-    mapping = load_mapping("camvid__cityscapes")
-    city = load_taxonomy("cityscapes")
-    gt = np.array([[5, 8, 255, 10]], dtype=np.uint8)  # Tree, Car, void, Bicyclist
-    rgb = gt_to_source_colors(gt, mapping)
-    pal = city.palette()
-    assert (rgb[0, 0] == pal[city.index("vegetation")]).all()
-    assert (rgb[0, 1] == pal[city.index("car")]).all()
-    assert (rgb[0, 2] == 0).all()
-    assert (rgb[0, 3] == pal[city.index("rider")]).all()
-
-
-def test_picture_grid_layout_and_palette():
-    mapping = load_mapping("camvid__cityscapes")
-    rows = _rows(2)
-    rows[1]["S_P"] = np.full((36, 48), CITYSCAPES.index("sky"), np.uint8)
-    del rows[0]["P"]
-    grid = picture_grid(rows, mapping)
-    h, w = GRID_TILE
-    assert grid.shape == (2 * h + 4, 5 * w + 4 * 4, 3)
-    sky = load_taxonomy("cityscapes").palette()[CITYSCAPES.index("sky")]
-    tile = grid[h + 4 :, 4 * (w + 4) :]
-    assert (tile == sky).all()
-    missing = grid[:h, 3 * (w + 4) : 3 * (w + 4) + w]
-    assert (missing == 160).all()
-
-
-def test_build_report_writes_page_images_and_json(tmp_path):
+def test_non_finite_figure_is_one_error_and_no_page(tmp_path):
     results = synthetic_results()
-    page = build_report(results, tmp_path / "run", grid_rows=_rows(2))
-    assert page == tmp_path / "run" / "index.html"
-    for name in ("results.json", "iou.png", "grid.png"):
-        assert (tmp_path / "run" / name).stat().st_size > 100
-    chart = read_image(tmp_path / "run" / "iou.png")
-    assert chart.shape[0] > 200 and chart.std() > 0
-    text = page.read_text(encoding="utf-8")
-    assert "<img src='iou.png'" in text and "<img src='grid.png'" in text
-    assert text.count("<table") >= 8
-    assert "CamVid val mIoU-11 %" in text and "<b>80.0</b>" in text  # S_P headline mIoU
-    assert "Coarse-prior experiment" in text and "+20.0" in text
-    assert "Pseudo-label statistics" in text and "25.00" in text  # Tree changed share
-    assert 'class="miss">missed by 3.0' in text  # S_P - S_R = 5 points vs 8
-    assert "img0, img1" in text
-
-    loaded = load_results(tmp_path / "run" / "results.json")
-    assert loaded["camvid_val"] == results["camvid_val"]
-    assert loaded["grid"] == ["img0", "img1"]
-    assert [g["met"] for g in loaded["goals"]] == [True, False, True]
-    page2 = build_report(loaded, tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "results.json").read_text()) == loaded
-    assert "grid.png" not in page2.read_text(encoding="utf-8")
-
-
-def test_partial_results_still_render(tmp_path):
-    page = build_report({"run": "empty", "settings": {}}, tmp_path)
-    text = page.read_text(encoding="utf-8")
-    assert "No goal could be measured" in text
-    assert not (tmp_path / "iou.png").exists()
-
-
-def test_non_finite_numbers_are_refused(tmp_path):
-    results = synthetic_results()
-    results["camvid_val"]["T"]["miou"] = math.nan
+    results["table"]["T"]["mean"] = math.nan
     with pytest.raises(SegunifyError, match="non-finite"):
-        build_report(results, tmp_path)
+        write_report(results, tmp_path)
+    assert not (tmp_path / "index.html").exists()
 
 
-def test_load_results_errors(tmp_path):
-    with pytest.raises(SegunifyError, match="not found"):
-        load_results(tmp_path / "nope.json")
-    bad = tmp_path / "bad.json"
-    bad.write_text("[1, 2]")
-    with pytest.raises(SegunifyError, match="JSON object"):
-        load_results(bad)
+def test_render_needs_no_files():
+    pictures = {"cityscapes": {"chart": "c.png"}, "camvid": {"chart": "v.png"}}
+    html = render_html(synthetic_results(), pictures, {"source": [], "cityscapes": [], "camvid": []})
+    assert '<img src="c.png"' in html and "Examples" not in html  # no overlay pictures given: no section
+
+
+def test_overlay_picture_rows_and_colours():
+    mapping = load_mapping("camvid__cityscapes")
+    h, w = 40, 60
+    gt = np.full((h, w), 3, np.uint8)  # Road
+    t = np.zeros((h, w), np.uint8)  # road
+    row = {"id": "a", "image": np.full((h, w, 3), 50, np.uint8), "gt": gt, "T": t, "S_P": t + 1}
+    pic = overlay_picture([row, row], mapping.extra, mapping.source, mapping.allowed)
+    assert pic.dtype == np.uint8 and pic.shape[2] == 3
+    assert pic.shape[0] > 2 * 160  # two rows of 160-pixel tiles plus titles
+    colours = {tuple(c) for c in pic.reshape(-1, 3)}
+    assert tuple(mapping.extra.colors[3]) in colours and tuple(mapping.source.colors[1]) in colours

@@ -106,3 +106,24 @@ def test_save_round_trip(tmp_path):
     rgb = np.random.default_rng(2).integers(0, 255, (5, 6, 3), dtype=np.uint8)
     viz.save(tmp_path / "x.png", rgb)
     assert (read_image(tmp_path / "x.png") == rgb).all()
+
+
+def test_fit_height_keeps_aspect_and_label_values():
+    ids = np.array([[0, 1], [2, 3]], dtype=np.uint8)
+    big = viz.fit_height(ids, 6)
+    assert big.shape == (6, 6) and set(np.unique(big)) == {0, 1, 2, 3}  # nearest: no blended ids
+    photo = np.zeros((100, 300, 3), np.uint8)
+    photo[:, 150:] = 200
+    small = viz.fit_height(photo, 10, smooth=True)
+    assert small.shape == (10, 30, 3) and small[0, 14, 0] <= small[0, 15, 0]
+
+
+def test_grouped_bar_chart_draws_one_colour_per_series():
+    series = {"T": {"a": 0.5, "b": 0.2}, "S_P": {"a": 0.9, "b": None}}
+    rgb = viz.grouped_bar_chart(series, ["a", "b"], title="t", colors={"T": "#ff0000", "S_P": "#0000ff"})
+    assert rgb.ndim == 3 and rgb.dtype == np.uint8
+    colours = {tuple(c) for c in rgb.reshape(-1, 3)}
+    assert (255, 0, 0) in colours and (0, 0, 255) in colours
+    red = np.all(rgb == (255, 0, 0), axis=-1).sum()
+    blue = np.all(rgb == (0, 0, 255), axis=-1).sum()
+    assert blue > red  # S_P's one 90 % bar covers more than T's 50 % + 20 % bars minus the legend swatch

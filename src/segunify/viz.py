@@ -64,13 +64,20 @@ def error_map(gt: np.ndarray, pred: np.ndarray, allowed: np.ndarray | None = Non
     return out
 
 
-def _fit_height(panel: np.ndarray, height: int) -> np.ndarray:
-    if panel.ndim == 2:
-        panel = np.repeat(panel[..., None], 3, axis=2)
+def fit_height(panel: np.ndarray, height: int, smooth: bool = False) -> np.ndarray:
+    """``panel`` scaled to ``height`` rows, aspect ratio kept; nearest neighbour (labels stay crisp) unless
+    ``smooth`` (photos: area averaging when shrinking)."""
     if panel.shape[0] == height:
         return panel
     width = max(1, round(panel.shape[1] * height / panel.shape[0]))
-    return cv2.resize(panel, (width, height), interpolation=cv2.INTER_NEAREST)
+    mode = cv2.INTER_NEAREST
+    if smooth:
+        mode = cv2.INTER_AREA if height < panel.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(panel, (width, height), interpolation=mode)
+
+
+def _rgb(panel: np.ndarray) -> np.ndarray:
+    return np.repeat(panel[..., None], 3, axis=2) if panel.ndim == 2 else panel
 
 
 def _text_strip(text: str, width: int, height: int) -> np.ndarray:
@@ -99,7 +106,7 @@ def grid(
     if titles is not None and len(titles) != len(panels):
         raise ValueError(f"{len(titles)} titles for {len(panels)} panels")
     height = panels[0].shape[0]
-    fitted = [_fit_height(p, height) for p in panels]
+    fitted = [_rgb(fit_height(p, height)) for p in panels]
     if titles is not None:
         fitted = [
             np.vstack([_text_strip(t, p.shape[1], title_height), p])
@@ -222,13 +229,49 @@ def iou_bar_chart(
         title or f"{result.get('dataset', result['taxonomy'])} {result.get('split', '')}".strip(), fontsize=10
     )
     fig.tight_layout()
+    data, rgb = _png_to_rgb(fig)
+    if path is not None:
+        atomic_write_bytes(path, data)
+    return rgb
+
+
+def _png_to_rgb(fig) -> tuple[bytes, np.ndarray]:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     data = buf.getvalue()
-    if path is not None:
-        atomic_write_bytes(path, data)
-    rgb = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    return data, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def grouped_bar_chart(
+    series: dict[str, dict[str, float | None]],
+    classes: Sequence[str],
+    title: str = "",
+    colors: dict[str, str] | None = None,
+    ylabel: str = "IoU %",
+    dpi: int = 100,
+) -> np.ndarray:
+    """One group of bars per class, one bar per series (e.g. per model), values as fractions shown in
+    percent; a missing value draws no bar. Returns the RGB picture (legend beside the axes)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, 0.55 * len(classes) * max(len(series), 1) ** 0.5 + 2.5), 3.8), dpi=dpi)
+    ax = fig.add_subplot()
+    xs = np.arange(len(classes))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        heights = [100 * v if v is not None else np.nan for v in (values.get(c) for c in classes)]
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar(xs + offset, heights, width, label=name, color=(colors or {}).get(name))
+    ax.set_xticks(xs, list(classes), rotation=35, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _png_to_rgb(fig)[1]
 
 
 def save(path: str | Path, rgb: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""``segunify demo [--full]``: the whole method on real data, end to end, with a report."""
+"""``segunify demo``: the whole method on real data, end to end, with a report (:mod:`segunify.apps.demo`)."""
 
 from __future__ import annotations
 
@@ -10,37 +10,48 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
-        full: bool = typer.Option(
-            False, "--full", help="the full budget (make reproduce) instead of the quick one"
+        config: str = typer.Option(
+            None,
+            "--config",
+            help="a shipped config by name (quick, full, camvid, camvid-full) or a YAML file; default quick",
         ),
-        out: Path = typer.Option(None, "--out", help="report folder (default reports/demo-<run>)"),
+        full: bool = typer.Option(False, "--full", help="the larger budget: the same as --config full"),
+        plan_only: bool = typer.Option(
+            False, "--plan", help="print the stages and their equivalent commands; run nothing"
+        ),
         work: Path = typer.Option(
-            None, "--work", help="work folder for checkpoints and labels (default runs/demo-<run>)"
+            None, "--work", help="run folder (default runs/<run>; the report is in report/)"
         ),
-        steps: int = typer.Option(
-            None, "--steps", min=1, help="training steps per student (overrides the config)"
-        ),
-        config: Path = typer.Option(
-            None, "--config", help="demo config (default configs/demo_quick.yaml or demo_full.yaml)"
+        overrides: list[str] = typer.Option(
+            None, "--set", help="override a config key, e.g. --set student.steps=20"
         ),
     ) -> int:
-        """Teacher -> pseudo-labels with/without priors -> students -> evaluation -> reports/<run>/index.html.
+        """Teacher -> pseudo-labels with / without priors -> two students -> scores -> runs/<run>/report/.
 
-        Needs CamVid, the KITTI sample and the ESPNetv2 weights ('segunify fetch --dest DIR', then
-        SEGUNIFY_DATA=DIR). Finished stages are kept in the work folder and skipped on a rerun.
+        Needs the datasets and weights the config names ('segunify fetch --dest DIR', then
+        SEGUNIFY_DATA=DIR). Finished stages are kept in the run folder and skipped on a rerun.
         """
+        from segunify.apps.demo import config_file, default_work, load_demo_config, plan, run_demo
         from segunify.cli import console
-        from segunify.demo import find_config, load_demo_config, run_demo, summary_tables
 
-        path = find_config(full, config)
-        cfg = load_demo_config(path, steps=steps)
-        out = out or Path("reports") / f"demo-{cfg.run}"
-        work = work or Path("runs") / f"demo-{cfg.run}"
+        if full and config is not None:
+            raise typer.BadParameter("give --full or --config, not both", param_hint="--full")
+        name = "full" if full else config
+        with config_file(name) as path:
+            cfg = load_demo_config(path, overrides or [])
+            base = path.parent if Path(str(name or "")).is_file() else Path.cwd()
+        work = work or default_work(cfg)
 
         def say(text: str) -> None:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-        results = run_demo(cfg, path, out, work, say=say)
-        for table in summary_tables(results):
-            console.print(table)
+        if plan_only:
+            stages, _ = plan(cfg, base, work)
+            say(f"demo {cfg.run} ({cfg.budget}): {len(stages)} stages, outputs in {work}")
+            for i, stage in enumerate(stages, 1):
+                say(f"{i:2d}. {stage.name}" + (f"  [{stage.note}]" if stage.note else ""))
+                if stage.command:
+                    say(f"    {stage.command}")
+            return 0
+        run_demo(cfg, str(name or "quick"), base, work, say=say)
         return 0

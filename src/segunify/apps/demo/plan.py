@@ -1,0 +1,201 @@
+"""The demo as a list of stages: pure data, printed by ``segunify demo --plan`` and executed by
+:mod:`segunify.apps.demo.run`.
+
+Each stage names a library call (``kind`` + ``params``) and the ``segunify`` command that does the same
+from a shell, so a reader can rerun any step by hand. Planning reads no data: it only resolves paths
+(``data:X`` shows as ``$SEGUNIFY_DATA/data/X`` where no data folder is set), so ``--plan`` works anywhere.
+
+Work folder layout (``runs/<run>/`` by default; ignored by git)::
+
+    views/<name>/            links to the chosen samples of a split (only where a subset is chosen)
+    teacher/                 T as a segunify checkpoint
+    pseudo/<part>/{P,R}/     T's pseudo-labels of an extra part with / without its priors (one pass)
+    students/S_P.yaml        the training config of S_P (and S_R): 'segunify train' runs the same
+    students/{S_P,S_R}/      checkpoints (last/) and the sampled share per part
+    eval/<dataset>/<model>.json, eval/<dataset>/<model>/   scores, overlay frames' predictions
+    stages.json              finished stages (a rerun skips them)
+    report/                  index.html, report.css, results.json, charts and overlays
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segunify.apps.demo.config import DemoConfig, EvalConfig, PartConfig, Subset
+from segunify.config import resolve_path
+from segunify.errors import SegunifyError
+
+MODELS = ("T", "S_P", "S_R")
+LABELS = {"S_P": "P", "S_R": "R"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step: ``kind`` selects the library call, ``params`` are its JSON-able arguments (also the
+    fingerprint a rerun compares), ``command`` the equivalent shell command, ``output`` proves it ran."""
+
+    name: str
+    kind: str
+    params: dict
+    output: Path
+    command: str = ""
+    note: str = ""
+
+
+@dataclass
+class Layout:
+    work: Path
+    roots: dict[str, Path] = field(default_factory=dict)  # part / eval name -> root actually read
+
+    @property
+    def teacher(self) -> Path:
+        return self.work / "teacher"
+
+    def pseudo(self, part: str, labels: str) -> Path:
+        return self.work / "pseudo" / part / labels
+
+    def student(self, model: str) -> Path:
+        return self.work / "students" / model
+
+    def checkpoint(self, model: str) -> Path:
+        return self.teacher if model == "T" else self.student(model) / "last"
+
+    def eval_json(self, dataset: str, model: str) -> Path:
+        return self.work / "eval" / dataset / f"{model}.json"
+
+    def overlay_dir(self, dataset: str, model: str) -> Path:
+        return self.work / "eval" / dataset / model
+
+    @property
+    def report(self) -> Path:
+        return self.work / "report"
+
+
+def shown_path(text: str, base: Path, key: str) -> Path:
+    """``resolve_path`` for planning: without a data folder ``data:X`` shows as ``$SEGUNIFY_DATA/data/X``."""
+    try:
+        return resolve_path(text, base, key)
+    except SegunifyError:
+        prefix, _, rest = text.partition(":")
+        return Path("$SEGUNIFY_DATA") / prefix / rest
+
+
+def _cmd(*argv: object) -> str:
+    return " ".join(shlex.quote(str(a)) if not str(a).startswith("$") else str(a) for a in argv)
+
+
+def _size(pair) -> str:
+    return f"{pair[0]},{pair[1]}"
+
+
+def _options(options: dict) -> list[str]:
+    return [a for k, v in options.items() for a in ("--dataset-opt", f"{k}={v}")]
+
+
+def view_stage(name: str, spec: PartConfig | EvalConfig, root: Path, lay: Layout) -> Stage | None:
+    """A folder of links to the chosen samples, or ``None`` when the whole split is used."""
+    subset = Subset(exclude=spec.exclude, limit=spec.limit)
+    if not subset.exclude and subset.limit is None:
+        lay.roots[name] = root
+        return None
+    out = lay.work / "views" / name
+    lay.roots[name] = out
+    what = f"{spec.limit or 'all'} samples of {spec.dataset} {spec.split} in {root}"
+    if spec.exclude:
+        what += f" without {', '.join(spec.exclude)}"
+    params = {"dataset": spec.dataset, "root": str(root), "split": spec.split, "options": spec.options}
+    params |= {"exclude": list(spec.exclude), "limit": spec.limit, "out": str(out)}
+    return Stage(f"view {name}", "view", params, out / ".segunify-view.json", note=f"links to {what}")
+
+
+def import_stage(cfg: DemoConfig, base: Path, lay: Layout) -> Stage:
+    t = cfg.teacher
+    weights = shown_path(t.weights, base, "teacher.weights")
+    params = {"weights": str(weights), "model": t.model, "kwargs": t.kwargs, "taxonomy": t.taxonomy}
+    params["out"] = str(lay.teacher)
+    kw = [a for k, v in t.kwargs.items() for a in ("--model-opt", f"{k}={v}")]
+    command = _cmd(
+        "segunify", "import-weights", "--pth", weights, "--model", t.model, *kw, "--taxonomy", t.taxonomy,
+        "--out", lay.teacher, "--overwrite",
+    )  # fmt: skip
+    return Stage("import teacher", "import", params, lay.teacher / "meta.json", command)
+
+
+def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
+    root = lay.roots[part.name]
+    p, r = lay.pseudo(part.name, "P"), lay.pseudo(part.name, "R")
+    params = {"dataset": part.dataset, "root": str(root), "split": part.split, "mapping": part.mapping}
+    params |= {"options": part.options, "size": list(part.size), "batch_size": cfg.teacher.batch_size}
+    params |= {"teacher": str(lay.teacher), "out": str(p), "without_priors": str(r)}
+    command = _cmd(
+        "segunify", "pseudo-label", "--teacher", lay.teacher, "--dataset", part.dataset, "--root", root,
+        "--split", part.split, "--mapping", part.mapping, "--size", _size(part.size),
+        "--batch-size", cfg.teacher.batch_size, "--out", p, "--also-without-priors", r,
+    )  # fmt: skip
+    return Stage(f"pseudo-label {part.name} (P and R)", "pseudo", params, r / "summary.json", command)
+
+
+def train_config(cfg: DemoConfig, model: str, lay: Layout) -> dict:
+    """The ``segunify train`` config of a student: the demo's recipe on the compound set whose extra
+    parts carry the P (S_P) or R (S_R) pseudo-labels."""
+    parts = []
+    for part in cfg.parts:
+        entry = {"dataset": part.dataset, "root": str(lay.roots[part.name]), "split": part.split}
+        entry |= {"weight": part.weight, "options": part.options}
+        if part.mapping is not None:
+            entry["labels"] = str(lay.pseudo(part.name, LABELS[model]))
+        parts.append(entry)
+    t = cfg.teacher
+    head = {"model": {"name": t.model, "kwargs": t.kwargs, "weights": str(lay.teacher)}}
+    return {**head, "taxonomy": t.taxonomy, "parts": parts, **cfg.student, "out": str(lay.student(model))}
+
+
+def train_stage(cfg: DemoConfig, model: str, lay: Layout) -> Stage:
+    config = lay.work / "students" / f"{model}.yaml"
+    params = {"config": str(config), "train": train_config(cfg, model, lay)}
+    what = "P (with priors)" if model == "S_P" else "R (without priors)"
+    return Stage(
+        f"train {model}",
+        "train",
+        params,
+        lay.checkpoint(model) / "meta.json",
+        _cmd("segunify", "train", config),
+        note=f"the config is written by the demo; extra parts carry pseudo-labels {what}",
+    )
+
+
+def eval_stage(name: str, spec: EvalConfig, model: str, overlays: int, lay: Layout) -> Stage:
+    root = lay.roots[f"eval-{name}"]
+    out = lay.eval_json(name, model)
+    params = {"dataset": spec.dataset, "root": str(root), "split": spec.split, "mapping": spec.mapping}
+    params |= {"options": spec.options, "size": list(spec.size), "checkpoint": str(lay.checkpoint(model))}
+    params |= {"out": str(out), "overlays": overlays, "overlay_dir": str(lay.overlay_dir(name, model))}
+    mapping = ["--mapping", spec.mapping] if spec.mapping else []
+    command = _cmd(
+        "segunify", "evaluate", "--model", lay.checkpoint(model), "--dataset", spec.dataset, "--root", root,
+        "--split", spec.split, *mapping, *_options(spec.options), "--size", _size(spec.size), "--json", out,
+    )  # fmt: skip
+    return Stage(f"evaluate {model} on {name}", "evaluate", params, out, command)
+
+
+def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:
+    """Every stage in order. ``base`` is the folder relative paths of the config are taken from."""
+    lay = Layout(work=work)
+    stages: list[Stage] = []
+    for part in cfg.parts:
+        root = shown_path(part.root, base, f"parts.{part.name}.root")
+        stages.append(view_stage(part.name, part, root, lay))
+    for name, spec in cfg.eval.items():
+        root = shown_path(spec.root, base, f"eval.{name}.root")
+        stages.append(view_stage(f"eval-{name}", spec, root, lay))
+    stages.append(import_stage(cfg, base, lay))
+    stages += [pseudo_stage(cfg, part, lay) for part in cfg.extra_parts]
+    stages += [train_stage(cfg, model, lay) for model in ("S_P", "S_R")]
+    for name, spec in cfg.eval.items():
+        stages += [eval_stage(name, spec, model, cfg.overlays, lay) for model in MODELS]
+    return [s for s in stages if s is not None], lay
+
+
+__all__ = ["LABELS", "MODELS", "Layout", "Stage", "plan", "shown_path", "train_config"]

@@ -1,0 +1,220 @@
+"""Running the demo's stages: each kind of stage is one library call (no command line in between).
+
+Finished stages are recorded in ``<work>/stages.json`` with their parameters; a rerun with the same
+parameters skips them, so an interrupted demo continues where it stopped. Long stages resume by
+themselves too (the pseudo-label runner and the trainer both resume exactly).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from segunify.apps.demo.config import DemoConfig
+from segunify.apps.demo.plan import Layout, Stage
+from segunify.errors import SegunifyError
+from segunify.io import atomic_write_json, write_index_png
+
+Say = Callable[[str], None]
+VIEW_MARK = ".segunify-view.json"
+
+
+def evenly(items: list, n: int | None) -> list:
+    """``n`` items spread evenly over ``items`` (all of them when ``n`` is ``None`` or large)."""
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
+def choose(samples: list, exclude: list[str], limit: int | None) -> list:
+    """Samples whose id matches no ``exclude`` glob, thinned evenly to ``limit``."""
+    kept = [s for s in samples if not any(fnmatch.fnmatchcase(s.id, p) for p in exclude)]
+    return evenly(kept, limit)
+
+
+def build_view(p: dict) -> None:
+    """A folder mirroring the dataset's layout with links to the chosen samples only, so every adapter
+    reads it as the dataset itself (rebuilt from scratch: no stale link survives a config change)."""
+    from segunify.datasets import create_dataset
+
+    src = create_dataset(p["dataset"], p["root"], **p["options"])
+    chosen = choose(src.samples(p["split"]), p["exclude"], p["limit"])
+    if not chosen:
+        raise SegunifyError(f"no {p['dataset']} {p['split']} sample is left by exclude/limit", p["root"])
+    out = Path(p["out"])
+    if out.exists():
+        shutil.rmtree(out)
+    for s in chosen:
+        for path in (s.image, s.label):
+            if path is not None:
+                link = out / path.resolve().relative_to(src.root.resolve())
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(path.resolve(), link)
+    got = [s.id for s in create_dataset(p["dataset"], out, **p["options"]).samples(p["split"])]
+    if got != [s.id for s in chosen]:
+        raise SegunifyError(f"the {p['dataset']} adapter does not read a view of links as its dataset", out)
+    atomic_write_json(out / VIEW_MARK, {"samples": len(chosen), "source": str(src.root)})
+
+
+def import_teacher(p: dict) -> None:
+    """The weights file as a checkpoint; a file of the pretrained table brings its own input size and
+    normalisation, another one needs the config's model, options and taxonomy."""
+    from segunify.models.pretrained import identify, import_weights
+
+    weights = Path(p["weights"])
+    if not weights.is_file():
+        raise SegunifyError("teacher weights not found", weights)
+    options = {"model": p["model"], "model_kwargs": p["kwargs"], "taxonomy": p["taxonomy"]}
+    import_weights(weights, p["out"], identify(weights), **options, overwrite=True)
+
+
+def pseudo_label(p: dict) -> None:
+    """One teacher pass writes both label sets: P (with the priors) and R (without)."""
+    from segunify.datasets import create_dataset
+    from segunify.mapping import load_mapping
+    from segunify.pseudo import PseudoSettings, run_pseudo_label
+    from segunify.pseudo.runner import teacher_from_checkpoint
+
+    settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1)
+    dataset = create_dataset(p["dataset"], p["root"], **p["options"])
+    teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings)
+    mapping = load_mapping(p["mapping"])
+    run_pseudo_label(
+        teacher,
+        info,
+        dataset,
+        p["split"],
+        mapping,
+        p["out"],
+        settings,
+        also_without_priors=p["without_priors"],
+    )
+
+
+def train_student(p: dict) -> None:
+    """Write the student's training config (the file ``segunify train`` would read) and train it."""
+    import yaml
+
+    from segunify.train import load_config, train
+
+    config = Path(p["config"])
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(p["train"], sort_keys=False), encoding="utf-8")
+    cfg = load_config(config)
+    out = Path(p["train"]["out"])
+    train(cfg, config, resume=(out / "last" / "train_state.pt").is_file())
+
+
+def evaluate(p: dict) -> None:
+    """Score a checkpoint on a split in the dataset's taxonomy; keep the overlay frames' predictions."""
+    from segunify.datasets import create_dataset
+    from segunify.evaluation import ModelPredictions, evaluate_dataset, write_result
+    from segunify.mapping import load_mapping
+    from segunify.models.inference import Predictor
+
+    dataset = create_dataset(p["dataset"], p["root"], **p["options"])
+    mapping = load_mapping(p["mapping"]) if p["mapping"] else None
+    predictor = Predictor.from_checkpoint(p["checkpoint"], size=tuple(p["size"]))
+    picks = {s.id for s in evenly(dataset.samples(p["split"]), p["overlays"])}
+    keep = Path(p["overlay_dir"])
+
+    def on_pair(sample, image, label, pred) -> None:
+        if sample.id in picks:
+            write_index_png(keep / sample.rel, np.asarray(pred, dtype=np.uint8))
+
+    source = ModelPredictions.from_predictor(predictor, name=f"model {p['checkpoint']}")
+    result = evaluate_dataset(dataset, p["split"], source, mapping=mapping, on_pair=on_pair)
+    result["overlays"] = sorted(picks)
+    write_result(result, p["out"])
+
+
+EXECUTORS: dict[str, Callable[[dict], None]] = {
+    "view": build_view,
+    "import": import_teacher,
+    "pseudo": pseudo_label,
+    "train": train_student,
+    "evaluate": evaluate,
+}
+
+
+class StageLog:
+    """``<work>/stages.json``: each finished stage's parameters and seconds."""
+
+    def __init__(self, work: Path):
+        self.path = work / "stages.json"
+        self.done: dict[str, dict] = {}
+        if self.path.is_file():
+            try:
+                self.done = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                self.done = {}
+
+    def finished(self, stage: Stage) -> dict | None:
+        rec = self.done.get(stage.name)
+        if rec and rec.get("params") == _canonical(stage.params) and stage.output.exists():
+            return rec
+        return None
+
+    def record(self, stage: Stage, seconds: float) -> None:
+        self.done[stage.name] = {"params": _canonical(stage.params), "seconds": round(seconds, 2)}
+        atomic_write_json(self.path, self.done)
+
+
+def _canonical(params: dict) -> dict:
+    return json.loads(json.dumps(params, sort_keys=True, default=str))
+
+
+def check_inputs(cfg: DemoConfig, base: Path) -> None:
+    """Every dataset and weights file the demo reads, or one line naming all that are missing."""
+    from segunify.config import resolve_path
+    from segunify.paths import ENV
+
+    wanted = {"teacher weights": cfg.teacher.weights}
+    wanted |= {f"part {p.name}": p.root for p in cfg.parts}
+    wanted |= {f"eval {n}": e.root for n, e in cfg.eval.items()}
+    missing = []
+    for what, text in wanted.items():
+        try:
+            path = resolve_path(text, base, what)
+        except SegunifyError:
+            path = Path(text)
+        if not path.exists():
+            missing.append(f"{what} ({path})")
+    if missing:
+        raise SegunifyError(
+            f"the demo needs data that is missing: {'; '.join(missing)}. Get it with 'segunify fetch --dest DIR' "
+            f"and set {ENV}=DIR (a folder holding data/ and weights/)"
+        )
+
+
+def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
+    """Run every stage not yet finished with the same parameters; returns seconds per stage."""
+    log = StageLog(lay.work)
+    timings: dict[str, float] = {}
+    lay.work.mkdir(parents=True, exist_ok=True)
+    for i, stage in enumerate(stages, 1):
+        head = f"[{i}/{len(stages)}] {stage.name}"
+        rec = log.finished(stage)
+        if rec is not None:
+            say(f"{head}: already done ({rec['seconds']:.1f} s earlier)")
+            timings[stage.name] = rec["seconds"]
+            continue
+        say(f"{head}: {stage.command or stage.note}")
+        t0 = time.perf_counter()
+        EXECUTORS[stage.kind](stage.params)
+        if not stage.output.exists():
+            raise SegunifyError(f"demo stage {stage.name!r} finished but wrote nothing", stage.output)
+        timings[stage.name] = round(time.perf_counter() - t0, 2)
+        log.record(stage, timings[stage.name])
+        say(f"{head}: {timings[stage.name]:.1f} s")
+    return timings
+
+
+__all__ = ["EXECUTORS", "StageLog", "check_inputs", "choose", "evenly", "run_stages"]
