@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.pseudo_runs import make_camvid, run, tree_bytes
+from fixtures.pseudo_runs import FakeState, make_camvid, run, tree_bytes
 from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
@@ -193,6 +193,24 @@ def test_a_changed_sample_is_redone(tmp_path):
     summary = run(root, out)
     assert summary.run.processed == 2 and summary.run.skipped == 5
     run(root, tmp_path / "fresh")
+    assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
+
+
+def test_a_sample_redone_by_another_rank_count_keeps_the_new_record(tmp_path):
+    """Item 5 with a changed process count: sample 2 was done by rank 1 of two, then changed and redone by
+    one process. Its stale journal line (in rank 1's file, read last) must not win: the merged manifest
+    equals a fresh run, and a further rerun has nothing to do."""
+    root = make_camvid(tmp_path / "camvid", n=6)
+    out = tmp_path / "out"
+    rank1 = lambda: run(root, out, state=FakeState(1, 2), batch_size=2)  # noqa: E731
+    run(root, out, state=FakeState(0, 2, rank1), batch_size=2)
+    sample = create_dataset("camvid", root).samples("train")[2]  # batch 1 -> rank 1
+    write_png(sample.label, np.full((24, 32), 3, dtype=np.uint8))
+    st = sample.label.stat()
+    os.utime(sample.label, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert run(root, out, batch_size=2).run.processed == 1
+    assert run(root, out, batch_size=2).run.processed == 0
+    run(root, tmp_path / "fresh", batch_size=2)
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
 
 

@@ -360,12 +360,14 @@ def _finish(run: _Run, target: _Target, split: str, teacher: TeacherInfo) -> Pse
     """Merge the journals into ``manifest.jsonl`` (sample order) and write ``summary.json``."""
     store = target.store
     records = store.records()
-    missing = [s.id for s in run.samples if s.id not in records]
+    current = [store.current(records, s) for s in run.samples]
+    missing = [s.id for s, rec in zip(run.samples, current, strict=True) if rec is None]
     if missing:
         raise SegunifyError(
-            f"{len(missing)} image(s) have no manifest record (e.g. {missing[0]!r}); run again", store.out
+            f"{len(missing)} image(s) have no current manifest record (e.g. {missing[0]!r}); run again",
+            store.out,
         )
-    ordered = [records[s.id] for s in run.samples]
+    ordered = [rec for rec in current if rec is not None]
     store.write_manifest(ordered)
     summary = summarize(
         [ImageStats.from_record(r) for r in ordered],

@@ -295,10 +295,11 @@ class PseudoStore:
     def journal(self, rank: int) -> Journal:
         return Journal(self.out / PARTS / f"manifest-{rank:05d}.jsonl")
 
-    def records(self) -> dict[str, dict]:
-        """Manifest records by id from the manifest and the journals; a torn line (kill -9) is skipped."""
+    def records(self) -> dict[str, list[dict]]:
+        """Records by id from the manifest and then the journals (a torn line from kill -9 is skipped).
+        An id may have several (redone after its inputs changed, maybe by another rank): see :meth:`current`."""
         parts = sorted((self.out / PARTS).glob("manifest-*.jsonl")) if (self.out / PARTS).is_dir() else []
-        records: dict[str, dict] = {}
+        records: dict[str, list[dict]] = {}
         for path in [self.out / MANIFEST, *parts]:
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
@@ -310,28 +311,36 @@ class PseudoStore:
                 except json.JSONDecodeError:
                     continue
                 if isinstance(rec, dict) and "id" in rec:
-                    records[rec["id"]] = rec
+                    records.setdefault(rec["id"], []).append(rec)
         return records
+
+    @staticmethod
+    def current(records: dict[str, list[dict]], sample: Sample) -> dict | None:
+        """The sample's latest record made from its inputs as they are now (``None``: redo it)."""
+        signature = input_signature(sample)
+        mine = [r for r in records.get(sample.id, ()) if r.get("signature") == signature]
+        return mine[-1] if mine and mine[-1].get("output") == sample.rel else None
 
     def finished(
         self, samples: Sequence[Sample], indices: Sequence[int], save_confidence: bool, threads: int
     ) -> set[int]:
-        """Indices whose record exists, whose inputs are unchanged and whose PNG(s) decode at the recorded size."""
+        """Indices with a current record (inputs unchanged) whose PNG(s) decode at the recorded size."""
         records = self.records()
-        candidates = [i for i in indices if samples[i].id in records]
 
         def ok(i: int) -> bool:
-            rec, s = records[samples[i].id], samples[i]
+            s = samples[i]
+            rec = self.current(records, s)
+            if rec is None:
+                return False
             try:
                 h, w = int(rec["height"]), int(rec["width"])
             except (KeyError, TypeError, ValueError):
-                return False
-            if rec.get("output") != s.rel or rec.get("signature") != input_signature(s):
                 return False
             if not _png_ok(self.label_path(s), h, w):
                 return False
             return not save_confidence or _png_ok(self.confidence_path(s), h, w)
 
+        candidates = [i for i in indices if samples[i].id in records]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             flags = list(pool.map(ok, candidates))
         return {i for i, good in zip(candidates, flags, strict=True) if good}
