@@ -120,6 +120,11 @@ def test_a_foreign_non_empty_folder_is_refused_and_untouched(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run(root, empty).images == 2  # an empty folder is fine
+    old = tmp_path / "old"  # a folder of the previous format: no marker, no root in its settings
+    (old / ".parts").mkdir(parents=True)
+    (old / "settings.json").write_text('{"format": "segunify-pseudo-labels"}')
+    with pytest.raises(SegunifyError, match="older segunify"):
+        run(root, old)
 
 
 def test_only_temp_files_of_our_own_outputs_are_removed(tmp_path):

@@ -213,10 +213,17 @@ class PseudoStore:
             yield
 
     def claim(self) -> None:
+        """Make the folder ours (marker first), or refuse one that holds anything else."""
         out = self.out
         if out.exists() and not out.is_dir():
             raise SegunifyError("output folder is a file", out)
         if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
+            if (out / SETTINGS).is_file() and (out / PARTS).is_dir():
+                raise SegunifyError(
+                    "pseudo-label folder of an older segunify (no marker, no dataset root recorded): "
+                    "write into a new folder",
+                    out,
+                )
             raise SegunifyError(
                 f"output folder is not empty and not a segunify pseudo-label folder (no {MARKER} marker); "
                 "refusing to write into it: choose a new or empty folder",
@@ -231,6 +238,7 @@ class PseudoStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
+        """Hold the folder's advisory lock, or fail naming the pid of the run that holds it."""
         path = self.out / LOCK
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
