@@ -67,7 +67,7 @@ def inside(
     reason = unsafe_part(text) if isinstance(text, str) else f"not a path but {type(text).__name__}"
     if reason is not None:
         raise SegunifyError(
-            f"{what} {text!r} may lead outside the dataset root ({reason}); paths must be relative to {base}",
+            f"{what} {text!r} is not a path inside the dataset root ({reason}); paths must be relative to {base}",
             listed_in,
             line,
         )
