@@ -95,6 +95,34 @@ def test_config_errors_are_one_line(camvid, tmp_path, capsys, edit, sets, expect
     assert not (tmp_path / "run" / "last").exists()
 
 
+def test_select_names_one_metric_of_an_existing_part(camvid, tmp_path, capsys):
+    """``eval.select`` must name a metric that exists: a known part, and mIoU only where it is defined
+    (a non-partition mapping has none; before, such a part's allowed-set accuracy was averaged in)."""
+    rows = ["extra_id,extra_name,source_classes"] + [f"{k},{n},{n}" for k, n in enumerate(OTHER_MAPPING)]
+    rows[2] = "1,Building,Building;Sky"  # Sky allowed by two classes: not a partition
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    part = {"dataset": "camvid", "root": str(camvid), "mapping": str(tmp_path / "m.csv")}
+    cases = [
+        (
+            {"parts": [part]},
+            "eval.select: mean_miou needs the mIoU of camvid/val, but its mapping is not a partition",
+        ),
+        ({"parts": [part], "select": "kitti/val/miou"}, "eval.select: no evaluation part named 'kitti/val'"),
+        (
+            {"select": "camvid/val/iou"},
+            "eval.select: expected mean_miou or <dataset>/<split>/<miou|pixel_acc|mean_acc>",
+        ),
+    ]
+    for evaluation, expected in cases:
+        cfg = base_config(camvid, tmp_path / "run")
+        cfg["eval"] = evaluation
+        path = write_config(tmp_path / "c.yaml", cfg)
+        code, lines = run_cli(["train", str(path)], capsys)
+        assert code == 1 and len(lines) == 1 and expected in lines[0], lines
+    cfg["eval"] = {"parts": [part], "select": "camvid/val/pixel_acc"}
+    assert main(["train", str(write_config(tmp_path / "c.yaml", cfg)), "--set", "steps=1"]) == 0
+
+
 def test_unknown_key_names_its_line(camvid, tmp_path):
     text = "\n".join(
         [

@@ -120,15 +120,13 @@ class Trainer:
 
     def _check_select(self) -> None:
         select, names = self.cfg.eval.select, [p.name for p in self.eval_parts]
-        if not self.eval_parts:
-            return
         if select == "mean_miou":
             needed = [p for p in self.eval_parts if not p.same_taxonomy and not p.mapping.is_partition]
         else:
             part, metric = select.rsplit("/", 1)
             if part not in names:
                 raise SegunifyError(
-                    f"eval.select: no evaluation part named {part!r} (parts: {', '.join(names)})",
+                    f"eval.select: no evaluation part named {part!r} (parts: {', '.join(names) or 'none'})",
                     self.config_path,
                 )
             needed = [p for p in self.eval_parts if p.name == part and metric == "miou"]
