@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from segunify.errors import SegunifyError
 from segunify.mapping import load_mapping
-from segunify.pseudo.priors import allowed_table, apply_priors, plain_argmax
+from segunify.pseudo.priors import allowed_table, apply_priors, label_probs, plain_argmax
 
 # K=4 extra classes over C=4 source classes: singleton, pair, void (maps to nothing), triple
 ALLOWED = np.array(
@@ -235,3 +235,24 @@ def test_fill_void_changes_only_void_pixels(problem):
     void = ~allowed_table(allowed)[gt.long()].any(-1)
     assert torch.equal(a[~void], b[~void]) and torch.equal(ca[~void], cb[~void])
     assert torch.equal(b[void], plain_argmax(scores)[0][void])
+
+
+def test_label_probs_marks_where_the_prior_overruled_the_teacher():
+    """``changed`` is exactly the labelled pixels whose label differs from the plain argmax (random
+    probabilities have no ties); without priors nothing changes and the confidence floor still applies."""
+    g = torch.Generator().manual_seed(5)
+    probs = torch.rand(2, 4, 6, 7, generator=g).softmax(1)
+    gt = torch.randint(0, 4, (2, 6, 7), generator=g, dtype=torch.uint8)
+    gt[0, 0, :3] = 255
+    labels, conf, changed = label_probs(probs, gt, ALLOWED)
+    ref_labels, ref_conf = apply_priors(probs, gt, ALLOWED, scores_are_probs=True)
+    assert torch.equal(labels, ref_labels) and torch.equal(conf, ref_conf)
+    plain = probs.argmax(1)
+    assert torch.equal(changed, (labels != 255) & (labels.long() != plain))
+    assert 0 < int(changed.sum()) < int((labels != 255).sum())
+    labels, conf, changed = label_probs(probs, None, ALLOWED, priors=False, min_confidence=0.4)
+    low = probs.amax(1) < 0.4
+    assert torch.equal(labels.long(), plain.masked_fill(low, 255)) and not changed.any()
+    assert torch.equal(conf == 0, low)
+    with pytest.raises(SegunifyError, match="priors need the ground truth"):
+        label_probs(probs, None, ALLOWED)

@@ -37,7 +37,7 @@ PNG at ``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`).
 
 from __future__ import annotations
 
-from segunify.pseudo.priors import allowed_table, apply_priors, plain_argmax, score_at
+from segunify.pseudo.priors import allowed_table, apply_priors, label_probs, plain_argmax, score_at
 from segunify.pseudo.runner import run_pseudo_label
 from segunify.pseudo.settings import PseudoSettings, TeacherInfo
 from segunify.pseudo.stats import PseudoSummary
@@ -49,6 +49,7 @@ __all__ = [
     "TeacherInfo",
     "allowed_table",
     "apply_priors",
+    "label_probs",
     "load_summary",
     "plain_argmax",
     "pseudo_label_path",

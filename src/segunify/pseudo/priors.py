@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from segunify.errors import SegunifyError
 from segunify.taxonomy import IGNORE
 
-__all__ = ["allowed_table", "apply_priors", "plain_argmax", "score_at"]
+__all__ = ["allowed_table", "apply_priors", "label_probs", "plain_argmax", "score_at"]
 
 
 def _as_bool_tensor(allowed, device: torch.device) -> torch.Tensor:
@@ -222,3 +222,31 @@ def apply_priors(
         labels.masked_fill_(low, IGNORE)
         confidence.masked_fill_(low, 0.0)
     return labels, confidence
+
+
+def label_probs(
+    probs: torch.Tensor,
+    gt: torch.Tensor | None,
+    allowed,
+    *,
+    priors: bool = True,
+    fill_void: bool = False,
+    min_confidence: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pseudo-labels of one batch of teacher probabilities, with the priors or as the plain argmax
+    (``gt`` may then be ``None``). Returns labels, confidence and ``changed``: the labelled pixels where
+    the prior overruled the teacher (the label's probability is below the maximum; all False without)."""
+    if priors:
+        if gt is None:
+            raise SegunifyError("priors need the ground truth")
+        labels, conf = apply_priors(
+            probs, gt, allowed, fill_void=fill_void, min_confidence=min_confidence, scores_are_probs=True
+        )
+        changed = (labels != IGNORE) & (score_at(probs, labels) < probs.amax(1))
+        return labels, conf, changed
+    labels, conf = plain_argmax(probs, scores_are_probs=True)
+    if min_confidence is not None:
+        low = conf < min_confidence
+        labels.masked_fill_(low, IGNORE)
+        conf = conf.masked_fill(low, 0.0)
+    return labels, conf, torch.zeros_like(labels, dtype=torch.bool)

@@ -33,7 +33,7 @@ import torch
 from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.mapping import Mapping
-from segunify.pseudo.priors import apply_priors, plain_argmax, score_at
+from segunify.pseudo.priors import label_probs
 from segunify.pseudo.settings import PseudoSettings, Teacher, TeacherInfo, teacher_from_checkpoint
 from segunify.pseudo.stats import ImageStats, PseudoSummary, RankTiming, RunInfo, image_stats, summarize
 from segunify.pseudo.store import (
@@ -105,33 +105,6 @@ class _Items(torch.utils.data.Dataset):
 
 def _collate(items: list[dict]) -> list[dict]:
     return items
-
-
-# ---------------------------------------------------------------------------------------------- labels
-
-
-def label_batch(
-    probs: torch.Tensor, gt: torch.Tensor | None, allowed: torch.Tensor, settings: PseudoSettings
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Labels, confidence and the pixels where the prior overruled the teacher, for one batch."""
-    if settings.priors:
-        assert gt is not None
-        labels, conf = apply_priors(
-            probs,
-            gt,
-            allowed,
-            fill_void=settings.fill_void,
-            min_confidence=settings.min_confidence,
-            scores_are_probs=True,
-        )
-        changed = (labels != IGNORE) & (score_at(probs, labels) < probs.amax(1))
-        return labels, conf, changed
-    labels, conf = plain_argmax(probs, scores_are_probs=True)
-    if settings.min_confidence is not None:
-        low = conf < settings.min_confidence
-        labels.masked_fill_(low, IGNORE)
-        conf = conf.masked_fill(low, 0.0)
-    return labels, conf, torch.zeros_like(labels, dtype=torch.bool)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -323,7 +296,15 @@ def _label_group(run: _Run, group: list[dict], pool: ThreadPoolExecutor) -> list
     gt = torch.stack([it["gt"] for it in group]).to(run.device, non_blocking=True) if have_gt else None
     futures = []
     for t in run.targets:
-        labels, conf, changed = label_batch(probs, gt, run.allowed, t.settings)
+        opts = t.settings
+        labels, conf, changed = label_probs(
+            probs,
+            gt,
+            run.allowed,
+            priors=opts.priors,
+            fill_void=opts.fill_void,
+            min_confidence=opts.min_confidence,
+        )
         stats = image_stats(labels, conf, changed, gt, run.num_source, run.num_extra)
         conf_u8 = (
             (conf * 255.0).round_().to(torch.uint8).cpu().numpy() if t.settings.save_confidence else None
