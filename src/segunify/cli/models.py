@@ -53,7 +53,7 @@ def _model_options(pairs: list[str] | None, s: float | None) -> dict:
     return opts
 
 
-def _resolve_entry(name: str | None, pth: str | None, model: str | None, opts: dict, taxonomy: str | None):
+def _resolve_entry(name: str | None, pth: str | None, model: str | None, taxonomy: str | None):
     """The table entry for NAME or for a known ``--pth`` file (None for an unknown file), and the file."""
     from segunify.models.pretrained import get_pretrained, identify
 
@@ -101,7 +101,7 @@ def import_weights(
     from segunify.models.pretrained import import_weights as run_import
 
     opts = _model_options(model_opt, s)
-    entry, src = _resolve_entry(name, pth, model, opts, taxonomy)
+    entry, src = _resolve_entry(name, pth, model, taxonomy)
     dest, net, meta = run_import(
         src,
         out,
