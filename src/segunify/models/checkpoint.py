@@ -332,22 +332,37 @@ def check_taxonomy(meta: Mapping[str, Any], taxonomy: str | Taxonomy, where: str
     )
 
 
-def _load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], name: str, weights: Path) -> None:
-    """Strict load (tied tensors saved once are allowed to be absent), one line for any mismatch."""
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    where: str | Path,
+    what: str = "the model",
+    head: Callable[[str], bool] = lambda key: False,
+) -> list[str]:
+    """The one strict load of every family: ``state`` must fill ``model`` exactly, except keys for
+    which ``head(key)`` is True (a classifier for another class count: dropped, left as initialised)
+    and tied tensors stored once. Returns the dropped keys; any other mismatch is one line."""
     own = model.state_dict()
-    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    bad = [k for k in mismatched if not head(k)]
     if bad:
+        k = bad[0]
         raise SegunifyError(
-            f"weights do not fit model {name!r}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
-            f"model expects {tuple(own[bad[0]].shape)}",
-            weights,
+            f"weights do not fit {what}: {k} has shape {tuple(state[k].shape)}, model expects "
+            f"{tuple(own[k].shape)} ({len(bad)} mismatched tensors)",
+            where,
         )
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not _is_tied(model, k, state)]
+    missing, unexpected = model.load_state_dict(
+        {k: v for k, v in state.items() if k not in mismatched}, strict=False
+    )
+    missing = [k for k in missing if not head(k) and not _is_tied(model, k, state)]
     if missing or unexpected:
         raise SegunifyError(
-            f"weights do not fit model {name!r}: missing {missing[:3]}, unexpected {unexpected[:3]}", weights
+            f"weights do not fit {what}: {len(missing)} missing keys (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})",
+            where,
         )
+    return mismatched
 
 
 def load_checkpoint(
@@ -370,7 +385,7 @@ def load_checkpoint(
         )
     state = read_safetensors(weights)
     model = create_model(meta.model, meta.num_classes, **meta.model_kwargs)
-    _load_weights_into(model, state, meta.model, weights)
+    load_state(model, state, weights, f"model {meta.model!r}")
     model.to(map_location).eval()
     return model, meta.to_dict()
 
@@ -396,6 +411,7 @@ __all__ = [
     "is_checkpoint",
     "load_checkpoint",
     "load_meta",
+    "load_state",
     "load_tensor_pickle",
     "read_meta",
     "read_safetensors",

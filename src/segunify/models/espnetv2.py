@@ -320,37 +320,21 @@ def read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
 def load_weights(model: ESPNetv2Seg, sd: dict[str, torch.Tensor], source: str | Path = "<weights>") -> str:
     """Load ``sd`` into ``model``; returns what was done: ``"full"``, ``"sliced"`` (the shipped 20-channel
     head cut to 19 classes) or ``"encoder-decoder"`` (new classifier for another class count)."""
+    from segunify.models.checkpoint import load_state
+
     head_w, head_b = HEAD_KEYS
     if head_w not in sd:
         raise SegunifyError(f"not ESPNetv2 segmentation weights (no key {head_w!r})", source)
-    n_src = sd[head_w].shape[0]
-    kind = "full"
-    if n_src != model.num_classes:
-        if n_src == SHIPPED_CHANNELS and model.num_classes == SHIPPED_CHANNELS - 1:
-            sd = dict(sd)
-            sd[head_w], sd[head_b] = sd[head_w][: model.num_classes], sd[head_b][: model.num_classes]
-            kind = "sliced"
-        else:
-            sd = {k: v for k, v in sd.items() if k not in HEAD_KEYS}
-            kind = "encoder-decoder"
-    own = model.state_dict()
-    bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
-    if bad:
-        k = bad[0]
-        raise SegunifyError(
-            f"weights do not fit espnetv2 (wrong width s?): {k} has shape {tuple(sd[k].shape)}, "
-            f"model expects {tuple(own[k].shape)} ({len(bad)} mismatched tensors)",
-            source,
-        )
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if kind == "encoder-decoder":
-        missing = [k for k in missing if k not in HEAD_KEYS]
-    if missing or unexpected:
-        raise SegunifyError(
-            f"weights do not fit espnetv2: {len(missing)} missing keys (e.g. {missing[:2]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})",
-            source,
-        )
+    n_src, n = sd[head_w].shape[0], model.num_classes
+    if n_src == n:
+        kind = "full"
+    elif n_src == SHIPPED_CHANNELS and n == SHIPPED_CHANNELS - 1:
+        sd = {**sd, head_w: sd[head_w][:n], head_b: sd[head_b][:n]}
+        kind = "sliced"
+    else:
+        kind = "encoder-decoder"
+    new_head = (lambda key: key in HEAD_KEYS) if kind == "encoder-decoder" else (lambda key: False)
+    load_state(model, sd, source, "espnetv2 (wrong width s?)", head=new_head)
     return kind
 
 

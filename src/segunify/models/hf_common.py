@@ -38,26 +38,10 @@ def weights_kind(weights: str | Path | None) -> str | None:
 
 def load_partial(model: nn.Module, weights: str | Path, head_prefixes: tuple[str, ...]) -> None:
     """Load a segunify checkpoint's weights into ``model``; only the classifier may differ in shape."""
-    from segunify.models.checkpoint import read_safetensors
+    from segunify.models.checkpoint import WEIGHTS, load_state, read_safetensors
 
-    state = read_safetensors(Path(weights) / "model.safetensors")
-    own = model.state_dict()
-    dropped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    bad = [k for k in dropped if not k.startswith(head_prefixes)]
-    if bad:
-        raise SegunifyError(
-            f"weights do not fit the model: {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
-            f"model expects {tuple(own[bad[0]].shape)}",
-            weights,
-        )
-    missing, unexpected = model.load_state_dict(
-        {k: v for k, v in state.items() if k not in dropped}, strict=False
-    )
-    missing = [k for k in missing if not k.startswith(head_prefixes)]
-    if missing or unexpected:
-        raise SegunifyError(
-            f"weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}", weights
-        )
+    state = read_safetensors(Path(weights) / WEIGHTS)
+    load_state(model, state, weights, head=lambda key: key.startswith(head_prefixes))
 
 
 def config_of_checkpoint(weights: str | Path) -> dict:
