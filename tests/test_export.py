@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.tiny_models import espnet_checkpoint
 from segunify.cli import main
 from segunify.models import create_model
 from segunify.models.checkpoint import load_checkpoint, save_checkpoint
@@ -15,11 +16,7 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("espnetv2", 11, s=1.0).eval()
-    path = tmp_path_factory.mktemp("export") / "ck"
-    save_checkpoint(path, model, {"taxonomy": "camvid", "input_size": (64, 96)})
-    return path
+    return espnet_checkpoint(tmp_path_factory.mktemp("export") / "ck")
 
 
 def _text(capsys) -> str:

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fixtures.tiny_models import espnet_checkpoint
 from segunify.cli import main
 from segunify.errors import SegunifyError
 from segunify.io import write_png
 from segunify.labels import read_image, read_label_raw
-from segunify.models.checkpoint import save_checkpoint
 from segunify.models.inference import Predictor
 
 torch.set_num_threads(2)
@@ -121,13 +121,7 @@ def test_sliding_window_needs_a_size():
 
 @pytest.fixture(scope="module")
 def espnet_ckpt(tmp_path_factory):
-    from segunify.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("espnetv2", 11, s=1.0).eval()
-    path = tmp_path_factory.mktemp("inf") / "ck"
-    save_checkpoint(path, model, {"taxonomy": "camvid", "input_size": (64, 96)})
-    return path
+    return espnet_checkpoint(tmp_path_factory.mktemp("inf") / "ck")
 
 
 def test_from_checkpoint_uses_meta_size(espnet_ckpt, images):
@@ -170,18 +164,7 @@ def test_predict_cli_writes_index_colour_and_overlay(espnet_ckpt, images, tmp_pa
 @pytest.fixture(scope="module")
 def city_ckpt(tmp_path_factory):
     """A tiny random Cityscapes-19 model whose predictions cover several classes at 48x64."""
-    from segunify.models import create_model
-
-    torch.manual_seed(1)
-    model = create_model("espnetv2", 19, s=1.0).eval()
-    for m in model.modules():  # random BatchNorm statistics: without them one class wins everywhere
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 3.0)
-    path = tmp_path_factory.mktemp("city") / "ck"
-    save_checkpoint(path, model, {"taxonomy": "cityscapes", "input_size": (64, 96)})
-    return path
+    return espnet_checkpoint(tmp_path_factory.mktemp("city") / "ck", "cityscapes", 19, seed=1, varied=True)
 
 
 @pytest.fixture(scope="module")
