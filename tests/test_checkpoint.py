@@ -413,3 +413,17 @@ def test_import_refuses_foreign_folders_and_overwrites_only_when_asked(imported,
     assert main([*cmd, str(ck), "--size", "64,128", "--overwrite"]) == 0
     assert read_meta(ck)["input_size"] == [64, 128]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "data"]  # no temp or backup folder left
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_overwrite_swaps_with_and_without_renameat2(tmp_path, monkeypatch, exchange):
+    """The replacement is one renameat2(RENAME_EXCHANGE) where the kernel has it, two renames elsewhere;
+    both leave exactly the new checkpoint and no temp or backup folder."""
+    import segunify.models.checkpoint as ck
+
+    if not exchange:
+        monkeypatch.setattr(ck, "_exchange", lambda a, b: False)
+    path = save_checkpoint(tmp_path / "ck", _randomised(3), {"classes": ["a", "b", "c"], "metrics": {"v": 1}})
+    save_checkpoint(path, _randomised(3), {"classes": ["a", "b", "c"], "metrics": {"v": 2}}, overwrite=True)
+    assert read_meta(path)["metrics"] == {"v": 2} and [p.name for p in tmp_path.iterdir()] == ["ck"]
+    load_checkpoint(path)  # the weights' sha256 matches the new meta
