@@ -196,7 +196,7 @@ def test_plan_is_pure_and_differs_between_students_only_in_labels(tmp_path):
     )
     same = {k: v for k, v in sp.items() if k not in ("parts", "out")}
     assert same == {k: v for k, v in sr.items() if k not in ("parts", "out")}
-    assert sp["model"]["weights"] == str(lay.teacher) and sp["steps"] == 2
+    assert sp["model"]["weights"] == str(lay.teacher.absolute()) and sp["steps"] == 2
     ev = {s.name: s for s in stages if s.kind == "evaluate"}
     assert ev["evaluate S_P on cityscapes"].params["mapping"] is None
     assert "--mapping" not in ev["evaluate T on cityscapes"].command

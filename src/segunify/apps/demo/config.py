@@ -113,8 +113,9 @@ class DemoConfig(_Strict):
             TrainConfig.model_validate(placeholders | v)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "student"
-            raise ValueError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+            where = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{where}: {msg}" if where else msg) from None
         return v
 
     @model_validator(mode="after")

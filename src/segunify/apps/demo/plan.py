@@ -139,17 +139,22 @@ def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
 
 def train_config(cfg: DemoConfig, model: str, lay: Layout) -> dict:
     """The ``segunify train`` config of a student: the demo's recipe on the compound set whose extra
-    parts carry the P (S_P) or R (S_R) pseudo-labels."""
+    parts carry the P (S_P) or R (S_R) pseudo-labels. Paths are absolute: the file lives in the run
+    folder, and a relative path in a config is read from the config's own folder."""
     parts = []
     for part in cfg.parts:
-        entry = {"dataset": part.dataset, "root": str(lay.roots[part.name]), "split": part.split}
+        entry = {"dataset": part.dataset, "root": _abs(lay.roots[part.name]), "split": part.split}
         entry |= {"weight": part.weight, "options": part.options}
         if part.mapping is not None:
-            entry["labels"] = str(lay.pseudo(part.name, LABELS[model]))
+            entry["labels"] = _abs(lay.pseudo(part.name, LABELS[model]))
         parts.append(entry)
     t = cfg.teacher
-    head = {"model": {"name": t.model, "kwargs": t.kwargs, "weights": str(lay.teacher)}}
-    return {**head, "taxonomy": t.taxonomy, "parts": parts, **cfg.student, "out": str(lay.student(model))}
+    head = {"model": {"name": t.model, "kwargs": t.kwargs, "weights": _abs(lay.teacher)}}
+    return {**head, "taxonomy": t.taxonomy, "parts": parts, **cfg.student, "out": _abs(lay.student(model))}
+
+
+def _abs(path: Path) -> str:
+    return str(path if str(path).startswith("$") else path.absolute())
 
 
 def train_stage(cfg: DemoConfig, model: str, lay: Layout) -> Stage:
