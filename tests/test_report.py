@@ -55,6 +55,7 @@ def synthetic_results() -> dict:
         "models": {m: {"checkpoint": f"work/{m}", "sha256": "ab" * 32} for m in MODELS},
         "goals": [
             {"goal": "S_P - T, mean over datasets", "value": 0.05, "target": 0.04, "met": True},
+            {"goal": "no collapse", "value": 0.25, "target": 0.5, "met": False, "unit": "ratio"},
             {"goal": "S_P - T on camvid", "value": -0.02, "target": 0.0, "met": False, "strict": True},
         ],
         "settings": {
@@ -128,7 +129,8 @@ def test_page_leads_with_the_paper_table(tmp_path):
     gap = results["table"]["S_P"]["mean"] - results["table"]["T"]["mean"]
     assert by_model["S_P − T"][2][0] == points(gap)
     goals = next(t for t in tables if t[0][0][0] == "goal")
-    assert goals[1][3][0] == "met" and goals[2][3][0] == "missed by 2.0" and goals[2][2][0] == "> +0.0"
+    assert goals[1][3][0] == "met" and goals[3][3][0] == "missed by 2.0" and goals[3][2][0] == "> +0.0"
+    assert [c for c, _ in goals[2]] == ["no collapse", "0.25", "≥ 0.50", "missed by 0.25"]
 
 
 def test_every_section_renders_and_text_is_escaped(tmp_path):

@@ -53,5 +53,36 @@ def register(app: typer.Typer) -> None:
                 if stage.command:
                     say(f"    {stage.command}")
             return 0
-        run_demo(cfg, str(name or "quick"), base, work, say=say)
+        results = run_demo(cfg, str(name or "quick"), base, work, say=say)
+        for table in summary_tables(results):
+            console.print(table)
         return 0
+
+
+def summary_tables(results: dict) -> list:
+    """The paper-style table (mIoU % per dataset and the mean) and the goals, for the terminal."""
+    from rich.table import Table
+
+    def pct(v) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    columns = [*results["datasets"], "mean"]
+    head = Table(title="mIoU % per dataset, each in its own taxonomy", title_justify="left")
+    head.add_column("model")
+    for col in columns:
+        head.add_column(col, justify="right")
+    for model, row in results["table"].items():
+        head.add_row(model, *(pct(row.get(col)) for col in columns))
+    goals = Table(title="goals", title_justify="left")
+    for col in ("goal", "measured", "target", ""):
+        goals.add_column(col)
+    for g in results["goals"]:
+        ratio = g.get("unit") == "ratio"
+        value, target = (f"{g[k]:.2f}" if ratio else f"{100 * g[k]:+.1f}" for k in ("value", "target"))
+        goals.add_row(
+            g["goal"],
+            value,
+            (">" if g.get("strict") else ">=") + f" {target}",
+            "met" if g["met"] else "MISSED",
+        )
+    return [head, goals]

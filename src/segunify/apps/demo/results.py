@@ -13,7 +13,7 @@ Schema (``results.json``; IoU and shares are fractions in [0, 1])::
                                         "changed_per_class": {extra class: share}}}
     sampling.<model>       {<part>: share of the training samples drawn from it}
     models.<model>         {"checkpoint", "sha256"}
-    goals                  [{"goal", "value", "target", "met"}]
+    goals                  [{"goal", "value", "target", "met", "unit": "points" | "ratio", "strict"?}]
     timings                {stage: seconds};  wall_seconds
 """
 
@@ -132,11 +132,11 @@ def goals(g: GoalsConfig, table: dict, datasets: dict, coll: dict, source: str |
     ``strict`` goals: S_P must beat T on every dataset)."""
     out: list[dict] = []
 
-    def add(goal: str, value, target, strict: bool = False) -> None:
+    def add(goal: str, value, target, strict: bool = False, unit: str = "points") -> None:
         if value is not None and target is not None:
             met = value > target if strict else value >= target - 1e-9  # 1e-9: float noise of a difference
-            out.append({"goal": goal, "value": float(value), "target": float(target), "met": bool(met)})
-            out[-1] |= {"strict": True} if strict else {}
+            entry = {"goal": goal, "value": float(value), "target": float(target), "met": bool(met)}
+            out.append(entry | {"unit": unit} | ({"strict": True} if strict else {}))
 
     sp, t, sr = table["S_P"], table["T"], table["S_R"]
     add("S_P - T, mean over datasets", _diff(sp["mean"], t["mean"]), g.sp_minus_t_mean)
@@ -153,6 +153,7 @@ def goals(g: GoalsConfig, table: dict, datasets: dict, coll: dict, source: str |
             "no collapse: lowest S_P / T share of a lacked class",
             lowest_ratio(coll, g.collapse_min_share),
             g.collapse_ratio,
+            unit="ratio",
         )
     return out
 
