@@ -228,6 +228,23 @@ def test_missing_data_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
     assert "segunify fetch --dest DIR" in err and "SEGUNIFY_DATA" in err
 
 
+def test_taxonomy_mismatch_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "nowhere"))
+    bad = toy_config()
+    bad["parts"][2]["mapping"] = "camvid__cityscapes"  # IDD Lite labels read through CamVid's mapping
+    code = main(["demo", "--config", str(write_config(tmp_path, bad)), "--work", str(tmp_path / "w")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert (
+        "parts.idd-lite: mapping camvid__cityscapes maps 'camvid'" in err and "labelled in 'idd-lite'" in err
+    )
+    no_map = toy_config()
+    del no_map["eval"]["camvid"]["mapping"]
+    assert main(["demo", "--config", str(write_config(tmp_path, no_map)), "--work", str(tmp_path / "w")]) == 1
+    assert "eval.camvid: camvid is labelled in taxonomy 'camvid'" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
 # ------------------------------------------------------------------------------------------------ running
 
 

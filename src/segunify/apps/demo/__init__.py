@@ -52,8 +52,9 @@ def run_demo(cfg: DemoConfig, config_name: str, base: Path, work: Path, say: Say
     """Run every stage not done yet, then write ``<work>/report/``; returns the results dict."""
     from segunify.apps.demo.report import write_report
     from segunify.apps.demo.results import collect
-    from segunify.apps.demo.run import check_inputs, run_stages
+    from segunify.apps.demo.run import check_inputs, check_taxonomies, run_stages
 
+    check_taxonomies(cfg)
     check_inputs(cfg, base)
     stages, lay = plan(cfg, base, work)
     start = time.perf_counter()

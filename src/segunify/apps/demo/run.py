@@ -171,6 +171,31 @@ def _canonical(params: dict) -> dict:
     return json.loads(json.dumps(params, sort_keys=True, default=str))
 
 
+def check_taxonomies(cfg: DemoConfig) -> None:
+    """Before anything runs: every part and evaluation dataset meets the teacher's taxonomy, directly
+    (the same taxonomy) or through a mapping from the dataset's taxonomy to the teacher's."""
+    from segunify.datasets import get_dataset_class
+    from segunify.mapping import load_mapping
+
+    teacher = cfg.teacher.taxonomy
+    specs = [(f"parts.{p.name}", p) for p in cfg.parts] + [(f"eval.{n}", e) for n, e in cfg.eval.items()]
+    for key, spec in specs:
+        own = get_dataset_class(spec.dataset).taxonomy_name
+        if spec.mapping is None:
+            if own != teacher:
+                raise SegunifyError(
+                    f"{key}: {spec.dataset} is labelled in taxonomy {own!r}, the teacher predicts {teacher!r}; "
+                    f"give a mapping (e.g. {own}__{teacher})"
+                )
+            continue
+        mapping = load_mapping(spec.mapping)
+        if (mapping.extra.name, mapping.source.name) != (own, teacher):
+            raise SegunifyError(
+                f"{key}: mapping {spec.mapping} maps {mapping.extra.name!r} to {mapping.source.name!r}, "
+                f"but {spec.dataset} is labelled in {own!r} and the teacher predicts {teacher!r}"
+            )
+
+
 def check_inputs(cfg: DemoConfig, base: Path) -> None:
     """Every dataset and weights file the demo reads, or one line naming all that are missing."""
     from segunify.config import resolve_path
@@ -217,4 +242,4 @@ def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
     return timings
 
 
-__all__ = ["EXECUTORS", "StageLog", "check_inputs", "choose", "evenly", "run_stages"]
+__all__ = ["EXECUTORS", "StageLog", "check_inputs", "check_taxonomies", "choose", "evenly", "run_stages"]
