@@ -1,6 +1,11 @@
-"""Small helpers shared by the CLI modules: option parsing and rich tables/progress bars."""
+"""Small helpers shared by the CLI modules: option parsing, rich tables/progress bars, and starting the
+N CPU ranks that ``accelerate launch --cpu`` does not start (``train``, ``pseudo-label``)."""
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
 
 import typer
 from rich.progress import (
@@ -91,3 +96,50 @@ def table(*columns: str, title: str | None = None) -> Table:
     for c in columns:
         t.add_column(c)
     return t
+
+
+def accelerate_cpu_processes() -> int:
+    """Processes asked of ``accelerate launch --cpu --num_processes N``.
+
+    Accelerate's launcher starts only ONE process for ``--cpu`` (several CPU processes need mpirun), and
+    says so nowhere; it does export ``MASTER_PORT`` when N > 1. Read N from the launcher's command line
+    so that we can start the N processes ourselves with torch's elastic launcher (gloo).
+    """
+    env = os.environ
+    if env.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true") or "MASTER_PORT" not in env:
+        return 1
+    if any(k in env for k in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")):
+        return 1
+    try:
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return 1
+    if "launch" not in argv:
+        return 1
+    from accelerate.commands.launch import launch_command_parser
+
+    args, _ = launch_command_parser().parse_known_args(argv[argv.index("launch") + 1 :])
+    return int(args.num_processes or 1) if args.num_machines in (None, 1) else 1
+
+
+def relaunch(n: int) -> int:
+    """Start ``n`` CPU ranks of the current command with torch's elastic launcher (gloo)."""
+    import torch.distributed.run as elastic
+
+    from segunify.cli import err_console
+
+    err_console.print(
+        f"accelerate launch --cpu starts one process; starting {n} CPU processes (gloo) instead"
+    )
+    os.environ["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+    elastic.main(
+        [
+            f"--nproc_per_node={n}",
+            f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
+            f"--master_port={os.environ['MASTER_PORT']}",
+            "-m",
+            "segunify",
+            *sys.argv[1:],
+        ]
+    )
+    return 0

@@ -50,6 +50,9 @@ def register(app: typer.Typer) -> None:
             None, "--min-confidence", help="Ignore pixels whose renormalised probability is below P."
         ),
         save_confidence: bool = typer.Option(False, "--save-confidence", help="Also write confidence PNGs."),
+        soft: bool = typer.Option(
+            False, "--soft", help="Also write soft/<id>.png: top-2 allowed classes + uint8 probability."
+        ),
         batch_size: int = typer.Option(4, "--batch-size", help="Images per teacher batch."),
         size: str | None = typer.Option(
             None, "--size", help="Teacher input H,W (default: the checkpoint's)."
@@ -66,8 +69,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> int:
         """Pseudo-label a dataset split with a teacher constrained by ground-truth priors."""
-        from segunify.cli._util import parse_scales, parse_size
-        from segunify.cli.train import _accelerate_cpu_processes, _relaunch
+        from segunify.cli._util import accelerate_cpu_processes, parse_scales, parse_size, relaunch
         from segunify.pseudo.settings import PseudoSettings
 
         if device not in (None, "cpu", "cuda"):
@@ -77,6 +79,7 @@ def register(app: typer.Typer) -> None:
             fill_void=fill_void,
             min_confidence=min_confidence,
             save_confidence=save_confidence,
+            soft=soft,
             size=parse_size(size),
             flip=flip,
             scales=parse_scales(scales),
@@ -90,9 +93,9 @@ def register(app: typer.Typer) -> None:
             raise click.BadParameter(
                 "needs the priors (drop --no-priors)", param_hint="--also-without-priors"
             )
-        n = _accelerate_cpu_processes()
+        n = accelerate_cpu_processes()
         if n > 1:
-            return _relaunch(n)
+            return relaunch(n)
         _execute(teacher, dataset, root, mapping, out, split, settings, also_without_priors, threads, device)
         return 0
 

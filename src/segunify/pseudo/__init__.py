@@ -10,8 +10,11 @@ images come from the same dataset adapter (``create_dataset(summary.dataset, roo
                                     summary.source_taxonomy), 255 = ignore, same size as the image;
                                     sample.rel is the GT label's path relative to the dataset root
     <out>/confidence/<sample.rel>   optional uint8 PNG, round(confidence * 255) (--save-confidence)
+    <out>/soft/<sample.rel>         optional 3-channel uint8 PNG (--soft): class1 (= the label), class2
+                                    (second of the allowed set, 255 if none), round(255 * p1) with
+                                    p1 = p(class1) / (p(class1) + p(class2)); see priors.soft_top2
     <out>/manifest.jsonl            one JSON line per image, in the dataset's sample order: id, input,
-                                    label, output, confidence, signature (size and mtime_ns of image
+                                    label, output, confidence, [soft,] signature (size and mtime_ns of image
                                     and label), height, width, pixels, ignored, changed,
                                     mean_confidence, class_pixels [C], extra_pixels [K+1], extra_changed [K]
     <out>/summary.json              :class:`~segunify.pseudo.stats.PseudoSummary`: images, pixels,
@@ -37,7 +40,14 @@ PNG at ``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`).
 
 from __future__ import annotations
 
-from segunify.pseudo.priors import allowed_table, apply_priors, label_probs, plain_argmax, score_at
+from segunify.pseudo.priors import (
+    allowed_table,
+    apply_priors,
+    label_probs,
+    plain_argmax,
+    score_at,
+    soft_top2,
+)
 from segunify.pseudo.runner import run_pseudo_label
 from segunify.pseudo.settings import PseudoSettings, TeacherInfo
 from segunify.pseudo.stats import PseudoSummary
@@ -55,4 +65,5 @@ __all__ = [
     "pseudo_label_path",
     "run_pseudo_label",
     "score_at",
+    "soft_top2",
 ]

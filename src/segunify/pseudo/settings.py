@@ -35,6 +35,7 @@ class PseudoSettings(BaseModel):
     fill_void: bool = False
     min_confidence: float | None = None
     save_confidence: bool = False
+    soft: bool = False  # also soft/<rel>: top-2 classes + uint8 probability (priors.soft_top2)
     size: tuple[int, int] | None = None
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
@@ -72,6 +73,8 @@ class PseudoSettings(BaseModel):
             "flip": self.flip,
             "scales": list(self.scales),
             "amp": self.amp,
+            # only when on: folders written before the option existed keep their fingerprint
+            **({"soft": True} if self.soft else {}),
         }
 
 

@@ -46,6 +46,7 @@ MARKER = ".segunify-pseudo"
 LOCK = ".lock"
 PARTS = ".parts"
 CONFIDENCE = "confidence"
+SOFT = "soft"
 _OWN_FILES = {MANIFEST, SUMMARY, SETTINGS, MARKER}
 _OWN_PART = re.compile(r"\.parts/timing-\d{5}\.json")
 _TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # segunify.io's mkstemp names
@@ -132,13 +133,14 @@ def load_summary(out: str | Path) -> PseudoSummary:
         raise SegunifyError(f"corrupt pseudo-label summary: {where}: {err['msg']}", path) from None
 
 
-def _png_ok(path: Path, height: int, width: int) -> bool:
+def _png_ok(path: Path, height: int, width: int, channels: int = 1) -> bool:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return False
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    return arr is not None and arr.dtype == np.uint8 and arr.shape == (height, width)
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return arr is not None and arr.dtype == np.uint8 and arr.shape == shape
 
 
 class Journal:
@@ -189,6 +191,10 @@ class PseudoStore:
     def confidence_path(self, sample: Sample) -> Path:
         return self.out / CONFIDENCE / self._rel(sample)
 
+    def soft_path(self, sample: Sample) -> Path:
+        """``soft/<rel>``: 3-channel PNG (class1, class2, round(255 * p1)), see ``priors.soft_top2``."""
+        return self.out / SOFT / self._rel(sample)
+
     def _rel(self, sample: Sample) -> PurePosixPath:
         rel = PurePosixPath(sample.rel)
         if not sample.rel or "\\" in sample.rel or rel.is_absolute() or ".." in rel.parts or not rel.parts:
@@ -206,7 +212,7 @@ class PseudoStore:
         own = {self._rel(s).as_posix() for s in samples}  # every output path is checked before any write
         self.claim()
         with self.lock():
-            self._remove_own_temps(own | {f"{CONFIDENCE}/{r}" for r in own})
+            self._remove_own_temps(own | {f"{d}/{r}" for r in own for d in (CONFIDENCE, SOFT)})
             for old in (self.out / PARTS).glob("timing-*.json"):
                 old.unlink(missing_ok=True)
             self.check_settings(wanted, write=True)
@@ -330,7 +336,12 @@ class PseudoStore:
         return mine[-1] if mine and mine[-1].get("output") == sample.rel else None
 
     def finished(
-        self, samples: Sequence[Sample], indices: Sequence[int], save_confidence: bool, threads: int
+        self,
+        samples: Sequence[Sample],
+        indices: Sequence[int],
+        save_confidence: bool,
+        threads: int,
+        soft: bool = False,
     ) -> set[int]:
         """Indices with a current record (inputs unchanged) whose PNG(s) decode at the recorded size."""
         records = self.records()
@@ -346,6 +357,8 @@ class PseudoStore:
                 return False
             if not _png_ok(self.label_path(s), h, w):
                 return False
+            if soft and not _png_ok(self.soft_path(s), h, w, channels=3):
+                return False
             return not save_confidence or _png_ok(self.confidence_path(s), h, w)
 
         candidates = [i for i in indices if samples[i].id in records]
@@ -360,6 +373,7 @@ class PseudoStore:
         conf: np.ndarray | None,
         stats: ImageStats,
         signature: list[int],
+        soft: np.ndarray | None = None,
     ) -> dict:
         """Write one image's PNG(s) atomically; returns its manifest record (journal it afterwards)."""
         atomic_write_bytes(self.label_path(sample), encode_png(labels))
@@ -367,6 +381,8 @@ class PseudoStore:
         if conf is not None:
             atomic_write_bytes(self.confidence_path(sample), encode_png(conf))
             conf_rel = f"{CONFIDENCE}/{sample.rel}"
+        if soft is not None:  # the record gains a key only then: manifests without --soft keep their bytes
+            atomic_write_bytes(self.soft_path(sample), encode_png(soft))
         return {
             "id": sample.id,
             "input": str(sample.image),
@@ -374,6 +390,7 @@ class PseudoStore:
             "output": sample.rel,
             "confidence": conf_rel,
             "signature": signature,
+            **({"soft": f"{SOFT}/{sample.rel}"} if soft is not None else {}),
             **stats.to_record(),
         }
 

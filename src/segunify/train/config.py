@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,6 +34,7 @@ class ModelConfig(_Strict):
     reinit_head: bool = False  # weights for another class count: a new classifier only when this is true
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    freeze_bn: bool = False  # BatchNorm in eval mode while training: running statistics kept, affine trained
 
 
 class PartConfig(_Strict):
@@ -50,6 +51,13 @@ class PartConfig(_Strict):
     teacher: str | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
+    soft: bool = False  # train on the folder's soft/ top-2 labels (``pseudo-label --soft``)
+
+    @model_validator(mode="after")
+    def _soft_needs_pseudo(self):
+        if self.soft and self.labels == "gt":
+            raise ValueError("soft: true needs a pseudo-label directory in labels (made with --soft)")
+        return self
 
 
 class AugmentationConfig(_Strict):
@@ -80,6 +88,8 @@ class OptimizerConfig(_Strict):
     lr: Annotated[float, Field(gt=0)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-2
     betas: tuple[float, float] = (0.9, 0.999)
+    # the encoder's learning rate is lr * encoder_lr_mult (which parameters: segunify.train.finetune)
+    encoder_lr_mult: Annotated[float, Field(ge=0)] = 1.0
 
 
 class ScheduleConfig(_Strict):
@@ -88,6 +98,47 @@ class ScheduleConfig(_Strict):
     warmup: Annotated[int, Field(ge=0)] = 0
     warmup_factor: Annotated[float, Field(gt=0, le=1)] = 0.1
     power: Annotated[float, Field(ge=0)] = 0.9
+
+
+class OhemConfig(_Strict):
+    """Online hard example mining: the mean loss over the hard pixels only. A pixel is hard when its loss
+    exceeds ``threshold`` (0.357 = -ln 0.7: the right class gets less than 70 %), or, with ``keep``, when
+    it is among the ``keep`` fraction of highest losses; never fewer than ``min_kept`` pixels."""
+
+    threshold: Annotated[float, Field(ge=0)] = 0.357
+    keep: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_kept: Annotated[int, Field(ge=1)] = 100_000
+
+
+class ClassBalancedConfig(_Strict):
+    """Per-class weights ``share ** -power`` (normalised so that the average pixel weighs 1, capped at
+    ``max_weight``); the loss is the weighted mean. ``weights: batch`` takes the shares of each batch's
+    labels; ``summaries`` one fixed vector from the pseudo-label parts' ``summary.json`` class shares,
+    mixed by the parts' sampling weights (ground-truth parts have no summary and do not count)."""
+
+    weights: Literal["batch", "summaries"] = "batch"
+    power: Annotated[float, Field(gt=0, le=2)] = 1.0
+    max_weight: Annotated[float, Field(ge=1)] = 10.0
+
+
+class DistillConfig(_Strict):
+    """Distillation toward a frozen teacher: ``weight * T^2 * KL(teacher_T || student_T)`` (``T`` the
+    temperature) averaged over the chosen pixels: ``one_to_many`` (pseudo-label pixels whose ground-truth
+    class allows several target classes), ``source`` (every pixel of a ground-truth part already in the
+    target taxonomy), ``both``, or ``all``."""
+
+    teacher: str
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    temperature: Annotated[float, Field(gt=0)] = 1.0
+    pixels: Literal["one_to_many", "source", "both", "all"] = "both"
+
+
+class LossConfig(_Strict):
+    name: Literal["ce", "ohem", "class_balanced"] = "ce"
+    ohem: OhemConfig = OhemConfig()
+    class_balanced: ClassBalancedConfig = ClassBalancedConfig()
+    l2sp: Annotated[float, Field(ge=0)] = 0.0  # alpha of alpha * ||w - w0||^2 toward the initial weights
+    distill: DistillConfig | None = None
 
 
 class EvalPartConfig(_Strict):
@@ -134,6 +185,7 @@ class TrainConfig(_Strict):
     parts: Annotated[list[PartConfig], Field(min_length=1)]
     augmentation: AugmentationConfig = AugmentationConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
+    loss: LossConfig = LossConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     steps: Annotated[int, Field(gt=0)]
     batch_size: Annotated[int, Field(gt=0)] = 8  # per process

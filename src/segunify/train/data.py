@@ -46,6 +46,13 @@ from segunify.train.config import (
 PSEUDO_SUMMARY = "summary.json"
 
 
+# Per-pixel extras a batch can carry besides the label (uint8, augmented with it, 255 where padded):
+# "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
+# and "distill" (what a pixel is, for distillation: one of the codes below).
+SOFT_EXTRAS = ("class2", "p1")
+DISTILL_OTHER, DISTILL_ONE_TO_MANY, DISTILL_SOURCE = 0, 1, 2
+
+
 @dataclass
 class Part:
     """A resolved part: its samples and how to get a target-taxonomy label for each."""
@@ -56,26 +63,66 @@ class Part:
     weight: float
     lut: np.ndarray | None = None  # [256] uint8: dataset train id -> target train id (GT parts)
     pseudo_dir: Path | None = None
+    soft: bool = False  # read soft/<rel> (class1, class2, p1) instead of the hard label
+    source: bool = False  # ground truth already in the target taxonomy (the source dataset)
+    one_to_many: np.ndarray | None = None  # [256] uint8: 1 where a GT class allows several target classes
 
-    def read(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
         s = self.samples[j]
         if self.pseudo_dir is None:
             image, label = self.adapter.sample(s)
-            return image, self.lut[label]
-        image = self.adapter.read_image(s)
-        path = self.pseudo_dir / s.rel
+            label = self.lut[label]
+            soft = None
+        else:
+            image = self.adapter.read_image(s)
+            soft = self._read_pseudo(s, image.shape[:2])
+            label = soft[..., 0] if soft.ndim == 3 else soft
+        out = []
+        for name in extras:
+            if name in SOFT_EXTRAS:
+                channel = 1 if name == "class2" else 2
+                out.append(
+                    soft[..., channel] if soft is not None and soft.ndim == 3 else np.full_like(label, 255)
+                )
+            elif name == "distill":
+                out.append(self._distill_codes(s, label))
+            else:
+                raise ValueError(f"unknown extra {name!r}")
+        return image, label, out
+
+    def _read_pseudo(self, s: Sample, shape: tuple[int, ...]) -> np.ndarray:
+        assert self.pseudo_dir is not None
+        path = self.pseudo_dir / ("soft/" + s.rel if self.soft else s.rel)
         if not path.is_file():
-            raise SegunifyError(f"pseudo-label of sample {s.id!r} not found", path)
+            raise SegunifyError(
+                f"{'soft ' if self.soft else ''}pseudo-label of sample {s.id!r} not found", path
+            )
         label = read_label_raw(path)
-        if label.ndim != 2 or label.dtype != np.uint8:
-            raise SegunifyError("pseudo-label must be a single-channel uint8 PNG", path)
-        if label.shape != image.shape[:2]:
+        want = 3 if self.soft else 2
+        if label.ndim != want or label.dtype != np.uint8 or (self.soft and label.shape[2] != 3):
+            kind = "a 3-channel" if self.soft else "a single-channel"
+            raise SegunifyError(f"pseudo-label must be {kind} uint8 PNG", path)
+        if label.shape[:2] != shape:
             raise SegunifyError(
                 f"pseudo-label size {label.shape[1]}x{label.shape[0]} differs from image size "
-                f"{image.shape[1]}x{image.shape[0]}",
+                f"{shape[1]}x{shape[0]}",
                 path,
             )
-        return image, label
+        return label
+
+    def _distill_codes(self, s: Sample, label: np.ndarray) -> np.ndarray:
+        if self.pseudo_dir is None:
+            code = DISTILL_SOURCE if self.source else DISTILL_OTHER
+            return np.full_like(label, code)
+        if self.one_to_many is None or s.label is None:
+            return np.full_like(label, DISTILL_OTHER)
+        gt = self.adapter.read_label(s)
+        if gt.shape != label.shape:
+            raise SegunifyError(
+                f"ground truth size {gt.shape[1]}x{gt.shape[0]} differs from its pseudo-label's", s.label
+            )
+        return self.one_to_many[gt]
 
 
 def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:
@@ -155,14 +202,38 @@ def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) 
             lut = one_to_one_lut(mapping)
         except SegunifyError as exc:
             raise _keyed(exc, f"{key}.mapping", config_path) from None
-        return Part(name, adapter, samples, cfg.weight, lut=lut)
+        source = adapter.taxonomy.name == target.name and cfg.mapping is None
+        return Part(name, adapter, samples, cfg.weight, lut=lut, source=source)
     pseudo = resolve_config_path(cfg.labels, config_path, f"{key}.labels")
     summary = check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
     check_pseudo_origin(summary, cfg, adapter.taxonomy, target, key, config_path)
-    missing = next((pseudo / s.rel for s in samples if not (pseudo / s.rel).is_file()), None)
+    if cfg.soft and not (summary.get("settings") or {}).get("soft"):
+        raise SegunifyError(
+            f"{key}.soft: pseudo-labels {pseudo.name} were made without --soft (no soft/ labels)", config_path
+        )
+    folder = pseudo / "soft" if cfg.soft else pseudo
+    missing = next((folder / s.rel for s in samples if not (folder / s.rel).is_file()), None)
     if missing is not None:
         raise SegunifyError(f"{key}.labels: pseudo-label file missing: {missing}", config_path)
-    return Part(name + "(pseudo)", adapter, samples, cfg.weight, pseudo_dir=pseudo)
+    return Part(
+        name + "(pseudo)",
+        adapter,
+        samples,
+        cfg.weight,
+        pseudo_dir=pseudo,
+        soft=cfg.soft,
+        one_to_many=_one_to_many_lut(summary, adapter.taxonomy),
+    )
+
+
+def _one_to_many_lut(summary: dict, gt: Taxonomy) -> np.ndarray:
+    """``[256]`` uint8: 1 for the GT classes the summary lists as one-to-many (distillation pixels)."""
+    kinds = summary.get("extra_classes") or {}
+    lut = np.zeros(256, dtype=np.uint8)
+    for k, name in enumerate(gt.classes):
+        if (kinds.get(name) or {}).get("kind") == "one-to-many":
+            lut[k] = DISTILL_ONE_TO_MANY
+    return lut
 
 
 def check_pseudo_dir(
@@ -333,7 +404,10 @@ class CompoundDataset(Dataset):
     """Concatenation of parts. Items are addressed by ``(index, draw)``: the draw number seeds the
     augmentation. Returns uint8 tensors (normalisation happens on the device, 4x less to copy)."""
 
-    def __init__(self, parts: Sequence[Part], augment: A.Compose | None, seed: int = 0):
+    def __init__(
+        self, parts: Sequence[Part], augment: A.Compose | None, seed: int = 0, extras: Sequence[str] = ()
+    ):
+        self.extras = tuple(extras)  # per-pixel arrays every item carries besides the label (see Part.read)
         self.parts = list(parts)
         self.sizes = [len(p.samples) for p in self.parts]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
@@ -351,19 +425,22 @@ class CompoundDataset(Dataset):
         index, draw = key if isinstance(key, tuple) else (key, key)
         p, j = self.locate(index)
         try:
-            image, label = self.parts[p].read(j)
+            image, label, extras = self.parts[p].read(j, self.extras)
         except SegunifyError as exc:
             return LoadError(str(exc))
         if self.augment is not None:
             self.augment.set_random_seed(int(np.random.SeedSequence([self.seed, draw]).generate_state(1)[0]))
-            out = self.augment(image=image, mask=label)
-            image, label = out["image"], out["mask"]
-        return {
+            out = self.augment(image=image, mask=label, **({"masks": extras} if extras else {}))
+            image, label, extras = out["image"], out["mask"], list(out.get("masks", extras))
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "label": torch.from_numpy(np.ascontiguousarray(label)),
             "index": index,
             "draw": draw,
         }
+        for name, array in zip(self.extras, extras, strict=True):
+            item[name] = torch.from_numpy(np.ascontiguousarray(array))
+        return item
 
 
 class WeightedDrawSampler(Sampler):

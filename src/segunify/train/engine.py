@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from segunify.errors import SegunifyError
 from segunify.taxonomy import IGNORE
 from segunify.train.config import TrainConfig
+from segunify.train.finetune import param_groups  # noqa: F401  (re-exported: benchmarks, trainer)
 
 STATE = "train_state.pt"
 LAST, BEST = "last", "best"
@@ -62,12 +63,18 @@ def compute_loss(model, unwrapped, x: torch.Tensor, labels: torch.Tensor) -> tor
     return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
 
 
-def train_step(accelerator, model, optimizer, scheduler, batch: dict, normalise, grad_clip: float | None):
-    """One optimisation step on a batch of uint8 images and labels (shared with benchmarks/train.py)."""
+def train_step(
+    accelerator, model, optimizer, scheduler, batch: dict, normalise, grad_clip: float | None, objective=None
+):
+    """One optimisation step on a batch of uint8 images and labels (shared with benchmarks/train.py);
+    ``objective`` (:class:`segunify.train.objective.Objective`) replaces plain cross entropy."""
     x = normalise(batch["image"])
-    labels = batch["label"].to(accelerator.device, non_blocking=True).long()
     with accelerator.autocast():
-        loss = compute_loss(model, accelerator.unwrap_model(model), x, labels)
+        if objective is None:
+            labels = batch["label"].to(accelerator.device, non_blocking=True).long()
+            loss = compute_loss(model, accelerator.unwrap_model(model), x, labels)
+        else:
+            loss = objective(model, accelerator.unwrap_model(model), x, batch)
     accelerator.backward(loss)
     if grad_clip is not None:
         accelerator.clip_grad_norm_(model.parameters(), grad_clip)
@@ -75,15 +82,6 @@ def train_step(accelerator, model, optimizer, scheduler, batch: dict, normalise,
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and normalisation parameters (1-D tensors)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def sync_buffers(model: torch.nn.Module, world: int) -> None:

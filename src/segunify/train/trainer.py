@@ -44,11 +44,12 @@ from segunify.train.engine import (
     lr_factor,
     make_accelerator,
     normaliser,
-    param_groups,
     step_seed,
     sync_buffers,
 )
 from segunify.train.engine import train_step as optimisation_step
+from segunify.train.finetune import param_groups, set_train_mode
+from segunify.train.objective import build_objective
 
 SAMPLING = "sampling.json"
 
@@ -174,9 +175,27 @@ class Trainer:
             )
         if reason:
             notes.append(f"model.reinit_head: new classifier for {self.target.name!r} ({reason})")
+        self._keep_start(model, reason is not None)
         if self.resume:
             model.load_state_dict(read_safetensors(self.last / "model.safetensors"), strict=True)  # type: ignore[operator]
         return model, notes
+
+    def _keep_start(self, model: torch.nn.Module, reinit: bool) -> None:
+        """L2-SP's ``w0``: the weights of ``model.weights`` (rebuilt from the file on ``--resume``)."""
+        from segunify.models import create_model
+
+        self.start, self.reinit_head = None, reinit
+        weights = self.cfg.model.weights
+        if self.cfg.loss.l2sp <= 0 or weights is None:
+            return
+        if self.resume:
+            path = resolve_config_path(weights, self.config_path, "model.weights")
+            initial = create_model(
+                self.cfg.model.name, self.target.num_classes, weights=path, **self.cfg.model.kwargs
+            )
+            self.reinit_head = head_mismatch(path, initial) is not None
+            model = initial
+        self.start = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     def _build_optimisation(self, model: torch.nn.Module) -> None:
         cfg, acc = self.cfg, self.accelerator
@@ -189,12 +208,15 @@ class Trainer:
                     f"{cfg.batch_size}; resume with the same layout",
                     self.config_path,
                 )
-        if cfg.sync_bn and self.world > 1 and acc.device.type == "cuda":
+        if cfg.sync_bn and not cfg.model.freeze_bn and self.world > 1 and acc.device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model.train()
-        optimizer = torch.optim.AdamW(
-            param_groups(model, cfg.optimizer.weight_decay), lr=cfg.optimizer.lr, betas=cfg.optimizer.betas
-        )
+        set_train_mode(model, cfg.model.freeze_bn)
+        o = cfg.optimizer
+        try:
+            groups = param_groups(model, o.weight_decay, o.lr, o.encoder_lr_mult)
+        except SegunifyError as exc:
+            raise SegunifyError(str(exc), self.config_path) from None
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
         s = cfg.schedule
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda i: lr_factor(i, cfg.steps, s.warmup, s.warmup_factor, s.power)
@@ -203,6 +225,11 @@ class Trainer:
             model, optimizer
         )  # the data stream is sharded by our sampler
         self.unwrapped = acc.unwrap_model(self.model)
+        self.objective = build_objective(
+            cfg, self.unwrapped, self.parts, self.target, self.start, self.reinit_head, acc.device,
+            self.config_path,
+        )  # fmt: skip
+        self.start = None  # L2-SP holds its own copy
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -210,7 +237,9 @@ class Trainer:
 
     def _build_loader(self) -> None:
         cfg = self.cfg
-        self.dataset = CompoundDataset(self.parts, build_augmentation(cfg.augmentation), seed=cfg.seed)
+        self.dataset = CompoundDataset(
+            self.parts, build_augmentation(cfg.augmentation), seed=cfg.seed, extras=self.objective.extras
+        )
         self.sampler = WeightedDrawSampler(
             self.dataset.sizes,
             [p.weight for p in self.parts],
@@ -258,6 +287,7 @@ class Trainer:
             batch,
             self.normalise,
             self.cfg.grad_clip,
+            None if self.objective.plain else self.objective,
         )
         self.step += 1
         return loss
@@ -350,7 +380,8 @@ class Trainer:
                 images = torch.tensor([evaluator.images], device=device)
                 evaluator.images = int(self.accelerator.reduce(images, reduction="sum").item())
             results[part.name] = evaluator.result()
-        self.unwrapped.train(was_training)
+        if was_training:
+            set_train_mode(self.unwrapped, self.cfg.model.freeze_bn)
         for callback in self.callbacks:
             callback.on_eval(self, results)
         return results
