@@ -284,7 +284,7 @@ def soft_top2(
     has2 = (second >= 0) & (labels != IGNORE)
     p1 = best.clamp_min(0) / (best.clamp_min(0) + second.clamp_min(0)).clamp_min(1e-30)
     p1 = torch.where(has2, p1, 1.0).masked_fill(labels == IGNORE, 0.0)
-    class2 = torch.where(has2, idx2, IGNORE).to(torch.uint8)
     # class1 is the hard label; on an exact tie the running maximum may have kept the other class
-    class2 = torch.where(class2 == labels, idx1, class2).to(torch.uint8)
+    class2 = torch.where(idx2 == labels, idx1, idx2)
+    class2 = torch.where(has2, class2, IGNORE).to(torch.uint8)
     return torch.stack([labels.to(torch.uint8), class2, (p1 * 255.0).round_().to(torch.uint8)], dim=-1)
