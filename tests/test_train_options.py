@@ -294,3 +294,26 @@ def test_training_on_soft_pseudo_labels(tmp_path):
     cfg["parts"][0]["labels"] = "gt"
     with pytest.raises(ValueError, match="soft: true needs a pseudo-label directory"):
         TrainConfig.model_validate(cfg)
+
+
+def test_resume_with_every_option_equals_an_uninterrupted_run(camvid, teacher, tmp_path):
+    """L2-SP's w0 comes from model.weights again on --resume (not from last/), and the encoder's LR group,
+    frozen BN and the distillation teacher are rebuilt alike: the resumed weights are bit-identical."""
+    options = {
+        "steps": 4,
+        "model.weights": str(teacher),
+        "model.freeze_bn": True,
+        "optimizer.encoder_lr_mult": 0.5,
+        "loss.l2sp": 1.0,
+        "loss.name": "ohem",
+        "loss.ohem": {"min_kept": 500},
+        "loss.distill": {"teacher": str(teacher), "pixels": "all", "weight": 0.5},
+    }
+    straight = TrainConfig.model_validate(base_config(camvid, tmp_path / "a", **options))
+    split = TrainConfig.model_validate(base_config(camvid, tmp_path / "b", **options))
+    train(straight)
+    train(split, stop_after=2)
+    train(split, resume=True)
+    a, b = _weights(tmp_path / "a" / "last"), _weights(tmp_path / "b" / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], _weights(teacher)[k]) for k in a)
