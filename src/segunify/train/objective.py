@@ -9,6 +9,8 @@
   when the classifier was re-initialised), in one fused ``_foreach`` pass.
 * ``loss.distill``: KL divergence toward a frozen teacher's softened probabilities on chosen pixels.
 
+The logged ``loss`` is the sum of every active term.
+
 Every term works on whole tensors (``log_softmax``/``gather``/``bincount``/``topk``), no per-pixel
 Python. With every option at its default :func:`segunify.train.engine.compute_loss` runs unchanged (the
 fused ``F.cross_entropy``), so existing figures stay bit-identical. A model with its own loss (Mask2Former)

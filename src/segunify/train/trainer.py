@@ -190,6 +190,10 @@ class Trainer:
             return
         if self.resume:
             path = resolve_config_path(weights, self.config_path, "model.weights")
+            if not path.exists():
+                raise SegunifyError(
+                    f"model.weights: file not found (loss.l2sp's w0): {path}", self.config_path
+                )
             initial = create_model(
                 self.cfg.model.name, self.target.num_classes, weights=path, **self.cfg.model.kwargs
             )
