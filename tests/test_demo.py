@@ -245,6 +245,25 @@ def test_taxonomy_mismatch_is_refused_before_anything_runs(tmp_path, monkeypatch
     assert not (tmp_path / "w").exists()
 
 
+def test_each_part_is_brought_to_its_own_size_before_augmentation(shared):
+    """The trainer's per-part resize (the demo trains IDD Lite at another size than Cityscapes)."""
+    from segunify.train.config import TrainConfig
+    from segunify.train.data import resolve_part
+
+    raw = {"dataset": "idd-lite", "root": str(shared / "data" / "IDD_Lite"), "resize": [40, 56]}
+    base = {"model": {"name": "espnetv2"}, "taxonomy": "idd-lite", "steps": 2}
+    cfg = TrainConfig.model_validate(base | {"parts": [raw]})
+    part = resolve_part(cfg.parts[0], load_mapping("idd-lite__cityscapes").extra, "parts.0", "c.yaml")
+    image, label, _ = part.read(0)
+    assert image.shape == (40, 56, 3) and label.shape == (40, 56)
+    original = part.adapter.sample(part.samples[0])[1]
+    assert set(np.unique(label)) <= set(np.unique(original))  # nearest neighbour: no invented ids
+    with pytest.raises(ValueError, match="augmentation.resize or a resize per part"):
+        TrainConfig.model_validate(
+            base | {"parts": [raw], "augmentation": {"resize": [64, 64], "crop": [32, 32]}}
+        )
+
+
 # ------------------------------------------------------------------------------------------------ running
 
 

@@ -52,6 +52,7 @@ class PartConfig(_Strict):
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
     soft: bool = False  # train on the folder's soft/ top-2 labels (``pseudo-label --soft``)
+    resize: Pair | None = None  # (H, W) this part's images and labels get before augmentation (per dataset)
 
     @model_validator(mode="after")
     def _soft_needs_pseudo(self):
@@ -201,6 +202,8 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _warmup_fits(self):
+        if self.augmentation.resize is not None and any(p.resize for p in self.parts):
+            raise ValueError("give augmentation.resize or a resize per part, not both")
         if self.schedule.warmup >= self.steps:
             raise ValueError(
                 f"schedule.warmup ({self.schedule.warmup}) must be smaller than steps ({self.steps})"

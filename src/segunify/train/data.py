@@ -66,6 +66,7 @@ class Part:
     soft: bool = False  # read soft/<rel> (class1, class2, p1) instead of the hard label
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
     one_to_many: np.ndarray | None = None  # [256] uint8: 1 where a GT class allows several target classes
+    resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
 
     def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
@@ -89,6 +90,10 @@ class Part:
                 out.append(self._distill_codes(s, label))
             else:
                 raise ValueError(f"unknown extra {name!r}")
+        if self.resize is not None:
+            size = (self.resize[1], self.resize[0])
+            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+            label, *out = (cv2.resize(a, size, interpolation=cv2.INTER_NEAREST) for a in (label, *out))
         return image, label, out
 
     def _read_pseudo(self, s: Sample, shape: tuple[int, ...]) -> np.ndarray:
@@ -203,7 +208,7 @@ def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) 
         except SegunifyError as exc:
             raise _keyed(exc, f"{key}.mapping", config_path) from None
         source = adapter.taxonomy.name == target.name and cfg.mapping is None
-        return Part(name, adapter, samples, cfg.weight, lut=lut, source=source)
+        return Part(name, adapter, samples, cfg.weight, lut=lut, source=source, resize=cfg.resize)
     pseudo = resolve_config_path(cfg.labels, config_path, f"{key}.labels")
     summary = check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
     check_pseudo_origin(summary, cfg, adapter.taxonomy, target, key, config_path)
@@ -223,6 +228,7 @@ def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) 
         pseudo_dir=pseudo,
         soft=cfg.soft,
         one_to_many=_one_to_many_lut(summary, adapter.taxonomy),
+        resize=cfg.resize,
     )
 
 
