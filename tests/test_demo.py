@@ -27,7 +27,7 @@ from segunify.mapping import load_mapping
 TOY_STUDENT = {
     "steps": 2,
     "batch_size": 2,
-    "augmentation": {"resize": [64, 128], "scale": [1.0, 1.0], "crop": [64, 64], "color_jitter": 0.0},
+    "augmentation": {"scale": [1.0, 1.0], "crop": [64, 64], "color_jitter": 0.0},
     "schedule": {"warmup": 0},
     "eval": {"every": 0, "size": [64, 128]},
     "num_workers": 0,

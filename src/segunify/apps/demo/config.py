@@ -95,7 +95,10 @@ class DemoConfig(_Strict):
     description: str = ""
     teacher: TeacherConfig = TeacherConfig()
     parts: Annotated[list[PartConfig], Field(min_length=1)]
-    student: dict[str, Any] = Field(default_factory=dict)  # segunify train keys (steps, optimizer, ...)
+    # keys of a segunify train config (steps, optimizer, loss, model.freeze_bn, ...); the demo sets the model's
+    # name, options and initial weights (the teacher's), the taxonomy, the parts (each resized to its size),
+    # out, and the teacher of loss.distill
+    student: dict[str, Any] = Field(default_factory=dict)
     eval: dict[str, EvalConfig] = Field(min_length=1)  # keyed by the name used in results.json
     overlays: Annotated[int, Field(ge=0)] = 3  # frames per dataset drawn as GT | T | S_P
     goals: GoalsConfig = GoalsConfig()
@@ -103,14 +106,19 @@ class DemoConfig(_Strict):
     @field_validator("student")
     @classmethod
     def _demo_owned_keys(cls, v: dict) -> dict:
-        owned = sorted({"model", "taxonomy", "parts", "out"} & set(v))
+        owned = sorted({"taxonomy", "parts", "out"} & set(v))
+        owned += sorted({"name", "kwargs", "weights"} & set(v.get("model") or {}))
+        owned += ["loss.distill.teacher"] if "teacher" in ((v.get("loss") or {}).get("distill") or {}) else []
         if owned:
             raise ValueError(f"{', '.join(owned)} are set by the demo (from teacher and parts), not here")
         from segunify.train.config import TrainConfig
 
-        placeholders = {"model": {"name": "-"}, "taxonomy": "-", "parts": [{"dataset": "-", "root": "-"}]}
+        student = dict(v) | {"model": {"name": "-"} | (v.get("model") or {})}
+        if "distill" in (v.get("loss") or {}):
+            student["loss"] = v["loss"] | {"distill": {"teacher": "-"} | (v["loss"]["distill"] or {})}
+        placeholders = {"taxonomy": "-", "parts": [{"dataset": "-", "root": "-"}]}
         try:
-            TrainConfig.model_validate(placeholders | v)
+            TrainConfig.model_validate(placeholders | student)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])

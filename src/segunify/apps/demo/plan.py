@@ -144,13 +144,21 @@ def train_config(cfg: DemoConfig, model: str, lay: Layout) -> dict:
     parts = []
     for part in cfg.parts:
         entry = {"dataset": part.dataset, "root": _abs(lay.roots[part.name]), "split": part.split}
-        entry |= {"weight": part.weight, "options": part.options}
+        entry |= {"weight": part.weight, "options": part.options, "resize": list(part.size)}
         if part.mapping is not None:
             entry["labels"] = _abs(lay.pseudo(part.name, LABELS[model]))
         parts.append(entry)
     t = cfg.teacher
-    head = {"model": {"name": t.model, "kwargs": t.kwargs, "weights": _abs(lay.teacher)}}
-    return {**head, "taxonomy": t.taxonomy, "parts": parts, **cfg.student, "out": _abs(lay.student(model))}
+    head = {
+        "model": {"name": t.model, "kwargs": t.kwargs, "weights": _abs(lay.teacher)}
+        | cfg.student.get("model", {})
+    }
+    student = {k: v for k, v in cfg.student.items() if k != "model"}
+    if "distill" in student.get("loss", {}):  # distillation toward the demo's own teacher
+        student["loss"] = student["loss"] | {
+            "distill": student["loss"]["distill"] | {"teacher": _abs(lay.teacher)}
+        }
+    return {**head, "taxonomy": t.taxonomy, "parts": parts, **student, "out": _abs(lay.student(model))}
 
 
 def _abs(path: Path) -> str:
