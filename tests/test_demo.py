@@ -172,8 +172,10 @@ def test_choose_excludes_by_glob_then_thins_evenly():
             self.id = i
 
     samples = [S(f"train/A_{i}") for i in range(6)] + [S(f"train/B_{i}") for i in range(4)]
-    assert [s.id for s in choose(samples, ["train/A_*"], None)] == [f"train/B_{i}" for i in range(4)]
-    assert [s.id for s in choose(samples, [], 4)] == ["train/A_0", "train/A_2", "train/A_5", "train/B_1"]
+    assert [s.id for s in choose(samples, [], ["train/A_*"], None)] == [f"train/B_{i}" for i in range(4)]
+    assert [s.id for s in choose(samples, [], [], 4)] == ["train/A_0", "train/A_2", "train/A_5", "train/B_1"]
+    held_out = choose(samples, ["train/A_*"], ["*_0"], 2)  # the complement, for scoring on held-out data
+    assert [s.id for s in held_out] == ["train/A_1", "train/A_3"]
     assert evenly([1, 2, 3], 10) == [1, 2, 3] and evenly([1, 2, 3], None) == [1, 2, 3]
 
 
@@ -201,6 +203,16 @@ def test_plan_is_pure_and_differs_between_students_only_in_labels(tmp_path):
     assert ev["evaluate S_P on cityscapes"].params["mapping"] is None
     assert "--mapping" not in ev["evaluate T on cityscapes"].command
     assert ev["evaluate S_R on kitti"].params["checkpoint"] == str(lay.student("S_R") / "last")
+    assert ev["evaluate S_R on kitti"].after == ("train S_R", "view eval-kitti")
+    assert ev["evaluate T on camvid"].after == ("import teacher",)  # the whole split: no view
+    train = next(s for s in stages if s.name == "train S_P")
+    assert set(train.after) == {
+        "import teacher",
+        "pseudo-label camvid (P and R)",
+        "pseudo-label idd-lite (P and R)",
+        "view camvid",
+        "view idd-lite",
+    }
 
 
 def test_plan_from_an_empty_folder_without_data(tmp_path, monkeypatch, capsys):
@@ -275,16 +287,16 @@ def test_view_is_read_by_the_adapter_as_the_dataset(shared, tmp_path):
         "options": {},
     }
     out = tmp_path / "view"
-    build_view(params | {"exclude": ["train/0/*"], "limit": None, "out": str(out)})
+    build_view(params | {"include": [], "exclude": ["train/0/*"], "limit": None, "out": str(out)})
     view = create_dataset("idd-lite", out)
     assert [s.id for s in view.samples("train")] == ["train/472/frame24567"]
     src = create_dataset("idd-lite", shared / "data" / "IDD_Lite")
     a, b = view.sample(view.samples("train")[0]), src.sample(src.samples("train")[1])
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    build_view(params | {"exclude": [], "limit": 1, "out": str(out)})  # rebuilt: no stale link
+    build_view(params | {"include": [], "exclude": [], "limit": 1, "out": str(out)})  # rebuilt: no stale link
     assert [s.id for s in create_dataset("idd-lite", out).samples("train")] == ["train/0/frame0992"]
     with pytest.raises(SegunifyError, match="no idd-lite train sample is left"):
-        build_view(params | {"exclude": ["*"], "limit": None, "out": str(out)})
+        build_view(params | {"include": ["train/0/*"], "exclude": ["*"], "limit": None, "out": str(out)})
 
 
 def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, monkeypatch):
@@ -310,6 +322,11 @@ def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, monkeypatc
     (tmp_path / "o0").unlink()  # an output that went missing is made again
     run_stages(changed, lay, lines.append)
     assert [c["n"] for c in calls] == [0, 1, 5, 0]
+    reader = Stage("s2", "fake", {"out": str(tmp_path / "o2"), "n": 2}, tmp_path / "o2", after=("s1",))
+    run_stages([*changed, reader], lay, lines.append)
+    upstream = Stage("s1", "fake", {"out": str(tmp_path / "o1"), "n": 6}, tmp_path / "o1")
+    run_stages([stages[0], upstream, reader], lay, lines.append)  # s2 reads s1, which changed: both rerun
+    assert [c["n"] for c in calls] == [0, 1, 5, 0, 2, 6, 2]
 
 
 # ------------------------------------------------------------------------------------------------ results

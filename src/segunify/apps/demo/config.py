@@ -40,10 +40,12 @@ class TeacherConfig(_Strict):
 
 
 class Subset(_Strict):
-    """Which samples of a split are used: ``exclude`` drops ids matching any glob (held-out sequences,
-    e.g. ``train/0006R0_*``), then ``limit`` keeps that many, evenly spaced (neighbouring frames of a
-    video are near duplicates, so even spacing keeps the most variety)."""
+    """Which samples of a split are used: ``include`` keeps only ids matching one of its globs (when
+    given), ``exclude`` drops ids matching any of its globs (held-out sequences, e.g. ``train/0006R0_*``),
+    then ``limit`` keeps that many, evenly spaced (neighbouring frames of a video are near duplicates, so
+    even spacing keeps the most variety)."""
 
+    include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     limit: Annotated[int, Field(gt=0)] | None = None
 

@@ -20,7 +20,7 @@ Work folder layout (``runs/<run>/`` by default; ignored by git)::
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from segunify.apps.demo.config import DemoConfig, EvalConfig, PartConfig, Subset
@@ -33,8 +33,9 @@ LABELS = {"S_P": "P", "S_R": "R"}
 
 @dataclass(frozen=True)
 class Stage:
-    """One step: ``kind`` selects the library call, ``params`` are its JSON-able arguments (also the
-    fingerprint a rerun compares), ``command`` the equivalent shell command, ``output`` proves it ran."""
+    """One step: ``kind`` selects the library call, ``params`` are its JSON-able arguments, ``command``
+    the equivalent shell command, ``output`` proves it ran. ``after`` names the stages whose outputs it
+    reads: a rerun redoes a stage when its parameters or those of any stage it reads changed."""
 
     name: str
     kind: str
@@ -42,6 +43,7 @@ class Stage:
     output: Path
     command: str = ""
     note: str = ""
+    after: tuple[str, ...] = ()
 
 
 @dataclass
@@ -96,17 +98,24 @@ def _options(options: dict) -> list[str]:
 
 def view_stage(name: str, spec: PartConfig | EvalConfig, root: Path, lay: Layout) -> Stage | None:
     """A folder of links to the chosen samples, or ``None`` when the whole split is used."""
-    subset = Subset(exclude=spec.exclude, limit=spec.limit)
-    if not subset.exclude and subset.limit is None:
+    subset = Subset(include=spec.include, exclude=spec.exclude, limit=spec.limit)
+    if not subset.include and not subset.exclude and subset.limit is None:
         lay.roots[name] = root
         return None
     out = lay.work / "views" / name
     lay.roots[name] = out
     what = f"{spec.limit or 'all'} samples of {spec.dataset} {spec.split} in {root}"
+    if spec.include:
+        what += f" matching {', '.join(spec.include)}"
     if spec.exclude:
         what += f" without {', '.join(spec.exclude)}"
     params = {"dataset": spec.dataset, "root": str(root), "split": spec.split, "options": spec.options}
-    params |= {"exclude": list(spec.exclude), "limit": spec.limit, "out": str(out)}
+    params |= {
+        "include": list(spec.include),
+        "exclude": list(spec.exclude),
+        "limit": spec.limit,
+        "out": str(out),
+    }
     return Stage(f"view {name}", "view", params, out / ".segunify-view.json", note=f"links to {what}")
 
 
@@ -203,12 +212,25 @@ def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:
     for name, spec in cfg.eval.items():
         root = shown_path(spec.root, base, f"eval.{name}.root")
         stages.append(view_stage(f"eval-{name}", spec, root, lay))
+    views = {s.name for s in stages if s is not None}
     stages.append(import_stage(cfg, base, lay))
-    stages += [pseudo_stage(cfg, part, lay) for part in cfg.extra_parts]
-    stages += [train_stage(cfg, model, lay) for model in ("S_P", "S_R")]
+    for part in cfg.extra_parts:
+        stage = pseudo_stage(cfg, part, lay)
+        stages.append(replace(stage, after=_existing(views, "import teacher", f"view {part.name}")))
+    reads = _existing(views, "import teacher", *(s.name for s in stages if s and s.kind == "pseudo"))
+    reads += _existing(views, *(f"view {p.name}" for p in cfg.parts))
+    stages += [replace(train_stage(cfg, model, lay), after=reads) for model in ("S_P", "S_R")]
     for name, spec in cfg.eval.items():
-        stages += [eval_stage(name, spec, model, cfg.overlays, lay) for model in MODELS]
+        for model in MODELS:
+            upstream = "import teacher" if model == "T" else f"train {model}"
+            after = _existing(views, upstream, f"view eval-{name}")
+            stages.append(replace(eval_stage(name, spec, model, cfg.overlays, lay), after=after))
     return [s for s in stages if s is not None], lay
+
+
+def _existing(views: set[str], *names: str) -> tuple[str, ...]:
+    """``names`` without the view stages that do not exist (a whole split needs no view)."""
+    return tuple(n for n in names if not n.startswith("view ") or n in views)
 
 
 __all__ = ["LABELS", "MODELS", "Layout", "Stage", "plan", "shown_path", "train_config"]

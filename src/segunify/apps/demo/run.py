@@ -8,6 +8,7 @@ themselves too (the pseudo-label runner and the trainer both resume exactly).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -33,9 +34,14 @@ def evenly(items: list, n: int | None) -> list:
     return [items[i * len(items) // n] for i in range(n)]
 
 
-def choose(samples: list, exclude: list[str], limit: int | None) -> list:
-    """Samples whose id matches no ``exclude`` glob, thinned evenly to ``limit``."""
-    kept = [s for s in samples if not any(fnmatch.fnmatchcase(s.id, p) for p in exclude)]
+def choose(samples: list, include: list[str], exclude: list[str], limit: int | None) -> list:
+    """Samples whose id matches an ``include`` glob (all when none is given) and no ``exclude`` glob,
+    thinned evenly to ``limit``."""
+
+    def matches(sample, patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(sample.id, p) for p in patterns)
+
+    kept = [s for s in samples if (not include or matches(s, include)) and not matches(s, exclude)]
     return evenly(kept, limit)
 
 
@@ -45,9 +51,9 @@ def build_view(p: dict) -> None:
     from segunify.datasets import create_dataset
 
     src = create_dataset(p["dataset"], p["root"], **p["options"])
-    chosen = choose(src.samples(p["split"]), p["exclude"], p["limit"])
+    chosen = choose(src.samples(p["split"]), p["include"], p["exclude"], p["limit"])
     if not chosen:
-        raise SegunifyError(f"no {p['dataset']} {p['split']} sample is left by exclude/limit", p["root"])
+        raise SegunifyError(f"no {p['dataset']} {p['split']} sample is left by include/exclude", p["root"])
     out = Path(p["out"])
     if out.exists():
         shutil.rmtree(out)
@@ -145,7 +151,8 @@ EXECUTORS: dict[str, Callable[[dict], None]] = {
 
 
 class StageLog:
-    """``<work>/stages.json``: each finished stage's parameters and seconds."""
+    """``<work>/stages.json``: each finished stage's fingerprint (its parameters and the fingerprints of
+    the stages it reads) and seconds."""
 
     def __init__(self, work: Path):
         self.path = work / "stages.json"
@@ -156,19 +163,21 @@ class StageLog:
             except (OSError, json.JSONDecodeError):
                 self.done = {}
 
-    def finished(self, stage: Stage) -> dict | None:
+    def finished(self, stage: Stage, fingerprint: str) -> dict | None:
         rec = self.done.get(stage.name)
-        if rec and rec.get("params") == _canonical(stage.params) and stage.output.exists():
+        if rec and rec.get("fingerprint") == fingerprint and stage.output.exists():
             return rec
         return None
 
-    def record(self, stage: Stage, seconds: float) -> None:
-        self.done[stage.name] = {"params": _canonical(stage.params), "seconds": round(seconds, 2)}
+    def record(self, stage: Stage, fingerprint: str, seconds: float) -> None:
+        self.done[stage.name] = {"fingerprint": fingerprint, "seconds": round(seconds, 2)}
         atomic_write_json(self.path, self.done)
 
 
-def _canonical(params: dict) -> dict:
-    return json.loads(json.dumps(params, sort_keys=True, default=str))
+def fingerprint(stage: Stage, upstream: dict[str, str]) -> str:
+    """sha256 of the stage's parameters and of the fingerprints of the stages it reads."""
+    text = json.dumps([stage.params, [upstream[a] for a in stage.after]], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_taxonomies(cfg: DemoConfig) -> None:
@@ -223,10 +232,12 @@ def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
     """Run every stage not yet finished with the same parameters; returns seconds per stage."""
     log = StageLog(lay.work)
     timings: dict[str, float] = {}
+    prints: dict[str, str] = {}
     lay.work.mkdir(parents=True, exist_ok=True)
     for i, stage in enumerate(stages, 1):
         head = f"[{i}/{len(stages)}] {stage.name}"
-        rec = log.finished(stage)
+        prints[stage.name] = fingerprint(stage, prints)
+        rec = log.finished(stage, prints[stage.name])
         if rec is not None:
             say(f"{head}: already done ({rec['seconds']:.1f} s earlier)")
             timings[stage.name] = rec["seconds"]
@@ -237,7 +248,7 @@ def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
         if not stage.output.exists():
             raise SegunifyError(f"demo stage {stage.name!r} finished but wrote nothing", stage.output)
         timings[stage.name] = round(time.perf_counter() - t0, 2)
-        log.record(stage, timings[stage.name])
+        log.record(stage, prints[stage.name], timings[stage.name])
         say(f"{head}: {timings[stage.name]:.1f} s")
     return timings
 
