@@ -21,7 +21,7 @@ import numpy as np
 from segunify.apps.demo.config import DemoConfig
 from segunify.apps.demo.plan import Layout, Stage
 from segunify.errors import SegunifyError
-from segunify.io import atomic_write_json, write_index_png
+from segunify.io import atomic_write_json, atomic_write_text, write_index_png
 
 Say = Callable[[str], None]
 VIEW_MARK = ".segunify-view.json"
@@ -105,17 +105,20 @@ def pseudo_label(p: dict) -> None:
 
 
 def train_student(p: dict) -> None:
-    """Write the student's training config (the file ``segunify train`` would read) and train it."""
+    """Write the student's training config (the file ``segunify train`` would read) and train it. An
+    interrupted run of the same config resumes; a run of another config (older settings) is replaced."""
     import yaml
 
     from segunify.train import load_config, train
 
-    config = Path(p["config"])
+    config, out = Path(p["config"]), Path(p["train"]["out"])
+    text = yaml.safe_dump(p["train"], sort_keys=False)
+    same = config.is_file() and config.read_text(encoding="utf-8") == text
+    if not same and out.exists():
+        shutil.rmtree(out)  # the demo's own folder in the run folder, made for other settings
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(yaml.safe_dump(p["train"], sort_keys=False), encoding="utf-8")
-    cfg = load_config(config)
-    out = Path(p["train"]["out"])
-    train(cfg, config, resume=(out / "last" / "train_state.pt").is_file())
+    atomic_write_text(config, text)
+    train(load_config(config), config, resume=same and (out / "last" / "train_state.pt").is_file())
 
 
 def evaluate(p: dict) -> None:
