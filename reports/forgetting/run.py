@@ -1,0 +1,63 @@
+"""Side-by-side student settings on held-out training data (see README.md in this folder).
+
+Each variant is the quick demo's student recipe plus ``--set``-style overrides, trained on the compound set
+of ``holdout.yaml`` and scored on its held-out training frames. All variants share one run folder: the
+views, the teacher and its pseudo-labels are made once; a variant retrains S_P (and S_R where asked) and is
+scored anew (the demo's stage fingerprints see the changed settings). One JSON line per variant is appended
+to ``results.jsonl``.
+
+    .venv/bin/python reports/forgetting/run.py base frozen_bn source_x3 ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from segunify.apps.demo import load_demo_config
+from segunify.apps.demo.plan import plan
+from segunify.apps.demo.run import check_inputs, check_taxonomies, run_stages
+from segunify.jsonio import read_json_object
+
+HERE = Path(__file__).resolve().parent
+WORK = Path("runs/forgetting-holdout")
+VARIANTS: dict[str, list[str]] = {
+    "base": [],
+    "no_source": ["parts.0.weight=0.0001"],
+    "source_x3": ["parts.0.weight=3"],
+    "frozen_bn": ["student.model.freeze_bn=true"],
+    "frozen_bn_source_x3": ["student.model.freeze_bn=true", "parts.0.weight=3"],
+    "encoder_lr_0.1": ["student.model.freeze_bn=true", "student.optimizer.encoder_lr_mult=0.1"],
+    "l2sp": ["student.model.freeze_bn=true", "student.loss.l2sp=0.01"],
+    "distill_both": ["student.model.freeze_bn=true", "student.loss.distill={pixels: both, weight: 1.0}"],
+    "distill_source": ["student.model.freeze_bn=true", "student.loss.distill={pixels: source, weight: 1.0}"],
+}
+
+
+def run_variant(name: str, with_sr: bool) -> dict:
+    cfg = load_demo_config(HERE / "holdout.yaml", VARIANTS[name])
+    check_taxonomies(cfg)
+    check_inputs(cfg, HERE)
+    stages, lay = plan(cfg, HERE, WORK)
+    models = ("T", "S_P", "S_R") if with_sr else ("T", "S_P")
+    keep = [s for s in stages if not s.name.endswith("S_R") and " S_R " not in s.name or with_sr]
+    t0 = time.perf_counter()
+    run_stages(keep, lay, print)
+    line = {"variant": name, "set": VARIANTS[name], "seconds": round(time.perf_counter() - t0, 1)}
+    for ds in cfg.eval:
+        for m in models:
+            r = read_json_object(lay.eval_json(ds, m), "evaluation result")
+            line.setdefault("miou", {}).setdefault(ds, {})[m] = round(100 * r["miou"], 2)
+            iou = {c["name"]: None if c["iou"] is None else round(100 * c["iou"], 1) for c in r["classes"]}
+            line.setdefault("iou", {}).setdefault(ds, {})[m] = iou
+    with (HERE / "results.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+    print(name, json.dumps(line["miou"]), flush=True)
+    return line
+
+
+if __name__ == "__main__":
+    for i, variant in enumerate(sys.argv[1:]):
+        run_variant(variant, with_sr=(i == 0))
