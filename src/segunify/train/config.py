@@ -115,7 +115,9 @@ class ClassBalancedConfig(_Strict):
     """Per-class weights ``share ** -power`` (normalised so that the average pixel weighs 1, capped at
     ``max_weight``); the loss is the weighted mean. ``weights: batch`` takes the shares of each batch's
     labels; ``summaries`` one fixed vector from the pseudo-label parts' ``summary.json`` class shares,
-    mixed by the parts' sampling weights (ground-truth parts have no summary and do not count)."""
+    mixed by the parts' sampling weights (ground-truth parts have no summary and do not count). ``batch`` is
+    the default: it needs no summary and follows what the sampler actually drew; ``summaries`` gives the
+    same weights at every step (less noise from small batches) and is recorded once."""
 
     weights: Literal["batch", "summaries"] = "batch"
     power: Annotated[float, Field(gt=0, le=2)] = 1.0
@@ -126,7 +128,9 @@ class DistillConfig(_Strict):
     """Distillation toward a frozen teacher: ``weight * T^2 * KL(teacher_T || student_T)`` (``T`` the
     temperature) averaged over the chosen pixels: ``one_to_many`` (pseudo-label pixels whose ground-truth
     class allows several target classes), ``source`` (every pixel of a ground-truth part already in the
-    target taxonomy), ``both``, or ``all``."""
+    target taxonomy), ``both``, or ``all``. The teacher runs once per step on the batch (about a third
+    of a step's time for an ESPNetv2 teacher; ``benchmarks/train_options.py``); ``one_to_many`` reads each
+    pseudo-labelled sample's ground truth beside its label."""
 
     teacher: str
     weight: Annotated[float, Field(gt=0)] = 1.0
