@@ -117,7 +117,7 @@ class ClassBalancedConfig(_Strict):
     labels; ``summaries`` one fixed vector from the pseudo-label parts' ``summary.json`` class shares,
     mixed by the parts' sampling weights (ground-truth parts have no summary and do not count). ``batch`` is
     the default: it needs no summary and follows what the sampler actually drew; ``summaries`` gives the
-    same weights at every step (less noise from small batches) and is recorded once."""
+    same weights at every step (less noise from small batches)."""
 
     weights: Literal["batch", "summaries"] = "batch"
     power: Annotated[float, Field(gt=0, le=2)] = 1.0
