@@ -33,6 +33,11 @@ VARIANTS: dict[str, list[str]] = {
     "l2sp": ["student.model.freeze_bn=true", "student.loss.l2sp=0.01"],
     "distill_both": ["student.model.freeze_bn=true", "student.loss.distill={pixels: both, weight: 1.0}"],
     "distill_source": ["student.model.freeze_bn=true", "student.loss.distill={pixels: source, weight: 1.0}"],
+    "distill_source_w3": [
+        "student.model.freeze_bn=true",
+        "student.loss.distill={pixels: source, weight: 3.0}",
+    ],
+    "distill_source_bn_train": ["student.loss.distill={pixels: source, weight: 1.0}"],
 }
 
 
@@ -59,5 +64,5 @@ def run_variant(name: str, with_sr: bool) -> dict:
 
 
 if __name__ == "__main__":
-    for i, variant in enumerate(sys.argv[1:]):
-        run_variant(variant, with_sr=(i == 0))
+    for variant in sys.argv[1:]:
+        run_variant(variant, with_sr=variant == "base")
