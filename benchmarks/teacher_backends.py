@@ -7,6 +7,14 @@ CamVid val frames, each resized to the teacher's input size (512x1024) and norma
 pass), the share of pixels whose argmax equals eager PyTorch's, and GFLOP/s from the FLOPs of one forward
 (``torch.utils.flop_counter``, 2 FLOPs per multiply-add). ``torch.compile`` is skipped when compiling
 takes longer than ``--compile-budget`` seconds. Prints one JSON line.
+
+Measured 2026-12-01 on the shared 2-core CPU (torch 2.14.1, onnxruntime 1.32.0, 2 threads, 512x1024,
+5.39 GFLOP per forward; other jobs were running, so compare the ratios, not the rates). The default run
+(16 frames, 3 repeats, compile included) did not finish within 15 minutes (a cold inductor cache);
+``--frames 4 --repeats 1 --skip compile``: eager 0.313 img/s (1.69 GFLOP/s), channels_last 0.432
+(agreement 1.0), ONNX Runtime 0.757 (agreement 1.0), ONNX Runtime int8 dynamic 0.254 (agreement
+0.984); ``--frames 2 --repeats 1`` with compile (warm cache: 10.5 s): eager 0.380, compile 1.099
+img/s (agreement 1.0).
 """
 
 from __future__ import annotations
