@@ -132,12 +132,10 @@ def state_sha256(model: torch.nn.Module) -> str:
 
 
 def load_state(path: Path) -> dict:
-    try:
-        return torch.load(path / STATE, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: name it, never a traceback
-        raise SegunifyError(
-            f"cannot read training state ({str(exc).splitlines()[0][:160]})", path / STATE
-        ) from None
+    """The optimizer/scheduler/RNG state of ``last/``: plain tensors only (a foreign pickle is refused)."""
+    from segunify.models.checkpoint import load_tensor_pickle
+
+    return load_tensor_pickle(path / STATE, "training state")
 
 
 def check_writable(out: Path, config_path: str) -> None:
