@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, register_dataset
 from segunify.errors import SegunifyError
 
 FOLDER = "camera_lidar_semantic"
@@ -23,7 +23,7 @@ class A2D2(DatasetAdapter):
     name = "a2d2"
     taxonomy_name = "a2d2"
     splits = ("all",)
-    label_encoding = "color"
+    label_encoding = LabelEncoding.COLOR
     description = "A2D2 camera semantic segmentation (55 colours -> 38 classes, 1920x1208)"
     homepage = "https://www.a2d2.audi"
     layout = "[camera_lidar_semantic/]<seq>/camera/cam_<view>/*_camera_<view>_<frame>.png with <seq>/label/cam_<view>/*_label_<view>_<frame>.png"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import ClassVar
 
@@ -74,13 +75,25 @@ def inside(
     return base / text
 
 
+class LabelEncoding(StrEnum):
+    """How an adapter's label files store classes; only ``COLOR`` needs the colour codec, every other
+    encoding is read as raw ids through the taxonomy's id LUT."""
+
+    ID = "id"  # uint8/uint16 raw ids
+    COLOR = "color"  # RGB colours of the taxonomy's palette
+    PALETTE = "palette"  # P-mode PNG whose palette index is the raw id
+    PANOPTIC = "panoptic"  # panoptic RGB/PNG + JSON or parquet, decoded to category ids by the adapter
+    POLYGONS = "polygons"  # polygon JSON, rasterised to ids by the adapter
+    RLE = "rle"  # run-length encoded masks, rasterised to ids by the adapter
+
+
 class DatasetAdapter:
     """Base class: subclasses set the class attributes and implement :meth:`_list`."""
 
     name: ClassVar[str]
     taxonomy_name: ClassVar[str]
     splits: ClassVar[tuple[str, ...]]
-    label_encoding: ClassVar[str] = "id"  # "id" (uint8/uint16 raw ids) or "color" (RGB)
+    label_encoding: ClassVar[LabelEncoding] = LabelEncoding.ID
     domain: ClassVar[str] = "urban"
     description: ClassVar[str] = ""
     homepage: ClassVar[str] = ""
@@ -100,7 +113,9 @@ class DatasetAdapter:
     def codec(self) -> IdCodec | ColorCodec:
         if self._codec is None:
             self._codec = (
-                ColorCodec(self.taxonomy) if self.label_encoding == "color" else IdCodec(self.taxonomy)
+                ColorCodec(self.taxonomy)
+                if self.label_encoding is LabelEncoding.COLOR
+                else IdCodec(self.taxonomy)
             )
         return self._codec
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, register_dataset
 
 _FRAME = re.compile(r"^(?P<seq>[^_]+)_f?(?P<num>\d+)$")
 
@@ -38,7 +38,7 @@ class CamVid32(DatasetAdapter):
     name = "camvid32"
     taxonomy_name = "camvid32"
     splits = ("train", "val", "test")
-    label_encoding = "color"
+    label_encoding = LabelEncoding.COLOR
     description = "CamVid original 32 labels (31 classes + Void, colour-coded, 960x720)"
     homepage = "http://mi.eng.cam.ac.uk/research/projects/VideoRec/CamVid/"
     layout = "701_StillsRaw_full/<seq>_<frame>.png with LabeledApproved_full/<seq>_<frame>_L.png"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, Sample, inside, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, Sample, inside, register_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
 
@@ -49,7 +49,7 @@ class CocoPanoptic(DatasetAdapter):
     name = "coco-panoptic"
     taxonomy_name = "coco-panoptic"
     splits = ("train", "val")
-    label_encoding = "panoptic RGB + JSON"
+    label_encoding = LabelEncoding.PANOPTIC
     description = "COCO panoptic 2017 (133 categories; urban subset via image_ids=FILE)"
     homepage = "https://cocodataset.org/#panoptic-2018"
     layout = (

@@ -7,7 +7,7 @@ names the labels two ways: ``GT_color/<name>_mask.png`` (train) and ``GT_color/<
 from __future__ import annotations
 
 from segunify.datasets._offroad import require_dir
-from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, register_dataset
 
 SUFFIX = "_Clipped"
 
@@ -17,7 +17,7 @@ class FreiburgForest(DatasetAdapter):
     name = "freiburg-forest"
     taxonomy_name = "freiburg-forest"
     splits = ("train", "test")
-    label_encoding = "color"
+    label_encoding = LabelEncoding.COLOR
     domain = "offroad"
     description = "Freiburg Forest (5 classes + void, colour-coded GT_color labels, ~1000x500)"
     homepage = "http://deepscene.cs.uni-freiburg.de"

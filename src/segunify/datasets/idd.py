@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, Sample, register_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
 
@@ -69,7 +69,7 @@ class Idd(DatasetAdapter):
     name = "idd"
     taxonomy_name = "idd"
     splits = ("train", "val")
-    label_encoding = "level3Ids PNG or polygon JSON"  # decoded by IdCodec: anything but "color"
+    label_encoding = LabelEncoding.POLYGONS  # level3Ids PNGs are read as ids too
     description = "IDD_Segmentation level-3 ids (26 classes); official level3Ids PNGs or the polygon JSON"
     homepage = "https://idd.insaan.iiit.ac.in"
     layout = "leftImg8bit/<split>/<seq>/*_leftImg8bit.png with gtFine/<split>/<seq>/*_gtFine_labellevel3Ids.png or *_gtFine_polygons.json"

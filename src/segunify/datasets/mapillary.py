@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, Sample, register_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import ColorCodec
 
@@ -49,7 +49,7 @@ def read_label_pil(path: Path) -> tuple[np.ndarray, str]:
 
 class _MapillaryVistas(DatasetAdapter):
     splits = ("train", "val")
-    label_encoding = "palette PNG (index)"  # decoded by IdCodec: anything but "color"
+    label_encoding = LabelEncoding.PALETTE
     homepage = "https://www.mapillary.com/dataset/vistas"
     layout = "{training,validation}/images/*.jpg with <same folder>/<version>/labels/<key>.png (v1.2 also <same folder>/labels/)"
     version: str

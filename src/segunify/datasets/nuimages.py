@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, Sample, inside, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, Sample, inside, register_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_image
 
@@ -68,7 +68,7 @@ class NuImages(DatasetAdapter):
     name = "nuimages"
     taxonomy_name = "nuimages"
     splits = ("train", "val", "mini")
-    label_encoding = "annotations (RLE)"
+    label_encoding = LabelEncoding.RLE
     description = "nuImages v1.0 key frames, masks painted from object/surface annotations (1600x900)"
     homepage = "https://www.nuscenes.org/nuimages"
     layout = "v1.0-<split>/{sample_data,category,object_ann,surface_ann}.json and samples/CAM_*/*.jpg"

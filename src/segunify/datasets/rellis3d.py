@@ -10,7 +10,7 @@ of the id labels (same classes, exact-colour decoding).
 from __future__ import annotations
 
 from segunify.datasets._offroad import list_lines, require_dir, single_channel
-from segunify.datasets.base import DatasetAdapter, inside, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, inside, register_dataset
 from segunify.errors import SegunifyError
 
 ID_DIR, COLOR_DIR, IMAGE_DIR = (
@@ -38,7 +38,7 @@ class Rellis3D(DatasetAdapter):
         if labels not in ("id", "color"):
             raise SegunifyError(f"rellis3d: labels must be 'id' or 'color', got {labels!r}")
         self.labels = labels
-        self.label_encoding = "color" if labels == "color" else "id"
+        self.label_encoding = LabelEncoding.COLOR if labels == "color" else LabelEncoding.ID
 
     def _label_for(self, label_rel: str):
         if self.labels == "color":

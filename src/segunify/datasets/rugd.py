@@ -7,7 +7,7 @@ Splits follow the RUGD paper (Wigness et al., IROS 2019), which splits by video 
 from __future__ import annotations
 
 from segunify.datasets._offroad import require_dir
-from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, register_dataset
 
 SCENES = {
     "train": (
@@ -34,7 +34,7 @@ class Rugd(DatasetAdapter):
     name = "rugd"
     taxonomy_name = "rugd"
     splits = ("train", "val", "test", "all")
-    label_encoding = "color"
+    label_encoding = LabelEncoding.COLOR
     domain = "offroad"
     description = "RUGD off-road (24 classes + void, colour-coded labels, 688x550)"
     homepage = "http://rugd.vision"

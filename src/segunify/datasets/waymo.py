@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, Sample, register_dataset, unsafe_part
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, Sample, register_dataset, unsafe_part
 from segunify.errors import SegunifyError
 
 FOLDERS = {"train": "training", "val": "validation", "test": "testing"}
@@ -55,7 +55,7 @@ class Waymo(DatasetAdapter):
     name = "waymo"
     taxonomy_name = "waymo"
     splits = ("train", "val", "test")
-    label_encoding = "panoptic PNG in parquet"
+    label_encoding = LabelEncoding.PANOPTIC
     description = "Waymo Open Dataset v2 camera panoptic segmentation (parquet; 1920x1280 / 1920x886)"
     homepage = "https://waymo.com/open/data/perception/"
     layout = (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, register_dataset
 from segunify.errors import SegunifyError
 
 
@@ -24,7 +24,7 @@ class WildDash2(DatasetAdapter):
     name = "wilddash2"
     taxonomy_name = "wilddash2"
     splits = ("val",)
-    label_encoding = "panoptic RGB + JSON"  # category ids decoded by IdCodec: anything but "color"
+    label_encoding = LabelEncoding.PANOPTIC
     description = "WildDash 2 public set (evaluation only; COCO-panoptic PNG + panoptic.json)"
     homepage = "https://wilddash.cc"
     layout = "images/*.jpg with panoptic/<same>.png and panoptic.json"

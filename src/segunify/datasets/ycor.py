@@ -6,7 +6,7 @@ Official splits: train (the ``train`` folder) and val (the ``valid`` folder).
 from __future__ import annotations
 
 from segunify.datasets._offroad import require_dir
-from segunify.datasets.base import DatasetAdapter, register_dataset
+from segunify.datasets.base import DatasetAdapter, LabelEncoding, register_dataset
 
 FOLDERS = {"train": "train", "val": "valid"}
 
@@ -16,7 +16,7 @@ class Ycor(DatasetAdapter):
     name = "ycor"
     taxonomy_name = "ycor"
     splits = ("train", "val")
-    label_encoding = "color"
+    label_encoding = LabelEncoding.COLOR
     domain = "offroad"
     description = "Yamaha-CMU Off-Road (8 classes + background, colour-coded labels, 1024x544)"
     homepage = "https://theairlab.org/yamaha-offroad-dataset/"
