@@ -53,12 +53,13 @@ def _read_bytes(path: Path, what: str) -> np.ndarray:
 
 def _decode(data: np.ndarray, flags: int, path: Path, what: str) -> np.ndarray:
     """``cv2.imdecode`` that prints nothing of its own, so a bad file gives exactly one line: a damaged PNG is
-    refused before libpng sees it (libpng writes ``libpng error: …`` to stderr), OpenCV's warnings are off."""
+    refused before libpng sees it (libpng writes ``libpng error: …`` to stderr), OpenCV's own log is off (it
+    prints ``[ERROR…] can't read header`` for e.g. a truncated GIF; the failure is our error below)."""
     problem = _png_problem(data) if bytes(data[:8]) == PNG_SIGNATURE else None
     if problem is not None:
         raise SegunifyError(f"cannot decode {what} (corrupt PNG: {problem})", path)
     level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         img = cv2.imdecode(data, flags) if data.size else None
     except cv2.error:
