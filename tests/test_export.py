@@ -44,9 +44,9 @@ def test_onnx_export_matches_torch(ckpt, tmp_path, capsys):
 
 
 def test_export_fails_on_parity_and_leaves_no_file(ckpt, tmp_path, capsys, monkeypatch):
-    import segunify.cli.models as cli_models
+    import segunify.models.onnx as onnx_mod
 
-    monkeypatch.setattr(cli_models, "onnx_parity", lambda *a, **k: 0.5)
+    monkeypatch.setattr(onnx_mod, "onnx_parity", lambda *a, **k: 0.5)
     out = tmp_path / "bad.onnx"
     assert main(["export", str(ckpt), "--onnx", str(out), "--size", "32,32"]) == 1
     assert "parity check failed: max abs diff 0.5 > 0.001" in _text(capsys)

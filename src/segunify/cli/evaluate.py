@@ -19,9 +19,10 @@ from segunify.evaluation import (
     write_result,
 )
 from segunify.mapping import load_mapping
+from segunify.models.onnx import DEFAULT_CPU_BACKEND
 
 
-def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy):
+def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy, backend=None):
     """A :class:`ModelPredictions` for a checkpoint folder, after checking its taxonomy."""
     from segunify.models.checkpoint import META, read_meta
     from segunify.models.inference import Predictor
@@ -39,7 +40,7 @@ def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxo
             path / META,
         )
     opts = {k: v for k, v in opts.items() if v is not None}
-    predictor = Predictor.from_checkpoint(path, device=device, **opts)
+    predictor = Predictor.from_checkpoint(path, device=device, backend=backend, **opts)
     return ModelPredictions.from_predictor(predictor, name=f"model {path}")
 
 
@@ -157,6 +158,12 @@ def evaluate(
         None, "--scales", help="--model: test-time scales, e.g. 0.75,1,1.25 (probabilities averaged)"
     ),
     device: str = Opt("cpu", "--device", help="--model: torch device (cpu, cuda, cuda:1, ...)"),
+    backend: str | None = Opt(
+        None,
+        "--backend",
+        help=f"--model: torch or onnx (onnxruntime, CPU only, exported per size; default {DEFAULT_CPU_BACKEND} "
+        "on the CPU, torch on a GPU)",
+    ),
     dataset_opt: list[str] = Opt(
         None,
         "--dataset-opt",
@@ -196,7 +203,7 @@ def evaluate(
     if pred_dir is not None:
         source = PredDir(pred_dir)
     else:
-        source = _model_predictions(model, model_opts, device, mp, ds.taxonomy)  # type: ignore[arg-type]
+        source = _model_predictions(model, model_opts, device, mp, ds.taxonomy, backend)  # type: ignore[arg-type]
     samples = ds.samples(split)[:limit] if limit else ds.samples(split)
     on_pair = _vis_writer(Path(vis), ds, mp, samples, vis_count) if vis else None
     result = _score(ds, split, len(samples), source, mp, limit, per_image, on_pair, console)

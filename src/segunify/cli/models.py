@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from segunify.cli._util import parse_options, parse_size, progress_bar, table
 from segunify.errors import SegunifyError
-
-ONNX_TOLERANCE = 1e-3
+from segunify.models.onnx import DEFAULT_CPU_BACKEND
 
 models_app = typer.Typer(help="The model zoo.", no_args_is_help=True)
 
@@ -122,65 +120,6 @@ def import_weights(
     )
 
 
-def onnx_parity(model, onnx_path: str | Path, size: tuple[int, int], seed: int = 0) -> float:
-    """Max abs difference between torch and onnxruntime logits on a seeded random input."""
-    import onnxruntime as ort
-    import torch
-
-    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, 3, *size), dtype=np.float32))
-    with torch.inference_mode():
-        ref = model(x).float().numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    if got.shape != ref.shape:
-        raise SegunifyError(f"onnxruntime output shape {got.shape} differs from torch {ref.shape}", onnx_path)
-    return float(np.abs(got - ref).max())
-
-
-def export_onnx(model, out: str | Path, size: tuple[int, int], opset: int = 17) -> None:
-    """Export with the TorchScript exporter (fixed input size) into a temp file, renamed when complete."""
-    import contextlib
-    import io
-    import os
-    import tempfile
-    import warnings
-
-    import torch
-
-    from segunify.io import file_mode
-
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise SegunifyError(f"cannot write file: {exc.strerror or exc}", out) from None
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (torch.zeros(1, 3, *size),),
-                tmp,
-                input_names=["image"],
-                output_names=["logits"],
-                opset_version=opset,
-                dynamo=False,
-            )
-        os.chmod(tmp, file_mode())  # mkstemp gives 0600; the user's umask decides
-        os.replace(tmp, out)
-    except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, SegunifyError):
-            raise
-        if isinstance(exc, OSError):
-            raise SegunifyError(f"cannot write file: {exc.strerror or exc}", out) from None
-        raise SegunifyError(
-            f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", out
-        ) from None
-
-
 def export(
     ckpt: str = typer.Argument(..., help="checkpoint folder"),
     onnx: str = typer.Option(..., "--onnx", help="ONNX file to write"),
@@ -193,22 +132,18 @@ def export(
 
     from segunify.cli import console
     from segunify.models.checkpoint import load_checkpoint
+    from segunify.models.onnx import ONNX_TOLERANCE, export_checked
 
     model, meta = load_checkpoint(ckpt)
     hw = parse_size(size) or (tuple(meta["input_size"]) if meta.get("input_size") else None)
     if hw is None:
         raise SegunifyError("checkpoint has no input_size; give --size H,W", ckpt)
     torch.manual_seed(0)
-    export_onnx(model, onnx, hw, opset)
-    diff = onnx_parity(model, onnx, hw)
-    ok = diff <= ONNX_TOLERANCE
+    diff = export_checked(model, onnx, hw, opset)
     console.print(
-        f"{'wrote' if ok else 'FAILED'} {onnx}: input [1,3,{hw[0]},{hw[1]}], {meta['num_classes']} classes; "
-        f"onnxruntime max abs diff {diff:.3g} ({'<=' if ok else '>'} {ONNX_TOLERANCE:g})"
+        f"wrote {onnx}: input [1,3,{hw[0]},{hw[1]}], {meta['num_classes']} classes; "
+        f"onnxruntime max abs diff {diff:.3g} (<= {ONNX_TOLERANCE:g})"
     )
-    if not ok:
-        Path(onnx).unlink(missing_ok=True)
-        raise SegunifyError(f"ONNX parity check failed: max abs diff {diff:.3g} > {ONNX_TOLERANCE:g}", onnx)
     return 0
 
 
@@ -227,6 +162,12 @@ def predict(
     mode: str = typer.Option("resize", "--mode", help="resize | slide"),
     flip: bool = typer.Option(False, "--flip", help="average with the horizontally flipped image"),
     device: str = typer.Option("cpu", "--device"),
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        help=f"torch | onnx (onnxruntime, CPU only, exported per size; default {DEFAULT_CPU_BACKEND} on the "
+        "CPU, torch on a GPU)",
+    ),
     alpha: float = typer.Option(0.5, "--alpha", help="colour weight of the overlay"),
 ) -> None:
     """Segment images: <stem>.png (ids), <stem>_color.png (palette) and <stem>_overlay.png, in the
@@ -243,7 +184,7 @@ def predict(
     opts = {"mode": mode, "flip": flip}
     if size is not None:
         opts["size"] = parse_size(size)
-    predictor = Predictor.from_checkpoint(model, device=device, **opts)
+    predictor = Predictor.from_checkpoint(model, device=device, backend=backend, **opts)
     spec = output_spec(predictor.meta, to, mapping, raw_ids, where=model)
     plan = prepare_output(out, images)
     t0 = time.perf_counter()

@@ -16,6 +16,8 @@ import click
 import typer
 
 from segunify.errors import SegunifyError
+from segunify.models.onnx import CACHE_DIR as ONNX_CACHE
+from segunify.models.onnx import DEFAULT_CPU_BACKEND
 
 
 def _load_mapping(spec: str, dataset, teacher_taxonomy: str | None):
@@ -60,6 +62,12 @@ def register(app: typer.Typer) -> None:
         flip: bool = typer.Option(False, "--flip", help="Horizontal-flip test-time augmentation."),
         scales: str = typer.Option("1", "--scales", help="Multi-scale TTA, e.g. 0.75,1,1.25."),
         amp: bool = typer.Option(False, "--amp", help="Mixed precision on a GPU."),
+        backend: str = typer.Option(
+            None,
+            "--backend",
+            help=f"Teacher runtime: torch or onnx (onnxruntime, CPU only; exported once per size into "
+            f"<out>/{ONNX_CACHE}). Default: {DEFAULT_CPU_BACKEND} on the CPU, torch on a GPU.",
+        ),
         workers: int = typer.Option(2, "--workers", help="DataLoader decoding workers per process."),
         writers: int = typer.Option(2, "--writers", help="PNG writer threads per process."),
         limit: int | None = typer.Option(None, "--limit", help="Only the first N samples of the split."),
@@ -84,6 +92,7 @@ def register(app: typer.Typer) -> None:
             flip=flip,
             scales=parse_scales(scales),
             amp=amp,
+            backend=backend,
             batch_size=batch_size,
             workers=workers,
             writers=writers,
@@ -156,7 +165,7 @@ def _execute(teacher, dataset, root, mapping, out, split, settings, also, thread
         torch.set_num_threads(max(1, threads))
     state, run_device = _state_and_device(device)
     ds = make_dataset(dataset, root)
-    model, info = teacher_from_checkpoint(teacher, run_device, settings)
+    model, info = teacher_from_checkpoint(teacher, run_device, settings, onnx_cache=Path(out) / ONNX_CACHE)
     mp = _load_mapping(mapping, ds, info.taxonomy)
     bar, factory = _progress(state, f"pseudo-label {dataset}/{split}")
     try:

@@ -2,6 +2,9 @@
 
 The options that change output bytes form the settings fingerprint (:meth:`PseudoSettings.fingerprint`)
 that :mod:`segunify.pseudo.store` records in every output folder; batch size, workers and limit do not.
+Neither does ``backend``: onnxruntime's logits stay within 1e-3 of torch's (checked per export) and
+their labels agreed on every pixel of the benchmark frames, so a run may be resumed with the other
+backend (a pixel whose two best classes tie within 1e-3 may, rarely, differ between the two).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from segunify.errors import SegunifyError
+from segunify.models.onnx import BACKENDS
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class PseudoSettings(BaseModel):
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
     amp: bool = False
+    backend: str | None = None  # torch | onnx | None (the device's default); not in the fingerprint
     batch_size: int = 4
     workers: int = 2
     writers: int = 2
@@ -54,6 +59,8 @@ class PseudoSettings(BaseModel):
             raise SegunifyError("--workers must be >= 0 and the writer pool >= 1")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise SegunifyError(f"--min-confidence must be in [0, 1], got {self.min_confidence}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise SegunifyError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.limit is not None and self.limit < 1:
             raise SegunifyError(f"--limit must be >= 1, got {self.limit}")
         return self
@@ -87,16 +94,23 @@ def teacher_from_checkpoint(
     checkpoint: str | Path,
     device: str | torch.device,
     settings: PseudoSettings,
+    onnx_cache: str | Path | None = None,
 ) -> tuple[Teacher, TeacherInfo]:
-    """The real teacher: a :class:`~segunify.models.inference.Predictor` on a segunify checkpoint.
-    Sets ``settings.size`` to the checkpoint's input size when it is not given."""
+    """The real teacher: a :class:`~segunify.models.inference.Predictor` on a segunify checkpoint,
+    run by ``settings.backend`` (ONNX files exported on the first batch into ``onnx_cache``).
+    Sets ``settings.size`` to the checkpoint's input size and ``settings.backend`` to the device's
+    default backend when they are not given."""
     from segunify.models.checkpoint import WEIGHTS, sha256_file
     from segunify.models.inference import Predictor
+    from segunify.models.onnx import resolve_backend
 
     opts: dict[str, Any] = {"flip": settings.flip, "scales": settings.scales, "amp": settings.amp}
     if settings.size is not None:
         opts["size"] = settings.size
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, **opts)
+    settings.backend = resolve_backend(settings.backend, device)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, device=device, backend=settings.backend, onnx_cache=onnx_cache, **opts
+    )
     meta = predictor.meta
     if settings.size is None and predictor.size is not None:
         settings.size = tuple(predictor.size)

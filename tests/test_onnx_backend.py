@@ -1,0 +1,161 @@
+"""``--backend onnx`` (issue 14.3): onnxruntime runs the teacher with torch's labels, exports are cached
+per (weights, size, opset) and checked, and a run may be resumed with the other backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures.pseudo_runs import make_camvid
+from fixtures.tiny_models import TINY_MASK2FORMER, espnet_checkpoint
+from segunify.cli import main
+from segunify.errors import SegunifyError
+from segunify.models.inference import Predictor
+from segunify.models.onnx import CACHE_DIR, OnnxModel, cached_export
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """ESPNetv2 with random BatchNorm statistics (varied labels), Cityscapes classes, input 64x96."""
+    return espnet_checkpoint(
+        tmp_path_factory.mktemp("onnx") / "teacher", taxonomy="cityscapes", num_classes=19, varied=True
+    )
+
+
+@pytest.fixture(scope="module")
+def camvid(tmp_path_factory):
+    return make_camvid(tmp_path_factory.mktemp("data") / "camvid", n=5, size=(48, 64))
+
+
+def _pngs(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.png"))}
+
+
+def _pseudo(teacher, root, out, *extra) -> list[str]:
+    return [
+        "pseudo-label", "--teacher", str(teacher), "--dataset", "camvid", "--root", str(root),
+        "--mapping", "camvid__cityscapes", "--out", str(out), "--device", "cpu", "--workers", "0",
+        "--batch-size", "2", "--threads", "1", *extra,
+    ]  # fmt: skip
+
+
+def test_onnx_model_matches_torch_and_exports_once_per_size(teacher, tmp_path):
+    torch_pred = Predictor.from_checkpoint(teacher)
+    onnx_pred = Predictor.from_checkpoint(teacher, backend="onnx", onnx_cache=tmp_path / "cache")
+    assert isinstance(onnx_pred.model, OnnxModel)
+    images = np.random.default_rng(1).integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
+    p_torch, p_onnx = torch_pred.probs(images), onnx_pred.probs(images)
+    assert p_onnx.shape == p_torch.shape == (3, 19, 40, 50)
+    assert (p_onnx - p_torch).abs().max() < 1e-4
+    labels = torch_pred.predict(images)
+    assert len(np.unique(labels)) >= 3  # not a constant map: agreement below means something
+    assert np.array_equal(onnx_pred.predict(images), labels)
+    sha = onnx_pred.meta["weights_sha256"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"{sha}-64x96-opset17.onnx"]
+    # a second size is a second export; a new model reuses the checked files without exporting
+    onnx_pred.model(torch.zeros(1, 3, 32, 32))
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    again = Predictor.from_checkpoint(teacher, backend="onnx", onnx_cache=tmp_path / "cache")
+    again.model.torch_model = None  # would fail if it exported again
+    assert np.array_equal(again.predict(images), labels)
+
+
+def test_cache_without_folder_is_private_and_removed(teacher):
+    pred = Predictor.from_checkpoint(teacher, backend="onnx")
+    pred.predict(np.zeros((20, 30, 3), np.uint8))
+    folder = pred.model._cache_dir
+    assert folder is not None and len(list(folder.glob("*.onnx"))) == 1
+    del pred
+    import gc
+
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_failed_parity_leaves_nothing_in_the_cache(teacher, tmp_path, monkeypatch):
+    import segunify.models.onnx as onnx_mod
+    from segunify.models.checkpoint import load_checkpoint
+
+    monkeypatch.setattr(onnx_mod, "onnx_parity", lambda *a, **k: 0.01)
+    model, _ = load_checkpoint(teacher)
+    with pytest.raises(SegunifyError, match=r"parity check failed: max abs diff 0.01 > 0.001"):
+        cached_export(model, tmp_path / "c", "abc", (32, 32))
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_pseudo_label_onnx_is_byte_identical_and_resumes_across_backends(teacher, camvid, tmp_path, capsys):
+    """Byte-identical PNGs (not merely >= 99.9 % agreement) on this fixture, also when a torch run is
+    resumed with onnx: the backend is not part of the settings fingerprint."""
+    ref, onx, mixed = tmp_path / "torch", tmp_path / "onnx", tmp_path / "mixed"
+    assert main(_pseudo(teacher, camvid, ref, "--backend", "torch")) == 0
+    assert main(_pseudo(teacher, camvid, onx, "--backend", "onnx", "--save-confidence")) == 0
+    assert not (ref / CACHE_DIR).exists()
+    assert len(list((onx / CACHE_DIR).glob("*.onnx"))) == 1
+    labels = {k: v for k, v in _pngs(onx).items() if not k.startswith("confidence")}
+    assert labels == _pngs(ref) and len(labels) == 5
+    assert json.loads((onx / "settings.json").read_text()) == json.loads((ref / "settings.json").read_text())
+    assert main(_pseudo(teacher, camvid, mixed, "--backend", "torch", "--limit", "2")) == 0
+    assert main(_pseudo(teacher, camvid, mixed, "--backend", "onnx")) == 0
+    assert "2 skipped" in " ".join(capsys.readouterr().out.split())
+    assert _pngs(mixed) == _pngs(ref)
+
+
+def test_bad_backend_and_device_are_one_line(teacher, camvid, tmp_path, capsys):
+    assert main(_pseudo(teacher, camvid, tmp_path / "o", "--backend", "tensorrt")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--backend must be one of torch, onnx" in err[0]
+    with pytest.raises(SegunifyError, match="--backend onnx runs on the CPU only"):
+        Predictor.from_checkpoint(teacher, device="cuda", backend="onnx")
+
+
+def test_a_family_that_cannot_export_is_one_line(tmp_path, capsys):
+    """Mask2Former exports, but onnxruntime's CPU provider lacks its GridSample: one line, no traceback."""
+    from segunify.models import create_model
+    from segunify.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("mask2former", 3, config=TINY_MASK2FORMER).eval()
+    ckpt = save_checkpoint(tmp_path / "m2f", model, {"classes": ["a", "b", "c"], "input_size": [64, 64]})
+    img = np.zeros((64, 64, 3), np.uint8)
+    write = tmp_path / "in.png"
+    from segunify.io import write_png
+
+    write_png(write, img)
+    code = main(
+        ["predict", str(write), "--model", str(ckpt), "--out", str(tmp_path / "p"), "--backend", "onnx"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "onnxruntime cannot run the exported model" in err[0], err
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").rglob("*.png"))
+
+
+def test_evaluate_model_onnx_equals_torch(teacher, camvid, tmp_path):
+    base = ["evaluate", "--dataset", "camvid", "--root", str(camvid), "--split", "train"]
+    base += ["--model", str(teacher), "--mapping", "camvid__cityscapes"]
+    assert main([*base, "--json", str(tmp_path / "t.json")]) == 0
+    assert main([*base, "--backend", "onnx", "--json", str(tmp_path / "o.json")]) == 0
+    t, o = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("t", "o"))
+    for result in (t, o):
+        result.pop("seconds")
+    assert o == t and t["miou"] > 0
+
+
+def test_default_backend_is_one_constant_and_gpus_keep_torch(teacher, camvid, tmp_path, monkeypatch):
+    """Flipping DEFAULT_CPU_BACKEND flips pseudo-label's CPU teacher; a GPU device never gets onnx."""
+    import segunify.models.onnx as onnx_mod
+    from segunify.pseudo import load_summary
+
+    assert onnx_mod.resolve_backend(None, "cpu") == onnx_mod.DEFAULT_CPU_BACKEND
+    monkeypatch.setattr(onnx_mod, "DEFAULT_CPU_BACKEND", "onnx")
+    assert onnx_mod.resolve_backend(None, "cuda:0") == "torch"
+    assert isinstance(Predictor.from_checkpoint(teacher, backend=None).model, OnnxModel)
+    out = tmp_path / "o"
+    assert main(_pseudo(teacher, camvid, out, "--limit", "1")) == 0
+    assert len(list((out / CACHE_DIR).glob("*.onnx"))) == 1
+    assert load_summary(out).settings.backend == "onnx"
