@@ -13,14 +13,23 @@ Figures, all measured in this one run:
 * ``peak_rss_mb``: peak resident memory of this process (and of the decoding workers).
 
 Usage: ``python benchmarks/pseudo_label.py [--limit 16] [--size 512,1024] [--threads 1] [--device cpu]``
+
+``--backends torch,onnx`` instead runs the real CLI (``segunify pseudo-label --backend B``) once per
+backend on the same ``--split`` frames (default: 16 CamVid val frames, ``--threads 2``) and prints ONE
+JSON line: per backend the runner's images/s (``summary.json``: processed / run seconds, the ONNX
+export and parity check included), the process wall time, and the onnx/torch ratio, the share of
+byte-identical label PNGs and the pixel agreement of the labels with the first backend; for onnx also
+the one-time export + parity check (timed again in this process) and the rate without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +54,100 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def _labels(out: Path) -> dict[str, np.ndarray]:
+    """The label PNGs of a pseudo-label folder (not confidence/soft/hidden files), by relative path."""
+    return {
+        p.relative_to(out).as_posix(): cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        for p in sorted(out.rglob("*.png"))
+        if not p.relative_to(out).parts[0].startswith((".", "confidence", "soft"))
+    }
+
+
+def _cli_run(ckpt: Path, root: Path, out: Path, backend: str, args) -> dict:
+    """One ``segunify pseudo-label`` process; its images/s from the summary and its wall time."""
+    cmd = [
+        sys.executable, "-m", "segunify.cli", "pseudo-label", "--teacher", str(ckpt), "--dataset", "camvid",
+        "--root", str(root), "--mapping", "camvid__cityscapes", "--out", str(out), "--split", args.split,
+        "--limit", str(args.limit), "--threads", str(args.threads), "--workers", str(args.workers),
+        "--batch-size", str(args.batch_size), "--device", "cpu", "--backend", backend,
+    ]  # fmt: skip
+    env = {**os.environ, "SEGUNIFY_NO_PROGRESS": "1", "OMP_NUM_THREADS": str(args.threads)}
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    from segunify.pseudo import load_summary
+
+    run = load_summary(out).run
+    return {
+        "img_s": round(run.processed / run.seconds, 3),
+        "run_s": round(run.seconds, 1),
+        "wall_s": round(wall, 1),
+        "forward_s": round(sum(r.forward_seconds for r in run.ranks), 1),
+    }
+
+
+def _export_seconds(ckpt: Path, cache: Path, threads: int) -> float:
+    """Time of one ONNX export + parity check of the checkpoint at its input size."""
+    from segunify.models.checkpoint import load_checkpoint
+    from segunify.models.onnx import cached_export
+
+    torch.set_num_threads(threads)
+    model, meta = load_checkpoint(ckpt)
+    t0 = time.perf_counter()
+    cached_export(model, cache, "bench", tuple(meta["input_size"]))
+    return time.perf_counter() - t0
+
+
+def backend_comparison(args, backends: list[str]) -> dict:
+    """The real CLI once per backend on the same frames (see the module docstring)."""
+    root = Path(args.root) if args.root else None
+    with tempfile.TemporaryDirectory(prefix="segunify-bench-") as tmp:
+        if args.teacher:
+            ckpt = Path(args.teacher)
+        else:
+            ckpt = Path(tmp) / "teacher"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "segunify.cli",
+                    "import-weights",
+                    "espnetv2_s2.0.cityscapes",
+                    "--out",
+                    str(ckpt),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        if root is None:
+            from segunify.paths import data_path
+
+            root = data_path("CamVid")
+        result: dict = {"benchmark": "pseudo_label_backends", "threads": args.threads, "split": args.split}
+        ref = None
+        for backend in backends:
+            out = Path(tmp) / f"out-{backend}"
+            result[backend] = _cli_run(ckpt, root, out, backend, args)
+            labels = _labels(out)
+            if ref is None:
+                ref = labels
+                result["images"] = len(labels)
+                continue
+            same = sum(np.array_equal(ref[k], labels[k]) for k in ref)
+            agree = sum(int((ref[k] == labels[k]).sum()) for k in ref) / sum(v.size for v in ref.values())
+            result[backend] |= {"identical_pngs": f"{same}/{len(ref)}", "pixel_agreement": round(agree, 6)}
+            if backend == "onnx":  # the one-time export + parity check, timed again here, out of the rate
+                export_s = _export_seconds(ckpt, Path(tmp) / "export", args.threads)
+                steady = len(ref) / max(result[backend]["run_s"] - export_s, 1e-9)
+                result[backend] |= {"export_s": round(export_s, 1), "img_s_without_export": round(steady, 3)}
+                base = result[backends[0]]["img_s"]
+                result[f"{backend}_over_{backends[0]}_without_export"] = round(steady / base, 3)
+            result[f"{backend}_over_{backends[0]}"] = round(
+                result[backend]["img_s"] / result[backends[0]]["img_s"], 3
+            )
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     from segunify.datasets import create_dataset
     from segunify.mapping import load_mapping
@@ -64,7 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--backends", default=None, help="e.g. torch,onnx: compare backends through the CLI")
+    ap.add_argument("--split", default="val", help="--backends: split to pseudo-label")
+    ap.add_argument(
+        "--teacher", default=None, help="--backends: checkpoint (default: import the s=2.0 teacher)"
+    )
     args = ap.parse_args(argv)
+    if args.backends:
+        print(json.dumps(backend_comparison(args, args.backends.split(","))))
+        return 0
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     size = tuple(int(v) for v in args.size.split(","))
