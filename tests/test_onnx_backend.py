@@ -159,3 +159,12 @@ def test_default_backend_is_one_constant_and_gpus_keep_torch(teacher, camvid, tm
     assert main(_pseudo(teacher, camvid, out, "--limit", "1")) == 0
     assert len(list((out / CACHE_DIR).glob("*.onnx"))) == 1
     assert load_summary(out).settings.backend == "onnx"
+
+
+def test_predict_onnx_writes_the_same_pngs_as_torch(teacher, camvid, tmp_path):
+    images = sorted((camvid / "train").glob("*.png"))[:2]
+    for backend in ("torch", "onnx"):
+        args = ["predict", *map(str, images), "--model", str(teacher), "--out", str(tmp_path / backend)]
+        assert main([*args, "--backend", backend]) == 0
+    written = _pngs(tmp_path / "torch")
+    assert len(written) == 6 and _pngs(tmp_path / "onnx") == written
