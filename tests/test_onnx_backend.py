@@ -168,3 +168,24 @@ def test_predict_onnx_writes_the_same_pngs_as_torch(teacher, camvid, tmp_path):
         assert main([*args, "--backend", backend]) == 0
     written = _pngs(tmp_path / "torch")
     assert len(written) == 6 and _pngs(tmp_path / "onnx") == written
+
+
+def test_two_onnx_shards_equal_one_torch_process(teacher, camvid, tmp_path):
+    """Sharding keeps its bytes with onnx: two ranks sharing one export cache write torch's labels."""
+    from fixtures.pseudo_runs import FakeState
+    from segunify.datasets import create_dataset
+    from segunify.mapping import load_mapping
+    from segunify.pseudo.runner import PseudoSettings, run_pseudo_label, teacher_from_checkpoint
+
+    ds, mp = create_dataset("camvid", camvid), load_mapping("camvid__cityscapes")
+
+    def one(out: Path, backend: str, state=None):
+        settings = PseudoSettings(workers=0, batch_size=2, backend=backend)
+        model, info = teacher_from_checkpoint(teacher, "cpu", settings, onnx_cache=out / CACHE_DIR)
+        return run_pseudo_label(model, info, ds, "train", mp, out, settings, state=state)
+
+    one(tmp_path / "torch", "torch")
+    out = tmp_path / "two"
+    summary = one(out, "onnx", FakeState(0, 2, lambda: one(out, "onnx", FakeState(1, 2))))
+    assert summary.run.world_size == 2 and summary.images == 5
+    assert _pngs(out) == _pngs(tmp_path / "torch")
