@@ -10,6 +10,10 @@ Policy (the same for evaluation, pseudo-labelling and ``segunify predict``):
 * Test-time augmentation averages the softmax probabilities of every (scale, flip) pass, as the paper's
   authors do.
 
+Backends: the model is a torch module, or with ``backend="onnx"`` an
+:class:`~segunify.models.onnx.OnnxModel` (onnxruntime on the CPU; same logits within 1e-3), chosen in
+:meth:`Predictor.from_checkpoint`; everything around the forward pass stays in torch.
+
 Memory: besides the model's activations, one full-resolution ``[B, C, H, W]`` float32 buffer holds the
 result; extra passes are added one image at a time.
 """
