@@ -73,3 +73,30 @@ def test_export_below_a_file_is_one_line(tmp_path, capsys):
     assert main(["export", str(ckpt), "--onnx", str(target), "--size", "32,32"]) == 1
     one_line_naming(capsys, target)
     assert (tmp_path / "taken").read_text() == "a file, not a folder"
+
+
+def test_evaluate_json_is_checked_before_the_split_is_scored(camvid_and_preds, tmp_path, capsys, monkeypatch):
+    """Before: an unwritable ``--json`` was found only after scoring the whole split (time lost)."""
+    import segunify.cli.evaluate as cli_evaluate
+
+    root, preds = camvid_and_preds
+    (tmp_path / "taken").write_text("a file, not a folder")
+
+    def no_scoring(*a, **k):
+        raise AssertionError("the split was scored before the output was checked")
+
+    monkeypatch.setattr(cli_evaluate, "_score", no_scoring)
+    target = tmp_path / "taken" / "r.json"
+    args = [
+        "evaluate",
+        "--dataset",
+        "camvid",
+        "--root",
+        str(root),
+        "--split",
+        "val",
+        "--pred-dir",
+        str(preds),
+    ]
+    assert main([*args, "--json", str(target)]) == 1
+    one_line_naming(capsys, target)

@@ -76,6 +76,28 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def write_problem(folder: str | Path) -> str | None:
+    """Why nothing can be written in ``folder`` (created if needed), or ``None``: a probe file is
+    written and removed, so a long job fails in its first second, not after its last."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return None
+
+
+def check_writable(folder: str | Path, target: str | Path | None = None) -> None:
+    """One line naming ``target`` (the file to be written in ``folder``, else the folder) when
+    ``folder`` is not writable."""
+    problem = write_problem(folder)
+    if problem:
+        raise SegunifyError(f"cannot write here ({problem})", target or folder)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

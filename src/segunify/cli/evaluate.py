@@ -71,8 +71,12 @@ def _vis_writer(out: Path, ds, mapping, samples, count: int):
 Opt = typer.Option
 
 
-def _model_options(size, flip, mode, stride, scales, pred_dir) -> dict:
+def _model_options(size, flip, mode, stride, scales, pred_dir, model) -> dict:
     """The Predictor options of ``--model`` (refused with ``--pred-dir``)."""
+    if (pred_dir is None) == (model is None):
+        raise typer.BadParameter(
+            "give exactly one of --pred-dir DIR or --model CKPT", param_hint="--pred-dir / --model"
+        )
     size_hw = parse_size(size)
     if mode not in ("resize", "slide"):
         raise typer.BadParameter(f"expected resize or slide, got {mode!r}", param_hint="--mode")
@@ -185,17 +189,15 @@ def evaluate(
         help="cross-taxonomy: also list how often each source class was predicted",
     ),
 ) -> None:
-    """Per-class IoU / accuracy / pixel shares and mIoU of predictions on a dataset split.
-
-    Classes absent from both ground truth and prediction are excluded from the means and listed.
-    """
+    """Per-class IoU / accuracy / pixel shares and mIoU of predictions on a dataset split (classes absent
+    from both ground truth and prediction are excluded from the means and listed)."""
     from segunify.cli import console
+    from segunify.io import check_writable
 
-    if (pred_dir is None) == (model is None):
-        raise typer.BadParameter(
-            "give exactly one of --pred-dir DIR or --model CKPT", param_hint="--pred-dir / --model"
-        )
-    model_opts = _model_options(size, flip, mode, stride, scales, pred_dir)
+    if json_out:
+        check_writable(Path(json_out).parent, json_out)  # before scoring the split, not after
+
+    model_opts = _model_options(size, flip, mode, stride, scales, pred_dir, model)
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     mp = load_mapping(mapping) if mapping else None
     if mp is not None:

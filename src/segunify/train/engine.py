@@ -139,17 +139,12 @@ def load_state(path: Path) -> dict:
 
 
 def check_writable(out: Path, config_path: str) -> None:
-    """Create ``out`` and write (then remove) a probe file in it: an unwritable output is one line
-    before the first step, not a traceback after the last."""
-    import tempfile
+    """An unwritable output is one line before the first step, not a traceback after the last."""
+    from segunify.io import write_problem
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-check-", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise SegunifyError(f"out: cannot write to {out} ({exc.strerror or exc})", config_path) from None
+    problem = write_problem(out)
+    if problem:
+        raise SegunifyError(f"out: cannot write to {out} ({problem})", config_path)
 
 
 def head_mismatch(weights: Path, model: torch.nn.Module) -> str | None:
