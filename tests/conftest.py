@@ -14,6 +14,18 @@ if str(TESTS) not in sys.path:
 from segunify.paths import shared_root  # noqa: E402
 
 
+@pytest.fixture()
+def one_thread():
+    """torch on one intra-op thread: tiny convolutions on a busy 2-core machine run faster and
+    deterministically there. Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _shared(*parts: str) -> Path:
     root = shared_root(required=False)
     path = root.joinpath(*parts) if root else None

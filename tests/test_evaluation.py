@@ -296,15 +296,6 @@ def test_cli_cross_taxonomy(camvid, tmp_path, capsys):
     assert "predicted cityscapes classes" in out
 
 
-@pytest.fixture()
-def one_thread():
-    """Tiny convolutions on a busy 2-core machine run far faster on one thread than on several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_cli_model_checkpoint(camvid, tmp_path, capsys, one_thread):
     """--model goes through Predictor.from_checkpoint: a tiny untrained ESPNetv2 must give a valid result."""
     from segunify.models import create_model

@@ -22,15 +22,7 @@ from segunify.metrics import (
 )
 from segunify.taxonomy import load_taxonomy
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """torch on one thread: on a busy 2-core machine its thread pool mostly waits on itself."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 GT = np.array([[0, 0, 1], [1, 2, 255]], dtype=np.uint8)
 PRED = np.array([[0, 1, 1], [1, 0, 2]], dtype=np.uint8)

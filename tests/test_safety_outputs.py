@@ -28,6 +28,20 @@ def camvid_and_preds(tmp_path):
     return root, preds
 
 
+def evaluate_args(root, preds) -> list[str]:
+    return [
+        "evaluate",
+        "--dataset",
+        "camvid",
+        "--root",
+        str(root),
+        "--split",
+        "val",
+        "--pred-dir",
+        str(preds),
+    ]
+
+
 def one_line_naming(capsys, path) -> str:
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
@@ -40,17 +54,7 @@ def test_evaluate_json_below_a_file_or_on_a_full_disk_is_one_line(
 ):
     root, preds = camvid_and_preds
     (tmp_path / "taken").write_text("a file, not a folder")
-    args = [
-        "evaluate",
-        "--dataset",
-        "camvid",
-        "--root",
-        str(root),
-        "--split",
-        "val",
-        "--pred-dir",
-        str(preds),
-    ]
+    args = evaluate_args(root, preds)
     target = tmp_path / "taken" / "r.json"
     assert main([*args, "--json", str(target)]) == 1
     one_line_naming(capsys, target)
@@ -87,16 +91,6 @@ def test_evaluate_json_is_checked_before_the_split_is_scored(camvid_and_preds, t
 
     monkeypatch.setattr(cli_evaluate, "_score", no_scoring)
     target = tmp_path / "taken" / "r.json"
-    args = [
-        "evaluate",
-        "--dataset",
-        "camvid",
-        "--root",
-        str(root),
-        "--split",
-        "val",
-        "--pred-dir",
-        str(preds),
-    ]
+    args = evaluate_args(root, preds)
     assert main([*args, "--json", str(target)]) == 1
     one_line_naming(capsys, target)

@@ -35,14 +35,7 @@ from segunify.train.data import (
 )
 from segunify.train.engine import compute_loss, normaliser, state_sha256, step_seed
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests share 2 cores with other work: one intra-op thread is both faster and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

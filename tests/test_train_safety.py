@@ -9,7 +9,6 @@ import tempfile
 
 import numpy as np
 import pytest
-import torch
 
 from fixtures.train_data import base_config, make_camvid, write_config
 from segunify.cli import main
@@ -18,13 +17,7 @@ from segunify.models.checkpoint import save_checkpoint
 from segunify.train import TrainConfig, train
 from segunify.train.engine import make_accelerator
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
