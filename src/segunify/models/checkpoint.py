@@ -282,6 +282,13 @@ def read_meta(directory: str | Path) -> dict:
     return load_meta(directory).to_dict()
 
 
+def weights_digest(directory: str | Path, meta: dict | None = None) -> str:
+    """The sha256 that names a checkpoint's weights (teacher fingerprints, ONNX cache keys): the one
+    ``meta.json`` records, or the file's own hash for a checkpoint written before meta held it."""
+    meta = read_meta(directory) if meta is None else meta
+    return str(meta.get("weights_sha256") or sha256_file(Path(directory) / WEIGHTS))
+
+
 def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file, or one clear error for a missing/truncated/foreign file."""
     from safetensors import SafetensorError

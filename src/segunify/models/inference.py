@@ -130,14 +130,13 @@ class Predictor:
         ``backend="onnx"`` runs the model with onnxruntime (:class:`~segunify.models.onnx.OnnxModel`),
         exported per input size into ``onnx_cache`` (default: a temporary folder); ``None`` is the
         device's default (:func:`~segunify.models.onnx.resolve_backend`)."""
-        from segunify.models.checkpoint import WEIGHTS, load_checkpoint, sha256_file
+        from segunify.models.checkpoint import load_checkpoint, weights_digest
         from segunify.models.onnx import OnnxModel, resolve_backend
 
         backend = resolve_backend(backend, device)
         model, meta = load_checkpoint(directory, taxonomy=taxonomy, map_location="cpu")
         if backend == "onnx":
-            digest = meta.get("weights_sha256") or sha256_file(Path(directory) / WEIGHTS)
-            model = OnnxModel(model, str(digest), cache_dir=onnx_cache)
+            model = OnnxModel(model, weights_digest(directory, meta), cache_dir=onnx_cache)
         opts.setdefault("size", meta.get("input_size"))
         pred = cls(model, meta["mean"], meta["std"], device=device, **opts)
         pred.meta = meta

@@ -100,7 +100,7 @@ def teacher_from_checkpoint(
     run by ``settings.backend`` (ONNX files exported on the first batch into ``onnx_cache``).
     Sets ``settings.size`` to the checkpoint's input size and ``settings.backend`` to the device's
     default backend when they are not given."""
-    from segunify.models.checkpoint import WEIGHTS, sha256_file
+    from segunify.models.checkpoint import weights_digest
     from segunify.models.inference import Predictor
     from segunify.models.onnx import resolve_backend
 
@@ -114,7 +114,7 @@ def teacher_from_checkpoint(
     meta = predictor.meta
     if settings.size is None and predictor.size is not None:
         settings.size = tuple(predictor.size)
-    digest = meta.get("weights_sha256") or sha256_file(Path(checkpoint) / WEIGHTS)
+    digest = weights_digest(checkpoint, meta)
     info = TeacherInfo(
         classes=tuple(meta["classes"]),
         taxonomy=meta.get("taxonomy"),

@@ -314,11 +314,11 @@ def teacher_sha256(text: str, key: str, config_path: str) -> str:
     ``segunify pseudo-label`` records it)."""
     if re.fullmatch(r"[0-9a-fA-F]{64}", text):
         return text.lower()
-    from segunify.models.checkpoint import WEIGHTS, read_meta, sha256_file
+    from segunify.models.checkpoint import weights_digest
 
     path = resolve_config_path(text, config_path, key)
     try:
-        return str(read_meta(path).get("weights_sha256") or sha256_file(path / WEIGHTS))
+        return weights_digest(path)
     except SegunifyError as exc:
         raise _keyed(exc, key, config_path) from None
 
