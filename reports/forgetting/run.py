@@ -39,6 +39,20 @@ VARIANTS: dict[str, list[str]] = {
     ],
     "distill_source_bn_train": ["student.loss.distill={pixels: source, weight: 1.0}"],
 }
+# Issue 14: thin classes, soft priors and teacher TTA, each on top of the kept recipe (distill_source)
+KEPT = VARIANTS["distill_source"]
+VARIANTS |= {
+    "class_balanced": [*KEPT, "student.loss.name=class_balanced"],
+    "class_balanced_sqrt": [
+        *KEPT,
+        "student.loss.name=class_balanced",
+        "student.loss.class_balanced.power=0.5",
+    ],
+    "ohem": [*KEPT, "student.loss.name=ohem"],
+    "crop512": [*KEPT, "student.augmentation.crop=[512, 512]"],
+    "soft": [*KEPT, "pseudo.soft=true"],
+    "tta_flip": [*KEPT, "pseudo.flip=true"],
+}
 
 
 def run_variant(name: str, with_sr: bool) -> dict:
