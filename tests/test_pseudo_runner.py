@@ -202,6 +202,7 @@ def cli_env():
     }
 
 
+@pytest.mark.family_backends  # the shipped default (onnx for ESPNetv2) in both runs: its resume bytes
 def test_cli_kill9_then_resume_equals_an_uninterrupted_run(teacher_ckpt, camvid_root, tmp_path):
     opts = ["--limit", "14", "--size", "352,480", "--batch-size", "1", "--workers", "1", "--save-confidence"]
     ref = tmp_path / "ref"
@@ -226,6 +227,7 @@ def test_cli_kill9_then_resume_equals_an_uninterrupted_run(teacher_ckpt, camvid_
     assert main(cli_args(teacher_ckpt, camvid_root, out, *opts)) == 0
     summary = load_summary(out)
     assert summary.run.skipped >= done_before - 1 and summary.run.processed <= 14 - done_before + 1
+    assert summary.settings.backend == "onnx"
     assert tree_bytes(out) == tree_bytes(ref)
     assert not list(out.rglob("*.tmp"))
 

@@ -19,7 +19,7 @@ from segunify.evaluation import (
     write_result,
 )
 from segunify.mapping import load_mapping
-from segunify.models.onnx import DEFAULT_CPU_BACKEND
+from segunify.models.onnx import DEFAULT_HELP
 
 
 def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy, backend=None):
@@ -165,8 +165,7 @@ def evaluate(
     backend: str | None = Opt(
         None,
         "--backend",
-        help=f"--model: torch or onnx (onnxruntime, CPU only, exported per size; default {DEFAULT_CPU_BACKEND} "
-        "on the CPU, torch on a GPU)",
+        help=f"--model: torch or onnx (onnxruntime, CPU only, exported per size; {DEFAULT_HELP})",
     ),
     dataset_opt: list[str] = Opt(
         None,

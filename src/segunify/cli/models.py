@@ -9,7 +9,7 @@ import typer
 
 from segunify.cli._util import parse_options, parse_size, progress_bar, table
 from segunify.errors import SegunifyError
-from segunify.models.onnx import DEFAULT_CPU_BACKEND
+from segunify.models.onnx import DEFAULT_HELP
 
 models_app = typer.Typer(help="The model zoo.", no_args_is_help=True)
 
@@ -165,8 +165,7 @@ def predict(
     backend: str | None = typer.Option(
         None,
         "--backend",
-        help=f"torch | onnx (onnxruntime, CPU only, exported per size; default {DEFAULT_CPU_BACKEND} on the "
-        "CPU, torch on a GPU)",
+        help=f"torch | onnx (onnxruntime, CPU only, exported per size; {DEFAULT_HELP})",
     ),
     alpha: float = typer.Option(0.5, "--alpha", help="colour weight of the overlay"),
 ) -> None:

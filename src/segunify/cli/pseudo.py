@@ -17,7 +17,7 @@ import typer
 
 from segunify.errors import SegunifyError
 from segunify.models.onnx import CACHE_DIR as ONNX_CACHE
-from segunify.models.onnx import DEFAULT_CPU_BACKEND
+from segunify.models.onnx import DEFAULT_HELP
 
 
 def _load_mapping(spec: str, dataset, teacher_taxonomy: str | None):
@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--backend",
             help=f"Teacher runtime: torch or onnx (onnxruntime, CPU only; exported once per size into "
-            f"<out>/{ONNX_CACHE}). Default: {DEFAULT_CPU_BACKEND} on the CPU, torch on a GPU.",
+            f"<out>/{ONNX_CACHE}); {DEFAULT_HELP}.",
         ),
         workers: int = typer.Option(2, "--workers", help="DataLoader decoding workers per process."),
         writers: int = typer.Option(2, "--writers", help="PNG writer threads per process."),

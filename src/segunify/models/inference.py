@@ -114,6 +114,7 @@ class Predictor:
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         self.meta: dict = {}
+        self.backend = "torch"  # from_checkpoint sets "onnx" when the model runs in onnxruntime
 
     @classmethod
     def from_checkpoint(
@@ -121,7 +122,7 @@ class Predictor:
         directory: str | Path,
         device: str | torch.device = "cpu",
         taxonomy=None,
-        backend: str | None = "torch",
+        backend: str | None = None,
         onnx_cache: str | Path | None = None,
         **opts,
     ):
@@ -129,17 +130,17 @@ class Predictor:
 
         ``backend="onnx"`` runs the model with onnxruntime (:class:`~segunify.models.onnx.OnnxModel`),
         exported per input size into ``onnx_cache`` (default: a temporary folder); ``None`` is the
-        device's default (:func:`~segunify.models.onnx.resolve_backend`)."""
+        model family's default on ``device`` (:func:`~segunify.models.onnx.resolve_backend`)."""
         from segunify.models.checkpoint import load_checkpoint, weights_digest
         from segunify.models.onnx import OnnxModel, resolve_backend
 
-        backend = resolve_backend(backend, device)
         model, meta = load_checkpoint(directory, taxonomy=taxonomy, map_location="cpu")
+        backend = resolve_backend(backend, device, model)
         if backend == "onnx":
             model = OnnxModel(model, weights_digest(directory, meta), cache_dir=onnx_cache)
         opts.setdefault("size", meta.get("input_size"))
         pred = cls(model, meta["mean"], meta["std"], device=device, **opts)
-        pred.meta = meta
+        pred.meta, pred.backend = meta, backend
         return pred
 
     def _autocast(self):

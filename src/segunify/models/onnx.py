@@ -25,17 +25,20 @@ from torch import nn
 from segunify.errors import SegunifyError
 
 BACKENDS = ("torch", "onnx")
-DEFAULT_CPU_BACKEND = "torch"  # CPU default of pseudo-label, evaluate --model, predict: flip it here
+DEFAULT_HELP = "default: the model family's CPU backend (onnx for espnetv2), torch on a GPU"
 ONNX_TOLERANCE = 1e-3
 OPSET = 17
 CACHE_DIR = ".segunify-onnx"  # under a pseudo-label run's --out
 
 
-def resolve_backend(backend: str | None, device: str | torch.device = "cpu") -> str:
+def resolve_backend(
+    backend: str | None, device: str | torch.device = "cpu", model: nn.Module | None = None
+) -> str:
     """``backend`` when it is known and can run on ``device`` (onnxruntime's CPU provider only);
-    ``None``: :data:`DEFAULT_CPU_BACKEND` on the CPU, torch on any other device."""
+    ``None``: the model family's measured ``cpu_backend`` on the CPU (torch without a model), torch on
+    any other device."""
     if backend is None:
-        return DEFAULT_CPU_BACKEND if torch.device(device).type == "cpu" else "torch"
+        return getattr(model, "cpu_backend", "torch") if torch.device(device).type == "cpu" else "torch"
     if backend not in BACKENDS:
         raise SegunifyError(f"unknown backend {backend!r}; use {' or '.join(BACKENDS)}")
     if backend == "onnx" and torch.device(device).type != "cpu":
@@ -188,7 +191,7 @@ class OnnxModel(nn.Module):
 
 __all__ = [
     "BACKENDS",
-    "DEFAULT_CPU_BACKEND",
+    "DEFAULT_HELP",
     "ONNX_TOLERANCE",
     "OnnxModel",
     "cached_export",

@@ -98,19 +98,18 @@ def teacher_from_checkpoint(
 ) -> tuple[Teacher, TeacherInfo]:
     """The real teacher: a :class:`~segunify.models.inference.Predictor` on a segunify checkpoint,
     run by ``settings.backend`` (ONNX files exported on the first batch into ``onnx_cache``).
-    Sets ``settings.size`` to the checkpoint's input size and ``settings.backend`` to the device's
-    default backend when they are not given."""
+    Sets ``settings.size`` to the checkpoint's input size and ``settings.backend`` to the
+    model family's default backend (:func:`~segunify.models.onnx.resolve_backend`) when not given."""
     from segunify.models.checkpoint import weights_digest
     from segunify.models.inference import Predictor
-    from segunify.models.onnx import resolve_backend
 
     opts: dict[str, Any] = {"flip": settings.flip, "scales": settings.scales, "amp": settings.amp}
     if settings.size is not None:
         opts["size"] = settings.size
-    settings.backend = resolve_backend(settings.backend, device)
     predictor = Predictor.from_checkpoint(
         checkpoint, device=device, backend=settings.backend, onnx_cache=onnx_cache, **opts
     )
+    settings.backend = predictor.backend
     meta = predictor.meta
     if settings.size is None and predictor.size is not None:
         settings.size = tuple(predictor.size)
