@@ -366,6 +366,30 @@ def test_paper_table_goals_and_collapse_ratio_by_hand():
 # ------------------------------------------------------------------------------------------------ toy run
 
 
+def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_path):
+    """pseudo.soft/flip/scales and teacher.backend become pseudo-label flags, soft parts of both students
+    and evaluate's backend; at their defaults no stage parameter changes (old runs keep their stages)."""
+    path = write_config(tmp_path, toy_config())
+    plain, _ = plan(load_demo_config(path), tmp_path, tmp_path / "work")
+    sets = ["pseudo.soft=true", "pseudo.flip=true", "pseudo.scales=[0.75, 1]", "teacher.backend=onnx"]
+    cfg = load_demo_config(path, sets)
+    stages, lay = plan(cfg, tmp_path, tmp_path / "work")
+    pseudo = next(s for s in stages if s.kind == "pseudo")
+    assert "--soft --flip --scales 0.75,1.0 --backend onnx" in pseudo.command
+    assert pseudo.params | {"soft": False} != pseudo.params and pseudo.params["scales"] == [0.75, 1.0]
+    default = next(s for s in plain if s.kind == "pseudo")
+    assert not {"soft", "flip", "scales", "backend"} & set(default.params)
+    assert "--soft" not in default.command and "--backend" not in default.command
+    for model in ("S_P", "S_R"):
+        parts = train_config(cfg, model, lay)["parts"]
+        assert [p.get("soft", False) for p in parts] == [p.get("labels") is not None for p in parts]
+    evaluate = next(s for s in stages if s.kind == "evaluate")
+    assert evaluate.params["backend"] == "onnx" and "--backend onnx" in evaluate.command
+    assert "backend" not in next(s for s in plain if s.kind == "evaluate").params
+    with pytest.raises(SegunifyError, match="backend"):
+        load_demo_config(path, ["teacher.backend=tensorrt"])
+
+
 @pytest.mark.slow
 def test_toy_demo_end_to_end(shared, tmp_path, monkeypatch):
     """Every stage for real on the fixtures at a toy budget, then the report; a rerun skips everything."""

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -37,6 +37,21 @@ class TeacherConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=lambda: {"s": 2.0})
     taxonomy: str = "cityscapes"
     batch_size: Annotated[int, Field(gt=0)] = 1  # images per teacher pass (1 is fastest on a CPU)
+    backend: Literal["torch", "onnx"] | None = (
+        None  # None: the model family's CPU default (onnx for espnetv2)
+    )
+
+
+class PseudoConfig(_Strict):
+    """How T labels the extra parts. ``soft``: also store the top-2 allowed classes with a probability
+    per pixel and train both students on them (a soft cross-entropy) instead of the hard labels.
+    ``flip``/``scales``: test-time augmentation of the teacher pass (probabilities averaged)."""
+
+    soft: bool = False
+    flip: bool = False
+    scales: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [1.0]
+    )
 
 
 class Subset(_Strict):
@@ -96,6 +111,7 @@ class DemoConfig(_Strict):
     budget: str
     description: str = ""
     teacher: TeacherConfig = TeacherConfig()
+    pseudo: PseudoConfig = PseudoConfig()
     parts: Annotated[list[PartConfig], Field(min_length=1)]
     # keys of a segunify train config (steps, optimizer, loss, model.freeze_bn, ...); the demo sets the model's
     # name, options and initial weights (the teacher's), the taxonomy, the parts (each resized to its size),
@@ -177,6 +193,7 @@ __all__ = [
     "EvalConfig",
     "GoalsConfig",
     "PartConfig",
+    "PseudoConfig",
     "Subset",
     "TeacherConfig",
     "config_file",

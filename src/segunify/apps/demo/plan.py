@@ -138,12 +138,25 @@ def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
     params = {"dataset": part.dataset, "root": str(root), "split": part.split, "mapping": part.mapping}
     params |= {"options": part.options, "size": list(part.size), "batch_size": cfg.teacher.batch_size}
     params |= {"teacher": str(lay.teacher), "out": str(p), "without_priors": str(r)}
+    params |= _pseudo_options(cfg) | ({"backend": cfg.teacher.backend} if cfg.teacher.backend else {})
     command = _cmd(
         "segunify", "pseudo-label", "--teacher", lay.teacher, "--dataset", part.dataset, "--root", root,
         "--split", part.split, "--mapping", part.mapping, "--size", _size(part.size),
-        "--batch-size", cfg.teacher.batch_size, "--out", p, "--also-without-priors", r,
+        "--batch-size", cfg.teacher.batch_size, *_flags(cfg), "--out", p, "--also-without-priors", r,
     )  # fmt: skip
     return Stage(f"pseudo-label {part.name} (P and R)", "pseudo", params, r / "summary.json", command)
+
+
+def _pseudo_options(cfg: DemoConfig) -> dict:
+    """The teacher-pass options that are not the defaults (older runs keep their stage fingerprints)."""
+    return cfg.pseudo.model_dump(exclude_defaults=True)
+
+
+def _flags(cfg: DemoConfig) -> list[str]:
+    opts = _pseudo_options(cfg)
+    flags = ["--soft"] * bool(opts.get("soft")) + ["--flip"] * bool(opts.get("flip"))
+    flags += ["--scales", ",".join(map(str, opts["scales"]))] if "scales" in opts else []
+    return flags + (["--backend", cfg.teacher.backend] if cfg.teacher.backend else [])
 
 
 def train_config(cfg: DemoConfig, model: str, lay: Layout) -> dict:
@@ -156,6 +169,7 @@ def train_config(cfg: DemoConfig, model: str, lay: Layout) -> dict:
         entry |= {"weight": part.weight, "options": part.options, "resize": list(part.size)}
         if part.mapping is not None:
             entry["labels"] = _abs(lay.pseudo(part.name, LABELS[model]))
+            entry |= {"soft": True} if cfg.pseudo.soft else {}
         parts.append(entry)
     t = cfg.teacher
     head = {
@@ -188,13 +202,17 @@ def train_stage(cfg: DemoConfig, model: str, lay: Layout) -> Stage:
     )
 
 
-def eval_stage(name: str, spec: EvalConfig, model: str, overlays: int, lay: Layout) -> Stage:
+def eval_stage(
+    name: str, spec: EvalConfig, model: str, overlays: int, lay: Layout, backend: str | None = None
+) -> Stage:
     root = lay.roots[f"eval-{name}"]
     out = lay.eval_json(name, model)
     params = {"dataset": spec.dataset, "root": str(root), "split": spec.split, "mapping": spec.mapping}
     params |= {"options": spec.options, "size": list(spec.size), "checkpoint": str(lay.checkpoint(model))}
     params |= {"out": str(out), "overlays": overlays, "overlay_dir": str(lay.overlay_dir(name, model))}
+    params |= {"backend": backend} if backend else {}
     mapping = ["--mapping", spec.mapping] if spec.mapping else []
+    mapping += ["--backend", backend] if backend else []
     command = _cmd(
         "segunify", "evaluate", "--model", lay.checkpoint(model), "--dataset", spec.dataset, "--root", root,
         "--split", spec.split, *mapping, *_options(spec.options), "--size", _size(spec.size), "--json", out,
@@ -224,7 +242,8 @@ def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:
         for model in MODELS:
             upstream = "import teacher" if model == "T" else f"train {model}"
             after = _existing(views, upstream, f"view eval-{name}")
-            stages.append(replace(eval_stage(name, spec, model, cfg.overlays, lay), after=after))
+            stage = eval_stage(name, spec, model, cfg.overlays, lay, cfg.teacher.backend)
+            stages.append(replace(stage, after=after))
     return [s for s in stages if s is not None], lay
 
 

@@ -88,7 +88,9 @@ def pseudo_label(p: dict) -> None:
     from segunify.pseudo import PseudoSettings, run_pseudo_label
     from segunify.pseudo.runner import teacher_from_checkpoint
 
-    settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1)
+    options = {"soft": p.get("soft", False), "flip": p.get("flip", False), "backend": p.get("backend")}
+    options["scales"] = tuple(p.get("scales", (1.0,)))
+    settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1, **options)
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
     teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings)
     mapping = load_mapping(p["mapping"])
@@ -130,7 +132,7 @@ def evaluate(p: dict) -> None:
 
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
     mapping = load_mapping(p["mapping"]) if p["mapping"] else None
-    predictor = Predictor.from_checkpoint(p["checkpoint"], size=tuple(p["size"]))
+    predictor = Predictor.from_checkpoint(p["checkpoint"], size=tuple(p["size"]), backend=p.get("backend"))
     picks = {s.id for s in evenly(dataset.samples(p["split"]), p["overlays"])}
     keep = Path(p["overlay_dir"])
 
