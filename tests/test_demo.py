@@ -4,6 +4,7 @@ results' figures on hand-made inputs, ``demo --plan`` from an empty folder, and 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from fixtures import kitti as kitti_fixture
 from segunify.apps.demo import config_file, load_demo_config, plan, shipped_configs
 from segunify.apps.demo.plan import Layout, Stage, train_config
 from segunify.apps.demo.results import goals, lacked_classes, lowest_ratio, paper_table
-from segunify.apps.demo.run import EXECUTORS, build_view, choose, evenly, run_stages
+from segunify.apps.demo.run import EXECUTORS, build_view, choose, evenly, fingerprint, run_stages
 from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
@@ -386,13 +387,20 @@ def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_
     evaluate = next(s for s in stages if s.kind == "evaluate")
     assert evaluate.params["backend"] == "onnx" and "--backend onnx" in evaluate.command
     assert "backend" not in next(s for s in plain if s.kind == "evaluate").params
+    assert pseudo.runtime == evaluate.runtime == {"onnx_cache": str(lay.onnx_cache)}  # one export cache
+    moved = replace(evaluate, runtime={"onnx_cache": "elsewhere"})
+    assert fingerprint(moved, {a: "x" for a in moved.after}) == fingerprint(
+        evaluate, {a: "x" for a in moved.after}
+    )
     with pytest.raises(SegunifyError, match="backend"):
         load_demo_config(path, ["teacher.backend=tensorrt"])
 
 
 @pytest.mark.slow
+@pytest.mark.family_backends
 def test_toy_demo_end_to_end(shared, tmp_path, monkeypatch):
-    """Every stage for real on the fixtures at a toy budget, then the report; a rerun skips everything."""
+    """Every stage for real on the fixtures at a toy budget (teacher passes in ONNX Runtime, exported once
+    per weights and size into the run's cache), then the report; a rerun skips everything."""
     monkeypatch.setenv("SEGUNIFY_NO_PROGRESS", "1")
     path = write_config(tmp_path, toy_config())
     work = tmp_path / "work"
@@ -418,6 +426,7 @@ def test_toy_demo_end_to_end(shared, tmp_path, monkeypatch):
 
     run_demo(load_demo_config(path), str(path), tmp_path, work, say=lines.append)
     assert sum("already done" in line for line in lines) == 20
+    assert len(list((work / "onnx").glob("*.onnx"))) == len(saved["models"]) * 2  # 2 sizes per model
 
 
 # ------------------------------------------------------------------------------------------------ packaging

@@ -35,7 +35,9 @@ LABELS = {"S_P": "P", "S_R": "R"}
 class Stage:
     """One step: ``kind`` selects the library call, ``params`` are its JSON-able arguments, ``command``
     the equivalent shell command, ``output`` proves it ran. ``after`` names the stages whose outputs it
-    reads: a rerun redoes a stage when its parameters or those of any stage it reads changed."""
+    reads: a rerun redoes a stage when its parameters or those of any stage it reads changed.
+    ``runtime``: arguments that change how fast a stage runs, not what it writes (the ONNX export cache
+    the teacher passes share); they are not part of its fingerprint."""
 
     name: str
     kind: str
@@ -44,12 +46,18 @@ class Stage:
     command: str = ""
     note: str = ""
     after: tuple[str, ...] = ()
+    runtime: dict = field(default_factory=dict)
 
 
 @dataclass
 class Layout:
     work: Path
     roots: dict[str, Path] = field(default_factory=dict)  # part / eval name -> root actually read
+
+    @property
+    def onnx_cache(self) -> Path:
+        """ONNX exports (per weights, input size and opset) shared by every teacher pass of the run."""
+        return self.work / "onnx"
 
     @property
     def teacher(self) -> Path:
@@ -144,7 +152,10 @@ def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
         "--split", part.split, "--mapping", part.mapping, "--size", _size(part.size),
         "--batch-size", cfg.teacher.batch_size, *_flags(cfg), "--out", p, "--also-without-priors", r,
     )  # fmt: skip
-    return Stage(f"pseudo-label {part.name} (P and R)", "pseudo", params, r / "summary.json", command)
+    runtime = {"onnx_cache": str(lay.onnx_cache)}
+    return Stage(
+        f"pseudo-label {part.name} (P and R)", "pseudo", params, r / "summary.json", command, runtime=runtime
+    )
 
 
 def _pseudo_options(cfg: DemoConfig) -> dict:
@@ -217,7 +228,8 @@ def eval_stage(
         "segunify", "evaluate", "--model", lay.checkpoint(model), "--dataset", spec.dataset, "--root", root,
         "--split", spec.split, *mapping, *_options(spec.options), "--size", _size(spec.size), "--json", out,
     )  # fmt: skip
-    return Stage(f"evaluate {model} on {name}", "evaluate", params, out, command)
+    runtime = {"onnx_cache": str(lay.onnx_cache)}
+    return Stage(f"evaluate {model} on {name}", "evaluate", params, out, command, runtime=runtime)
 
 
 def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:

@@ -92,7 +92,7 @@ def pseudo_label(p: dict) -> None:
     options["scales"] = tuple(p.get("scales", (1.0,)))
     settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1, **options)
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
-    teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings)
+    teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings, onnx_cache=p.get("onnx_cache"))
     mapping = load_mapping(p["mapping"])
     run_pseudo_label(
         teacher,
@@ -132,7 +132,8 @@ def evaluate(p: dict) -> None:
 
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
     mapping = load_mapping(p["mapping"]) if p["mapping"] else None
-    predictor = Predictor.from_checkpoint(p["checkpoint"], size=tuple(p["size"]), backend=p.get("backend"))
+    opts = {"backend": p.get("backend"), "onnx_cache": p.get("onnx_cache")}
+    predictor = Predictor.from_checkpoint(p["checkpoint"], size=tuple(p["size"]), **opts)
     picks = {s.id for s in evenly(dataset.samples(p["split"]), p["overlays"])}
     keep = Path(p["overlay_dir"])
 
@@ -249,7 +250,7 @@ def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
             continue
         say(f"{head}: {stage.command or stage.note}")
         t0 = time.perf_counter()
-        EXECUTORS[stage.kind](stage.params)
+        EXECUTORS[stage.kind](stage.params | stage.runtime)
         if not stage.output.exists():
             raise SegunifyError(f"demo stage {stage.name!r} finished but wrote nothing", stage.output)
         timings[stage.name] = round(time.perf_counter() - t0, 2)
