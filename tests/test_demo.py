@@ -19,7 +19,15 @@ from fixtures import kitti as kitti_fixture
 from segunify.apps.demo import config_file, load_demo_config, plan, shipped_configs
 from segunify.apps.demo.plan import Layout, Stage, train_config
 from segunify.apps.demo.results import goals, lacked_classes, lowest_ratio, paper_table
-from segunify.apps.demo.run import EXECUTORS, build_view, choose, evenly, fingerprint, run_stages
+from segunify.apps.demo.run import (
+    EXECUTORS,
+    build_view,
+    choose,
+    evenly,
+    fingerprint,
+    replace_stale,
+    run_stages,
+)
 from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
@@ -331,6 +339,18 @@ def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, monkeypatc
 
 
 # ------------------------------------------------------------------------------------------------ results
+
+
+def test_a_stage_rerun_with_other_parameters_replaces_its_own_folders(tmp_path):
+    """A changed pseudo-label or train stage starts afresh (its pseudo-label folder would refuse other
+    settings); the same parameters keep the folders so that an interrupted run resumes."""
+    record, labels = tmp_path / "pseudo" / "camvid" / "stage.json", tmp_path / "pseudo" / "camvid" / "P"
+    assert replace_stale(record, "soft: false", labels) is False and record.read_text() == "soft: false"
+    labels.mkdir()
+    (labels / "a.png").write_bytes(b"x")
+    assert replace_stale(record, "soft: false", labels) is True and (labels / "a.png").is_file()
+    assert replace_stale(record, "soft: true", labels) is False and not labels.exists()
+    assert record.read_text() == "soft: true"
 
 
 def test_lacked_classes_are_the_ones_a_dataset_cannot_tell_apart():

@@ -81,6 +81,20 @@ def import_teacher(p: dict) -> None:
     import_weights(weights, p["out"], identify(weights), **options, overwrite=True)
 
 
+def replace_stale(record: Path, text: str, *folders: Path) -> bool:
+    """Whether ``record`` already holds ``text`` (a stage's parameters): then an interrupted run of the
+    stage resumes. Otherwise the stage's folders, the demo's own in the run folder, were made for other
+    parameters: they are removed and ``text`` is recorded."""
+    if record.is_file() and record.read_text(encoding="utf-8") == text:
+        return True
+    for folder in folders:
+        if folder.exists():
+            shutil.rmtree(folder)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, text)
+    return False
+
+
 def pseudo_label(p: dict) -> None:
     """One teacher pass writes both label sets: P (with the priors) and R (without)."""
     from segunify.datasets import create_dataset
@@ -88,6 +102,9 @@ def pseudo_label(p: dict) -> None:
     from segunify.pseudo import PseudoSettings, run_pseudo_label
     from segunify.pseudo.runner import teacher_from_checkpoint
 
+    out, without = Path(p["out"]), Path(p["without_priors"])
+    params = json.dumps({k: v for k, v in p.items() if k != "onnx_cache"}, sort_keys=True, indent=1)
+    replace_stale(out.parent / "stage.json", params, out, without)
     options = {"soft": p.get("soft", False), "flip": p.get("flip", False), "backend": p.get("backend")}
     options["scales"] = tuple(p.get("scales", (1.0,)))
     settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1, **options)
@@ -114,12 +131,7 @@ def train_student(p: dict) -> None:
     from segunify.train import load_config, train
 
     config, out = Path(p["config"]), Path(p["train"]["out"])
-    text = yaml.safe_dump(p["train"], sort_keys=False)
-    same = config.is_file() and config.read_text(encoding="utf-8") == text
-    if not same and out.exists():
-        shutil.rmtree(out)  # the demo's own folder in the run folder, made for other settings
-    config.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config, text)
+    same = replace_stale(config, yaml.safe_dump(p["train"], sort_keys=False), out)
     train(load_config(config), config, resume=same and (out / "last" / "train_state.pt").is_file())
 
 
