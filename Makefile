@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+RUN ?= quick
 
 .PHONY: install demo reproduce example-report test test-all lint format bench clean
 
@@ -24,10 +25,10 @@ reproduce: $(STAMP)
 	$(BIN)/segunify demo --full
 
 # Publish the last quick run's report as the example README links to (on purpose, never by make demo).
-example-report:
-	test -f runs/quick/report/index.html || { echo "run 'make demo' first"; exit 1; }
+example-report:  # RUN=<folder under runs/> publishes another run of the quick config
+	test -f runs/$(RUN)/report/index.html || { echo "run 'make demo' first"; exit 1; }
 	rm -rf docs/example-report
-	cp -r runs/quick/report docs/example-report
+	cp -r runs/$(RUN)/report docs/example-report
 	# Cityscapes' terms forbid redistributing its images: the committed copy keeps no Cityscapes overlay.
 	rm -f docs/example-report/cityscapes-overlays.png
 	sed -i 's|<img src="cityscapes-overlays.png"[^>]*>|<p class="muted">Cityscapes overlays are in your own run (runs/quick/report/); its terms forbid redistributing the images.</p>|' docs/example-report/index.html

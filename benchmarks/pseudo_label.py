@@ -72,7 +72,7 @@ def _cli_run(ckpt: Path, root: Path, out: Path, backend: str, args) -> dict:
         sys.executable, "-m", "segunify.cli", "pseudo-label", "--teacher", str(ckpt), "--dataset", "camvid",
         "--root", str(root), "--mapping", "camvid__cityscapes", "--out", str(out), "--split", args.split,
         "--limit", str(args.limit), "--threads", str(args.threads), "--workers", str(args.workers),
-        "--batch-size", str(args.batch_size), "--device", "cpu", "--backend", backend,
+        "--batch-size", str(args.batch_size), "--device", "cpu", "--backend", backend, "--size", args.size,
     ]  # fmt: skip
     env = {**os.environ, "SEGUNIFY_NO_PROGRESS": "1", "OMP_NUM_THREADS": str(args.threads)}
     t0 = time.perf_counter()
@@ -89,15 +89,15 @@ def _cli_run(ckpt: Path, root: Path, out: Path, backend: str, args) -> dict:
     }
 
 
-def _export_seconds(ckpt: Path, cache: Path, threads: int) -> float:
-    """Time of one ONNX export + parity check of the checkpoint at its input size."""
+def _export_seconds(ckpt: Path, cache: Path, threads: int, size: tuple[int, int]) -> float:
+    """Time of one ONNX export + parity check of the checkpoint at the teacher's input ``size``."""
     from segunify.models.checkpoint import load_checkpoint
     from segunify.models.onnx import cached_export
 
     torch.set_num_threads(threads)
-    model, meta = load_checkpoint(ckpt)
+    model, _ = load_checkpoint(ckpt)
     t0 = time.perf_counter()
-    cached_export(model, cache, "bench", tuple(meta["input_size"]))
+    cached_export(model, cache, "bench", size)
     return time.perf_counter() - t0
 
 
@@ -127,6 +127,7 @@ def backend_comparison(args, backends: list[str]) -> dict:
 
             root = data_path("CamVid")
         result: dict = {"benchmark": "pseudo_label_backends", "threads": args.threads, "split": args.split}
+        result["input_size"] = [int(v) for v in args.size.split(",")]
         ref = None
         for backend in backends:
             out = Path(tmp) / f"out-{backend}"
@@ -140,7 +141,8 @@ def backend_comparison(args, backends: list[str]) -> dict:
             agree = sum(int((ref[k] == labels[k]).sum()) for k in ref) / sum(v.size for v in ref.values())
             result[backend] |= {"identical_pngs": f"{same}/{len(ref)}", "pixel_agreement": round(agree, 6)}
             if backend == "onnx":  # the one-time export + parity check, timed again here, out of the rate
-                export_s = _export_seconds(ckpt, Path(tmp) / "export", args.threads)
+                size = tuple(int(v) for v in args.size.split(","))
+                export_s = _export_seconds(ckpt, Path(tmp) / "export", args.threads, size)
                 steady = len(ref) / max(result[backend]["run_s"] - export_s, 1e-9)
                 result[backend] |= {"export_s": round(export_s, 1), "img_s_without_export": round(steady, 3)}
                 base = result[backends[0]]["img_s"]

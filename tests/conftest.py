@@ -14,17 +14,6 @@ if str(TESTS) not in sys.path:
 from segunify.paths import shared_root  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def torch_teacher_pass(request, monkeypatch):
-    """The suite runs ESPNetv2's teacher pass in torch: its CPU default, ONNX Runtime, would export each
-    test's fresh model (seconds each). ``@pytest.mark.family_backends`` keeps the shipped defaults;
-    ONNX's labels are checked against torch's in test_onnx_backend.py."""
-    if request.node.get_closest_marker("family_backends") is None:
-        from segunify.models.espnetv2 import ESPNetv2Seg
-
-        monkeypatch.setattr(ESPNetv2Seg, "cpu_backend", "torch")
-
-
 @pytest.fixture()
 def one_thread():
     """torch on one intra-op thread: tiny convolutions on a busy 2-core machine run faster and

@@ -417,12 +417,13 @@ def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.family_backends
 def test_toy_demo_end_to_end(shared, tmp_path, monkeypatch):
     """Every stage for real on the fixtures at a toy budget (teacher passes in ONNX Runtime, exported once
     per weights and size into the run's cache), then the report; a rerun skips everything."""
     monkeypatch.setenv("SEGUNIFY_NO_PROGRESS", "1")
-    path = write_config(tmp_path, toy_config())
+    config = toy_config()
+    config["teacher"] = config.get("teacher", {}) | {"backend": "onnx"}
+    path = write_config(tmp_path, config)
     work = tmp_path / "work"
     assert main(["demo", "--config", str(path), "--work", str(work)]) == 0
     saved = json.loads((work / "report" / "results.json").read_text())

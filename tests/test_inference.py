@@ -124,6 +124,31 @@ def espnet_ckpt(tmp_path_factory):
     return espnet_checkpoint(tmp_path_factory.mktemp("inf") / "ck")
 
 
+class BatchCounter(nn.Module):
+    """Records the batch size of every forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[int] = []
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return self.conv(x)
+
+
+def test_cpu_runs_one_image_at_a_time_with_batch_independent_bytes(espnet_ckpt, images):
+    """On the CPU a batch is run image by image (faster there), so the labels of a batch are those of
+    its images one by one, byte for byte."""
+    counter = BatchCounter().eval()
+    Predictor(counter, MEAN, STD, size=(32, 48)).probs(images)
+    assert counter.batches == [1, 1]
+    pred = Predictor.from_checkpoint(espnet_ckpt)
+    together = pred.probs(images)
+    alone = torch.cat([pred.probs(images[i : i + 1]) for i in range(len(images))])
+    assert torch.equal(together, alone)
+
+
 def test_from_checkpoint_uses_meta_size(espnet_ckpt, images):
     pred = Predictor.from_checkpoint(espnet_ckpt)
     assert pred.size == (64, 96) and pred.meta["num_classes"] == 11 and pred.meta["taxonomy"] == "camvid"

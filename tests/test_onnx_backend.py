@@ -146,23 +146,15 @@ def test_evaluate_model_onnx_equals_torch(teacher, camvid, tmp_path):
     assert o == t and t["miou"] > 0
 
 
-@pytest.mark.family_backends
-def test_espnetv2_defaults_to_onnx_on_cpu_only(teacher, camvid, tmp_path):
-    """ESPNetv2's CPU default is onnx (measured 2.4x, same labels); other families and GPUs keep torch."""
-    from segunify.models import create_model
-    from segunify.models.mask2former import Mask2FormerSeg
-    from segunify.models.onnx import resolve_backend
-    from segunify.models.segformer import SegformerSeg
+def test_default_backend_is_one_constant_and_gpus_keep_torch(teacher, camvid, tmp_path, monkeypatch):
+    """Flipping DEFAULT_CPU_BACKEND flips pseudo-label's CPU teacher; a GPU device never gets onnx."""
+    import segunify.models.onnx as onnx_mod
     from segunify.pseudo import load_summary
 
-    espnet = create_model("espnetv2", num_classes=3, s=1.0)
-    assert resolve_backend(None, "cpu", espnet) == "onnx"
-    assert resolve_backend(None, "cuda:0", espnet) == "torch"
-    assert resolve_backend("torch", "cpu", espnet) == "torch"
-    assert resolve_backend(None, "cpu", torch.nn.Conv2d(3, 3, 1)) == "torch"
-    assert SegformerSeg.cpu_backend == Mask2FormerSeg.cpu_backend == "torch"  # not measured: torch
-    predictor = Predictor.from_checkpoint(teacher)
-    assert isinstance(predictor.model, OnnxModel) and predictor.backend == "onnx"
+    assert onnx_mod.resolve_backend(None, "cpu") == onnx_mod.DEFAULT_CPU_BACKEND
+    monkeypatch.setattr(onnx_mod, "DEFAULT_CPU_BACKEND", "onnx")
+    assert onnx_mod.resolve_backend(None, "cuda:0") == "torch"
+    assert isinstance(Predictor.from_checkpoint(teacher, backend=None).model, OnnxModel)
     out = tmp_path / "o"
     assert main(_pseudo(teacher, camvid, out, "--limit", "1")) == 0
     assert len(list((out / CACHE_DIR).glob("*.onnx"))) == 1

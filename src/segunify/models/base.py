@@ -19,9 +19,6 @@ from torch import nn
 class SegmentationModel(nn.Module):
     has_own_loss: ClassVar[bool] = False
     find_unused_parameters: ClassVar[bool] = False
-    # the CPU default of the teacher pass (pseudo-label, evaluate --model, predict): "onnx" only where a
-    # benchmark measured it faster with the same labels (benchmarks/teacher_backends.py)
-    cpu_backend: ClassVar[str] = "torch"
 
 
 __all__ = ["SegmentationModel"]

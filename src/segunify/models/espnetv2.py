@@ -245,13 +245,9 @@ class ESPNetv2Seg(SegmentationModel):
 
     ``find_unused_parameters``: the DownSampler's EESP keeps a ``module_act`` it never calls (the
     published weights hold it, so it stays for a strict load).
-
-    ``cpu_backend``: ONNX Runtime runs it 2.4x faster than eager torch on 2 cores with identical labels on
-    16 CamVid frames (``benchmarks/teacher_backends.py``).
     """
 
     find_unused_parameters = True
-    cpu_backend = "onnx"
 
     def __init__(self, num_classes: int, s: float = 2.0, proj: int = 10):
         super().__init__()

@@ -1,7 +1,9 @@
 """ONNX export and the ONNX Runtime backend of the teacher pass (``--backend onnx``).
 
-Why: on 2 CPU cores ONNX Runtime runs the ESPNetv2 teacher at 512x1024 2.4x faster than eager PyTorch
-with identical labels on the benchmark's frames (``benchmarks/teacher_backends.py``). The model is
+Why, and why not the default: on 2 CPU cores ONNX Runtime runs the ESPNetv2 teacher at 512x1024 with
+identical labels on the benchmarks' frames, 1.14x the images/s of PyTorch through the predictor (both one
+image at a time, interleaved rounds) after an export + parity check of about 3 s per weights and input
+size: it pays on long pseudo-label runs, not on a 10-frame evaluation. The model is
 exported with a static input shape ``[1, 3, H, W]`` once per (weights sha256, shape, opset); each
 export is checked against torch (max abs logit difference <= :data:`ONNX_TOLERANCE`) before it is
 renamed into the cache, so a cached file is always a checked one. Batches run image by image.
@@ -25,20 +27,18 @@ from torch import nn
 from segunify.errors import SegunifyError
 
 BACKENDS = ("torch", "onnx")
-DEFAULT_HELP = "default: the model family's CPU backend (onnx for espnetv2), torch on a GPU"
+DEFAULT_CPU_BACKEND = "torch"  # CPU default of pseudo-label, evaluate --model, predict (see the docstring)
+DEFAULT_HELP = f"default {DEFAULT_CPU_BACKEND} on the CPU, torch on a GPU"
 ONNX_TOLERANCE = 1e-3
 OPSET = 17
 CACHE_DIR = ".segunify-onnx"  # under a pseudo-label run's --out
 
 
-def resolve_backend(
-    backend: str | None, device: str | torch.device = "cpu", model: nn.Module | None = None
-) -> str:
+def resolve_backend(backend: str | None, device: str | torch.device = "cpu") -> str:
     """``backend`` when it is known and can run on ``device`` (onnxruntime's CPU provider only);
-    ``None``: the model family's measured ``cpu_backend`` on the CPU (torch without a model), torch on
-    any other device."""
+    ``None``: :data:`DEFAULT_CPU_BACKEND` on the CPU, torch on any other device."""
     if backend is None:
-        return getattr(model, "cpu_backend", "torch") if torch.device(device).type == "cpu" else "torch"
+        return DEFAULT_CPU_BACKEND if torch.device(device).type == "cpu" else "torch"
     if backend not in BACKENDS:
         raise SegunifyError(f"unknown backend {backend!r}; use {' or '.join(BACKENDS)}")
     if backend == "onnx" and torch.device(device).type != "cpu":
@@ -191,6 +191,7 @@ class OnnxModel(nn.Module):
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_CPU_BACKEND",
     "DEFAULT_HELP",
     "ONNX_TOLERANCE",
     "OnnxModel",

@@ -99,7 +99,7 @@ def teacher_from_checkpoint(
     """The real teacher: a :class:`~segunify.models.inference.Predictor` on a segunify checkpoint,
     run by ``settings.backend`` (ONNX files exported on the first batch into ``onnx_cache``).
     Sets ``settings.size`` to the checkpoint's input size and ``settings.backend`` to the
-    model family's default backend (:func:`~segunify.models.onnx.resolve_backend`) when not given."""
+    device's default backend (:func:`~segunify.models.onnx.resolve_backend`) when not given."""
     from segunify.models.checkpoint import weights_digest
     from segunify.models.inference import Predictor
 
