@@ -149,6 +149,18 @@ def test_cpu_runs_one_image_at_a_time_with_batch_independent_bytes(espnet_ckpt, 
     assert torch.equal(together, alone)
 
 
+def test_espnetv2_runs_channels_last_on_the_cpu_with_the_same_labels(espnet_ckpt, images, monkeypatch):
+    from segunify.models.espnetv2 import ESPNetv2Seg
+
+    fast = Predictor.from_checkpoint(espnet_ckpt)
+    assert fast.channels_last and Predictor(TinyNet(), MEAN, STD).channels_last is False
+    monkeypatch.setattr(ESPNetv2Seg, "cpu_channels_last", False)
+    plain = Predictor.from_checkpoint(espnet_ckpt)
+    assert not plain.channels_last
+    assert torch.allclose(fast.probs(images), plain.probs(images), atol=1e-5)
+    assert np.array_equal(fast.predict(images), plain.predict(images))
+
+
 def test_from_checkpoint_uses_meta_size(espnet_ckpt, images):
     pred = Predictor.from_checkpoint(espnet_ckpt)
     assert pred.size == (64, 96) and pred.meta["num_classes"] == 11 and pred.meta["taxonomy"] == "camvid"

@@ -19,6 +19,7 @@ from torch import nn
 class SegmentationModel(nn.Module):
     has_own_loss: ClassVar[bool] = False
     find_unused_parameters: ClassVar[bool] = False
+    cpu_channels_last: ClassVar[bool] = False  # inference on the CPU in channels_last (where measured faster)
 
 
 __all__ = ["SegmentationModel"]
