@@ -9,10 +9,11 @@ pass), the share of pixels whose argmax equals eager PyTorch's, and GFLOP/s from
 takes longer than ``--compile-budget`` seconds. Prints one JSON line.
 
 Measured 2026-12-01 on the 2-core CPU with nothing else running (torch 2.14.1, onnxruntime 1.32.0, 2
-threads, 512x1024, 5.39 GFLOP per forward, 16 frames, ``--repeats 1``): eager 2.225 img/s (12.0 GFLOP/s),
-channels_last 3.072 (1.38x, agreement 1.0), torch.compile 3.261 (1.47x, 5.8 s compile, agreement 1.0),
-ONNX Runtime 3.146 (1.41x, agreement 1.0), ONNX Runtime int8 dynamic 0.887 (0.40x, agreement 0.978).
-Earlier runs while other jobs shared the cores gave larger ratios (ONNX Runtime 2.4x, compile 2.9x).
+threads, 512x1024, 5.39 GFLOP per forward, 16 frames, 3 interleaved rounds): eager 2.307 img/s (12.4
+GFLOP/s), eager in batches of 4 (segunify's CPU path before) 1.402 (0.61x), channels_last 3.391 (1.47x,
+agreement 1.0), torch.compile 3.801 (1.65x, 5.5 s compile, agreement 1.0), ONNX Runtime 3.586 (1.55x,
+agreement 1.0), ONNX Runtime int8 dynamic 1.114 (0.48x, agreement 0.978). The predictor now runs ESPNetv2
+one image at a time in channels_last on the CPU: 2.42x the old batch-of-4 path.
 """
 
 from __future__ import annotations
