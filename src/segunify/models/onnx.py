@@ -81,16 +81,11 @@ def onnx_parity(model: nn.Module, onnx_path: str | Path, size: tuple[int, int], 
 
 
 def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int], opset: int = OPSET) -> None:
-    """Export with the TorchScript exporter (fixed input size) into a temp file, renamed when complete."""
-    from segunify.io import file_mode
+    """Export with the TorchScript exporter (fixed input size) in memory, then write it with
+    :func:`segunify.io.atomic_write_bytes` (temp file + rename, the user's umask)."""
+    from segunify.io import atomic_write_bytes
 
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise SegunifyError(f"cannot write file: {exc.strerror or exc}", out) from None
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
         # the teacher may be asked for its first batch inside inference_mode: tracing needs it off
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
@@ -99,21 +94,15 @@ def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int], opset:
                 torch.onnx.export(
                     model,
                     (torch.zeros(1, 3, *size),),
-                    tmp,
+                    buffer,
                     input_names=["image"],
                     output_names=["logits"],
                     opset_version=opset,
                     dynamo=False,
                 )
-        os.chmod(tmp, file_mode())  # mkstemp gives 0600; the user's umask decides
-        os.replace(tmp, out)
     except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, SegunifyError):
-            raise
-        if isinstance(exc, OSError):
-            raise SegunifyError(f"cannot write file: {exc.strerror or exc}", out) from None
         raise SegunifyError(f"ONNX export failed: {_first_line(exc)}", out) from None
+    atomic_write_bytes(out, buffer.getvalue())
 
 
 def export_checked(model: nn.Module, out: str | Path, size: tuple[int, int], opset: int = OPSET) -> float:

@@ -37,9 +37,7 @@ class TeacherConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=lambda: {"s": 2.0})
     taxonomy: str = "cityscapes"
     batch_size: Annotated[int, Field(gt=0)] = 1  # images per teacher pass (1 is fastest on a CPU)
-    backend: Literal["torch", "onnx"] | None = (
-        None  # None: the model family's CPU default (onnx for espnetv2)
-    )
+    backend: Literal["torch", "onnx"] | None = None  # None: the device's default (torch)
 
 
 class PseudoConfig(_Strict):

@@ -146,11 +146,14 @@ def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
     params = {"dataset": part.dataset, "root": str(root), "split": part.split, "mapping": part.mapping}
     params |= {"options": part.options, "size": list(part.size), "batch_size": cfg.teacher.batch_size}
     params |= {"teacher": str(lay.teacher), "out": str(p), "without_priors": str(r)}
-    params |= _pseudo_options(cfg) | ({"backend": cfg.teacher.backend} if cfg.teacher.backend else {})
+    # only options off their defaults: older runs keep their stage fingerprints
+    options = cfg.pseudo.model_dump(exclude_defaults=True)
+    options |= {"backend": cfg.teacher.backend} if cfg.teacher.backend else {}
+    params |= options
     command = _cmd(
         "segunify", "pseudo-label", "--teacher", lay.teacher, "--dataset", part.dataset, "--root", root,
         "--split", part.split, "--mapping", part.mapping, "--size", _size(part.size),
-        "--batch-size", cfg.teacher.batch_size, *_flags(cfg), "--out", p, "--also-without-priors", r,
+        "--batch-size", cfg.teacher.batch_size, *_flags(options), "--out", p, "--also-without-priors", r,
     )  # fmt: skip
     runtime = {"onnx_cache": str(lay.onnx_cache)}
     return Stage(
@@ -158,16 +161,11 @@ def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
     )
 
 
-def _pseudo_options(cfg: DemoConfig) -> dict:
-    """The teacher-pass options that are not the defaults (older runs keep their stage fingerprints)."""
-    return cfg.pseudo.model_dump(exclude_defaults=True)
-
-
-def _flags(cfg: DemoConfig) -> list[str]:
-    opts = _pseudo_options(cfg)
-    flags = ["--soft"] * bool(opts.get("soft")) + ["--flip"] * bool(opts.get("flip"))
-    flags += ["--scales", ",".join(map(str, opts["scales"]))] if "scales" in opts else []
-    return flags + (["--backend", cfg.teacher.backend] if cfg.teacher.backend else [])
+def _flags(options: dict) -> list[str]:
+    """``pseudo-label`` flags of the teacher-pass options (soft, flip, scales, backend) given."""
+    flags = ["--soft"] * bool(options.get("soft")) + ["--flip"] * bool(options.get("flip"))
+    flags += ["--scales", ",".join(map(str, options["scales"]))] if "scales" in options else []
+    return flags + (["--backend", options["backend"]] if "backend" in options else [])
 
 
 def train_config(cfg: DemoConfig, model: str, lay: Layout) -> dict:
