@@ -310,9 +310,11 @@ def test_view_is_read_by_the_adapter_as_the_dataset(shared, tmp_path):
 
 def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, monkeypatch):
     calls: list[dict] = []
+    runtimes: list[dict] = []
 
-    def fake(params: dict) -> None:
+    def fake(params: dict, **runtime) -> None:
         calls.append(params)
+        runtimes.append(runtime)
         Path(params["out"]).write_text("done")
 
     monkeypatch.setitem(EXECUTORS, "fake", fake)
@@ -336,6 +338,9 @@ def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, monkeypatc
     upstream = Stage("s1", "fake", {"out": str(tmp_path / "o1"), "n": 6}, tmp_path / "o1")
     run_stages([stages[0], upstream, reader], lay, lines.append)  # s2 reads s1, which changed: both rerun
     assert [c["n"] for c in calls] == [0, 1, 5, 0, 2, 6, 2]
+    fast = Stage("s3", "fake", {"out": str(tmp_path / "o3"), "n": 3}, tmp_path / "o3", runtime={"cache": "c"})
+    run_stages([fast], lay, lines.append)  # runtime values come as keywords, apart from the params
+    assert calls[-1] == fast.params and runtimes[-1] == {"cache": "c"} and runtimes[0] == {}
 
 
 # ------------------------------------------------------------------------------------------------ results

@@ -95,7 +95,7 @@ def replace_stale(record: Path, text: str, *folders: Path) -> bool:
     return False
 
 
-def pseudo_label(p: dict) -> None:
+def pseudo_label(p: dict, onnx_cache: str | None = None) -> None:
     """One teacher pass writes both label sets: P (with the priors) and R (without)."""
     from segunify.datasets import create_dataset
     from segunify.mapping import load_mapping
@@ -103,13 +103,12 @@ def pseudo_label(p: dict) -> None:
     from segunify.pseudo.runner import teacher_from_checkpoint
 
     out, without = Path(p["out"]), Path(p["without_priors"])
-    params = json.dumps({k: v for k, v in p.items() if k != "onnx_cache"}, sort_keys=True, indent=1)
-    replace_stale(out.parent / "stage.json", params, out, without)
+    replace_stale(out.parent / "stage.json", json.dumps(p, sort_keys=True, indent=1), out, without)
     options = {"soft": p.get("soft", False), "flip": p.get("flip", False), "backend": p.get("backend")}
     options["scales"] = tuple(p.get("scales", (1.0,)))
     settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1, **options)
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
-    teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings, onnx_cache=p.get("onnx_cache"))
+    teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings, onnx_cache=onnx_cache)
     mapping = load_mapping(p["mapping"])
     run_pseudo_label(
         teacher,
@@ -135,7 +134,7 @@ def train_student(p: dict) -> None:
     train(load_config(config), config, resume=same and (out / "last" / "train_state.pt").is_file())
 
 
-def evaluate(p: dict) -> None:
+def evaluate(p: dict, onnx_cache: str | None = None) -> None:
     """Score a checkpoint on a split in the dataset's taxonomy; keep the overlay frames' predictions."""
     from segunify.datasets import create_dataset
     from segunify.evaluation import ModelPredictions, evaluate_dataset, write_result
@@ -144,7 +143,7 @@ def evaluate(p: dict) -> None:
 
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
     mapping = load_mapping(p["mapping"]) if p["mapping"] else None
-    opts = {"backend": p.get("backend"), "onnx_cache": p.get("onnx_cache")}
+    opts = {"backend": p.get("backend"), "onnx_cache": onnx_cache}
     predictor = Predictor.from_checkpoint(p["checkpoint"], size=tuple(p["size"]), **opts)
     picks = {s.id for s in evenly(dataset.samples(p["split"]), p["overlays"])}
     keep = Path(p["overlay_dir"])
@@ -159,7 +158,8 @@ def evaluate(p: dict) -> None:
     write_result(result, p["out"])
 
 
-EXECUTORS: dict[str, Callable[[dict], None]] = {
+# an executor takes a stage's params (what it writes depends on them) and its runtime as keywords
+EXECUTORS: dict[str, Callable[..., None]] = {
     "view": build_view,
     "import": import_teacher,
     "pseudo": pseudo_label,
@@ -262,7 +262,7 @@ def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
             continue
         say(f"{head}: {stage.command or stage.note}")
         t0 = time.perf_counter()
-        EXECUTORS[stage.kind](stage.params | stage.runtime)
+        EXECUTORS[stage.kind](stage.params, **stage.runtime)
         if not stage.output.exists():
             raise SegunifyError(f"demo stage {stage.name!r} finished but wrote nothing", stage.output)
         timings[stage.name] = round(time.perf_counter() - t0, 2)
