@@ -421,6 +421,37 @@ def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_
         load_demo_config(path, ["teacher.backend=tensorrt"])
 
 
+def test_interpolate_scores_the_wise_ft_mixes_and_leaves_other_runs_alone(tmp_path):
+    """``interpolate: a`` adds one stage per student that mixes T and last/; the students' evaluations
+    read the mix (and rerun when it changes); without it no stage changes."""
+    from fixtures.tiny_models import espnet_checkpoint
+
+    path = write_config(tmp_path, toy_config())
+    plain, plain_lay = plan(load_demo_config(path), tmp_path, tmp_path / "work")
+    stages, lay = plan(load_demo_config(path, ["interpolate=0.6"]), tmp_path, tmp_path / "work")
+    mix = next(s for s in stages if s.name == "interpolate S_P")
+    assert mix.params == {
+        "start": str(lay.teacher),
+        "end": str(lay.trained("S_P")),
+        "alpha": 0.6,
+        "out": str(lay.student("S_P") / "interpolated"),
+    }
+    assert mix.after == ("import teacher", "train S_P") and "segunify interpolate" in mix.command
+    scored = next(s for s in stages if s.kind == "evaluate" and s.name.startswith("evaluate S_P"))
+    assert scored.params["checkpoint"] == mix.params["out"] and "interpolate S_P" in scored.after
+    assert next(s for s in stages if s.name == "train S_P").output == lay.trained("S_P") / "meta.json"
+    assert not any(s.kind == "interpolate" for s in plain)
+    same = {s.name: s.params for s in plain}
+    assert all(same[s.name] == s.params for s in stages if s.kind != "evaluate" and s.name in same)
+    assert plain_lay.checkpoint("S_P") == lay.trained("S_P")
+    espnet_checkpoint(lay.teacher, taxonomy="cityscapes", num_classes=19, seed=0)
+    espnet_checkpoint(lay.trained("S_P"), taxonomy="cityscapes", num_classes=19, seed=1)
+    EXECUTORS["interpolate"](mix.params)
+    assert json.loads(mix.output.read_text())["interpolation"]["alpha"] == 0.6
+    with pytest.raises(SegunifyError, match="interpolate"):
+        load_demo_config(path, ["interpolate=1.5"])
+
+
 @pytest.mark.slow
 def test_toy_demo_end_to_end(shared, tmp_path, monkeypatch):
     """Every stage for real on the fixtures at a toy budget (teacher passes in ONNX Runtime, exported once

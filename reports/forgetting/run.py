@@ -53,6 +53,9 @@ VARIANTS |= {
     "soft": [*KEPT, "pseudo.soft=true"],
     "tta_flip": [*KEPT, "pseudo.flip=true"],
 }
+# WiSE-FT on top of the kept recipe with 512x512 crops: S_P as trained, scored as (1 - a) * T + a * S_P
+KEPT_512 = [*KEPT, "student.augmentation.crop=[512, 512]"]
+VARIANTS |= {f"wise_{a}": [*KEPT_512, f"interpolate={a}"] for a in ("0.5", "0.7", "0.85")}
 
 
 def run_variant(name: str, with_sr: bool) -> dict:

@@ -37,3 +37,21 @@ def register(app: typer.Typer) -> None:
         if summary["main"]:
             err_console.print(f"done: step {summary['step']}, checkpoint {summary['last']}")
         return 0
+
+    @app.command("interpolate")
+    def interpolate_cmd(
+        start: Path = typer.Argument(..., help="checkpoint the fine-tuning started from (e.g. the teacher)"),
+        end: Path = typer.Argument(..., help="the fine-tuned checkpoint (e.g. a student's last/)"),
+        alpha: float = typer.Option(
+            ..., "--alpha", min=0.0, max=1.0, help="weight of END: 1 = END, 0 = START"
+        ),
+        out: Path = typer.Option(..., "--out", help="folder of the new checkpoint"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint at --out"),
+    ) -> int:
+        """WiSE-FT: write (1 - alpha) * START + alpha * END, weight by weight (same model and classes)."""
+        from segunify.cli import err_console
+        from segunify.train.interpolate import interpolate_checkpoints
+
+        interpolate_checkpoints(start, end, alpha, out, overwrite=overwrite)
+        err_console.print(f"wrote {out}: {1 - alpha:g} x {start} + {alpha:g} x {end}")
+        return 0

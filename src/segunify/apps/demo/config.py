@@ -115,6 +115,9 @@ class DemoConfig(_Strict):
     # name, options and initial weights (the teacher's), the taxonomy, the parts (each resized to its size),
     # out, and the teacher of loss.distill
     student: dict[str, Any] = Field(default_factory=dict)
+    # WiSE-FT: the students scored are (1 - a) * T + a * the trained student, weight by weight
+    # (segunify.train.interpolate); None scores the trained students as they are
+    interpolate: Annotated[float, Field(gt=0, lt=1)] | None = None
     eval: dict[str, EvalConfig] = Field(min_length=1)  # keyed by the name used in results.json
     overlays: Annotated[int, Field(ge=0)] = 3  # frames per dataset drawn as GT | T | S_P
     goals: GoalsConfig = GoalsConfig()

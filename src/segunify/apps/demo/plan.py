@@ -11,7 +11,8 @@ Work folder layout (``runs/<run>/`` by default; ignored by git)::
     teacher/                 T as a segunify checkpoint
     pseudo/<part>/{P,R}/     T's pseudo-labels of an extra part with / without its priors (one pass)
     students/S_P.yaml        the training config of S_P (and S_R): 'segunify train' runs the same
-    students/{S_P,S_R}/      checkpoints (last/) and the sampled share per part
+    students/{S_P,S_R}/      checkpoints (last/) and the sampled share per part; with ``interpolate``
+                             also interpolated/: the WiSE-FT mix of T and last/ that is scored
     eval/<dataset>/<model>.json, eval/<dataset>/<model>/   scores, overlay frames' predictions
     stages.json              finished stages (a rerun skips them)
     report/                  index.html, report.css, results.json, charts and overlays
@@ -53,6 +54,7 @@ class Stage:
 class Layout:
     work: Path
     roots: dict[str, Path] = field(default_factory=dict)  # part / eval name -> root actually read
+    interpolated: bool = False  # the students scored are the WiSE-FT mixes, not last/
 
     @property
     def onnx_cache(self) -> Path:
@@ -69,8 +71,14 @@ class Layout:
     def student(self, model: str) -> Path:
         return self.work / "students" / model
 
+    def trained(self, model: str) -> Path:
+        return self.student(model) / "last"
+
     def checkpoint(self, model: str) -> Path:
-        return self.teacher if model == "T" else self.student(model) / "last"
+        """The checkpoint scored as ``model``."""
+        if model == "T":
+            return self.teacher
+        return self.student(model) / "interpolated" if self.interpolated else self.trained(model)
 
     def eval_json(self, dataset: str, model: str) -> Path:
         return self.work / "eval" / dataset / f"{model}.json"
@@ -205,10 +213,28 @@ def train_stage(cfg: DemoConfig, model: str, lay: Layout) -> Stage:
         f"train {model}",
         "train",
         params,
-        lay.checkpoint(model) / "meta.json",
+        lay.trained(model) / "meta.json",
         _cmd("segunify", "train", config),
         note=f"the config is written by the demo; extra parts carry pseudo-labels {what}",
     )
+
+
+def interpolate_stage(alpha: float, model: str, lay: Layout) -> Stage:
+    out = lay.checkpoint(model)
+    params = {"start": str(lay.teacher), "end": str(lay.trained(model)), "alpha": alpha, "out": str(out)}
+    command = _cmd(
+        "segunify",
+        "interpolate",
+        lay.teacher,
+        lay.trained(model),
+        "--alpha",
+        alpha,
+        "--out",
+        out,
+        "--overwrite",
+    )
+    note = f"WiSE-FT: {1 - alpha:g} x T + {alpha:g} x the trained {model}, weight by weight"
+    return Stage(f"interpolate {model}", "interpolate", params, out / "meta.json", command, note)
 
 
 def eval_stage(
@@ -232,7 +258,7 @@ def eval_stage(
 
 def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:
     """Every stage in order. ``base`` is the folder relative paths of the config are taken from."""
-    lay = Layout(work=work)
+    lay = Layout(work=work, interpolated=cfg.interpolate is not None)
     stages: list[Stage] = []
     for part in cfg.parts:
         root = shown_path(part.root, base, f"parts.{part.name}.root")
@@ -248,9 +274,14 @@ def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:
     reads = _existing(views, "import teacher", *(s.name for s in stages if s and s.kind == "pseudo"))
     reads += _existing(views, *(f"view {p.name}" for p in cfg.parts))
     stages += [replace(train_stage(cfg, model, lay), after=reads) for model in ("S_P", "S_R")]
+    if cfg.interpolate is not None:
+        for model in ("S_P", "S_R"):
+            stage = interpolate_stage(cfg.interpolate, model, lay)
+            stages.append(replace(stage, after=("import teacher", f"train {model}")))
     for name, spec in cfg.eval.items():
         for model in MODELS:
-            upstream = "import teacher" if model == "T" else f"train {model}"
+            trained = f"interpolate {model}" if lay.interpolated else f"train {model}"
+            upstream = "import teacher" if model == "T" else trained
             after = _existing(views, upstream, f"view eval-{name}")
             stage = eval_stage(name, spec, model, cfg.overlays, lay, cfg.teacher.backend)
             stages.append(replace(stage, after=after))

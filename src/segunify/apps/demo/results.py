@@ -118,13 +118,12 @@ def sampling(cfg: DemoConfig, lay: Layout) -> dict:
 def checkpoints(lay: Layout) -> dict:
     from segunify.models.checkpoint import read_meta
 
-    return {
-        m: {
-            "checkpoint": str(lay.checkpoint(m)),
-            "sha256": read_meta(lay.checkpoint(m)).get("weights_sha256"),
-        }
-        for m in MODELS
-    }
+    out = {}
+    for m in MODELS:
+        meta = read_meta(lay.checkpoint(m))
+        out[m] = {"checkpoint": str(lay.checkpoint(m)), "sha256": meta.get("weights_sha256")}
+        out[m] |= {"interpolation": meta["interpolation"]} if "interpolation" in meta else {}
+    return out
 
 
 def goals(g: GoalsConfig, table: dict, datasets: dict, coll: dict, source: str | None) -> list[dict]:

@@ -134,6 +134,13 @@ def train_student(p: dict) -> None:
     train(load_config(config), config, resume=same and (out / "last" / "train_state.pt").is_file())
 
 
+def interpolate(p: dict) -> None:
+    """The WiSE-FT mix of the teacher and a trained student (replaced when the parameters change)."""
+    from segunify.train.interpolate import interpolate_checkpoints
+
+    interpolate_checkpoints(p["start"], p["end"], p["alpha"], p["out"], overwrite=True)
+
+
 def evaluate(p: dict, onnx_cache: str | None = None) -> None:
     """Score a checkpoint on a split in the dataset's taxonomy; keep the overlay frames' predictions."""
     from segunify.datasets import create_dataset
@@ -164,6 +171,7 @@ EXECUTORS: dict[str, Callable[..., None]] = {
     "import": import_teacher,
     "pseudo": pseudo_label,
     "train": train_student,
+    "interpolate": interpolate,
     "evaluate": evaluate,
 }
 
