@@ -135,9 +135,10 @@ def test_page_leads_with_the_paper_table(tmp_path):
 
 def test_every_section_renders_and_text_is_escaped(tmp_path):
     page = write_report(synthetic_results(), tmp_path).read_text()
-    assert "WiSE-FT" not in page
+    assert "WiSE-FT" not in page and "1.0 minutes." in page
     mixed = synthetic_results()
     mixed["settings"] = mixed["settings"] | {"interpolate": 0.7}
+    mixed["stage_seconds"] = 1200.0  # a rerun that skipped finished stages says both times
     assert (
         "WiSE-FT mixes, 0.3 x T +\n0.7 x the trained student"
         in write_report(mixed, tmp_path / "w").read_text()

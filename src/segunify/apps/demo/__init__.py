@@ -64,6 +64,7 @@ def run_demo(cfg: DemoConfig, config_name: str, base: Path, work: Path, say: Say
     overlays = overlay_pictures(cfg, stages, lay) if cfg.overlays else {}
     timings["results and report"] = round(time.perf_counter() - t0, 2)
     results |= {"timings": timings, "wall_seconds": round(time.perf_counter() - start, 2)}
+    results["stage_seconds"] = round(sum(timings.values()), 2)  # a rerun skips finished stages
     page = write_report(results, lay.report, overlays)
     say(f"report: {page}")
     return results

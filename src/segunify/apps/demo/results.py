@@ -12,9 +12,10 @@ Schema (``results.json``; IoU and shares are fractions in [0, 1])::
     pseudo_labels.<part>   {"P" | "R": {"images", "ignored_share", "changed_share", "mean_confidence",
                                         "changed_per_class": {extra class: share}}}
     sampling.<model>       {<part>: share of the training samples drawn from it}
-    models.<model>         {"checkpoint", "sha256"}
+    models.<model>         {"checkpoint", "sha256", "interpolation"? (WiSE-FT: alpha and both inputs)}
     goals                  [{"goal", "value", "target", "met", "unit": "points" | "ratio", "strict"?}]
-    timings                {stage: seconds};  wall_seconds
+    timings                {stage: seconds, a finished stage's from its first run}
+    wall_seconds           this run's time;  stage_seconds: the sum of timings (every stage's time)
 """
 
 from __future__ import annotations
