@@ -387,6 +387,10 @@ def test_paper_table_goals_and_collapse_ratio_by_hand():
     assert got["source retention: S_P - T on b"]["value"] == pytest.approx(-0.02)
     assert got["source retention: S_P - T on b"]["met"] is False  # target -0.01
     assert got["no collapse: lowest S_P / T share of a lacked class"]["met"] is False
+    one = goals(GoalsConfig(sp_minus_t_each=None, sp_minus_t={"a": 0.05}), table, datasets, coll, None)
+    assert [(g["goal"], g["target"]) for g in one if g["goal"].startswith("S_P - T on")] == [
+        ("S_P - T on a", 0.05)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ toy run

@@ -97,6 +97,7 @@ class GoalsConfig(_Strict):
 
     sp_minus_t_mean: float | None = 0.04
     sp_minus_t_each: float | None = 0.0
+    sp_minus_t: dict[str, float] = Field(default_factory=dict)  # per dataset, e.g. {camvid: 0.12}
     sp_minus_sr_mean: float | None = 0.03
     sp_minus_sr: dict[str, float] = Field(default_factory=dict)  # per dataset, e.g. {idd-lite: 0.05}
     source_retention: float | None = -0.01  # S_P - T on the source taxonomy's dataset

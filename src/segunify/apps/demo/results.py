@@ -143,6 +143,8 @@ def goals(g: GoalsConfig, table: dict, datasets: dict, coll: dict, source: str |
     if g.sp_minus_t_each is not None:
         for name in datasets:
             add(f"S_P - T on {name}", _diff(sp[name], t[name]), g.sp_minus_t_each, strict=True)
+    for name, target in g.sp_minus_t.items():
+        add(f"S_P - T on {name}", _diff(sp.get(name), t.get(name)), target)
     add("S_P - S_R, mean over datasets", _diff(sp["mean"], sr["mean"]), g.sp_minus_sr_mean)
     for name, target in g.sp_minus_sr.items():
         add(f"S_P - S_R on {name}", _diff(sp.get(name), sr.get(name)), target)
