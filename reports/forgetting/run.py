@@ -56,13 +56,21 @@ VARIANTS |= {
 # WiSE-FT on top of the kept recipe with 512x512 crops: S_P as trained, scored as (1 - a) * T + a * S_P
 KEPT_512 = [*KEPT, "student.augmentation.crop=[512, 512]"]
 VARIANTS |= {f"wise_{a}": [*KEPT_512, f"interpolate={a}"] for a in ("0.5", "0.7", "0.85")}
+# The single-dataset CamVid recipe (demo config camvid) on holdout-camvid.yaml: as trained and WiSE-FT mixes
+VARIANTS |= {"camvid_trained": []} | {
+    f"camvid_wise_{a}": [f"interpolate={a}"] for a in ("0.5", "0.7", "0.85")
+}
 
 
 def run_variant(name: str, with_sr: bool) -> dict:
-    cfg = load_demo_config(HERE / "holdout.yaml", VARIANTS[name])
+    single = name.startswith("camvid_")  # the single-dataset recipe has its own config and run folder
+    config, work = (
+        ("holdout-camvid.yaml", WORK.with_name(f"{WORK.name}-camvid")) if single else ("holdout.yaml", WORK)
+    )
+    cfg = load_demo_config(HERE / config, VARIANTS[name])
     check_taxonomies(cfg)
     check_inputs(cfg, HERE)
-    stages, lay = plan(cfg, HERE, WORK)
+    stages, lay = plan(cfg, HERE, work)
     models = ("T", "S_P", "S_R") if with_sr else ("T", "S_P")
     keep = [s for s in stages if not s.name.endswith("S_R") and " S_R " not in s.name or with_sr]
     t0 = time.perf_counter()
