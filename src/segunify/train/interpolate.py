@@ -18,18 +18,18 @@ from pathlib import Path
 import torch
 
 from segunify.errors import SegunifyError
-from segunify.models.checkpoint import load_checkpoint, load_meta, save_checkpoint
+from segunify.models.checkpoint import load_checkpoint, save_checkpoint
 
 SAME = ("model", "model_kwargs", "num_classes", "classes", "mean", "std")
 
 
-def check_compatible(start: Path, end: Path) -> None:
-    """One line naming ``end`` and the first field in which the two checkpoints differ."""
-    a, b = load_meta(start).to_dict(), load_meta(end).to_dict()
+def check_compatible(start_meta: dict, end_meta: dict, start: Path, end: Path) -> None:
+    """One line naming ``end`` and the first field in which the two checkpoints' metas differ."""
     for key in SAME:
-        if a[key] != b[key]:
+        if start_meta[key] != end_meta[key]:
             raise SegunifyError(
-                f"cannot interpolate with {start}: {key} differs ({b[key]!r} here, {a[key]!r} there)", end
+                f"cannot interpolate with {start}: {key} differs ({end_meta[key]!r} here, {start_meta[key]!r} there)",
+                end,
             )
 
 
@@ -58,9 +58,9 @@ def interpolate_checkpoints(
         raise SegunifyError(f"alpha must be in [0, 1], got {alpha}")
     if out.resolve() in (start.resolve(), end.resolve()):
         raise SegunifyError("the output folder must not be one of the inputs", out)
-    check_compatible(start, end)
     first, start_meta = load_checkpoint(start)
     model, meta = load_checkpoint(end)
+    check_compatible(start_meta, meta, start, end)
     model.load_state_dict(interpolate_state(first.state_dict(), model.state_dict(), alpha), strict=True)
     record = {
         "alpha": alpha,

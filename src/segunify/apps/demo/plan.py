@@ -223,16 +223,8 @@ def interpolate_stage(alpha: float, model: str, lay: Layout) -> Stage:
     out = lay.checkpoint(model)
     params = {"start": str(lay.teacher), "end": str(lay.trained(model)), "alpha": alpha, "out": str(out)}
     command = _cmd(
-        "segunify",
-        "interpolate",
-        lay.teacher,
-        lay.trained(model),
-        "--alpha",
-        alpha,
-        "--out",
-        out,
-        "--overwrite",
-    )
+        "segunify", "interpolate", lay.teacher, lay.trained(model), "--alpha", alpha, "--out", out, "--overwrite",
+    )  # fmt: skip
     note = f"WiSE-FT: {1 - alpha:g} x T + {alpha:g} x the trained {model}, weight by weight"
     return Stage(f"interpolate {model}", "interpolate", params, out / "meta.json", command, note)
 
