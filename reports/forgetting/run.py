@@ -56,6 +56,15 @@ VARIANTS |= {
 # WiSE-FT on top of the kept recipe with 512x512 crops: S_P as trained, scored as (1 - a) * T + a * S_P
 KEPT_512 = [*KEPT, "student.augmentation.crop=[512, 512]"]
 VARIANTS |= {f"wise_{a}": [*KEPT_512, f"interpolate={a}"] for a in ("0.5", "0.7", "0.85")}
+# Issue 14, classes below T: constraints on the drift from T, on top of the 512x512 recipe, as trained and mixed
+DRIFT = {
+    "distill_w3": ["student.loss.distill={pixels: source, weight: 3.0}"],
+    "enc_lr_0.1": ["student.optimizer.encoder_lr_mult=0.1"],
+    "l2sp_0.1": ["student.loss.l2sp=0.1"],
+}
+for key, extra in DRIFT.items():
+    VARIANTS[f"{key}_512"] = [*KEPT_512, *extra]
+    VARIANTS[f"{key}_512_wise_0.7"] = [*KEPT_512, *extra, "interpolate=0.7"]
 # The single-dataset CamVid recipe (demo config camvid) on holdout-camvid.yaml: as trained and WiSE-FT mixes
 VARIANTS |= {"camvid_trained": []} | {
     f"camvid_wise_{a}": [f"interpolate={a}"] for a in ("0.5", "0.7", "0.85")
