@@ -66,15 +66,18 @@ for key, extra in DRIFT.items():
     VARIANTS[f"{key}_512"] = [*KEPT_512, *extra]
     VARIANTS[f"{key}_512_wise_0.7"] = [*KEPT_512, *extra, "interpolate=0.7"]
 # The single-dataset CamVid recipe (demo config camvid) on holdout-camvid.yaml: as trained and WiSE-FT mixes
-VARIANTS |= {"camvid_trained": []} | {
-    f"camvid_wise_{a}": [f"interpolate={a}"] for a in ("0.5", "0.7", "0.85")
-}
+# and the same at the full budget (demo config camvid-full) on holdout-camvid-full.yaml
+for prefix in ("camvid", "camvidfull"):
+    VARIANTS |= {f"{prefix}_trained": []} | {
+        f"{prefix}_wise_{a}": [f"interpolate={a}"] for a in ("0.5", "0.7", "0.85")
+    }
+SINGLE = {"camvid": "holdout-camvid", "camvidfull": "holdout-camvid-full"}  # variant prefix -> config name
 
 
 def run_variant(name: str, with_sr: bool) -> dict:
-    single = name.startswith("camvid_")  # the single-dataset recipe has its own config and run folder
+    single = SINGLE.get(name.split("_")[0])  # a single-dataset recipe has its own config and run folder
     config, work = (
-        ("holdout-camvid.yaml", WORK.with_name(f"{WORK.name}-camvid")) if single else ("holdout.yaml", WORK)
+        (f"{single}.yaml", WORK.with_name(f"forgetting-{single}")) if single else ("holdout.yaml", WORK)
     )
     cfg = load_demo_config(HERE / config, VARIANTS[name])
     check_taxonomies(cfg)
