@@ -54,6 +54,11 @@ def write_preds(pred_dir, preds: dict) -> None:
         write_index_png(pred_dir / "valannot" / f"{k}.png", p)
 
 
+def camvid_val(root, *extra: str) -> list[str]:
+    """``segunify evaluate`` on the fixture's CamVid val split, then ``extra``."""
+    return ["evaluate", "--dataset", "camvid", "--root", str(root), "--split", "val", *extra]
+
+
 def run(argv, capsys):
     code = main(argv)
     out = capsys.readouterr()
@@ -215,19 +220,7 @@ def test_cli_pred_dir_table_and_json(camvid, tmp_path, capsys):
     write_preds(tmp_path / "pred", preds)
     out_json = tmp_path / "out" / "result.json"
     code, out, err = run(
-        [
-            "evaluate",
-            "--dataset",
-            "camvid",
-            "--root",
-            str(root),
-            "--split",
-            "val",
-            "--pred-dir",
-            str(tmp_path / "pred"),
-            "--json",
-            str(out_json),
-        ],
+        camvid_val(root, "--pred-dir", str(tmp_path / "pred"), "--json", str(out_json)),
         capsys,
     )
     assert code == 0, err
@@ -270,21 +263,15 @@ def test_cli_cross_taxonomy(camvid, tmp_path, capsys):
     preds = {k: np.full(g.shape, 13, dtype=np.uint8) for k, g in labels.items()}  # all 'car'
     write_preds(tmp_path / "pred", preds)
     code, out, err = run(
-        [
-            "evaluate",
-            "--dataset",
-            "camvid",
-            "--root",
+        camvid_val(
             str(root),
-            "--split",
-            "val",
             "--pred-dir",
             str(tmp_path / "pred"),
             "--mapping",
             "camvid__cityscapes",
             "--json",
             str(tmp_path / "r.json"),
-        ],
+        ),
         capsys,
     )
     assert code == 0, err
@@ -310,22 +297,7 @@ def test_cli_model_checkpoint(camvid, tmp_path, capsys, one_thread):
     )
     out_json = tmp_path / "m.json"
     code, out, err = run(
-        [
-            "evaluate",
-            "--dataset",
-            "camvid",
-            "--root",
-            str(root),
-            "--split",
-            "val",
-            "--model",
-            str(ckpt),
-            "--size",
-            "32,32",
-            "--flip",
-            "--json",
-            str(out_json),
-        ],
+        camvid_val(root, "--model", str(ckpt), "--size", "32,32", "--flip", "--json", str(out_json)),
         capsys,
     )
     assert code == 0, err
@@ -334,14 +306,8 @@ def test_cli_model_checkpoint(camvid, tmp_path, capsys, one_thread):
     assert result["predictions"] == f"model {ckpt}"
     # sliding windows at two scales take the same path and score the same pixels
     code, out, err = run(
-        [
-            "evaluate",
-            "--dataset",
-            "camvid",
-            "--root",
+        camvid_val(
             str(root),
-            "--split",
-            "val",
             "--model",
             str(ckpt),
             "--mode",
@@ -354,26 +320,14 @@ def test_cli_model_checkpoint(camvid, tmp_path, capsys, one_thread):
             "1,1.5",
             "--json",
             str(out_json),
-        ],
+        ),
         capsys,
     )
     assert code == 0, err
     assert json.loads(out_json.read_text())["pixels"] == 3 * (H * W - 4)
     # the checkpoint predicts camvid; the cityscapes mapping expects cityscapes predictions
     code, _, err = run(
-        [
-            "evaluate",
-            "--dataset",
-            "camvid",
-            "--root",
-            str(root),
-            "--split",
-            "val",
-            "--model",
-            str(ckpt),
-            "--mapping",
-            "camvid__cityscapes",
-        ],
+        camvid_val(root, "--model", str(ckpt), "--mapping", "camvid__cityscapes"),
         capsys,
     )
     assert code == 1 and "meta.json" in err and "camvid" in err and len(err.strip().splitlines()) == 1
@@ -390,7 +344,7 @@ def _bad(capsys, argv, code_expected=1):
 
 
 def base(root, pred):
-    return ["evaluate", "--dataset", "camvid", "--root", str(root), "--split", "val", "--pred-dir", str(pred)]
+    return camvid_val(root, "--pred-dir", str(pred))
 
 
 def test_bad_missing_prediction_file(camvid, tmp_path, capsys):
@@ -444,17 +398,7 @@ def test_bad_prediction_folder_and_mapping_and_options(camvid, tmp_path, capsys)
     assert "key=value" in err
     err = _bad(
         capsys,
-        [
-            "evaluate",
-            "--dataset",
-            "camvid",
-            "--root",
-            str(tmp_path / "x"),
-            "--split",
-            "val",
-            "--pred-dir",
-            str(tmp_path / "pred"),
-        ],
+        camvid_val(tmp_path / "x", "--pred-dir", str(tmp_path / "pred")),
     )
     assert str(tmp_path / "x") in err
     err = _bad(
@@ -467,17 +411,7 @@ def test_bad_prediction_folder_and_mapping_and_options(camvid, tmp_path, capsys)
 def test_bad_model_checkpoint(camvid, tmp_path, capsys):
     root, _ = camvid
     (tmp_path / "ckpt").mkdir()
-    argv = [
-        "evaluate",
-        "--dataset",
-        "camvid",
-        "--root",
-        str(root),
-        "--split",
-        "val",
-        "--model",
-        str(tmp_path / "ckpt"),
-    ]
+    argv = camvid_val(root, "--model", str(tmp_path / "ckpt"))
     err = _bad(capsys, argv)
     assert str(tmp_path / "ckpt") in err and "meta.json" in err
     (tmp_path / "ckpt" / "meta.json").write_text("{broken")
@@ -487,7 +421,7 @@ def test_bad_model_checkpoint(camvid, tmp_path, capsys):
 
 def test_usage_errors_exit_2(camvid, tmp_path, capsys):
     root, _ = camvid
-    common = ["evaluate", "--dataset", "camvid", "--root", str(root), "--split", "val"]
+    common = camvid_val(root)
     _bad(capsys, common, 2)  # neither --pred-dir nor --model
     _bad(capsys, common + ["--pred-dir", str(tmp_path), "--model", str(tmp_path)], 2)
     _bad(capsys, common + ["--model", str(tmp_path), "--size", "big"], 2)
