@@ -43,6 +43,19 @@ def camvid(tmp_path_factory):
     return make_camvid(tmp_path_factory.mktemp("data") / "camvid", n_train=12, n_val=2)
 
 
+def evaluate_last(tmp_path, camvid) -> list[str]:
+    """``segunify evaluate`` of the run's last checkpoint on the CamVid fixture; the split etc. follow."""
+    return [
+        "evaluate",
+        "--model",
+        str(tmp_path / "run" / "last"),
+        "--dataset",
+        "camvid",
+        "--root",
+        str(camvid),
+    ]
+
+
 def test_one_batch_overfits(tmp_path):
     root = make_camvid(tmp_path / "camvid", n_train=2, n_val=1)
     cfg = base_config(root, tmp_path / "run", steps=30, **{"optimizer.lr": 0.05, "schedule.power": 0.0})
@@ -106,15 +119,7 @@ def test_engine_evaluation_equals_evaluate_cli(camvid, tmp_path, capsys):
     assert meta["metrics"]["camvid/val"] == engine and meta["input_size"] == [32, 48]
     assert meta["selected_metric"] == {"name": "camvid/val/miou", "value": engine["miou"]}
     out = tmp_path / "cli.json"
-    argv = [
-        "evaluate",
-        "--model",
-        str(tmp_path / "run" / "last"),
-        "--dataset",
-        "camvid",
-        "--root",
-        str(camvid),
-    ]
+    argv = evaluate_last(tmp_path, camvid)
     assert main([*argv, "--split", "val", "--mapping", "camvid__cityscapes", "--json", str(out)]) == 0
     capsys.readouterr()
     cli = json.loads(out.read_text())
@@ -188,15 +193,7 @@ def test_two_cpu_processes_share_the_data(camvid, tmp_path):
     from segunify.cli import main
 
     out = tmp_path / "one.json"
-    argv = [
-        "evaluate",
-        "--model",
-        str(tmp_path / "run" / "last"),
-        "--dataset",
-        "camvid",
-        "--root",
-        str(camvid),
-    ]
+    argv = evaluate_last(tmp_path, camvid)
     assert main([*argv, "--split", "val", "--json", str(out)]) == 0
     engine = meta["metrics"]["camvid/val"]
     assert engine["images"] == 2 and engine["confusion"] == json.loads(out.read_text())["confusion"]
