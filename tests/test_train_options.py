@@ -20,7 +20,7 @@ from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
 from segunify.models import create_model
 from segunify.models.checkpoint import read_safetensors
-from segunify.taxonomy import load_taxonomy
+from segunify.taxonomy import IGNORE, load_taxonomy
 from segunify.train import train
 from segunify.train.config import DistillConfig, LossConfig, TrainConfig
 from segunify.train.data import CompoundDataset, resolve_parts
@@ -239,6 +239,17 @@ def test_distillation_kl_on_the_chosen_pixels():
         4 * (kl([1, 0], 2) + kl([0, 2], 2)) / 2, rel=1e-5
     )
     assert both(student, images, torch.zeros_like(codes)).item() == 0.0  # no chosen pixel: no term
+    rest = Distiller(
+        DistillConfig(teacher="t", temperature=2.0, pixels="not_one_to_many"),
+        stub,
+        (0,) * 3,
+        (1,) * 3,
+        torch.device("cpu"),
+    )
+    other_then_one_to_many = torch.tensor([[[0, 1]]], dtype=torch.uint8)  # a one-to-one pseudo-label pixel
+    assert rest(student, images, other_then_one_to_many).item() == pytest.approx(4 * kl([1, 0], 2), rel=1e-5)
+    ignored_then_source = torch.tensor([[[IGNORE, 2]]], dtype=torch.uint8)
+    assert rest(student, images, ignored_then_source).item() == pytest.approx(4 * kl([0, 2], 2), rel=1e-5)
 
 
 def test_distill_codes_mark_one_to_many_and_source_pixels(camvid, tmp_path):

@@ -61,6 +61,7 @@ DRIFT = {
     "distill_w3": ["student.loss.distill={pixels: source, weight: 3.0}"],
     "enc_lr_0.1": ["student.optimizer.encoder_lr_mult=0.1"],
     "l2sp_0.1": ["student.loss.l2sp=0.1"],
+    "distill_rest": ["student.loss.distill={pixels: not_one_to_many, weight: 1.0}"],
 }
 for key, extra in DRIFT.items():
     VARIANTS[f"{key}_512"] = [*KEPT_512, *extra]

@@ -115,6 +115,8 @@ class Distiller:
         which = self.cfg.pixels
         if which == "all":
             return codes != IGNORE
+        if which == "not_one_to_many":
+            return (codes != IGNORE) & (codes != DISTILL_ONE_TO_MANY)
         if which == "one_to_many":
             return codes == DISTILL_ONE_TO_MANY
         if which == "source":
