@@ -169,52 +169,15 @@ def apply_priors(
     whose confidence is below it become ignore. Probabilities that put no mass at all on the allowed set
     (float underflow) give the lowest allowed class with confidence 0.
     """
-    if not isinstance(scores, torch.Tensor) or not isinstance(gt, torch.Tensor):
-        raise SegunifyError("apply_priors expects torch tensors for scores and ground truth")
-    _check_inputs(scores, gt)
-    device = scores.device
-    gt = gt.to(device)
-    allowed = _as_bool_tensor(allowed, device)
-    num_extra = allowed.shape[0]
-    table = allowed_table(allowed, fill_void=fill_void, device=device)
+    table, num_extra = _checked_table(scores, gt, allowed, fill_void)
     b, c = scores.shape[:2]
-    if table.shape[1] != c:
-        raise SegunifyError(
-            f"the mapping has {table.shape[1]} source classes but the teacher scores have {c} channels"
-        )
-    if c > IGNORE:
-        raise SegunifyError(f"{c} source classes do not fit uint8 labels")
     h, w = gt.shape[-2:]
-    hw = h * w
     scores = _resize(scores, (h, w))
     if not scores.is_contiguous():
         scores = scores.contiguous()
-    flat_gt, counts = _gt_ids(gt, num_extra)
-
-    sizes = table.sum(1)
-    single_lut = torch.full((256,), IGNORE, dtype=torch.uint8, device=device)
-    singles = torch.nonzero(sizes == 1).flatten()
-    single_lut[singles] = table[singles].to(torch.uint8).argmax(1).to(torch.uint8)
-    gt_index = flat_gt.int()
-    labels = single_lut.index_select(0, gt_index)
-    confidence = (labels != IGNORE).float()
-
-    groups = torch.nonzero((counts > 0) & (sizes > 1)).flatten().tolist()
-    if groups:
-        order = torch.sort(flat_gt, stable=True).indices
-        starts = (torch.cumsum(counts, 0) - counts).tolist()
-        counts_list = counts.tolist()
-        flat_scores = scores.reshape(-1)
-        numel = flat_scores.numel()
-        for k in groups:
-            pix = order[starts[k] : starts[k] + counts_list[k]]
-            chans = torch.nonzero(table[k]).flatten().tolist()
-            # offset of channel 0 of each pixel; channel c is read from a view shifted by c planes
-            base = pix if b == 1 else pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
-            rows = [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
-            lab_k, conf = _best_of(rows, chans, scores_are_probs)
-            labels.index_put_((pix,), lab_k)
-            confidence.index_put_((pix,), conf)
+    flat_gt, counts = _gt_ids(gt.to(scores.device), num_extra)
+    labels, confidence = _one_to_one(table, flat_gt)
+    _one_to_many(scores, flat_gt, counts, table, labels, confidence, scores_are_probs)
     labels = labels.view(b, h, w)
     confidence = confidence.view(b, h, w)
     if min_confidence is not None:
@@ -222,6 +185,58 @@ def apply_priors(
         labels.masked_fill_(low, IGNORE)
         confidence.masked_fill_(low, 0.0)
     return labels, confidence
+
+
+def _checked_table(scores, gt, allowed, fill_void: bool) -> tuple[torch.Tensor, int]:
+    """The ``[256, C]`` allowed table on the scores' device and the number of extra classes, after
+    checking that the inputs fit together (one-line errors, not shape errors from deep inside torch)."""
+    if not isinstance(scores, torch.Tensor) or not isinstance(gt, torch.Tensor):
+        raise SegunifyError("apply_priors expects torch tensors for scores and ground truth")
+    _check_inputs(scores, gt)
+    allowed = _as_bool_tensor(allowed, scores.device)
+    table = allowed_table(allowed, fill_void=fill_void, device=scores.device)
+    c = scores.shape[1]
+    if table.shape[1] != c:
+        raise SegunifyError(
+            f"the mapping has {table.shape[1]} source classes but the teacher scores have {c} channels"
+        )
+    if c > IGNORE:
+        raise SegunifyError(f"{c} source classes do not fit uint8 labels")
+    return table, allowed.shape[0]
+
+
+def _one_to_one(table: torch.Tensor, flat_gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels of the classes with one allowed class (one table lookup, no scores read), confidence 1;
+    every other pixel is ignore with confidence 0 until ``_one_to_many`` fills it."""
+    singles = torch.nonzero(table.sum(1) == 1).flatten()
+    lut = torch.full((256,), IGNORE, dtype=torch.uint8, device=table.device)
+    lut[singles] = table[singles].to(torch.uint8).argmax(1).to(torch.uint8)
+    labels = lut.index_select(0, flat_gt.int())
+    return labels, (labels != IGNORE).float()
+
+
+def _one_to_many(scores, flat_gt, counts, table, labels, confidence, scores_are_probs: bool) -> None:
+    """Fill the pixels of each class with several allowed classes, in place: one stable sort groups the
+    pixels by GT class, and each group gathers only its allowed channels."""
+    groups = torch.nonzero((counts > 0) & (table.sum(1) > 1)).flatten().tolist()
+    if not groups:
+        return
+    b, c, h, w = scores.shape
+    hw = h * w
+    order = torch.sort(flat_gt, stable=True).indices
+    starts = (torch.cumsum(counts, 0) - counts).tolist()
+    counts_list = counts.tolist()
+    flat_scores = scores.reshape(-1)
+    numel = flat_scores.numel()
+    for k in groups:
+        pix = order[starts[k] : starts[k] + counts_list[k]]
+        chans = torch.nonzero(table[k]).flatten().tolist()
+        # offset of channel 0 of each pixel; channel c is read from a view shifted by c planes
+        base = pix if b == 1 else pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
+        rows = [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
+        lab_k, conf = _best_of(rows, chans, scores_are_probs)
+        labels.index_put_((pix,), lab_k)
+        confidence.index_put_((pix,), conf)
 
 
 def label_probs(
