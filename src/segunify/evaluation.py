@@ -99,8 +99,6 @@ class Evaluator:
         """JSON-ready scores. Classes absent from both GT and predictions are excluded from mIoU and
         listed in ``absent_classes``; ``note`` says so in words."""
         cm = _as_numpy(self.confusion)
-        gt_names = list(self.taxonomy.classes)
-        pred_names = list(self.pred_taxonomy.classes)
         out: dict = {
             "mode": "cross" if self.mapping is not None else "same",
             "taxonomy": self.taxonomy.name,
@@ -108,63 +106,75 @@ class Evaluator:
             "mapping": (self.mapping.path or None) if self.mapping is not None else None,
             "images": self.images,
         }
-        if self.mapping is None:
-            s = scores(cm)
-            share = predicted_share(cm)
-            per_class_acc = s.acc
-            out.update(pixels=s.pixels, partition=True, void_classes=[], pixel_acc_allowed=None)
-        else:
-            cross = cross_taxonomy_scores(cm, self.mapping.allowed)
-            s = cross.get("scores")
-            share = None
-            per_class_acc = cross["acc_allowed"]
-            out.update(
-                pixels=cross["pixels"],
-                partition=cross["partition"],
-                void_classes=[gt_names[i] for i in cross["void_classes"]],
-                pixel_acc_allowed=_num(cross["pixel_acc_allowed"]),
-                pred_share_source={n: _num(v) for n, v in zip(pred_names, cross["pred_share"], strict=True)},
-                allowed_breakdown=_breakdown(cm, self.mapping),
-            )
-            if s is not None and cross["pixels"]:
-                share = cross["extra_confusion"].sum(axis=0) / cross["pixels"]
+        s, per_class_acc, share = (
+            self._same_scores(cm, out) if self.mapping is None else self._cross_scores(cm, out)
+        )
         gt_pixels = cm.sum(axis=1)
         if self.mapping is not None:
             gt_pixels = gt_pixels * np.array([bool(a) for a in self.mapping.allowed_sets])
         total = gt_pixels.sum()
-        classes = []
-        for i, name in enumerate(gt_names):
-            classes.append(
-                {
-                    "name": name,
-                    "iou": _num(s.iou[i]) if s is not None else None,
-                    "acc": _num(per_class_acc[i]),
-                    "gt_pixels": int(gt_pixels[i]),
-                    "gt_share": float(gt_pixels[i] / total) if total else None,
-                    "pred_share": _num(share[i]) if share is not None else None,
-                }
-            )
-        out["classes"] = classes
-        if s is not None:
-            out.update(
-                miou=_num(s.miou),
-                pixel_acc=_num(s.pixel_acc),
-                mean_acc=_num(s.mean_acc),
-                absent_classes=[gt_names[i] for i in s.absent],
-            )
-        else:
-            accs = per_class_acc[~np.isnan(per_class_acc)]
-            out.update(
-                miou=None,
-                pixel_acc=out["pixel_acc_allowed"],
-                mean_acc=float(accs.mean()) if accs.size else None,
-                absent_classes=[
-                    n for i, n in enumerate(gt_names) if gt_pixels[i] == 0 and n not in out["void_classes"]
-                ],
-            )
+        out["classes"] = [
+            {
+                "name": name,
+                "iou": _num(s.iou[i]) if s is not None else None,
+                "acc": _num(per_class_acc[i]),
+                "gt_pixels": int(gt_pixels[i]),
+                "gt_share": float(gt_pixels[i] / total) if total else None,
+                "pred_share": _num(share[i]) if share is not None else None,
+            }
+            for i, name in enumerate(self.taxonomy.classes)
+        ]
+        out.update(self._summary(s, per_class_acc, gt_pixels, out))
         out["note"] = _note(out)
         out["confusion"] = cm.tolist()
         return out
+
+    @staticmethod
+    def _same_scores(cm: np.ndarray, out: dict):
+        """Same taxonomy: the plain scores; adds the pixel count etc. to ``out``."""
+        s = scores(cm)
+        out.update(pixels=s.pixels, partition=True, void_classes=[], pixel_acc_allowed=None)
+        return s, s.acc, predicted_share(cm)
+
+    def _cross_scores(self, cm: np.ndarray, out: dict):
+        """Predictions in another taxonomy, scored through the mapping; adds its figures to ``out``.
+        ``scores`` is None when the mapping is no partition (no mIoU, only allowed-set accuracy)."""
+        gt_names, pred_names = list(self.taxonomy.classes), list(self.pred_taxonomy.classes)
+        cross = cross_taxonomy_scores(cm, self.mapping.allowed)
+        s = cross.get("scores")
+        out.update(
+            pixels=cross["pixels"],
+            partition=cross["partition"],
+            void_classes=[gt_names[i] for i in cross["void_classes"]],
+            pixel_acc_allowed=_num(cross["pixel_acc_allowed"]),
+            pred_share_source={n: _num(v) for n, v in zip(pred_names, cross["pred_share"], strict=True)},
+            allowed_breakdown=_breakdown(cm, self.mapping),
+        )
+        share = None
+        if s is not None and cross["pixels"]:
+            share = cross["extra_confusion"].sum(axis=0) / cross["pixels"]
+        return s, cross["acc_allowed"], share
+
+    def _summary(self, s, per_class_acc: np.ndarray, gt_pixels: np.ndarray, out: dict) -> dict:
+        if s is not None:
+            return {
+                "miou": _num(s.miou),
+                "pixel_acc": _num(s.pixel_acc),
+                "mean_acc": _num(s.mean_acc),
+                "absent_classes": [self.taxonomy.classes[i] for i in s.absent],
+            }
+        accs = per_class_acc[~np.isnan(per_class_acc)]
+        absent = [
+            n
+            for i, n in enumerate(self.taxonomy.classes)
+            if gt_pixels[i] == 0 and n not in out["void_classes"]
+        ]
+        return {
+            "miou": None,
+            "pixel_acc": out["pixel_acc_allowed"],
+            "mean_acc": float(accs.mean()) if accs.size else None,
+            "absent_classes": absent,
+        }
 
 
 def _breakdown(cm: np.ndarray, mapping: Mapping) -> dict:
