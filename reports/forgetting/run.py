@@ -75,6 +75,9 @@ for prefix in ("camvid", "camvidfull"):
     VARIANTS |= {f"{prefix}_trained": []} | {
         f"{prefix}_wise_{a}": [f"interpolate={a}"] for a in ("0.5", "0.7", "0.85")
     }
+# CamVid +12 on val (issue 14): a higher learning rate at the quick budget, as trained and mixed
+VARIANTS |= {"camvid_lr4e-4": ["student.optimizer.lr=4e-4"]}
+VARIANTS |= {"camvid_lr4e-4_wise_0.5": ["student.optimizer.lr=4e-4", "interpolate=0.5"]}
 SINGLE = {"camvid": "holdout-camvid", "camvidfull": "holdout-camvid-full"}  # variant prefix -> config name
 
 
