@@ -67,8 +67,9 @@ for key, extra in DRIFT.items():
     VARIANTS[f"{key}_512"] = [*KEPT_512, *extra]
     VARIANTS[f"{key}_512_wise_0.7"] = [*KEPT_512, *extra, "interpolate=0.7"]
 # The noise of one figure: the kept recipe with another seed (sampling, crops, augmentation)
-VARIANTS |= {"crop512_seed1": [*KEPT_512, "student.seed=1"]}
-VARIANTS |= {"crop512_seed1_wise_0.7": [*KEPT_512, "student.seed=1", "interpolate=0.7"]}
+for seed in (1, 2):
+    VARIANTS[f"crop512_seed{seed}"] = [*KEPT_512, f"student.seed={seed}"]
+    VARIANTS[f"crop512_seed{seed}_wise_0.7"] = [*KEPT_512, f"student.seed={seed}", "interpolate=0.7"]
 # The single-dataset CamVid recipe (demo config camvid) on holdout-camvid.yaml: as trained and WiSE-FT mixes
 # and the same at the full budget (demo config camvid-full) on holdout-camvid-full.yaml
 for prefix in ("camvid", "camvidfull"):
