@@ -176,8 +176,9 @@ def apply_priors(
     if not scores.is_contiguous():
         scores = scores.contiguous()
     flat_gt, counts = _gt_ids(gt.to(scores.device), num_extra)
-    labels, confidence = _one_to_one(table, flat_gt)
-    _one_to_many(scores, flat_gt, counts, table, labels, confidence, scores_are_probs)
+    sizes = table.sum(1)  # allowed classes per GT id
+    labels, confidence = _one_to_one(table, sizes, flat_gt)
+    _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs)
     labels = labels.view(b, h, w)
     confidence = confidence.view(b, h, w)
     if min_confidence is not None:
@@ -205,20 +206,22 @@ def _checked_table(scores, gt, allowed, fill_void: bool) -> tuple[torch.Tensor, 
     return table, allowed.shape[0]
 
 
-def _one_to_one(table: torch.Tensor, flat_gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _one_to_one(
+    table: torch.Tensor, sizes: torch.Tensor, flat_gt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels of the classes with one allowed class (one table lookup, no scores read), confidence 1;
     every other pixel is ignore with confidence 0 until ``_one_to_many`` fills it."""
-    singles = torch.nonzero(table.sum(1) == 1).flatten()
+    singles = torch.nonzero(sizes == 1).flatten()
     lut = torch.full((256,), IGNORE, dtype=torch.uint8, device=table.device)
     lut[singles] = table[singles].to(torch.uint8).argmax(1).to(torch.uint8)
     labels = lut.index_select(0, flat_gt.int())
     return labels, (labels != IGNORE).float()
 
 
-def _one_to_many(scores, flat_gt, counts, table, labels, confidence, scores_are_probs: bool) -> None:
+def _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs: bool) -> None:
     """Fill the pixels of each class with several allowed classes, in place: one stable sort groups the
     pixels by GT class, and each group gathers only its allowed channels."""
-    groups = torch.nonzero((counts > 0) & (table.sum(1) > 1)).flatten().tolist()
+    groups = torch.nonzero((counts > 0) & (sizes > 1)).flatten().tolist()
     if not groups:
         return
     b, c, h, w = scores.shape

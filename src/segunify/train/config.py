@@ -129,9 +129,10 @@ class DistillConfig(_Strict):
     temperature) averaged over the chosen pixels: ``one_to_many`` (pseudo-label pixels whose ground-truth
     class allows several target classes), ``source`` (every pixel of a ground-truth part already in the
     target taxonomy), ``both``, ``all``, or ``not_one_to_many`` (every labelled pixel but the one-to-many
-    ones: the source parts and the pseudo-labels the priors copied one-to-one). The teacher runs once per step on the batch (about a third
-    of a step's time for an ESPNetv2 teacher; ``benchmarks/train_options.py``); ``one_to_many`` reads each
-    pseudo-labelled sample's ground truth beside its label."""
+    ones: the source parts and the pseudo-labels the priors copied one-to-one). The teacher runs once per
+    step on the batch (about a third of a step's time for an ESPNetv2 teacher;
+    ``benchmarks/train_options.py``); ``one_to_many`` reads each pseudo-labelled sample's ground truth
+    beside its label."""
 
     teacher: str
     weight: Annotated[float, Field(gt=0)] = 1.0
