@@ -24,8 +24,9 @@ ALLOWED = np.array(
 )
 
 
-def reference(scores, gt, allowed, fill_void=False, min_confidence=None, probs=False):
-    """The obvious dense implementation: mask disallowed classes, argmax, softmax over the allowed set."""
+def reference(scores, gt, allowed, fill_void=False, min_confidence=None, probs=False, min_mass=None):
+    """The obvious dense implementation: mask disallowed classes, argmax, softmax over the allowed set;
+    the allowed mass is the full softmax summed over the mask."""
     table = torch.zeros(256, scores.shape[1], dtype=torch.bool)
     table[: allowed.shape[0]] = torch.as_tensor(allowed)
     if fill_void:
@@ -36,6 +37,8 @@ def reference(scores, gt, allowed, fill_void=False, min_confidence=None, probs=F
     labels = masked.argmax(1)
     conf = torch.softmax(masked, 1).gather(1, labels.unsqueeze(1)).squeeze(1)
     void = ~mask.any(1)
+    if min_mass is not None:
+        void |= (torch.softmax(logp, 1) * mask).sum(1) < min_mass
     labels[void] = 255
     conf[void] = 0
     if min_confidence is not None:
@@ -78,6 +81,28 @@ def test_fill_void_and_min_confidence():
     assert np.allclose(conf[0, 0].numpy(), [full[2, 0], full[0, 1]], atol=1e-6)
     labels, _ = apply_priors(scores, gt, ALLOWED, fill_void=True, min_confidence=0.9)
     assert labels.tolist() == [[[255, 0]]]  # 0.66 < 0.9 dropped, 0.95 kept
+
+
+def test_min_allowed_mass_hand_made_case():
+    """4 pixels (columns) of 4 class probabilities (rows); the gate reads the whole allowed set, singletons
+    included."""
+    probs = torch.tensor(
+        [
+            [0.70, 0.05, 0.60, 0.10],
+            [0.10, 0.05, 0.20, 0.10],
+            [0.05, 0.10, 0.10, 0.10],
+            [0.15, 0.80, 0.10, 0.70],
+        ]
+    ).view(1, 4, 1, 4)
+    gt = torch.tensor([[[0, 0, 1, 3]]], dtype=torch.uint8)
+    # masses: singleton {0}: 0.70, 0.05; pair {1,2}: 0.30; triple {0,1,3}: 0.10 + 0.10 + 0.70 = 0.90
+    labels, conf = apply_priors(probs, gt, ALLOWED, min_allowed_mass=0.25, scores_are_probs=True)
+    assert labels.tolist() == [[[0, 255, 1, 3]]]
+    assert np.allclose(conf.numpy(), [[[1.0, 0.0, 0.20 / 0.30, 0.70 / 0.90]]], atol=1e-6)
+    labels, _ = apply_priors(probs.log(), gt, ALLOWED, min_allowed_mass=0.5)
+    assert labels.tolist() == [[[0, 255, 255, 3]]]  # the same masses from logits
+    labels, _ = apply_priors(probs, gt, ALLOWED, min_allowed_mass=0.0, scores_are_probs=True)
+    assert torch.equal(labels, apply_priors(probs, gt, ALLOWED, scores_are_probs=True)[0])
 
 
 def test_probabilities_give_the_same_labels_and_confidence():
@@ -224,6 +249,35 @@ def test_raising_the_confidence_floor_never_unignores(problem, p, q, fill_void):
     b, _ = apply_priors(scores, gt, allowed, min_confidence=hi, fill_void=fill_void)
     assert not ((a == 255) & (b != 255)).any()
     assert torch.equal(b[b != 255], a[b != 255])
+
+
+@settings(max_examples=100, deadline=None)
+@given(problems(), st.floats(0, 1), st.booleans(), st.booleans())
+def test_min_allowed_mass_matches_dense_reference(problem, m, fill_void, as_probs):
+    scores, gt, allowed = problem
+    scores = scores + torch.rand(scores.shape)  # masses exactly at the threshold would flip on rounding
+    given_scores = scores.softmax(1) if as_probs else scores
+    labels, conf = apply_priors(
+        given_scores, gt, allowed, fill_void=fill_void, min_allowed_mass=m, scores_are_probs=as_probs
+    )
+    ref_labels, ref_conf = reference(scores, gt, allowed, fill_void=fill_void, min_mass=m)
+    near = torch.isclose(
+        (
+            scores.double().softmax(1)
+            * allowed_table(allowed, fill_void=fill_void)[gt.long()].permute(0, 3, 1, 2)
+        )
+        .sum(1)
+        .float(),
+        torch.tensor(m),
+        atol=1e-5,
+    )
+    assert torch.equal(labels[~near], ref_labels[~near])
+    assert torch.allclose(conf[~near], ref_conf[~near], atol=1e-5)
+    # a higher gate only ignores more pixels and leaves the kept ones as they were
+    stricter, _ = apply_priors(given_scores, gt, allowed, fill_void=fill_void, min_allowed_mass=(1 + m) / 2,
+                               scores_are_probs=as_probs)  # fmt: skip
+    assert not ((labels == 255) & (stricter != 255)).any()
+    assert torch.equal(stricter[stricter != 255], labels[stricter != 255])
 
 
 @settings(max_examples=100, deadline=None)

@@ -79,6 +79,13 @@ for prefix in ("camvid", "camvidfull"):
 # CamVid +12 on val (issue 14): a higher learning rate at the quick budget, as trained and mixed
 VARIANTS |= {"camvid_lr4e-4": ["student.optimizer.lr=4e-4"]}
 VARIANTS |= {"camvid_lr4e-4_wise_0.5": ["student.optimizer.lr=4e-4", "interpolate=0.5"]}
+# Classes below T (issue 14): P ignores pixels where T gives the GT class's allowed set < m of its probability
+# (pseudo.min_allowed_mass), three seeds each, as trained and mixed
+for m in ("0.1", "0.3"):
+    for seed in (0, 1, 2):
+        gate = [*KEPT_512, f"pseudo.min_allowed_mass={m}", f"student.seed={seed}"]
+        VARIANTS[f"gate_{m}_seed{seed}"] = gate
+        VARIANTS[f"gate_{m}_seed{seed}_wise_0.7"] = [*gate, "interpolate=0.7"]
 SINGLE = {"camvid": "holdout-camvid", "camvidfull": "holdout-camvid-full"}  # variant prefix -> config name
 
 

@@ -51,6 +51,11 @@ def register(app: typer.Typer) -> None:
         min_confidence: float | None = typer.Option(
             None, "--min-confidence", help="Ignore pixels whose renormalised probability is below P."
         ),
+        min_allowed_mass: float | None = typer.Option(
+            None,
+            "--min-allowed-mass",
+            help="Ignore pixels where the teacher's probability of the GT class's whole allowed set is below M.",
+        ),
         save_confidence: bool = typer.Option(False, "--save-confidence", help="Also write confidence PNGs."),
         soft: bool = typer.Option(
             False, "--soft", help="Also write soft/<id>.png: top-2 allowed classes + uint8 probability."
@@ -86,6 +91,7 @@ def register(app: typer.Typer) -> None:
             priors=not no_priors,
             fill_void=fill_void,
             min_confidence=min_confidence,
+            min_allowed_mass=min_allowed_mass,
             save_confidence=save_confidence,
             soft=soft,
             size=parse_size(size),

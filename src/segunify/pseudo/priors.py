@@ -9,6 +9,12 @@ allowed set ``A_k`` (a row of the mapping's ``allowed[K, C]`` matrix):
 * ``A_k`` empty (a void class) or GT ``255``: ignore, or with ``fill_void`` the teacher's unconstrained
   argmax (confidence = its unconstrained probability).
 
+``min_allowed_mass`` (beyond the paper) ignores a pixel where the teacher puts less than that probability on
+the whole of ``A_k``: the teacher and the ground truth disagree outright there. A coarse GT class also holds
+things with no source class (IDD's roadside objects hold billboards and guard rails), and coarse or
+upsampled labels cross object borders (CamVid sky through foliage); forcing such a pixel into ``A_k`` makes
+confident noise (a building becomes a fence), while a pixel the teacher merely doubts keeps the prior.
+
 Why not the obvious ``masked_fill(~allowed[gt], -inf).argmax(1)``: it materialises a ``[B, C, H, W]``
 mask plus a float copy and reads all ``C`` channels of every pixel, which at 1024x2048 costs more than
 the 5 % of a forward pass we allow. Instead pixels are grouped by GT class (one stable sort) and each
@@ -158,6 +164,7 @@ def apply_priors(
     *,
     fill_void: bool = False,
     min_confidence: float | None = None,
+    min_allowed_mass: float | None = None,
     scores_are_probs: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher scores constrained by the GT's allowed sets (see the module docstring).
@@ -166,8 +173,9 @@ def apply_priors(
     resolution when they differ; ``gt`` ``[B, H, W]`` extra train ids (255 = ignore); ``allowed``
     ``[K, C]`` bool (numpy or torch). Returns ``labels`` uint8 ``[B, H, W]`` (source train ids, 255 =
     ignore) and ``confidence`` float32 ``[B, H, W]`` (0 where ignored). With ``min_confidence`` pixels
-    whose confidence is below it become ignore. Probabilities that put no mass at all on the allowed set
-    (float underflow) give the lowest allowed class with confidence 0.
+    whose confidence is below it become ignore, and with ``min_allowed_mass`` those where the teacher's
+    probability of the whole allowed set is below it. Probabilities that put no mass at all on the allowed
+    set (float underflow) give the lowest allowed class with confidence 0.
     """
     table, num_extra = _checked_table(scores, gt, allowed, fill_void)
     b, c = scores.shape[:2]
@@ -179,13 +187,17 @@ def apply_priors(
     sizes = table.sum(1)  # allowed classes per GT id
     labels, confidence = _one_to_one(table, sizes, flat_gt)
     _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs)
-    labels = labels.view(b, h, w)
-    confidence = confidence.view(b, h, w)
+    if min_allowed_mass is not None:
+        mass = _allowed_mass(scores, flat_gt, counts, table, sizes, scores_are_probs)
+        _ignore(labels, confidence, mass < float(min_allowed_mass))
     if min_confidence is not None:
-        low = confidence < float(min_confidence)
-        labels.masked_fill_(low, IGNORE)
-        confidence.masked_fill_(low, 0.0)
-    return labels, confidence
+        _ignore(labels, confidence, confidence < float(min_confidence))
+    return labels.view(b, h, w), confidence.view(b, h, w)
+
+
+def _ignore(labels: torch.Tensor, confidence: torch.Tensor, where: torch.Tensor) -> None:
+    labels.masked_fill_(where, IGNORE)
+    confidence.masked_fill_(where, 0.0)
 
 
 def _checked_table(scores, gt, allowed, fill_void: bool) -> tuple[torch.Tensor, int]:
@@ -218,12 +230,9 @@ def _one_to_one(
     return labels, (labels != IGNORE).float()
 
 
-def _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs: bool) -> None:
-    """Fill the pixels of each class with several allowed classes, in place: one stable sort groups the
-    pixels by GT class, and each group gathers only its allowed channels."""
-    groups = torch.nonzero((counts > 0) & (sizes > 1)).flatten().tolist()
-    if not groups:
-        return
+def _groups(scores, flat_gt, counts, table, groups: list[int]):
+    """``(pixels, channels, rows)`` per GT id in ``groups``: the flat indices of its pixels, its allowed
+    channels and their scores at those pixels (one gather per channel; one stable sort for all groups)."""
     b, c, h, w = scores.shape
     hw = h * w
     order = torch.sort(flat_gt, stable=True).indices
@@ -236,10 +245,33 @@ def _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scor
         chans = torch.nonzero(table[k]).flatten().tolist()
         # offset of channel 0 of each pixel; channel c is read from a view shifted by c planes
         base = pix if b == 1 else pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
-        rows = [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
+        yield pix, chans, [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
+
+
+def _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs: bool) -> None:
+    """Fill the pixels of each class with several allowed classes, in place: each group gathers only its
+    allowed channels."""
+    groups = torch.nonzero((counts > 0) & (sizes > 1)).flatten().tolist()
+    for pix, chans, rows in _groups(scores, flat_gt, counts, table, groups):
         lab_k, conf = _best_of(rows, chans, scores_are_probs)
         labels.index_put_((pix,), lab_k)
         confidence.index_put_((pix,), conf)
+
+
+def _allowed_mass(scores, flat_gt, counts, table, sizes, scores_are_probs: bool) -> torch.Tensor:
+    """The teacher's probability of each pixel's whole allowed set (flat; 0 where the set is empty)."""
+    mass = torch.zeros(flat_gt.shape, dtype=torch.float32, device=scores.device)
+    groups = torch.nonzero((counts > 0) & (sizes > 0)).flatten().tolist()
+    if not groups:
+        return mass
+    log_total = None if scores_are_probs else torch.logsumexp(scores.float(), 1).reshape(-1)
+    for pix, _, rows in _groups(scores, flat_gt, counts, table, groups):
+        total = torch.zeros(pix.shape, dtype=torch.float32, device=scores.device)
+        shift = None if log_total is None else log_total.take(pix)
+        for row in rows:
+            total += row.float() if shift is None else row.float().sub_(shift).exp_()
+        mass.index_put_((pix,), total)
+    return mass
 
 
 def label_probs(
@@ -250,6 +282,7 @@ def label_probs(
     priors: bool = True,
     fill_void: bool = False,
     min_confidence: float | None = None,
+    min_allowed_mass: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pseudo-labels of one batch of teacher probabilities, with the priors or as the plain argmax
     (``gt`` may then be ``None``). Returns labels, confidence and ``changed``: the labelled pixels where
@@ -258,7 +291,13 @@ def label_probs(
         if gt is None:
             raise SegunifyError("priors need the ground truth")
         labels, conf = apply_priors(
-            probs, gt, allowed, fill_void=fill_void, min_confidence=min_confidence, scores_are_probs=True
+            probs,
+            gt,
+            allowed,
+            fill_void=fill_void,
+            min_confidence=min_confidence,
+            min_allowed_mass=min_allowed_mass,
+            scores_are_probs=True,
         )
         changed = (labels != IGNORE) & (score_at(probs, labels) < probs.amax(1))
         return labels, conf, changed

@@ -38,6 +38,7 @@ class PseudoSettings(BaseModel):
     priors: bool = True
     fill_void: bool = False
     min_confidence: float | None = None
+    min_allowed_mass: float | None = None  # ignore pixels whose allowed set has less teacher probability
     save_confidence: bool = False
     soft: bool = False  # also soft/<rel>: top-2 classes + uint8 probability (priors.soft_top2)
     size: tuple[int, int] | None = None
@@ -59,6 +60,8 @@ class PseudoSettings(BaseModel):
             raise SegunifyError("--workers must be >= 0 and the writer pool >= 1")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise SegunifyError(f"--min-confidence must be in [0, 1], got {self.min_confidence}")
+        if self.min_allowed_mass is not None and not 0.0 <= self.min_allowed_mass <= 1.0:
+            raise SegunifyError(f"--min-allowed-mass must be in [0, 1], got {self.min_allowed_mass}")
         if self.backend is not None and self.backend not in BACKENDS:
             raise SegunifyError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.limit is not None and self.limit < 1:
@@ -67,7 +70,7 @@ class PseudoSettings(BaseModel):
 
     def without_priors(self) -> PseudoSettings:
         """The same run with plain teacher argmax (the R labels of the ablation)."""
-        return self.model_copy(update={"priors": False, "fill_void": False})
+        return self.model_copy(update={"priors": False, "fill_void": False, "min_allowed_mass": None})
 
     def fingerprint(self) -> dict[str, Any]:
         """The options that change output bytes (batch size, workers and limit do not; ``fill_void``
@@ -82,6 +85,7 @@ class PseudoSettings(BaseModel):
             "amp": self.amp,
             # only when on: folders written before the option existed keep their fingerprint
             **({"soft": True} if self.soft else {}),
+            **({"min_allowed_mass": self.min_allowed_mass} if self.min_allowed_mass is not None else {}),
         }
 
 

@@ -170,9 +170,10 @@ def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
 
 
 def _flags(options: dict) -> list[str]:
-    """``pseudo-label`` flags of the teacher-pass options (soft, flip, scales, backend) given."""
+    """``pseudo-label`` flags of the teacher-pass options (soft, flip, scales, gate, backend) given."""
     flags = ["--soft"] * bool(options.get("soft")) + ["--flip"] * bool(options.get("flip"))
     flags += ["--scales", ",".join(map(str, options["scales"]))] if "scales" in options else []
+    flags += ["--min-allowed-mass", str(options["min_allowed_mass"])] if "min_allowed_mass" in options else []
     return flags + (["--backend", options["backend"]] if "backend" in options else [])
 
 
