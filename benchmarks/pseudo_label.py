@@ -255,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             prior_ms[name] = round(t * 1000, 1)
             shares[name] = round(t / forward_big, 4)
+            gated = _median_time(
+                lambda p=p, a=allowed: apply_priors(p, gt, a, min_allowed_mass=0.1, scores_are_probs=True),
+                args.repeat,
+            )
+            prior_ms[f"{name}_gate"] = round(gated * 1000, 1)
             del p
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -279,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         "prior_65_ms": prior_ms["65"],
         "prior_share_19": shares["19"],
         "prior_share_65": shares["65"],
+        "prior_gate_19_ms": prior_ms["19_gate"],  # with --min-allowed-mass: one more gather per allowed class
+        "prior_gate_65_ms": prior_ms["65_gate"],
+        "gate_over_prior_19": round(prior_ms["19_gate"] / prior_ms["19"], 3),
         "changed_share": summary.changed_share,
         "peak_rss_mb": round(peak, 1),
         "peak_rss_workers_mb": round(peak_children, 1),

@@ -142,6 +142,28 @@ def test_one_pass_writes_both_label_sets_equal_to_two_runs(tmp_path):
     assert tree_bytes(r) == tree_bytes(r1) and tree_bytes(p) == tree_bytes(p1)
 
 
+def test_min_allowed_mass_gate_reaches_the_labels_and_leaves_r_alone(tmp_path):
+    """``--min-allowed-mass``: P equals the priors op with the gate; R (no priors) is the plain argmax as
+    without it; the gate is part of P's settings (another gate in the same folder is refused) and a run
+    without it keeps the settings file of folders written before the option existed."""
+    root = make_camvid(tmp_path / "camvid", n=3)
+    gated = run(root, tmp_path / "p", min_allowed_mass=0.5, also_without_priors=tmp_path / "r")
+    base = run(root, tmp_path / "base", also_without_priors=tmp_path / "plain")
+    assert gated.ignored > base.ignored
+    assert tree_bytes(tmp_path / "r") == tree_bytes(tmp_path / "plain")
+    ds = create_dataset("camvid", root)
+    for s in ds.samples("train"):
+        image, gt = ds.sample(s)
+        probs = StandInTeacher().probs(torch.from_numpy(image)[None])
+        labels, _ = apply_priors(
+            probs, torch.from_numpy(gt)[None], MAPPING.allowed, min_allowed_mass=0.5, scores_are_probs=True
+        )
+        assert np.array_equal(read_label_raw(pseudo_label_path(tmp_path / "p", s)), labels[0].numpy())
+    assert "min_allowed_mass" not in json.loads((tmp_path / "base" / "settings.json").read_text())
+    with pytest.raises(SegunifyError, match="other settings.*min_allowed_mass"):
+        run(root, tmp_path / "p", min_allowed_mass=0.2)
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     root = make_camvid(tmp_path / "camvid", n=2)
     run(root, tmp_path / "out")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from segunify.apps.demo import load_demo_config
 from segunify.apps.demo.plan import plan
+from segunify.apps.demo.results import pseudo_block
 from segunify.apps.demo.run import check_inputs, check_taxonomies, run_stages
 from segunify.jsonio import read_json_object
 
@@ -81,7 +82,7 @@ VARIANTS |= {"camvid_lr4e-4": ["student.optimizer.lr=4e-4"]}
 VARIANTS |= {"camvid_lr4e-4_wise_0.5": ["student.optimizer.lr=4e-4", "interpolate=0.5"]}
 # Classes below T (issue 14): P ignores pixels where T gives the GT class's allowed set < m of its probability
 # (pseudo.min_allowed_mass), three seeds each, as trained and mixed
-for m in ("0.1", "0.3"):
+for m in ("0.03", "0.1", "0.3"):
     for seed in (0, 1, 2):
         gate = [*KEPT_512, f"pseudo.min_allowed_mass={m}", f"student.seed={seed}"]
         VARIANTS[f"gate_{m}_seed{seed}"] = gate
@@ -109,6 +110,12 @@ def run_variant(name: str, with_sr: bool) -> dict:
             line.setdefault("miou", {}).setdefault(ds, {})[m] = round(100 * r["miou"], 2)
             iou = {c["name"]: None if c["iou"] is None else round(100 * c["iou"], 1) for c in r["classes"]}
             line.setdefault("iou", {}).setdefault(ds, {})[m] = iou
+    for part in cfg.extra_parts:  # T's P labels: % of pixels ignored, each class's % of the labelled ones
+        block = pseudo_block(lay.pseudo(part.name, "P"))
+        shares = {c: round(100 * v, 2) for c, v in block["class_share"].items()}
+        line.setdefault("p_labels", {})[part.name] = {
+            "ignored": round(100 * block["ignored_share"], 2)
+        } | shares
     with (HERE / "results.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(line) + "\n")
     print(name, json.dumps(line["miou"]), flush=True)
