@@ -224,6 +224,21 @@ def cli_env():
     }
 
 
+def test_cli_min_allowed_mass_reaches_the_settings_and_the_summary_line(
+    teacher_ckpt, camvid_root, tmp_path, capsys
+):
+    opts = ["--limit", "2", "--size", "176,240", "--batch-size", "1", "--workers", "0"]
+    assert main(cli_args(teacher_ckpt, camvid_root, tmp_path / "plain", *opts)) == 0
+    assert (
+        main(cli_args(teacher_ckpt, camvid_root, tmp_path / "gated", *opts, "--min-allowed-mass", "0.5")) == 0
+    )
+    plain, gated = load_summary(tmp_path / "plain"), load_summary(tmp_path / "gated")
+    assert gated.settings.min_allowed_mass == 0.5 and plain.settings.min_allowed_mass is None
+    assert gated.void_gt_pixels == plain.void_gt_pixels and gated.ignored > plain.ignored
+    void = f"void or unlabelled GT {plain.void_gt_pixels / plain.pixels:.2%}"
+    assert " ".join(capsys.readouterr().out.split()).count(void) == 2  # rich may wrap the line
+
+
 def test_cli_kill9_then_resume_equals_an_uninterrupted_run(teacher_ckpt, camvid_root, tmp_path):
     """With the ONNX backend: its resumed bytes equal an uninterrupted run's as torch's do."""
     opts = ["--limit", "14", "--size", "352,480", "--batch-size", "1", "--workers", "1", "--save-confidence"]

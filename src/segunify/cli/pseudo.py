@@ -186,8 +186,10 @@ def _execute(teacher, dataset, root, mapping, out, split, settings, also, thread
         run = summary.run
         rate = run.processed / run.seconds if run.seconds else 0.0
         also_note = f" (and without priors -> {also})" if also is not None else ""
+        void = summary.void_gt_pixels / summary.pixels if summary.pixels else 0.0
         console.print(
-            f"{summary.images} images -> {out}{also_note}: ignored {summary.ignored_share:.2%}, "
+            f"{summary.images} images -> {out}{also_note}: ignored {summary.ignored_share:.2%} "
+            f"(void or unlabelled GT {void:.2%}), "
             f"changed by prior {summary.changed_share:.2%}, mean confidence {summary.mean_confidence:.3f}; "
             f"this run {run.processed} processed, {run.skipped} skipped, {run.seconds:.1f} s "
             f"({rate:.2f} img/s, {run.world_size} process(es))",
