@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         min_allowed_mass: float | None = typer.Option(
             None,
             "--min-allowed-mass",
-            help="Ignore pixels where the teacher's probability of the GT class's whole allowed set is below M.",
+            help="Ignore pixels whose GT class's allowed set gets probability < M.",
         ),
         save_confidence: bool = typer.Option(False, "--save-confidence", help="Also write confidence PNGs."),
         soft: bool = typer.Option(
@@ -85,8 +85,7 @@ def register(app: typer.Typer) -> None:
         from segunify.cli._util import accelerate_cpu_processes, parse_scales, parse_size, relaunch
         from segunify.pseudo.settings import PseudoSettings
 
-        if device not in (None, "cpu", "cuda"):
-            raise click.BadParameter(f"expected cpu or cuda, got {device!r}", param_hint="--device")
+        _check_flags(device, also_without_priors, no_priors)
         settings = PseudoSettings(
             priors=not no_priors,
             fill_void=fill_void,
@@ -104,15 +103,19 @@ def register(app: typer.Typer) -> None:
             writers=writers,
             limit=limit,
         )
-        if also_without_priors is not None and no_priors:
-            raise click.BadParameter(
-                "needs the priors (drop --no-priors)", param_hint="--also-without-priors"
-            )
         n = accelerate_cpu_processes()
         if n > 1:
             return relaunch(n)
         _execute(teacher, dataset, root, mapping, out, split, settings, also_without_priors, threads, device)
         return 0
+
+
+def _check_flags(device: str | None, also_without_priors: str | None, no_priors: bool) -> None:
+    """Flags that are wrong on their own or together, refused before any work starts."""
+    if device not in (None, "cpu", "cuda"):
+        raise click.BadParameter(f"expected cpu or cuda, got {device!r}", param_hint="--device")
+    if also_without_priors is not None and no_priors:
+        raise click.BadParameter("needs the priors (drop --no-priors)", param_hint="--also-without-priors")
 
 
 def _state_and_device(device: str | None):

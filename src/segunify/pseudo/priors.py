@@ -186,9 +186,9 @@ def apply_priors(
     flat_gt, counts = _gt_ids(gt.to(scores.device), num_extra)
     sizes = table.sum(1)  # allowed classes per GT id
     labels, confidence = _one_to_one(table, sizes, flat_gt)
-    _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs)
-    if min_allowed_mass is not None:
-        mass = _allowed_mass(scores, flat_gt, counts, table, sizes, scores_are_probs)
+    gate = min_allowed_mass is not None
+    mass = _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs, gate)
+    if mass is not None:
         _ignore(labels, confidence, mass < float(min_allowed_mass))
     if min_confidence is not None:
         _ignore(labels, confidence, confidence < float(min_confidence))
@@ -233,6 +233,8 @@ def _one_to_one(
 def _groups(scores, flat_gt, counts, table, groups: list[int]):
     """``(pixels, channels, rows)`` per GT id in ``groups``: the flat indices of its pixels, its allowed
     channels and their scores at those pixels (one gather per channel; one stable sort for all groups)."""
+    if not groups:
+        return
     b, c, h, w = scores.shape
     hw = h * w
     order = torch.sort(flat_gt, stable=True).indices
@@ -248,30 +250,32 @@ def _groups(scores, flat_gt, counts, table, groups: list[int]):
         yield pix, chans, [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
 
 
-def _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs: bool) -> None:
+def _one_to_many(
+    scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs: bool, gate: bool
+) -> torch.Tensor | None:
     """Fill the pixels of each class with several allowed classes, in place: each group gathers only its
-    allowed channels."""
-    groups = torch.nonzero((counts > 0) & (sizes > 1)).flatten().tolist()
+    allowed channels. With ``gate`` the same gathers (singleton classes' too) also give the teacher's
+    probability of each pixel's whole allowed set, returned flat (0 where the set is empty)."""
+    groups = torch.nonzero((counts > 0) & (sizes > (0 if gate else 1))).flatten().tolist()
+    mass = torch.zeros(flat_gt.shape, dtype=torch.float32, device=scores.device) if gate else None
+    log_total = torch.logsumexp(scores.float(), 1).reshape(-1) if gate and not scores_are_probs else None
     for pix, chans, rows in _groups(scores, flat_gt, counts, table, groups):
-        lab_k, conf = _best_of(rows, chans, scores_are_probs)
-        labels.index_put_((pix,), lab_k)
-        confidence.index_put_((pix,), conf)
-
-
-def _allowed_mass(scores, flat_gt, counts, table, sizes, scores_are_probs: bool) -> torch.Tensor:
-    """The teacher's probability of each pixel's whole allowed set (flat; 0 where the set is empty)."""
-    mass = torch.zeros(flat_gt.shape, dtype=torch.float32, device=scores.device)
-    groups = torch.nonzero((counts > 0) & (sizes > 0)).flatten().tolist()
-    if not groups:
-        return mass
-    log_total = None if scores_are_probs else torch.logsumexp(scores.float(), 1).reshape(-1)
-    for pix, _, rows in _groups(scores, flat_gt, counts, table, groups):
-        total = torch.zeros(pix.shape, dtype=torch.float32, device=scores.device)
-        shift = None if log_total is None else log_total.take(pix)
-        for row in rows:
-            total += row.float() if shift is None else row.float().sub_(shift).exp_()
-        mass.index_put_((pix,), total)
+        if mass is not None:  # before _best_of, which may shift the rows in place
+            mass.index_put_((pix,), _set_mass(rows, None if log_total is None else log_total.take(pix)))
+        if len(chans) > 1:
+            lab_k, conf = _best_of(rows, chans, scores_are_probs)
+            labels.index_put_((pix,), lab_k)
+            confidence.index_put_((pix,), conf)
     return mass
+
+
+def _set_mass(rows: list[torch.Tensor], log_total: torch.Tensor | None) -> torch.Tensor:
+    """Sum of the allowed channels' probabilities (``log_total``: the logsumexp that turns logits into
+    them); the rows are left as they are."""
+    total = torch.zeros(rows[0].shape, dtype=torch.float32, device=rows[0].device)
+    for row in rows:
+        total += row.float() if log_total is None else (row.float() - log_total).exp_()
+    return total
 
 
 def label_probs(
