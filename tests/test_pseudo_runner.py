@@ -239,6 +239,16 @@ def test_cli_min_allowed_mass_reaches_the_settings_and_the_summary_line(
     assert " ".join(capsys.readouterr().out.split()).count(void) == 2  # rich may wrap the line
 
 
+def test_cli_flags_that_do_not_go_together_are_a_usage_error(tmp_path, capsys):
+    """Exit 2 with click's one-line message, not a traceback, and nothing written."""
+    args = cli_args(tmp_path / "teacher", tmp_path / "camvid", tmp_path / "out")
+    assert main([*args, "--device", "tpu"]) == 2  # the last --device wins
+    assert main([*args, "--no-priors", "--also-without-priors", str(tmp_path / "r")]) == 2
+    err = " ".join(capsys.readouterr().err.replace("│", " ").split())  # rich boxes and wraps it
+    assert "expected cpu or cuda, got 'tpu'" in err and "needs the priors (drop --no-priors)" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists() and not (tmp_path / "r").exists()
+
+
 def test_cli_kill9_then_resume_equals_an_uninterrupted_run(teacher_ckpt, camvid_root, tmp_path):
     """With the ONNX backend: its resumed bytes equal an uninterrupted run's as torch's do."""
     opts = ["--limit", "14", "--size", "352,480", "--batch-size", "1", "--workers", "1", "--save-confidence"]

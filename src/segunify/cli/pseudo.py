@@ -12,7 +12,6 @@ import os
 import time
 from pathlib import Path
 
-import click
 import typer
 
 from segunify.errors import SegunifyError
@@ -113,9 +112,9 @@ def register(app: typer.Typer) -> None:
 def _check_flags(device: str | None, also_without_priors: str | None, no_priors: bool) -> None:
     """Flags that are wrong on their own or together, refused before any work starts."""
     if device not in (None, "cpu", "cuda"):
-        raise click.BadParameter(f"expected cpu or cuda, got {device!r}", param_hint="--device")
+        raise typer.BadParameter(f"expected cpu or cuda, got {device!r}", param_hint="--device")
     if also_without_priors is not None and no_priors:
-        raise click.BadParameter("needs the priors (drop --no-priors)", param_hint="--also-without-priors")
+        raise typer.BadParameter("needs the priors (drop --no-priors)", param_hint="--also-without-priors")
 
 
 def _state_and_device(device: str | None):
