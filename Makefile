@@ -11,7 +11,12 @@ RUN ?= quick
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# A registry connection that drops mid-wheel fails the whole install (seen in CI on a 28 MB
+	# wheel): pip resumes a download up to 20 times, and the install is tried 3 times.
+	for try in 1 2 3; do \
+	  $(BIN)/python -m pip install --quiet --resume-retries 20 -e '.[dev]' && break; \
+	  test $$try = 3 && exit 1; echo "pip install failed (try $$try of 3), retrying in 20 s"; sleep 20; \
+	done
 	touch $(STAMP)
 
 install: $(STAMP)
