@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_text
 
 Model = TypeVar("Model", bound=BaseModel)
 SHARED_PREFIXES = ("data", "weights")
@@ -127,13 +128,9 @@ def _first_error(exc: ValidationError) -> tuple[tuple, str]:
 
 
 def _read_yaml(path: Path) -> tuple[str, dict]:
-    if not path.is_file():
-        raise SegunifyError("config file not found", path)
+    text = read_text(path, "config file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
         data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegunifyError(f"cannot read config: {exc}", path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -1,6 +1,6 @@
-"""JSON files the toolkit writes and reads back (checkpoint metadata, summaries, results).
+"""Text and JSON files the toolkit reads (configs, CSVs, lists; checkpoint metadata, summaries, results).
 
-One reader so that every such file fails the same way: one line naming the file, never a traceback
+One reader of each so that every such file fails the same way: one line naming the file, never a traceback
 from the json module; one encoder hook for the numpy / pydantic / path values that results carry.
 """
 
@@ -11,6 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from segunify.errors import SegunifyError
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """The text of the UTF-8 file ``path``, a leading BOM dropped (spreadsheets save one); ``what`` names
+    the file in the error."""
+    path = Path(path)
+    if not path.is_file():
+        raise SegunifyError(f"{what} not found", path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SegunifyError(f"cannot read {what}: {exc}", path) from None
 
 
 def read_json_object(path: str | Path, what: str = "JSON file") -> dict:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_text
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 
 HEADER = ("extra_id", "extra_name", "source_classes")
@@ -240,14 +241,7 @@ def load_mapping(
         content = (mapping_dir() / f"{stem}.csv").read_text(encoding="utf-8-sig")
         where = f"mappings/{stem}.csv"
     else:
-        path = Path(text)
-        if not path.is_file():
-            raise SegunifyError("mapping file not found", path)
-        try:
-            content = path.read_text(encoding="utf-8-sig")  # a spreadsheet may save a BOM
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SegunifyError(f"cannot read mapping file: {exc}", path) from None
-        where = str(path)
+        content, where = read_text(text, "mapping file"), str(Path(text))
     if extra is None or source is None:
         if "__" not in stem:
             raise SegunifyError(

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_text
 
 IGNORE = 255
 REQUIRED_COLUMNS = ("id", "name", "train_id", "category", "color")
@@ -232,12 +233,7 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
         return _load_builtin(text)
     path = Path(text)
     if path.suffix == ".csv" or path.exists():
-        if not path.is_file():
-            raise SegunifyError("taxonomy file not found", path)
-        try:
-            content = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SegunifyError(f"cannot read taxonomy file: {exc}", path) from None
+        content = read_text(path, "taxonomy file")
         return parse_taxonomy(content, name=path.stem, source=str(path))
     raise SegunifyError(
         f"unknown taxonomy {text!r}; shipped: {', '.join(available_taxonomies())} (or give a path to a .csv)"

@@ -54,7 +54,7 @@ def test_bad_options_and_lists(root):
     with pytest.raises(SegunifyError, match=r"val.lst:1: expected '<image> <label>'"):
         create_dataset("rellis3d", root).samples("val")
     (root / "test.lst").unlink()
-    with pytest.raises(SegunifyError, match="split list not found"):
+    with pytest.raises(SegunifyError, match=r"split list \(official test list of .*\) not found"):
         create_dataset("rellis3d", root).samples("test")
 
 

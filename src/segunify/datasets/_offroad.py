@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_text
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -23,26 +24,14 @@ def require_dir(path: Path, what: str) -> Path:
 
 def list_lines(path: Path, what: str) -> Iterator[tuple[int, list[str]]]:
     """Whitespace-separated fields of each non-empty line of a split list (``#`` lines skipped)."""
-    if not path.is_file():
-        raise SegunifyError(f"split list not found ({what})", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegunifyError(f"cannot read split list: {exc}", path) from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path, f"split list ({what})").splitlines(), start=1):
         if line.strip() and not line.lstrip().startswith("#"):
             yield lineno, line.split()
 
 
 def csv_rows(path: Path, columns: tuple[str, ...], what: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a CSV split file with a header naming at least ``columns``."""
-    if not path.is_file():
-        raise SegunifyError(f"split file not found ({what})", path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegunifyError(f"cannot read split file: {exc}", path) from None
-    reader = csv.reader(lines)
+    reader = csv.reader(read_text(path, f"split file ({what})").splitlines())
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in columns if c not in header]
     if missing:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from segunify.datasets.base import DatasetAdapter, Sample, inside, register_dataset
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_text
 
 LISTS = "public_image_lists"
 
@@ -54,11 +55,7 @@ class ApolloScape(DatasetAdapter):
         lists = sorted((self.root / LISTS).glob(f"*_{split}.lst"))
         found: dict[str, Sample] = {}
         for lst in lists:
-            try:
-                lines = lst.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SegunifyError(f"cannot read image list: {exc}", lst) from None
-            for lineno, line in enumerate(lines, start=1):
+            for lineno, line in enumerate(read_text(lst, "image list").splitlines(), start=1):
                 if not line.strip():
                     continue
                 fields = [f.strip() for f in line.split("\t")]

@@ -15,6 +15,7 @@ import numpy as np
 
 from segunify.datasets.base import DatasetAdapter, LabelEncoding, Sample, inside, register_dataset
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_text
 from segunify.labels import read_label_raw
 
 
@@ -25,13 +26,7 @@ def read_id_list(paths: str | Path | list | tuple) -> set[int]:
     ids: set[int] = set()
     for p in paths:
         path = Path(str(p).strip())
-        if not path.is_file():
-            raise SegunifyError("image id list not found", path)
-        try:
-            text_lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SegunifyError(f"cannot read image id list: {exc}", path) from None
-        for lineno, line in enumerate(text_lines, start=1):
+        for lineno, line in enumerate(read_text(path, "image id list").splitlines(), start=1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue

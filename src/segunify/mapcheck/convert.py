@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segunify.errors import SegunifyError
+from segunify.jsonio import read_text
 from segunify.mapping import HEADER, VOID, parse_mapping, quote_field
 from segunify.taxonomy import IGNORE, Taxonomy
 
@@ -67,13 +68,7 @@ def _key(name: str) -> str:
 
 def _csv_rows(path: Path):
     """(line number, fields) of each data row; the first line is the header, ``#`` lines are comments."""
-    if not path.is_file():
-        raise SegunifyError("file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegunifyError(f"cannot read: {exc}", path) from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path, "CSV file").splitlines(), start=1):
         if lineno > 1 and line.strip() and not line.strip().startswith("#"):
             yield lineno, [f.strip() for f in next(csv.reader([line]))]
 
