@@ -63,6 +63,14 @@ def test_user_file_by_path(tmp_path):
     assert list(tax.id_lut()[:3]) == [IGNORE, 0, 1]
 
 
+def test_user_file_saved_by_a_spreadsheet_with_a_bom(tmp_path):
+    path = tmp_path / "sheet.csv"
+    path.write_text(
+        "\ufeffid,name,train_id,category,color\n0,void,255,void,0 0 0\n1,road,0,flat,1 2 3\n", "utf-8"
+    )
+    assert load_taxonomy(path).classes == ("road",)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
