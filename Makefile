@@ -11,8 +11,9 @@ RUN ?= quick
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# A registry connection that drops mid-wheel fails the whole install (seen in CI on a 28 MB
-	# wheel): pip resumes a download up to 20 times, and the install is tried 3 times.
+	# A registry connection that drops mid-wheel fails the whole install: pip resumes a download up to
+	# 20 times, and the install is tried 3 times. (CI's one failure so far, onnxruntime 1.32 stopping at
+	# the same byte on every resume, was not transient: pyproject.toml pins the release CI holds locally.)
 	for try in 1 2 3; do \
 	  $(BIN)/python -m pip install --quiet --resume-retries 20 -e '.[dev]' && break; \
 	  test $$try = 3 && exit 1; echo "pip install failed (try $$try of 3), retrying in 20 s"; sleep 20; \
