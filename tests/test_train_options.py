@@ -250,9 +250,23 @@ def test_distillation_kl_on_the_chosen_pixels():
     assert rest(student, images, other_then_one_to_many).item() == pytest.approx(4 * kl([1, 0], 2), rel=1e-5)
     ignored_then_source = torch.tensor([[[IGNORE, 2]]], dtype=torch.uint8)
     assert rest(student, images, ignored_then_source).item() == pytest.approx(4 * kl([0, 2], 2), rel=1e-5)
+    # pixel 0 left ignore by the pseudo-labels (void or gated) on a one-to-many GT class, pixel 1 source
+    unlabelled_then_source = torch.tensor([[[1 | 4, 2]]], dtype=torch.uint8)
+    for pixels, expected in (
+        ("unlabelled", kl([1, 0], 2)),
+        (["source", "unlabelled"], (kl([1, 0], 2) + kl([0, 2], 2)) / 2),
+        ("not_one_to_many", kl([0, 2], 2)),
+    ):
+        d = Distiller(
+            DistillConfig(teacher="t", temperature=2.0, pixels=pixels), stub, (0,) * 3, (1,) * 3, "cpu"
+        )
+        assert d(student, images, unlabelled_then_source).item() == pytest.approx(4 * expected, rel=1e-5)
+    unlabelled = Distiller(DistillConfig(teacher="t", pixels="unlabelled"), stub, (0,) * 3, (1,) * 3, "cpu")
+    other_then_padding = torch.tensor([[[0, IGNORE]]], dtype=torch.uint8)
+    assert unlabelled(student, images, other_then_padding).item() == 0.0
 
 
-def test_distill_codes_mark_one_to_many_and_source_pixels(camvid, tmp_path):
+def test_distill_codes_mark_one_to_many_unlabelled_and_source_pixels(camvid, tmp_path):
     pseudo = make_pseudo(camvid, tmp_path / "pseudo")
     cfg = base_config(camvid, tmp_path / "run", taxonomy="cityscapes")
     cfg["parts"][0]["labels"] = str(pseudo)
@@ -263,7 +277,10 @@ def test_distill_codes_mark_one_to_many_and_source_pixels(camvid, tmp_path):
     lut = np.zeros(256, dtype=np.uint8)
     lut[[k for k in range(mapping.extra.num_classes) if mapping.kind(k) == "one-to-many"]] = 1
     assert 0 < lut.sum() < mapping.extra.num_classes
-    assert torch.equal(item["distill"], torch.from_numpy(lut[gt]))
+    label = mapping.first_allowed_lut()[gt]  # what make_pseudo wrote: IGNORE on void ground truth
+    unlabelled = np.where(label == IGNORE, 4, 0).astype(np.uint8)
+    assert unlabelled.any()
+    assert torch.equal(item["distill"], torch.from_numpy(lut[gt] | unlabelled))
     source = base_config(camvid, tmp_path / "run2")  # CamVid GT in the CamVid taxonomy: the source part
     _, gt_parts = resolve_parts(TrainConfig.model_validate(source), "<config>")
     assert bool((CompoundDataset(gt_parts, None, extras=("distill",))[0]["distill"] == 2).all())

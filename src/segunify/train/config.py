@@ -128,8 +128,10 @@ class DistillConfig(_Strict):
     """Distillation toward a frozen teacher: ``weight * T^2 * KL(teacher_T || student_T)`` (``T`` the
     temperature) averaged over the chosen pixels: ``one_to_many`` (pseudo-label pixels whose ground-truth
     class allows several target classes), ``source`` (every pixel of a ground-truth part already in the
-    target taxonomy), ``both``, ``all``, or ``not_one_to_many`` (every labelled pixel but the one-to-many
-    ones: the source parts and the pseudo-labels the priors copied one-to-one). The teacher runs once per
+    target taxonomy), ``unlabelled`` (pseudo-label pixels left ignore: void ground truth or the allowed-mass
+    gate, where the labels say nothing), a list of these three, ``both`` (= one_to_many and source), ``all``,
+    or ``not_one_to_many`` (every pixel but the one-to-many ones: the source parts and the pseudo-labels the
+    priors copied one-to-one). The teacher runs once per
     step on the batch (about a third of a step's time for an ESPNetv2 teacher;
     ``benchmarks/train_options.py``); ``one_to_many`` reads each pseudo-labelled sample's ground truth
     beside its label."""
@@ -137,7 +139,10 @@ class DistillConfig(_Strict):
     teacher: str
     weight: Annotated[float, Field(gt=0)] = 1.0
     temperature: Annotated[float, Field(gt=0)] = 1.0
-    pixels: Literal["one_to_many", "source", "both", "all", "not_one_to_many"] = "both"
+    pixels: (
+        Literal["one_to_many", "source", "unlabelled", "both", "all", "not_one_to_many"]
+        | list[Literal["one_to_many", "source", "unlabelled"]]
+    ) = "both"
 
 
 class LossConfig(_Strict):

@@ -48,9 +48,9 @@ PSEUDO_SUMMARY = "summary.json"
 
 # Per-pixel extras a batch can carry besides the label (uint8, augmented with it, 255 where padded):
 # "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
-# and "distill" (what a pixel is, for distillation: one of the codes below).
+# and "distill" (what a pixel is, for distillation: an OR of the bit flags below; OTHER is none of them).
 SOFT_EXTRAS = ("class2", "p1")
-DISTILL_OTHER, DISTILL_ONE_TO_MANY, DISTILL_SOURCE = 0, 1, 2
+DISTILL_OTHER, DISTILL_ONE_TO_MANY, DISTILL_SOURCE, DISTILL_UNLABELLED = 0, 1, 2, 4
 
 
 @dataclass
@@ -120,14 +120,15 @@ class Part:
         if self.pseudo_dir is None:
             code = DISTILL_SOURCE if self.source else DISTILL_OTHER
             return np.full_like(label, code)
+        unlabelled = np.where(label == IGNORE, DISTILL_UNLABELLED, DISTILL_OTHER).astype(np.uint8)
         if self.one_to_many is None or s.label is None:
-            return np.full_like(label, DISTILL_OTHER)
+            return unlabelled
         gt = self.adapter.read_label(s)
         if gt.shape != label.shape:
             raise SegunifyError(
                 f"ground truth size {gt.shape[1]}x{gt.shape[0]} differs from its pseudo-label's", s.label
             )
-        return self.one_to_many[gt]
+        return self.one_to_many[gt] | unlabelled
 
 
 def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:

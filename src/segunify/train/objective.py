@@ -28,7 +28,13 @@ import torch.nn.functional as F
 from segunify.errors import SegunifyError
 from segunify.taxonomy import IGNORE, Taxonomy
 from segunify.train.config import DistillConfig, LossConfig, TrainConfig
-from segunify.train.data import DISTILL_ONE_TO_MANY, DISTILL_SOURCE, SOFT_EXTRAS, Part
+from segunify.train.data import (
+    DISTILL_ONE_TO_MANY,
+    DISTILL_SOURCE,
+    DISTILL_UNLABELLED,
+    SOFT_EXTRAS,
+    Part,
+)
 from segunify.train.engine import compute_loss, normaliser
 
 
@@ -104,6 +110,13 @@ class L2SP:
         return self.alpha * torch.stack(norms).float().pow(2).sum()
 
 
+_DISTILL_FLAGS = {
+    "one_to_many": DISTILL_ONE_TO_MANY,
+    "source": DISTILL_SOURCE,
+    "unlabelled": DISTILL_UNLABELLED,
+}
+
+
 class Distiller:
     """KL(teacher_T || student_T) * T^2 * weight on the chosen pixels (``DistillConfig.pixels``)."""
 
@@ -112,16 +125,17 @@ class Distiller:
         self.normalise = normaliser(mean, std, device)
 
     def select(self, codes: torch.Tensor) -> torch.Tensor:
+        labelled = codes != IGNORE  # IGNORE marks padding here
         which = self.cfg.pixels
         if which == "all":
-            return codes != IGNORE
+            return labelled
         if which == "not_one_to_many":
-            return (codes != IGNORE) & (codes != DISTILL_ONE_TO_MANY)
-        if which == "one_to_many":
-            return codes == DISTILL_ONE_TO_MANY
-        if which == "source":
-            return codes == DISTILL_SOURCE
-        return (codes == DISTILL_ONE_TO_MANY) | (codes == DISTILL_SOURCE)
+            return labelled & (codes & DISTILL_ONE_TO_MANY == 0)
+        kinds = ["one_to_many", "source"] if which == "both" else [which] if isinstance(which, str) else which
+        flags = 0
+        for kind in kinds:
+            flags |= _DISTILL_FLAGS[kind]
+        return labelled & (codes & flags != 0)
 
     def __call__(self, logits: torch.Tensor, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         mask = self.select(codes.to(logits.device))
