@@ -131,10 +131,9 @@ class DistillConfig(_Strict):
     target taxonomy), ``unlabelled`` (pseudo-label pixels left ignore: void ground truth or the allowed-mass
     gate, where the labels say nothing), a list of these three, ``both`` (= one_to_many and source), ``all``,
     or ``not_one_to_many`` (every pixel but the one-to-many ones: the source parts and the pseudo-labels the
-    priors copied one-to-one). The teacher runs once per
-    step on the batch (about a third of a step's time for an ESPNetv2 teacher;
-    ``benchmarks/train_options.py``); ``one_to_many`` reads each pseudo-labelled sample's ground truth
-    beside its label."""
+    priors copied one-to-one). The teacher runs once per step on the batch (about a third of a step's time
+    for an ESPNetv2 teacher; ``benchmarks/train_options.py``); ``one_to_many`` reads each pseudo-labelled
+    sample's ground truth beside its label."""
 
     teacher: str
     weight: Annotated[float, Field(gt=0)] = 1.0
