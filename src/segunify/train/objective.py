@@ -117,25 +117,34 @@ _DISTILL_FLAGS = {
 }
 
 
+# The named pixel choices that are not a single kind: "all" and "not_one_to_many" select by exclusion
+_PIXEL_SETS = {"both": ("one_to_many", "source"), "all": (), "not_one_to_many": ()}
+
+
+def _pixel_flags(pixels: str | list[str]) -> int:
+    """The OR of the code bits a ``pixels`` choice names (0 for the choices that select by exclusion)."""
+    kinds = pixels if isinstance(pixels, list) else _PIXEL_SETS.get(pixels, (pixels,))
+    flags = 0
+    for kind in kinds:
+        flags |= _DISTILL_FLAGS[kind]
+    return flags
+
+
 class Distiller:
     """KL(teacher_T || student_T) * T^2 * weight on the chosen pixels (``DistillConfig.pixels``)."""
 
     def __init__(self, cfg: DistillConfig, teacher: torch.nn.Module, mean, std, device: torch.device):
         self.cfg, self.teacher = cfg, teacher.to(device).eval().requires_grad_(False)
         self.normalise = normaliser(mean, std, device)
+        self.flags = _pixel_flags(cfg.pixels)
 
     def select(self, codes: torch.Tensor) -> torch.Tensor:
-        labelled = codes != IGNORE  # IGNORE marks padding here
-        which = self.cfg.pixels
-        if which == "all":
-            return labelled
-        if which == "not_one_to_many":
-            return labelled & (codes & DISTILL_ONE_TO_MANY == 0)
-        kinds = ["one_to_many", "source"] if which == "both" else [which] if isinstance(which, str) else which
-        flags = 0
-        for kind in kinds:
-            flags |= _DISTILL_FLAGS[kind]
-        return labelled & (codes & flags != 0)
+        inside = codes != IGNORE  # IGNORE marks the augmentation's padding
+        if self.cfg.pixels == "all":
+            return inside
+        if self.cfg.pixels == "not_one_to_many":
+            return inside & (codes & DISTILL_ONE_TO_MANY == 0)
+        return inside & (codes & self.flags != 0)
 
     def __call__(self, logits: torch.Tensor, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         mask = self.select(codes.to(logits.device))
