@@ -50,5 +50,10 @@ def rugd_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cityscapes_half_root() -> Path:
+    return _shared("data", "Cityscapes_aachen_half")
+
+
+@pytest.fixture(scope="session")
 def weights_dir() -> Path:
     return _shared("weights")

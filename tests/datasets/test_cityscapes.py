@@ -76,3 +76,44 @@ def test_corrupted_label_is_reported(root, damage, text, named, capsys):
 
 def test_corrupted_coarse_label_is_reported(root, capsys):
     assert_reported("cityscapes", root, _unknown, "unknown label id(s) [40]", capsys, split="train_extra")
+
+
+def test_img_suffix_reads_a_reencoded_copy(root):
+    """A copy with JPEG images (``img_suffix``, mmsegmentation's name) pairs them with the same labels."""
+    import cv2
+
+    for s in create_dataset("cityscapes", root).samples("train"):
+        img = cv2.imread(str(s.image))
+        cv2.imwrite(str(s.image).replace("_leftImg8bit.png", "_leftImg8bit.jpg"), img)
+        s.image.unlink()
+    assert create_dataset("cityscapes", root).samples("train") == []
+    ds = create_dataset("cityscapes", root, img_suffix="_leftImg8bit.jpg")
+    samples = ds.samples("train")
+    assert [s.id for s in samples] == [
+        "train/aachen/aachen_000000_000019",
+        "train/bremen/bremen_000001_000019",
+    ]
+    assert all(s.image.suffix == ".jpg" and s.label.name.endswith("_gtFine_labelIds.png") for s in samples)
+    image, label = ds.sample(samples[0])
+    assert image.shape[:2] == label.shape
+    assert "_leftImg8bit.jpg" in ds.expected_layout()
+
+
+@pytest.mark.parametrize("bad", ["../x.png", "a/b.png", "_leftImg8bit.txt", ".png", 3])
+def test_img_suffix_must_be_an_image_ending(root, bad):
+    from segunify.errors import SegunifyError
+
+    with pytest.raises(SegunifyError, match="img_suffix"):
+        create_dataset("cityscapes", root, img_suffix=bad)
+
+
+def test_aachen_half_reads_100_pairs(cityscapes_half_root):
+    """The shipped re-encoded copy (1024x512 JPEG, labelIds PNG): 100 clean pairs through img_suffix."""
+    from segunify.datasets import check_dataset
+
+    ds = create_dataset("cityscapes", cityscapes_half_root, img_suffix="_leftImg8bit.jpg")
+    report = check_dataset(ds, ["train"])
+    assert report.ok, report.problems[:3]
+    assert report.counts == {"train": 100}
+    image, label = ds.sample(ds.samples("train")[0])
+    assert image.shape == (512, 1024, 3) and label.shape == (512, 1024)
