@@ -127,3 +127,14 @@ def test_grouped_bar_chart_draws_one_colour_per_series():
     red = np.all(rgb == (255, 0, 0), axis=-1).sum()
     blue = np.all(rgb == (0, 0, 255), axis=-1).sum()
     assert blue > red  # S_P's one 90 % bar covers more than T's 50 % + 20 % bars minus the legend swatch
+
+
+def test_grouped_bar_chart_draws_error_bars_where_given():
+    series = {"T": {"a": 0.5, "b": 0.2}, "S_P": {"a": 0.5, "b": None}}
+    plain = viz.grouped_bar_chart(series, ["a", "b"])
+    bars = viz.grouped_bar_chart(series, ["a", "b"], errors={"S_P": {"a": 0.2, "b": None}})
+    assert plain.shape == bars.shape
+    changed = np.argwhere(np.any(plain != bars, axis=-1))
+    assert len(changed) > 40  # a 40-point bar with caps: 30 % to 70 %, T and the missing b have none
+    rows, cols = changed[:, 0], changed[:, 1]
+    assert rows.max() - rows.min() > 0.25 * plain.shape[0] and cols.max() - cols.min() < 0.1 * plain.shape[1]

@@ -250,9 +250,11 @@ def grouped_bar_chart(
     colors: dict[str, str] | None = None,
     ylabel: str = "IoU %",
     dpi: int = 100,
+    errors: dict[str, dict[str, float | None]] | None = None,
 ) -> np.ndarray:
     """One group of bars per class, one bar per series (e.g. per model), values as fractions shown in
-    percent; a missing value draws no bar. Returns the RGB picture (legend beside the axes)."""
+    percent; a missing value draws no bar. ``errors[series][class]``: a +- error bar on that bar (e.g. the
+    std over seeds). Returns the RGB picture (legend beside the axes)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(max(6.0, 0.55 * len(classes) * max(len(series), 1) ** 0.5 + 2.5), 3.8), dpi=dpi)
@@ -262,7 +264,9 @@ def grouped_bar_chart(
     for i, (name, values) in enumerate(series.items()):
         heights = [100 * v if v is not None else np.nan for v in (values.get(c) for c in classes)]
         offset = (i - (len(series) - 1) / 2) * width
-        ax.bar(xs + offset, heights, width, label=name, color=(colors or {}).get(name))
+        spread = (errors or {}).get(name)
+        yerr = [100 * spread[c] if spread.get(c) is not None else np.nan for c in classes] if spread else None
+        ax.bar(xs + offset, heights, width, label=name, color=(colors or {}).get(name), yerr=yerr, capsize=2)
     ax.set_xticks(xs, list(classes), rotation=35, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel(ylabel)
