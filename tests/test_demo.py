@@ -3,6 +3,7 @@ results' figures on hand-made inputs, ``demo --plan`` from an empty folder, and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -17,8 +18,18 @@ from fixtures import cityscapes as cityscapes_fixture
 from fixtures import idd_lite as idd_fixture
 from fixtures import kitti as kitti_fixture
 from segunify.apps.demo import config_file, load_demo_config, plan, shipped_configs
+from segunify.apps.demo.config import GoalsConfig
 from segunify.apps.demo.plan import Layout, Stage, train_config
-from segunify.apps.demo.results import goals, lacked_classes, lowest_ratio, paper_table
+from segunify.apps.demo.results import (
+    below_teacher,
+    goals,
+    lacked_classes,
+    lowest_ratio,
+    mean_std,
+    paper_table,
+    seed_block,
+    seed_tables,
+)
 from segunify.apps.demo.run import (
     EXECUTORS,
     build_view,
@@ -224,6 +235,45 @@ def test_plan_is_pure_and_differs_between_students_only_in_labels(tmp_path):
     }
 
 
+# sha256 of the toy config's plan (every stage's name, kind, params, output, command, reads, runtime) as it
+# was before student seeds: a one-seed run must keep its stages, or every existing run folder is redone
+ONE_SEED_PLAN = "821c59dd444a958877b5cdb3a1293f233f2289661369b9bf2a5c6b948310b699"
+
+
+def test_one_seed_plans_as_before_and_more_seeds_add_their_own_students(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "nowhere"))
+    path = write_config(tmp_path, toy_config())
+    one, _ = plan(load_demo_config(path), tmp_path, Path("work"))
+    rows = [[s.name, s.kind, s.params, str(s.output), s.command, s.after, s.runtime] for s in one]
+    text = json.dumps(rows, sort_keys=True, default=str).replace(str(tmp_path), "<tmp>")
+    assert hashlib.sha256(text.encode()).hexdigest() == ONE_SEED_PLAN, "a one-seed run's stages changed"
+    three, lay = plan(load_demo_config(path, ["seeds=3"]), tmp_path, Path("work"))
+    same = {s.name: s for s in three}
+    assert all(same[s.name] == replace(s, note=same[s.name].note) for s in one)  # notes name the seed
+    extra = [s.name for s in three if s.name not in {s.name for s in one}]
+    students = [f"{m}-seed{k}" for k in (1, 2) for m in ("S_P", "S_R")]
+    evals = [f"evaluate {m} on {n}" for n in ("camvid", "cityscapes", "idd-lite", "kitti") for m in students]
+    assert extra == [f"train {m}" for m in students] + evals
+    base, seeded = same["train S_P"].params, same["train S_P-seed2"].params
+    assert seeded["config"] == str(Path("work/students/S_P-seed2.yaml"))
+    assert seeded["train"] == base["train"] | {"seed": 2, "out": str(lay.student("S_P-seed2").absolute())}
+    assert "seed" not in base["train"]  # the config sets none: the first seed's file is unchanged
+    ev = same["evaluate S_R-seed2 on kitti"]
+    assert ev.params["checkpoint"] == str(lay.trained("S_R-seed2")) and ev.params["overlays"] == 0
+    assert ev.after == ("train S_R-seed2", "view eval-kitti") and ev.output == lay.eval_json(
+        "kitti", "S_R-seed2"
+    )
+    mixed, lay = plan(
+        load_demo_config(path, ["seeds=2", "student.seed=5", "interpolate=0.7"]), tmp_path, Path("w")
+    )
+    by_name = {s.name: s for s in mixed}
+    assert by_name["interpolate S_P-seed6"].params["end"] == str(lay.trained("S_P-seed6"))
+    assert by_name["evaluate S_P-seed6 on camvid"].params["checkpoint"] == str(lay.checkpoint("S_P-seed6"))
+    assert by_name["evaluate S_P-seed6 on camvid"].after == ("interpolate S_P-seed6",)
+    assert [by_name[f"train {m}"].params["train"]["seed"] for m in ("S_P", "S_R-seed6")] == [5, 6]
+
+
 def test_plan_from_an_empty_folder_without_data(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "nowhere"))
@@ -234,6 +284,11 @@ def test_plan_from_an_empty_folder_without_data(tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []  # nothing written
     assert main(["demo", "--plan", "--config", "camvid"]) == 0
     assert "runs/camvid/" in capsys.readouterr().out
+    assert main(["demo", "--plan", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "segunify train runs/quick/students/S_R-seed1.yaml" in out and "evaluate S_P-seed1 on kitti" in out
+    assert main(["demo", "--plan", "--seeds", "0"]) == 2  # a usage error
+    assert "--seeds" in capsys.readouterr().err
 
 
 def test_missing_data_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
@@ -370,16 +425,19 @@ def test_lacked_classes_are_the_ones_a_dataset_cannot_tell_apart():
 
 def test_paper_table_goals_and_collapse_ratio_by_hand():
     datasets = {
-        "a": {"T": {"miou": 0.50}, "S_P": {"miou": 0.60}, "S_R": {"miou": 0.55}},
-        "b": {"T": {"miou": 0.40}, "S_P": {"miou": 0.38}, "S_R": {"miou": 0.30}},
+        "a": {"T": {"miou": 0.50, "iou": {"x": 0.5}}, "S_P": {"miou": 0.60, "iou": {"x": 0.3}}},
+        "b": {"T": {"miou": 0.40, "iou": {"x": 0.5}}, "S_P": {"miou": 0.38, "iou": {"x": 0.495}}},
     }
+    datasets["a"]["S_R"], datasets["b"]["S_R"] = {"miou": 0.55}, {"miou": 0.30}
     table = paper_table(datasets)
     assert table["T"]["mean"] == pytest.approx(0.45) and table["S_P"]["mean"] == pytest.approx(0.49)
     coll = {"a": {"shares": {"T": {"x": 0.01, "y": 0.0005}, "S_P": {"x": 0.004, "y": 0.0}}}}
     assert lowest_ratio(coll, 0.001) == pytest.approx(0.4)  # y is below the 0.1 % floor
-    from segunify.apps.demo.config import GoalsConfig
-
     got = {g["goal"]: g for g in goals(GoalsConfig(sp_minus_sr={"b": 0.05}), table, datasets, coll, "b")}
+    assert not any("every seed" in k or "below T" in k for k in got)  # one seed; no class goal set
+    assert below_teacher(datasets) == [
+        {"dataset": "a", "class": "x", "T": 0.5, "S_P": 0.3, "diff": pytest.approx(-0.2)}
+    ]
     assert got["S_P - T, mean over datasets"]["value"] == pytest.approx(0.04)
     assert got["S_P - T, mean over datasets"]["met"] is True
     assert got["S_P - T on b"]["met"] is False and got["S_P - T on a"]["met"] is True
@@ -391,6 +449,65 @@ def test_paper_table_goals_and_collapse_ratio_by_hand():
     assert [(g["goal"], g["target"]) for g in one if g["goal"].startswith("S_P - T on")] == [
         ("S_P - T on a", 0.05)
     ]
+
+
+def _seeds(mious: list[float], iou: dict[str, list], **extra) -> dict:
+    """Score blocks of one student's seeds 0, 1, ...: ``iou[class]`` lists each seed's IoU."""
+    return {
+        str(k): {"miou": m, "iou": {c: v[k] for c, v in iou.items()}}
+        | {key: v[k] for key, v in extra.items()}
+        for k, m in enumerate(mious)
+    }
+
+
+def test_seed_means_stds_and_classes_below_t_by_hand():
+    """Three seeds: means, sample stds (ddof=1), each seed's table row, the classes more than 1 point below
+    T on the seed-averaged IoU (exactly 1 point is not below), and the goals on them."""
+    assert mean_std([0.5]) == (0.5, None) and mean_std([None]) == (None, None)
+    one = {"0": {"miou": 0.5, "iou": {"x": 0.5}}}
+    assert seed_block(one) == one["0"]  # one seed: today's block, no std
+    iou = {"x": [0.58, 0.60, 0.56], "y": [0.46, 0.56, 0.54], "z": [None, 0.2, 0.4]}
+    shares = [{"wall": 0.01}, {"wall": 0.02}, {"wall": 0.06}]
+    a_sp = _seeds([0.52, 0.58, 0.55], iou, pixel_acc=[0.90, 0.92, 0.94], pred_share_source=shares)
+    datasets = {
+        "a": {
+            "T": {"miou": 0.50, "iou": {"x": 0.60, "y": 0.40, "z": None}},
+            "S_P": seed_block(a_sp),
+            "S_R": seed_block(_seeds([0.50, 0.50, 0.53], {"x": [0.5] * 3})),
+        },
+        "b": {
+            "T": {"miou": 0.40, "iou": {"p": 0.50, "q": 0.30}},
+            "S_P": seed_block(_seeds([0.39, 0.45, 0.45], {"p": [0.49] * 3, "q": [0.20, 0.25, 0.30]})),
+            "S_R": seed_block(_seeds([0.30, 0.30, 0.30], {"p": [0.4] * 3})),
+        },
+    }
+    sp = datasets["a"]["S_P"]
+    assert sp["miou"] == pytest.approx(0.55) and sp["miou_std"] == pytest.approx(0.03)
+    assert sp["pixel_acc"] == pytest.approx(0.92) and sp["pixel_acc_std"] == pytest.approx(0.02)
+    assert sp["iou"]["y"] == pytest.approx(0.52) and sp["iou_std"]["y"] == pytest.approx(0.0028**0.5)
+    assert sp["iou"]["z"] == pytest.approx(0.3) and sp["iou_std"]["z"] == pytest.approx(0.02**0.5)  # 2 seeds
+    assert sp["pred_share_source"]["wall"] == pytest.approx(0.03)
+    assert sp["seeds"]["1"]["iou"]["y"] == 0.56 and list(sp["seeds"]) == ["0", "1", "2"]
+    assert datasets["b"]["S_R"]["miou_std"] == 0.0  # three equal seeds: a spread of 0, not None
+    table = paper_table(datasets)
+    per_seed, std = seed_tables(datasets)
+    assert table["S_P"]["mean"] == pytest.approx(0.49) and table["S_P"]["b"] == pytest.approx(0.43)
+    assert per_seed["S_P"]["0"] == pytest.approx({"a": 0.52, "b": 0.39, "mean": 0.455})
+    assert set(per_seed) == set(std) == {"S_P", "S_R"}
+    assert std["S_P"]["b"] == pytest.approx(0.0012**0.5) and std["S_R"]["a"] == pytest.approx(0.0003**0.5)
+    assert std["S_P"]["mean"] == pytest.approx(0.000975**0.5)  # the std of the per-seed means
+    below = below_teacher(datasets)
+    assert [(r["dataset"], r["class"]) for r in below] == [("b", "q"), ("a", "x")]  # not b/p: exactly -1
+    assert below[0] == pytest.approx({"dataset": "b", "class": "q", "T": 0.30, "S_P": 0.25, "diff": -0.05})
+    got = {g["goal"]: g for g in goals(GoalsConfig(max_classes_below_t=1), table, datasets, {}, None)}
+    assert got["S_P - T on a"]["met"] and got["S_P - T on b"]["met"]  # on the means
+    lowest = got["S_P - T on every dataset in every seed (the lowest)"]
+    assert lowest["value"] == pytest.approx(-0.01) and lowest["strict"] and not lowest["met"]  # b, seed 0
+    count = got["classes more than 1 point below T (seed-averaged IoU)"]
+    assert (count["value"], count["unit"], count["at_most"], count["met"]) == (2, "classes", True, False)
+    met = goals(GoalsConfig(max_classes_below_t=2, sp_minus_t_each=None), table, datasets, {}, None)
+    assert [g["met"] for g in met if g["unit"] == "classes"] == [True]
+    assert not any("every seed" in g["goal"] for g in met)  # the per-seed line belongs to sp_minus_t_each
 
 
 # ------------------------------------------------------------------------------------------------ toy run
@@ -488,6 +605,49 @@ def test_toy_demo_end_to_end(shared, tmp_path, monkeypatch):
     run_demo(load_demo_config(path), str(path), tmp_path, work, say=lines.append)
     assert sum("already done" in line for line in lines) == 20
     assert len(list((work / "onnx").glob("*.onnx"))) == len(saved["models"]) * 2  # 2 sizes per model
+
+
+def test_toy_demo_with_two_seeds_reports_their_mean_and_keeps_the_first_seeds_stages(shared, tmp_path):
+    """Two student seeds on a smaller toy (one extra part, two evaluation frames, one step): each seed's
+    students have their own config, checkpoint and scores, results.json holds their mean and std; the
+    same run folder at one seed is the first seed's run (every stage already done)."""
+    config = toy_config(seeds=2, overlays=0)
+    config["parts"] = [config["parts"][0], config["parts"][2]]
+    config["eval"] = {n: config["eval"][n] | {"limit": 1} for n in ("cityscapes", "idd-lite")}
+    crop = {"scale": [1.0, 1.0], "crop": [32, 32], "color_jitter": 0.0}
+    config["student"] = TOY_STUDENT | {"steps": 1, "batch_size": 1, "augmentation": crop}
+    path, work = write_config(tmp_path, config), tmp_path / "work"
+    assert main(["demo", "--config", str(path), "--work", str(work)]) == 0
+    saved = json.loads((work / "report" / "results.json").read_text())
+    assert saved["seeds"] == [0, 1] and set(saved["per_seed"]) == set(saved["table_std"]) == {"S_P", "S_R"}
+    assert yaml.safe_load((work / "students" / "S_R-seed1.yaml").read_text())["seed"] == 1
+    shas = {m: v["sha256"] for m, v in saved["models"].items()}
+    assert (
+        shas["S_P"] != shas["S_P-seed1"] and shas["S_R"] != shas["S_R-seed1"]
+    )  # the seed changes the student
+    for name in ("cityscapes", "idd-lite"):
+        for model in ("S_P", "S_R"):
+            block = saved["datasets"][name][model]
+            runs = [
+                json.loads((work / "eval" / name / f"{m}.json").read_text())
+                for m in (model, f"{model}-seed1")
+            ]
+            a, b = (r["miou"] for r in runs)
+            assert [block["seeds"][k]["miou"] for k in ("0", "1")] == [a, b]
+            assert block["miou"] == pytest.approx((a + b) / 2) and block["miou_std"] == pytest.approx(
+                abs(a - b) / 2**0.5
+            )
+            assert saved["per_seed"][model]["1"][name] == b
+    assert any(g["goal"].endswith("in every seed (the lowest)") for g in saved["goals"])
+    assert "&plusmn;" in (work / "report" / "index.html").read_text()
+    lines: list[str] = []
+    from segunify.apps.demo import run_demo
+
+    one = run_demo(load_demo_config(path, ["seeds=1"]), str(path), tmp_path, work, say=lines.append)
+    assert sum("already done" in line for line in lines) == 13 and not any("seed1" in line for line in lines)
+    assert one["seeds"] == [0] and "table_std" not in one and "per_seed" not in one
+    sp = one["datasets"]["idd-lite"]["S_P"]
+    assert sp["miou"] == saved["datasets"]["idd-lite"]["S_P"]["seeds"]["0"]["miou"] and "miou_std" not in sp
 
 
 # ------------------------------------------------------------------------------------------------ packaging

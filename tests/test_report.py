@@ -180,3 +180,73 @@ def test_overlay_picture_rows_and_colours():
     assert pic.shape[0] > 2 * 160  # two rows of 160-pixel tiles plus titles
     colours = {tuple(c) for c in pic.reshape(-1, 3)}
     assert tuple(mapping.extra.colors[3]) in colours and tuple(mapping.source.colors[1]) in colours
+
+
+def seeded_results() -> dict:
+    """synthetic_results with two student seeds: S_P and S_R as means +- std (the results module's own
+    functions), each seed's row, the classes below T and a goal on their count."""
+    from segunify.apps.demo.results import below_teacher, paper_table, seed_block, seed_tables
+
+    results = synthetic_results()
+    camvid = results["datasets"]["camvid"]
+    for m in MODELS:  # a class name to escape
+        camvid[m]["iou"] = {("Car<b>" if c == "Car" else c): v for c, v in camvid[m]["iou"].items()}
+    camvid["T"]["iou"]["Car<b>"] = 0.9  # far above S_P: a class below T
+    for block in results["datasets"].values():
+        for m in ("S_P", "S_R"):
+            other = {"miou": block[m]["miou"] + 0.02, "pixel_acc": 0.9}
+            other["iou"] = {c: v + 0.02 * (k % 3) for k, (c, v) in enumerate(block[m]["iou"].items())}
+            block[m] = seed_block({"0": block[m], "1": other})
+    results["table"] = paper_table(results["datasets"])
+    results["per_seed"], results["table_std"] = seed_tables(results["datasets"])
+    results["seeds"] = [0, 1]
+    results["below_teacher"] = below_teacher(results["datasets"])
+    count = {"goal": "classes more than 1 point below T", "value": 5.0, "target": 3.0, "met": False}
+    results["goals"].append(count | {"unit": "classes", "at_most": True})
+    return results
+
+
+def test_seeds_render_as_mean_and_std_with_each_seed_and_the_classes_below_t(tmp_path):
+    results = seeded_results()
+    page = write_report(results, tmp_path).read_text()
+    assert "mean &plusmn; sample standard deviation over 2 student\nseeds (0, 1" in page
+    tables = parse(page)
+    by_model = {r[0][0]: [c for c, _ in r[1:]] for r in tables[0][1:]}
+    std = results["table_std"]
+    assert by_model["T"][0] == pct(results["table"]["T"]["cityscapes"])  # one model: no spread
+    assert by_model["S_P"] == [
+        f"{pct(results['table']['S_P'][k])} ± {pct(std['S_P'][k])}" for k in ("cityscapes", "camvid", "mean")
+    ]
+    seeds = next(t for t in tables if [c for c, _ in t[0][:2]] == ["model", "seed"])
+    rows = {(r[0][0], r[1][0]): [c for c, _ in r[2:]] for r in seeds[1:]}
+    assert set(rows) == {("S_P", "0"), ("S_P", "1"), ("S_R", "0"), ("S_R", "1")}
+    assert rows[("S_R", "1")] == [pct(v) for v in results["per_seed"]["S_R"]["1"].values()]
+    below = next(t for t in tables if t[0][0][0] == "dataset")
+    assert [c for c, _ in below[1]][:2] == ["camvid", "Car<b>"] and len(below) == 1 + len(
+        results["below_teacher"]
+    )
+    assert "Car&lt;b&gt;" in page and "Car<b>" not in page
+    goals = next(t for t in tables if t[0][0][0] == "goal")
+    assert [c for c, _ in goals[-1]] == ["classes more than 1 point below T", "5", "≤ 3", "missed by 2"]
+    camvid = next(t for t in tables if t[1][0][0] == "Sky")  # per class: mean ± std of both students
+    sp = results["datasets"]["camvid"]["S_P"]
+    assert camvid[1][2][0] == f"{pct(sp['iou']['Sky'])} ± {pct(sp['iou_std']['Sky'])}"
+    assert read_image(tmp_path / "camvid-iou.png").shape[2] == 3  # with error bars
+
+
+def test_terminal_summary_shows_mean_and_std(tmp_path):
+    from rich.console import Console
+
+    from segunify.cli.demo import summary_tables
+
+    console = Console(record=True, width=200)
+    for table in summary_tables(seeded_results()):
+        console.print(table)
+    text = console.export_text()
+    std = seeded_results()["table_std"]["S_R"]["mean"]
+    assert "mean +- std over 2 seeds" in text and f"+- {100 * std:.1f}" in text
+    row = next(line for line in text.splitlines() if "classes more than 1 point below T" in line)
+    assert [c.strip() for c in row.split("│")[2:5]] == ["5", "<= 3", "MISSED"]
+    for table in summary_tables(synthetic_results()):
+        console.print(table)
+    assert "+-" not in console.export_text()  # one seed: no spread shown

@@ -25,6 +25,13 @@ def register(app: typer.Typer) -> None:
         overrides: list[str] = typer.Option(
             None, "--set", help="override a config key, e.g. --set student.steps=20"
         ),
+        seeds: int = typer.Option(
+            None,
+            "--seeds",
+            min=1,
+            help="students per label set, seeds student.seed + 0..N-1; figures are mean +- std "
+            "(the same as --set seeds=N)",
+        ),
     ) -> int:
         """Teacher -> pseudo-labels with / without priors -> two students -> scores -> runs/<run>/report/.
 
@@ -38,7 +45,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("give --full or --config, not both", param_hint="--full")
         name = "full" if full else config
         with config_file(name) as path:
-            cfg = load_demo_config(path, overrides or [])
+            cfg = load_demo_config(path, [*(overrides or []), *([f"seeds={seeds}"] if seeds else [])])
             base = path.parent if Path(str(name or "")).is_file() else Path.cwd()
         work = work or default_work(cfg)
 
@@ -60,29 +67,33 @@ def register(app: typer.Typer) -> None:
 
 
 def summary_tables(results: dict) -> list:
-    """The paper-style table (mIoU % per dataset and the mean) and the goals, for the terminal."""
+    """The paper-style table (mIoU % per dataset and the mean; mean +- std over the student seeds when
+    there are several) and the goals, for the terminal."""
     from rich.table import Table
 
-    def pct(v) -> str:
-        return "-" if v is None else f"{100 * v:.1f}"
+    def pct(v, std=None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}" + ("" if std is None else f" +- {100 * std:.1f}")
 
     columns = [*results["datasets"], "mean"]
-    head = Table(title="mIoU % per dataset, each in its own taxonomy", title_justify="left")
+    seeds = results.get("seeds", [0])
+    title = "mIoU % per dataset, each in its own taxonomy"
+    title += f"; S_P, S_R: mean +- std over {len(seeds)} seeds" if len(seeds) > 1 else ""
+    head = Table(title=title, title_justify="left")
     head.add_column("model")
     for col in columns:
         head.add_column(col, justify="right")
+    stds = results.get("table_std", {})
     for model, row in results["table"].items():
-        head.add_row(model, *(pct(row.get(col)) for col in columns))
+        head.add_row(model, *(pct(row.get(col), stds.get(model, {}).get(col)) for col in columns))
     goals = Table(title="goals", title_justify="left")
     for col in ("goal", "measured", "target", ""):
         goals.add_column(col)
     for g in results["goals"]:
-        ratio = g.get("unit") == "ratio"
-        value, target = (f"{g[k]:.2f}" if ratio else f"{100 * g[k]:+.1f}" for k in ("value", "target"))
-        goals.add_row(
-            g["goal"],
-            value,
-            (">" if g.get("strict") else ">=") + f" {target}",
-            "met" if g["met"] else "MISSED",
+        unit = g.get("unit", "points")
+        value, target = (
+            f"{100 * g[k]:+.1f}" if unit == "points" else f"{g[k]:.2f}" if unit == "ratio" else f"{g[k]:.0f}"
+            for k in ("value", "target")
         )
+        op = ">" if g.get("strict") else "<=" if g.get("at_most") else ">="
+        goals.add_row(g["goal"], value, f"{op} {target}", "met" if g["met"] else "MISSED")
     return [head, goals]

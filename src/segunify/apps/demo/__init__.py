@@ -6,7 +6,8 @@
 2. P / R: T's pseudo-labels of every extra part's training images, with / without the priors of that
    part's mapping (one teacher pass writes both);
 3. S_P / S_R: one student each on ONE compound set: the source part's ground truth plus every extra
-   part's P (or R) labels, parts drawn with the configured weights;
+   part's P (or R) labels, parts drawn with the configured weights (``seeds: N``: N students each,
+   student seeds ``student.seed + 0..N-1``, reported as mean +- std);
 4. T, S_P and S_R scored on every evaluation dataset in that dataset's own taxonomy;
 5. ``report/index.html`` + ``results.json`` (:mod:`segunify.apps.demo.report`).
 

@@ -105,6 +105,9 @@ class GoalsConfig(_Strict):
     source_retention: float | None = -0.01  # S_P - T on the source taxonomy's dataset
     collapse_ratio: float | None = 0.5  # S_P's share of a class the extra data lacks >= ratio x T's
     collapse_min_share: float = 0.001  # ... where T predicts it on at least this share of pixels
+    # at most this many classes (over every evaluation dataset) whose seed-averaged S_P IoU is more than
+    # 1 point below T's
+    max_classes_below_t: Annotated[int, Field(ge=0)] | None = None
 
 
 class DemoConfig(_Strict):
@@ -121,6 +124,9 @@ class DemoConfig(_Strict):
     # WiSE-FT: the students scored are (1 - a) * T + a * the trained student, weight by weight
     # (segunify.train.interpolate); None scores the trained students as they are
     interpolate: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # students per label set: seed k (0 .. seeds-1) trains with student.seed + k; T and the pseudo-labels
+    # are made once, the figures of S_P and S_R become the mean over the seeds with their spread
+    seeds: Annotated[int, Field(ge=1)] = 1
     eval: dict[str, EvalConfig] = Field(min_length=1)  # keyed by the name used in results.json
     overlays: Annotated[int, Field(ge=0)] = 3  # frames per dataset drawn as GT | T | S_P
     goals: GoalsConfig = GoalsConfig()

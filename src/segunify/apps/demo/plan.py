@@ -13,6 +13,8 @@ Work folder layout (``runs/<run>/`` by default; ignored by git)::
     students/S_P.yaml        the training config of S_P (and S_R): 'segunify train' runs the same
     students/{S_P,S_R}/      checkpoints (last/) and the sampled share per part; with ``interpolate``
                              also interpolated/: the WiSE-FT mix of T and last/ that is scored
+    students/S_P-seed<s>/    with ``seeds`` > 1: the students of the other seeds (student.seed + k), each
+                             with its own training config, checkpoints and evaluations
     eval/<dataset>/<model>.json, eval/<dataset>/<model>/   scores, overlay frames' predictions
     stages.json              finished stages (a rerun skips them)
     report/                  index.html, report.css, results.json, charts and overlays
@@ -30,6 +32,34 @@ from segunify.errors import SegunifyError
 
 MODELS = ("T", "S_P", "S_R")
 LABELS = {"S_P": "P", "S_R": "R"}
+
+
+@dataclass(frozen=True)
+class Student:
+    """One trained student: ``model`` (S_P or S_R) names its label set, ``seed`` its ``student.seed``.
+    ``name`` keys its folders, stages and evaluations: the first seed's students keep the plain model name
+    (a one-seed run's layout), another seed's are ``<model>-seed<seed>``."""
+
+    name: str
+    model: str
+    seed: int
+
+
+def base_seed(cfg: DemoConfig) -> int:
+    """The student seed of the config (the trainer's default when it sets none)."""
+    from segunify.train.config import TrainConfig
+
+    return int(cfg.student.get("seed", TrainConfig.model_fields["seed"].default))
+
+
+def students(cfg: DemoConfig) -> list[Student]:
+    """S_P and S_R of every seed, seed by seed: student seed k trains with ``student.seed + k``."""
+    seeds = [base_seed(cfg) + k for k in range(cfg.seeds)]
+    return [
+        Student(model if k == 0 else f"{model}-seed{seed}", model, seed)
+        for k, seed in enumerate(seeds)
+        for model in LABELS
+    ]
 
 
 @dataclass(frozen=True)
@@ -177,10 +207,14 @@ def _flags(options: dict) -> list[str]:
     return flags + (["--backend", options["backend"]] if "backend" in options else [])
 
 
-def train_config(cfg: DemoConfig, model: str, lay: Layout) -> dict:
-    """The ``segunify train`` config of a student: the demo's recipe on the compound set whose extra
-    parts carry the P (S_P) or R (S_R) pseudo-labels. Paths are absolute: the file lives in the run
-    folder, and a relative path in a config is read from the config's own folder."""
+def train_config(cfg: DemoConfig, student: Student | str, lay: Layout) -> dict:
+    """The ``segunify train`` config of a student (a model name: the first seed's): the demo's recipe on
+    the compound set whose extra parts carry the P (S_P) or R (S_R) pseudo-labels, with the student's own
+    seed where it is not the config's. Paths are absolute: the file lives in the run folder, and a
+    relative path in a config is read from the config's own folder."""
+    if isinstance(student, str):
+        student = Student(student, student, base_seed(cfg))
+    model = student.model
     parts = []
     for part in cfg.parts:
         entry = {"dataset": part.dataset, "root": _abs(lay.roots[part.name]), "split": part.split}
@@ -194,29 +228,32 @@ def train_config(cfg: DemoConfig, model: str, lay: Layout) -> dict:
         "model": {"name": t.model, "kwargs": t.kwargs, "weights": _abs(lay.teacher)}
         | cfg.student.get("model", {})
     }
-    student = {k: v for k, v in cfg.student.items() if k != "model"}
-    if "distill" in student.get("loss", {}):  # distillation toward the demo's own teacher
-        student["loss"] = student["loss"] | {
-            "distill": student["loss"]["distill"] | {"teacher": _abs(lay.teacher)}
+    recipe = {k: v for k, v in cfg.student.items() if k != "model"}
+    if "distill" in recipe.get("loss", {}):  # distillation toward the demo's own teacher
+        recipe["loss"] = recipe["loss"] | {
+            "distill": recipe["loss"]["distill"] | {"teacher": _abs(lay.teacher)}
         }
-    return {**head, "taxonomy": t.taxonomy, "parts": parts, **student, "out": _abs(lay.student(model))}
+    if student.seed != base_seed(cfg):  # only then: the first seed's config stays the one-seed run's
+        recipe["seed"] = student.seed
+    return {**head, "taxonomy": t.taxonomy, "parts": parts, **recipe, "out": _abs(lay.student(student.name))}
 
 
 def _abs(path: Path) -> str:
     return str(path if str(path).startswith("$") else path.absolute())
 
 
-def train_stage(cfg: DemoConfig, model: str, lay: Layout) -> Stage:
-    config = lay.work / "students" / f"{model}.yaml"
-    params = {"config": str(config), "train": train_config(cfg, model, lay)}
-    what = "P (with priors)" if model == "S_P" else "R (without priors)"
+def train_stage(cfg: DemoConfig, student: Student, lay: Layout) -> Stage:
+    config = lay.work / "students" / f"{student.name}.yaml"
+    params = {"config": str(config), "train": train_config(cfg, student, lay)}
+    what = "P (with priors)" if student.model == "S_P" else "R (without priors)"
+    seed = f", student seed {student.seed}" if cfg.seeds > 1 else ""
     return Stage(
-        f"train {model}",
+        f"train {student.name}",
         "train",
         params,
-        lay.trained(model) / "meta.json",
+        lay.trained(student.name) / "meta.json",
         _cmd("segunify", "train", config),
-        note=f"the config is written by the demo; extra parts carry pseudo-labels {what}",
+        note=f"the config is written by the demo; extra parts carry pseudo-labels {what}{seed}",
     )
 
 
@@ -266,17 +303,19 @@ def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:
         stages.append(replace(stage, after=_existing(views, "import teacher", f"view {part.name}")))
     reads = _existing(views, "import teacher", *(s.name for s in stages if s and s.kind == "pseudo"))
     reads += _existing(views, *(f"view {p.name}" for p in cfg.parts))
-    stages += [replace(train_stage(cfg, model, lay), after=reads) for model in ("S_P", "S_R")]
+    trained = students(cfg)
+    stages += [replace(train_stage(cfg, s, lay), after=reads) for s in trained]
     if cfg.interpolate is not None:
-        for model in ("S_P", "S_R"):
-            stage = interpolate_stage(cfg.interpolate, model, lay)
-            stages.append(replace(stage, after=("import teacher", f"train {model}")))
+        for s in trained:
+            stage = interpolate_stage(cfg.interpolate, s.name, lay)
+            stages.append(replace(stage, after=("import teacher", f"train {s.name}")))
     for name, spec in cfg.eval.items():
-        for model in MODELS:
-            trained = f"interpolate {model}" if lay.interpolated else f"train {model}"
-            upstream = "import teacher" if model == "T" else trained
+        for model in ["T", *(s.name for s in trained)]:
+            made = f"interpolate {model}" if lay.interpolated else f"train {model}"
+            upstream = "import teacher" if model == "T" else made
             after = _existing(views, upstream, f"view eval-{name}")
-            stage = eval_stage(name, spec, model, cfg.overlays, lay, cfg.teacher.backend)
+            overlays = cfg.overlays if model in MODELS else 0  # the report draws the first seed's S_P
+            stage = eval_stage(name, spec, model, overlays, lay, cfg.teacher.backend)
             stages.append(replace(stage, after=after))
     return [s for s in stages if s is not None], lay
 
@@ -286,4 +325,15 @@ def _existing(views: set[str], *names: str) -> tuple[str, ...]:
     return tuple(n for n in names if not n.startswith("view ") or n in views)
 
 
-__all__ = ["LABELS", "MODELS", "Layout", "Stage", "plan", "shown_path", "train_config"]
+__all__ = [
+    "LABELS",
+    "MODELS",
+    "Layout",
+    "Stage",
+    "Student",
+    "base_seed",
+    "plan",
+    "shown_path",
+    "students",
+    "train_config",
+]

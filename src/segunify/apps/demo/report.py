@@ -50,10 +50,12 @@ def palette(taxonomy: Taxonomy) -> list[dict]:
 def iou_chart(block: dict) -> np.ndarray:
     classes = list(block["T"]["iou"])
     series = {m: block[m]["iou"] for m in MODELS}
+    errors = {m: block[m]["iou_std"] for m in MODELS if "iou_std" in block[m]}  # several seeds: mean +- std
     title = (
         f"{block['dataset']} {block['split']}: per-class IoU in {block['taxonomy']} ({len(classes)} classes)"
     )
-    return viz.grouped_bar_chart(series, classes, title=title, colors=MODEL_COLORS)
+    title += f", mean ± std over {len(block['S_P']['seeds'])} seeds" if errors else ""
+    return viz.grouped_bar_chart(series, classes, title=title, colors=MODEL_COLORS, errors=errors)
 
 
 def overlay_picture(rows: list[dict], gt_taxonomy: Taxonomy, pred_taxonomy: Taxonomy, allowed) -> np.ndarray:

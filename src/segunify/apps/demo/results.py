@@ -3,17 +3,28 @@
 Schema (``results.json``; IoU and shares are fractions in [0, 1])::
 
     run, budget, description, created, config      strings
+    seeds                  [student seeds]: S_P and S_R were trained once per seed (``seeds`` in the config)
     datasets.<name>        {"dataset", "taxonomy", "split", "images", "mapping", "size",
                             "T" | "S_P" | "S_R": {"miou", "pixel_acc", "iou": {class: v},
                                                   "pred_share_source": {source class: share}}}
+                           with several seeds S_P and S_R hold the mean over the seeds of each figure
+                           (a class's IoU over the seeds where it is defined), the sample std (ddof=1)
+                           beside it ("miou_std", "pixel_acc_std", "iou_std": {class: std}) and each
+                           seed's own figures: "seeds": {"<seed>": {"miou", "pixel_acc", "iou", ...}}
     table.<model>          {<dataset name>: mIoU, ..., "mean": mean over the datasets}
+    table_std.<model>      several seeds only, S_P and S_R: the sample std over the seeds of each cell
+    per_seed.<model>       several seeds only: {"<seed>": that seed's row of the table}
+    below_teacher          [{"dataset", "class", "T", "S_P", "diff"}]: classes whose (seed-averaged) S_P
+                           IoU is more than 1 point below T's, over every dataset, the largest loss first
     collapse.<name>        {"classes": [source classes the dataset's GT cannot tell apart],
                             "shares": {model: {class: share of the dataset's pixels}}}
     pseudo_labels.<part>   {"P" | "R": {"images", "ignored_share", "changed_share", "mean_confidence",
                                         "changed_per_class": {extra class: share}}}
-    sampling.<model>       {<part>: share of the training samples drawn from it}
-    models.<model>         {"checkpoint", "sha256", "interpolation"? (WiSE-FT: alpha and both inputs)}
-    goals                  [{"goal", "value", "target", "met", "unit": "points" | "ratio", "strict"?}]
+    sampling.<model>       {<part>: share of the first seed's training samples drawn from it}
+    models.<model>         {"checkpoint", "sha256", "interpolation"? (WiSE-FT: alpha and both inputs)};
+                           another seed's students as "S_P-seed<seed>", "S_R-seed<seed>"
+    goals                  [{"goal", "value", "target", "met", "unit": "points" | "ratio" | "classes",
+                             "strict"? (value > target), "at_most"? (value <= target)}]
     timings                {stage: seconds, a finished stage's from its first run}
     wall_seconds           this run's time;  stage_seconds: the sum of timings (every stage's time)
 """
@@ -26,8 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from segunify.apps.demo.config import DemoConfig, GoalsConfig
-from segunify.apps.demo.plan import LABELS, MODELS, Layout
+from segunify.apps.demo.plan import LABELS, MODELS, Layout, students
 from segunify.jsonio import read_json_object
+
+BELOW_T = 0.01  # a class "below T": its S_P IoU more than 1 point below T's
 
 
 def score_block(result: dict) -> dict:
@@ -43,9 +56,38 @@ def score_block(result: dict) -> dict:
     return block
 
 
+def mean_std(values) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof=1) of the values that are not ``None``; the std is
+    ``None`` for fewer than two values (one seed has no spread to show, not a spread of 0)."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+
+
+def seed_block(blocks: dict[str, dict]) -> dict:
+    """One student's figures over its seeds (``blocks[seed]``: score blocks): each figure's mean with
+    its std beside it and the seeds' own blocks under ``seeds``; one seed's block as it is."""
+    if len(blocks) == 1:
+        return next(iter(blocks.values()))
+    runs = list(blocks.values())
+    out: dict = {}
+    for key in ("miou", "pixel_acc"):
+        out[key], out[f"{key}_std"] = mean_std(b.get(key) for b in runs)
+    iou = {c: mean_std(b["iou"].get(c) for b in runs) for c in runs[0]["iou"]}
+    out |= {"iou": {c: v[0] for c, v in iou.items()}, "iou_std": {c: v[1] for c, v in iou.items()}}
+    if "pred_share_source" in runs[0]:
+        shares = runs[0]["pred_share_source"]
+        out["pred_share_source"] = {
+            c: mean_std(b["pred_share_source"].get(c) for b in runs)[0] for c in shares
+        }
+    return out | {"seeds": blocks}
+
+
 def dataset_block(name: str, cfg: DemoConfig, lay: Layout) -> dict:
     spec = cfg.eval[name]
-    runs = {m: read_json_object(lay.eval_json(name, m), "evaluation result") for m in MODELS}
+    trained = students(cfg)
+    runs = {m: read_json_object(lay.eval_json(name, m), "evaluation result") for m in scored(cfg)}
     first = runs["T"]
     block = {
         "dataset": spec.dataset,
@@ -57,17 +99,53 @@ def dataset_block(name: str, cfg: DemoConfig, lay: Layout) -> dict:
         "overlays": first.get("overlays", []),
         "note": spec.note,
     }
-    return block | {m: score_block(r) for m, r in runs.items()}
+    block["T"] = score_block(runs["T"])
+    for model in LABELS:
+        seeds = {str(s.seed): score_block(runs[s.name]) for s in trained if s.model == model}
+        block[model] = seed_block(seeds)
+    return block
 
 
-def paper_table(datasets: dict) -> dict:
+def scored(cfg: DemoConfig) -> list[str]:
+    """The names of every model scored: T and each seed's students."""
+    return ["T", *(s.name for s in students(cfg))]
+
+
+def paper_table(datasets: dict, models: tuple[str, ...] = MODELS) -> dict:
     """Rows T, S_P, S_R: each dataset's mIoU in its own taxonomy and their mean."""
     table = {}
-    for m in MODELS:
+    for m in models:
         row = {name: d[m]["miou"] for name, d in datasets.items()}
-        vals = [v for v in row.values() if v is not None]
-        table[m] = row | {"mean": float(np.mean(vals)) if vals else None}
+        table[m] = row | {"mean": mean_std(row.values())[0]}
     return table
+
+
+def seed_tables(datasets: dict) -> tuple[dict, dict]:
+    """``per_seed`` (each seed's row of the table, per student) and ``table_std`` (the sample std of each
+    cell over the seeds); both empty with one seed."""
+    per_seed: dict = {}
+    for m in LABELS:
+        seeds = next(iter(datasets.values()))[m].get("seeds") or {}
+        alone = {s: {n: {m: d[m]["seeds"][s]} for n, d in datasets.items()} for s in seeds}
+        per_seed |= {m: {s: paper_table(v, (m,))[m] for s, v in alone.items()}} if seeds else {}
+    std = {
+        m: {col: mean_std(row[col] for row in rows.values())[1] for col in next(iter(rows.values()))}
+        for m, rows in per_seed.items()
+    }
+    return per_seed, std
+
+
+def below_teacher(datasets: dict, margin: float = BELOW_T) -> list[dict]:
+    """The classes whose S_P IoU (the mean over the seeds) is more than ``margin`` below T's, over every
+    dataset, the largest loss first."""
+    rows = [
+        {"dataset": name, "class": c, "T": t, "S_P": d["S_P"]["iou"].get(c), "diff": d["S_P"]["iou"][c] - t}
+        for name, d in datasets.items()
+        for c, t in d["T"]["iou"].items()
+        if t is not None and d["S_P"]["iou"].get(c) is not None
+    ]
+    below = [r for r in rows if r["diff"] < -margin - 1e-9]  # 1e-9: float noise of a difference
+    return sorted(below, key=lambda r: r["diff"])
 
 
 def lacked_classes(mapping_name: str) -> list[str]:
@@ -116,11 +194,11 @@ def sampling(cfg: DemoConfig, lay: Layout) -> dict:
     return out
 
 
-def checkpoints(lay: Layout) -> dict:
+def checkpoints(lay: Layout, models: list[str]) -> dict:
     from segunify.models.checkpoint import read_meta
 
     out = {}
-    for m in MODELS:
+    for m in models:
         meta = read_meta(lay.checkpoint(m))
         out[m] = {"checkpoint": str(lay.checkpoint(m)), "sha256": meta.get("weights_sha256")}
         out[m] |= {"interpolation": meta["interpolation"]} if "interpolation" in meta else {}
@@ -128,21 +206,26 @@ def checkpoints(lay: Layout) -> dict:
 
 
 def goals(g: GoalsConfig, table: dict, datasets: dict, coll: dict, source: str | None) -> list[dict]:
-    """The issue's goals, measured (margins as fractions; ``met`` when value >= target, or > for
-    ``strict`` goals: S_P must beat T on every dataset)."""
+    """The issue's goals, measured on the means over the seeds (margins as fractions; ``met`` when
+    value >= target, > for ``strict`` goals: S_P must beat T on every dataset (in every seed), <= for
+    ``at_most`` goals: a count of classes)."""
     out: list[dict] = []
 
-    def add(goal: str, value, target, strict: bool = False, unit: str = "points") -> None:
+    def add(goal: str, value, target, unit: str = "points", cmp: str = ">=") -> None:
         if value is not None and target is not None:
-            met = value > target if strict else value >= target - 1e-9  # 1e-9: float noise of a difference
+            # 1e-9: float noise of a difference
+            met = {">=": value >= target - 1e-9, ">": value > target, "<=": value <= target + 1e-9}[cmp]
             entry = {"goal": goal, "value": float(value), "target": float(target), "met": bool(met)}
-            out.append(entry | {"unit": unit} | ({"strict": True} if strict else {}))
+            entry |= {"unit": unit} | {">": {"strict": True}, "<=": {"at_most": True}}.get(cmp, {})
+            out.append(entry)
 
     sp, t, sr = table["S_P"], table["T"], table["S_R"]
     add("S_P - T, mean over datasets", _diff(sp["mean"], t["mean"]), g.sp_minus_t_mean)
     if g.sp_minus_t_each is not None:
         for name in datasets:
-            add(f"S_P - T on {name}", _diff(sp[name], t[name]), g.sp_minus_t_each, strict=True)
+            add(f"S_P - T on {name}", _diff(sp[name], t[name]), g.sp_minus_t_each, cmp=">")
+        lowest = lowest_seed_margin(datasets)
+        add("S_P - T on every dataset in every seed (the lowest)", lowest, g.sp_minus_t_each, cmp=">")
     for name, target in g.sp_minus_t.items():
         add(f"S_P - T on {name}", _diff(sp.get(name), t.get(name)), target)
     add("S_P - S_R, mean over datasets", _diff(sp["mean"], sr["mean"]), g.sp_minus_sr_mean)
@@ -157,7 +240,23 @@ def goals(g: GoalsConfig, table: dict, datasets: dict, coll: dict, source: str |
             g.collapse_ratio,
             unit="ratio",
         )
+    below = len(below_teacher(datasets))
+    add(
+        "classes more than 1 point below T (seed-averaged IoU)", below, g.max_classes_below_t, "classes", "<="
+    )
     return out
+
+
+def lowest_seed_margin(datasets: dict) -> float | None:
+    """The lowest S_P - T mIoU over every dataset and seed; ``None`` with one seed (the per-dataset goals
+    say it)."""
+    margins = [
+        s["miou"] - d["T"]["miou"]
+        for d in datasets.values()
+        for s in (d["S_P"].get("seeds") or {}).values()
+        if s["miou"] is not None and d["T"]["miou"] is not None
+    ]
+    return min(margins) if margins else None
 
 
 def lowest_ratio(coll: dict, min_share: float) -> float | None:
@@ -178,6 +277,7 @@ def _diff(a, b):
 def collect(cfg: DemoConfig, lay: Layout, config_name: str) -> dict:
     datasets = {name: dataset_block(name, cfg, lay) for name in cfg.eval}
     table = paper_table(datasets)
+    per_seed, table_std = seed_tables(datasets)
     coll = collapse(cfg, datasets)
     source = next((n for n, e in cfg.eval.items() if e.mapping is None), None)
     return {
@@ -186,17 +286,31 @@ def collect(cfg: DemoConfig, lay: Layout, config_name: str) -> dict:
         "description": cfg.description,
         "config": config_name,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seeds": [s.seed for s in students(cfg) if s.model == "S_P"],
         "datasets": datasets,
         "table": table,
+        **({"table_std": table_std, "per_seed": per_seed} if per_seed else {}),
+        "below_teacher": below_teacher(datasets),
         "collapse": coll,
         "pseudo_labels": {
             p.name: {k: pseudo_block(lay.pseudo(p.name, k)) for k in ("P", "R")} for p in cfg.extra_parts
         },
         "sampling": sampling(cfg, lay),
-        "models": checkpoints(lay),
+        "models": checkpoints(lay, scored(cfg)),
         "goals": goals(cfg.goals, table, datasets, coll, source),
         "settings": cfg.model_dump(mode="json"),
     }
 
 
-__all__ = ["collect", "collapse", "goals", "lacked_classes", "paper_table", "score_block"]
+__all__ = [
+    "below_teacher",
+    "collapse",
+    "collect",
+    "goals",
+    "lacked_classes",
+    "mean_std",
+    "paper_table",
+    "score_block",
+    "seed_block",
+    "seed_tables",
+]
