@@ -56,8 +56,13 @@ class Mapping:
 
     @property
     def is_partition(self) -> bool:
-        """True when no source class is allowed by two extra classes (predictions map back uniquely)."""
+        """True when no source class is allowed by two extra classes (predictions map back uniquely);
+        a source class in no set is allowed here (see :meth:`unclaimed_sources`)."""
         return bool((self.allowed.sum(axis=0) <= 1).all())
+
+    def unclaimed_sources(self) -> list[str]:
+        """Source classes no extra class allows (mapped back, their pixels become void)."""
+        return [self.source.classes[c] for c in np.flatnonzero(~self.allowed.any(axis=0))]
 
     def source_to_extra_lut(self) -> np.ndarray:
         """``[256]`` uint8 LUT source train id -> extra train id; needs a partition. Unclaimed -> 255."""

@@ -63,6 +63,8 @@ def check_apart(outs: Sequence[str | Path], inputs: Inputs, noun: str = "output 
     for path, what in inputs:
         src = _resolved(path)
         for out, res in zip(outs, resolved, strict=True):
+            if res == src and src.is_file():
+                raise SegunifyError(f"{noun} is {what}: choose another place", out)
             if res == src or src in res.parents:
                 raise SegunifyError(
                     f"{noun} lies inside {what} ({src}); segunify never writes there: choose a place "

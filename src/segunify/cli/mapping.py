@@ -39,11 +39,14 @@ def check(
 
     m = _load(csv, extra, source)
     kinds = [m.kind(k) for k in range(m.extra.num_classes)]
-    unclaimed = [m.source.classes[c] for c in range(m.source.num_classes) if not m.allowed[:, c].any()]
+    unclaimed = m.unclaimed_sources()
+    partition = "no (a source class in several sets)" if not m.is_partition else "yes"
+    if m.is_partition and unclaimed:
+        partition = f"no ({len(unclaimed)} source class(es) in no set)"
     console.print(
         f"ok: {m.path}: {m.extra.name} ({m.extra.num_classes}) -> {m.source.name} ({m.source.num_classes}); "
         f"{kinds.count('one-to-one')} one-to-one, {kinds.count('one-to-many')} one-to-many, {kinds.count('void')} void; "
-        f"partition: {'yes' if m.is_partition else 'no'}"
+        f"partition: {partition}"
     )
     if unclaimed:
         console.print(f"source classes no extra class allows: {', '.join(unclaimed)}")
@@ -98,7 +101,7 @@ def convert(
     from segunify.cli import console, err_console
     from segunify.mapcheck.convert import MAPPED, convert_authors_layout
 
-    _refuse_existing([out], overwrite)
+    _check_outputs([out], overwrite, [(labels, "the --labels file"), (master, "the --master file")])
     conv = convert_authors_layout(
         labels, master, load_taxonomy(source), load_taxonomy(extra) if extra else None
     )
@@ -138,7 +141,7 @@ def diff(
     from segunify.cli import console
     from segunify.mapcheck.diff import diff_mappings
 
-    _refuse_existing([json_out], overwrite)
+    _check_outputs([json_out], overwrite, _files((a, "the first mapping"), (b, "the second mapping")))
     ma, mb = _load(a, extra, source), _load(b, extra, source)
     rows = diff_mappings(ma, mb)
     differing = [r for r in rows if r.differs]
@@ -159,11 +162,30 @@ def diff(
         atomic_write_json(json_out, {"a": ma.path, "b": mb.path, "rows": [r.to_json() for r in rows]})
 
 
-def _refuse_existing(paths, overwrite: bool) -> None:
-    """Outputs never replace a file silently: someone's hand-edited mapping may be there."""
+def _check_outputs(paths, overwrite: bool, inputs) -> None:
+    """Output files by the one policy (:func:`segunify.outputs.check_output_file`): never a silent
+    replace (someone's hand-edited mapping may be there), never inside what the command reads."""
+    from segunify.outputs import check_output_file
+
     for p in paths:
-        if p is not None and Path(p).exists() and not overwrite:
-            raise SegunifyError("output exists; pass --overwrite to replace it", p)
+        if p is not None:
+            check_output_file(p, overwrite, inputs)
+
+
+def _files(*named: tuple[str | Path | None, str]) -> list[tuple[str | Path, str]]:
+    """The named inputs that are paths on disk (a shipped mapping's name is not)."""
+    return [(p, what) for p, what in named if p is not None and Path(p).exists()]
+
+
+def _read_inputs(teacher, dataset, root, split) -> list[tuple[Path | str, str]]:
+    """What a teacher pass reads: the teacher checkpoint, the dataset root and its samples' folders."""
+    from segunify.outputs import sample_inputs
+
+    inputs = _files((teacher, "the teacher checkpoint"))
+    if dataset is not None and root is not None:
+        ds = make_dataset(dataset, root)
+        inputs += sample_inputs(ds.root, ds.samples(split))
+    return inputs
 
 
 def _teacher_classes(teacher: str) -> tuple[str | None, tuple[str, ...]]:
@@ -228,7 +250,7 @@ def suggest(
     from segunify.mapcheck.suggest import SuggestRule, draft_csv, heatmap_png, suggest_sets
 
     rule = SuggestRule(coverage, min_share, min_pixels)
-    _refuse_existing([out, png, json_out], overwrite)
+    _check_outputs([out, png, json_out], overwrite, _read_inputs(teacher, dataset, root, split))
     cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
     rows = suggest_sets(cooc, rule)
     provenance = f"teacher {teacher} ({cooc.source.name}) on {where}"
@@ -279,7 +301,8 @@ def audit(
     from segunify.mapcheck.cooccurrence import CoOccurrence
     from segunify.mapcheck.suggest import heatmap_png
 
-    _refuse_existing([json_out, png], overwrite)
+    inputs = _files((csv, "the mapping"), (stats, "the --stats file"))
+    _check_outputs([json_out, png], overwrite, inputs + _read_inputs(teacher, dataset, root, split))
     if stats is not None:
         cooc = CoOccurrence.from_json(read_json_object(stats, "co-occurrence statistics"), stats)
         mp = load_mapping(csv, extra=cooc.extra, source=cooc.source)

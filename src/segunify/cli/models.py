@@ -125,6 +125,7 @@ def export(
     onnx: str = typer.Option(..., "--onnx", help="ONNX file to write"),
     size: str | None = typer.Option(None, "--size", help="input size H,W (default: the checkpoint's)"),
     opset: int = typer.Option(17, "--opset", help="ONNX opset"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --onnx file"),
 ) -> int:
     """Export a checkpoint to ONNX (input 'image' [1,3,H,W] normalised, output 'logits') and check it
     against onnxruntime; fails when the max abs difference exceeds 1e-3."""
@@ -133,7 +134,9 @@ def export(
     from segunify.cli import console
     from segunify.models.checkpoint import load_checkpoint
     from segunify.models.onnx import ONNX_TOLERANCE, export_checked
+    from segunify.outputs import check_output_file
 
+    check_output_file(onnx, overwrite, [(ckpt, "the checkpoint")])
     model, meta = load_checkpoint(ckpt)
     hw = parse_size(size) or (tuple(meta["input_size"]) if meta.get("input_size") else None)
     if hw is None:
@@ -150,7 +153,9 @@ def export(
 def predict(
     inputs: list[str] = typer.Argument(..., help="image files or folders"),
     model: str = typer.Option(..., "--model", help="checkpoint folder"),
-    out: str = typer.Option(..., "--out", help="output folder"),
+    out: str = typer.Option(
+        ..., "--out", help="output folder: new, empty or an earlier predict's (never inside an input folder)"
+    ),
     to: str | None = typer.Option(
         None, "--to", help="write the predictions in this taxonomy (through --mapping; sets must partition)"
     ),
@@ -176,6 +181,7 @@ def predict(
     from segunify.labels import read_image
     from segunify.models.inference import Predictor
     from segunify.models.predict import collect_images, output_spec, overlay, prepare_output
+    from segunify.outputs import folder_lock
 
     if not 0.0 <= alpha <= 1.0:
         raise typer.BadParameter(f"expected a weight in [0, 1], got {alpha}", param_hint="--alpha")
@@ -185,9 +191,9 @@ def predict(
         opts["size"] = parse_size(size)
     predictor = Predictor.from_checkpoint(model, device=device, backend=backend, **opts)
     spec = output_spec(predictor.meta, to, mapping, raw_ids, where=model)
-    plan = prepare_output(out, images)
+    plan = prepare_output(out, images, [*inputs, model])
     t0 = time.perf_counter()
-    with progress_bar(console=console, transient=True) as bar:
+    with folder_lock(out, "predict"), progress_bar(console=console, transient=True) as bar:
         task = bar.add_task("predict", total=len(images), rate="")
         for i, (path, (ids_path, color_path, overlay_path)) in enumerate(plan.items(), start=1):
             img = read_image(path)
