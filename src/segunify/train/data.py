@@ -33,7 +33,7 @@ from torch.utils.data import Dataset, Sampler, default_collate
 from segunify.datasets import DatasetAdapter, Sample, create_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
-from segunify.mapping import Mapping, identity_mapping, load_mapping
+from segunify.mapping import Mapping, identity_mapping, is_mapping_path, load_mapping
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 from segunify.train.config import (
     AugmentationConfig,
@@ -163,7 +163,7 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
             config_path,
         )
     source = text
-    if text.endswith(".csv") or "/" in text or text.startswith(("data:", "weights:")):
+    if is_mapping_path(text) or text.startswith(("data:", "weights:")):
         source = str(resolve_config_path(text, config_path, key))
     try:
         return load_mapping(source, extra=gt, source=target)
