@@ -288,6 +288,27 @@ class PseudoStore:
         mine = [r for r in records.get(sample.id, ()) if r.get("signature") == signature]
         return mine[-1] if mine and mine[-1].get("output") == sample.rel else None
 
+    def stale(self, samples: Sequence[Sample]) -> str | None:
+        """Why the folder does not hold a pseudo-label of each of ``samples`` made from its inputs as
+        they are now (one line), or ``None``: what a reader checks before trusting the labels."""
+        records = self.records()
+        for s in samples:
+            if self.current(records, s) is not None:
+                continue
+            mine = records.get(s.id, [])
+            if not mine:
+                return f"no pseudo-label of sample {s.id!r} (made for other samples or with --limit)"
+            if all(len(r.get("signature") or ()) == 4 for r in mine):
+                return (
+                    f"made by an older segunify (no ctime in the input signature of sample {s.id!r}): run "
+                    "pseudo-label again with the same --out, which redoes such samples"
+                )
+            return (
+                f"sample {s.id!r} changed since its pseudo-label was made (image {s.image} or label "
+                f"{s.label}): run pseudo-label again with the same --out, which redoes changed samples"
+            )
+        return None
+
     def finished(
         self,
         samples: Sequence[Sample],
