@@ -32,6 +32,21 @@ def parse_options(pairs: list[str] | None, flag: str = "--opt") -> dict[str, str
     return out
 
 
+MAX_PIXELS_HELP = (
+    "refuse images whose header declares more pixels, before decoding (default 67108864 = 8192x8192; "
+    "or set SEGUNIFY_MAX_PIXELS)"
+)
+
+
+def set_max_pixels(value: int | None) -> None:
+    """``--max-pixels N`` for this run: the limit of :func:`segunify.labels.max_pixels`, set in the
+    environment so that DataLoader worker processes apply it too."""
+    from segunify.labels import MAX_PIXELS_ENV
+
+    if value is not None:
+        os.environ[MAX_PIXELS_ENV] = str(value)
+
+
 def parse_size(text: str | None, flag: str = "--size") -> tuple[int, int] | None:
     """``"H,W"`` (or ``HxW``) -> ``(H, W)``; None stays None."""
     if text is None:

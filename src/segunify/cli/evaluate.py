@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from segunify.cli._util import make_dataset, parse_options, parse_scales, parse_size, progress_bar
+from segunify.cli._util import (
+    MAX_PIXELS_HELP,
+    make_dataset,
+    parse_options,
+    parse_scales,
+    parse_size,
+    progress_bar,
+    set_max_pixels,
+)
 from segunify.errors import SegunifyError
 from segunify.evaluation import (
     ModelPredictions,
@@ -190,11 +198,13 @@ def evaluate(
         "--source-shares/--no-source-shares",
         help="cross-taxonomy: also list how often each source class was predicted",
     ),
+    max_pixels: int | None = Opt(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Per-class IoU / accuracy / pixel shares and mIoU of predictions on a dataset split (classes absent
     from both ground truth and prediction are excluded from the means and listed)."""
     from segunify.cli import console
 
+    set_max_pixels(max_pixels)
     model_opts = _model_options(size, flip, mode, stride, scales, pred_dir, model)
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     samples = ds.samples(split)[:limit] if limit else ds.samples(split)

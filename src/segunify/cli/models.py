@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from segunify.cli._util import parse_options, parse_size, progress_bar, table
+from segunify.cli._util import (
+    MAX_PIXELS_HELP,
+    parse_options,
+    parse_size,
+    progress_bar,
+    set_max_pixels,
+    table,
+)
 from segunify.errors import SegunifyError
 from segunify.models.onnx import DEFAULT_HELP
 
@@ -173,6 +180,7 @@ def predict(
         help=f"torch | onnx (onnxruntime, CPU only, exported per size; {DEFAULT_HELP})",
     ),
     alpha: float = typer.Option(0.5, "--alpha", help="colour weight of the overlay"),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Segment images: <stem>.png (ids), <stem>_color.png (palette) and <stem>_overlay.png, in the
     checkpoint's taxonomy or, with --to, in another one."""
@@ -185,6 +193,7 @@ def predict(
 
     if not 0.0 <= alpha <= 1.0:
         raise typer.BadParameter(f"expected a weight in [0, 1], got {alpha}", param_hint="--alpha")
+    set_max_pixels(max_pixels)
     images = collect_images(inputs)
     opts = {"mode": mode, "flip": flip}
     if size is not None:

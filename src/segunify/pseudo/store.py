@@ -35,6 +35,7 @@ from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes, atomic_write_json, encode_png
 from segunify.jsonio import read_json_object
+from segunify.labels import declared_size
 from segunify.mapping import Mapping
 from segunify.outputs import LOCK as LOCK  # re-exported: the lock file of a pseudo-label folder
 from segunify.outputs import check_apart, claim_folder, folder_lock, marker_name, sample_inputs
@@ -122,9 +123,13 @@ def load_summary(out: str | Path) -> PseudoSummary:
 
 
 def _png_ok(path: Path, height: int, width: int, channels: int = 1) -> bool:
+    """Whether our PNG at ``path`` decodes at the recorded size (one of another size, e.g. a replaced
+    file declaring 30000x30000, is not decoded at all)."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
+        return False
+    if declared_size(data) != (width, height):
         return False
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     shape = (height, width) if channels == 1 else (height, width, channels)
