@@ -90,7 +90,7 @@ def stats(
     name: str = typer.Argument(...),
     root: str = typer.Option(..., "--root"),
     split: str = typer.Option(None, "--split", help="default: the first split with samples"),
-    limit: int = typer.Option(50, "--limit", help="labels sampled (evenly spaced; 0 = all)"),
+    limit: int = typer.Option(50, "--limit", min=0, help="labels sampled (evenly spaced; 0 = all)"),
     opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
 ) -> None:
     """Per-class pixel shares over a sample of labels (fast: labels only, no images)."""

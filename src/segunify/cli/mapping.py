@@ -233,7 +233,9 @@ def suggest(
     root: str = typer.Option(..., "--root", help="dataset root folder"),
     out: Path = typer.Option(..., "--out", help="draft mapping CSV to write"),
     split: str = typer.Option("train", "--split", help="dataset split"),
-    limit: int | None = typer.Option(None, "--limit", help="N labelled samples spread evenly over the split"),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="N labelled samples spread evenly over the split"
+    ),
     size: str | None = typer.Option(None, "--size", help="teacher input H,W (default: the checkpoint's)"),
     coverage: float = typer.Option(0.9, "--coverage", help="the set covers at least this share of pixels"),
     min_share: float = typer.Option(0.02, "--min-share", help="no member below this share"),
@@ -283,7 +285,9 @@ def audit(
     stats: Path = typer.Option(
         None, "--stats", help="instead of a teacher pass: `mapping suggest --json` output"
     ),
-    limit: int | None = typer.Option(None, "--limit", help="N labelled samples spread evenly over the split"),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="N labelled samples spread evenly over the split"
+    ),
     size: str | None = typer.Option(None, "--size", help="teacher input H,W (default: the checkpoint's)"),
     confidence: float = typer.Option(0.5, "--confidence", help="'confident' = top probability >= this"),
     min_member: float = typer.Option(0.005, "--min-member", help="a member below this share is 'unused'"),

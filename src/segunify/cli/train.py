@@ -7,13 +7,18 @@ from pathlib import Path
 
 import typer
 
+from segunify.cli._util import check_overrides
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         config: Path = typer.Argument(..., help="training config (YAML); see configs/train_*.yaml"),
         overrides: list[str] = typer.Option(
-            None, "--set", help="override a config key, e.g. --set steps=20 --set parts.0.weight=2"
+            None,
+            "--set",
+            help="override a config key, e.g. --set steps=20 --set parts.0.weight=2",
+            callback=check_overrides,
         ),
         resume: bool = typer.Option(False, "--resume", help="continue exactly from <out>/last"),
         stop_after: int = typer.Option(

@@ -174,7 +174,8 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
     path = resolve_config_path(root, config_path, f"{key}.root")
     if not path.is_dir():
-        raise SegunifyError(f"{key}.root: dataset folder not found: {path}", config_path)
+        problem = "dataset root is not a folder" if path.exists() else "dataset folder not found"
+        raise SegunifyError(f"{key}.root: {problem}: {path}", config_path)
     try:
         return create_dataset(dataset, path, **options)
     except SegunifyError as exc:
