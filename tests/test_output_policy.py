@@ -214,3 +214,27 @@ def test_predict_to_its_own_taxonomy_is_the_identity(city_ckpt, camvid_root, tmp
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a if k.endswith(".png"))
     assert predict(city_ckpt, [camvid_root / "val"], tmp_path / "c", "--to", "nosuch") == 1
     assert "unknown taxonomy 'nosuch'" in error_line(capsys)
+
+
+def test_the_demo_run_folder_is_claimed_too(tmp_path):
+    """Issue 25 ("every command that writes"). Before: ``demo --work DIR`` ran in any folder, and a stage
+    whose parameters changed removed its folder there (``teacher/``, ``students/``...) even when the
+    user's own. Now the run folder is claimed like every output: a foreign non-empty folder and one inside
+    the data it reads are refused; a run folder of an older segunify (``stages.json``) is adopted."""
+    from segunify.apps.demo.run import claim_work
+
+    data = tmp_path / "data"
+    (data / "CamVid").mkdir(parents=True)
+    inputs = [(data / "CamVid", "the part camvid root")]
+    mine = tmp_path / "project"
+    (mine / "teacher").mkdir(parents=True)
+    (mine / "teacher" / "notes.txt").write_text("mine")
+    with pytest.raises(SegunifyError, match="not empty and not a segunify demo run folder"):
+        claim_work(mine, inputs)
+    with pytest.raises(SegunifyError, match="run folder lies inside the part camvid root"):
+        claim_work(data / "CamVid" / "run", inputs)
+    old = tmp_path / "old-run"
+    (old / "teacher").mkdir(parents=True)
+    (old / "stages.json").write_text("{}")
+    claim_work(old, inputs)
+    assert folder_kind(old) == "demo" and (mine / "teacher" / "notes.txt").read_text() == "mine"

@@ -35,6 +35,7 @@ KINDS = {
     "train": "training run",
     "predict": "prediction",
     "vis": "picture",
+    "demo": "demo run",
 }
 
 Inputs = Iterable[tuple[str | Path, str]]  # (path the command reads, how a message names it)
