@@ -3,7 +3,6 @@ docstring says how the code before the issue failed on the same input."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from fixtures import camvid
 from fixtures.tiny_models import espnet_checkpoint
 from segunify.cli import main
 from segunify.errors import SegunifyError
-from segunify.io import write_index_png, write_png
+from segunify.io import write_png
 from segunify.mapping import load_mapping
 from segunify.outputs import check_apart, check_output_file, claim_folder, folder_kind
 
@@ -99,55 +98,7 @@ def test_predict_claims_its_folder_and_may_write_there_again(city_ckpt, camvid_r
 
 
 # ------------------------------------------------------------------------------------------ case 3
-
-
-def evaluate_args(root: Path, preds: Path) -> list[str]:
-    return [
-        "evaluate",
-        "--dataset",
-        "camvid",
-        "--root",
-        str(root),
-        "--split",
-        "val",
-        "--pred-dir",
-        str(preds),
-    ]
-
-
-@pytest.fixture()
-def preds(camvid_root, tmp_path):
-    """A prediction folder equal to the val labels."""
-    for label in (camvid_root / "valannot").glob("*.png"):
-        write_index_png(tmp_path / "preds" / "valannot" / label.name, np.zeros((48, 64), np.uint8))
-    return tmp_path / "preds"
-
-
-def test_evaluate_json_never_replaces_a_file_silently(camvid_root, preds, tmp_path, capsys):
-    """Case 3. Before: ``evaluate --json FILE`` replaced an existing file without asking (exit 0). Now:
-    refused without ``--overwrite`` (exit 1, the file as it was), replaced with it."""
-    target = tmp_path / "results.json"
-    target.write_text("my notes")
-    assert main([*evaluate_args(camvid_root, preds), "--json", str(target)]) == 1
-    assert "output exists; pass --overwrite to replace it" in error_line(capsys)
-    assert target.read_text() == "my notes"
-    assert main([*evaluate_args(camvid_root, preds), "--json", str(target), "--overwrite"]) == 0
-    assert json.loads(target.read_text())["images"] == 1
-
-
-@pytest.mark.parametrize("where", ["root", "label folder", "prediction folder"])
-def test_evaluate_outputs_inside_what_it_reads_are_refused(camvid_root, preds, tmp_path, capsys, where):
-    """Case 3. Before: ``--json`` (and ``--vis``) were written inside the dataset root, e.g. beside the
-    labels. Now: refused before scoring, nothing written there."""
-    folder = {"root": camvid_root, "label folder": camvid_root / "valannot", "prediction folder": preds}[
-        where
-    ]
-    before = snapshot(folder)
-    assert main([*evaluate_args(camvid_root, preds), "--json", str(folder / "r.json")]) == 1
-    assert "output file lies inside" in error_line(capsys)
-    assert main([*evaluate_args(camvid_root, preds), "--vis", str(folder / "vis")]) == 1
-    assert "output folder lies inside" in error_line(capsys)
-    assert snapshot(folder) == before
+# (evaluate --json and --vis: tests/test_safety_outputs.py)
 
 
 def test_mapping_suggest_out_inside_the_dataset_root_is_refused(city_ckpt, camvid_root, capsys):
