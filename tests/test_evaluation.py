@@ -396,7 +396,7 @@ def test_bad_prediction_folder_and_mapping_and_options(camvid, tmp_path, capsys)
     assert "missing.csv" in err
     err = _bad(capsys, base(root, tmp_path / "pred") + ["--dataset-opt", "label_crop=4,18"])
     assert "label_crop" in err
-    err = _bad(capsys, base(root, tmp_path / "pred") + ["--dataset-opt", "oops"])
+    err = _bad(capsys, base(root, tmp_path / "pred") + ["--dataset-opt", "oops"], 2)  # usage (issue 25)
     assert "key=value" in err
     err = _bad(
         capsys,

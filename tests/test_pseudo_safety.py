@@ -224,9 +224,10 @@ def test_an_edit_keeping_size_and_mtime_is_redone(tmp_path):
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
 
 
-def test_records_of_the_older_signature_are_redone(tmp_path):
-    """Issue 25 case 8, the documented rule for folders written before ctime was recorded: their
-    records (four numbers: size and mtime) never match, so a resume redoes those samples."""
+def test_records_of_the_older_signature_keep_their_rule(tmp_path):
+    """Issue 25 case 8, the documented rule for folders written before ctime was recorded: their records
+    (four numbers) are judged by size and mtime, the rule they were made under, so an unchanged folder is
+    not redone; a sample whose size or mtime moved is redone and gets a record with ctime."""
     root = make_camvid(tmp_path / "camvid", n=3)
     out = tmp_path / "out"
     run(root, out)
@@ -235,8 +236,13 @@ def test_records_of_the_older_signature_are_redone(tmp_path):
         for r in records:
             r["signature"] = [v for i, v in enumerate(r["signature"]) if i % 3 != 2]
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    assert run(root, out).run.processed == 3
     assert run(root, out).run.processed == 0
+    label = create_dataset("camvid", root).samples("train")[0].label
+    st = label.stat()
+    os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert run(root, out).run.processed == 1
+    signatures = [json.loads(line)["signature"] for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [len(s) for s in signatures] == [6, 4, 4]
 
 
 def test_a_sample_redone_by_another_rank_count_keeps_the_new_record(tmp_path):

@@ -44,8 +44,8 @@ Change detection: a sample is redone on resume (and refused by ``train``) when t
 of its image or label differs from its record. ctime is set by the kernel on every change of a file,
 including an edit that puts size and mtime back, so no content hash is needed to see one; it also
 changes on ``chmod``/``chown`` or a copy (``cp -a``, ``rsync -a``), after which those samples are
-redone. Records of folders written before ctime was recorded (four numbers) never match: a resume redoes
-their samples, and ``train`` asks for that rerun.
+redone. A record of a folder written before ctime was recorded (four numbers) is judged by the rule it
+was made under, size and mtime, by resume and ``train`` alike; a sample redone gets a record with ctime.
 """
 
 from __future__ import annotations

@@ -82,8 +82,7 @@ def input_signature(sample: Sample) -> list[int]:
     """Size, mtime and ctime (ns) of the image and the label (links followed): cheap, and changes when
     either is rewritten. ctime is set by the kernel on every change of the file, also by an edit that
     restores size and mtime (``os.utime`` itself sets it), so such an edit is seen too; it also changes
-    on a copy, ``chmod`` or ``chown``, after which the sample is redone. Records of older folders (size
-    and mtime only, four numbers) never match: their samples are redone."""
+    on a copy, ``chmod`` or ``chown``, after which the sample is redone."""
     sig: list[int] = []
     for path in (sample.image, sample.label):
         try:
@@ -92,6 +91,15 @@ def input_signature(sample: Sample) -> list[int]:
             st = None
         sig += [st.st_size, st.st_mtime_ns, st.st_ctime_ns] if st is not None else [-1, -1, -1]
     return sig
+
+
+def same_inputs(recorded, signature: list[int]) -> bool:
+    """Whether a record's signature matches ``signature`` (:func:`input_signature`). A record of a folder
+    written before ctime was recorded (four numbers: size and mtime of image and label) is judged by the
+    rule it was made under, size and mtime; the sample's next record holds ctime too."""
+    if isinstance(recorded, list) and len(recorded) == 4:
+        return recorded == [signature[i] for i in (0, 1, 3, 4)]
+    return recorded == signature
 
 
 def check_locations(root: str | Path, outs: Sequence[str | Path], samples: Sequence[Sample] = ()) -> None:
@@ -290,7 +298,7 @@ class PseudoStore:
     def current(records: dict[str, list[dict]], sample: Sample) -> dict | None:
         """The sample's latest record made from its inputs as they are now (``None``: redo it)."""
         signature = input_signature(sample)
-        mine = [r for r in records.get(sample.id, ()) if r.get("signature") == signature]
+        mine = [r for r in records.get(sample.id, ()) if same_inputs(r.get("signature"), signature)]
         return mine[-1] if mine and mine[-1].get("output") == sample.rel else None
 
     def stale(self, samples: Sequence[Sample]) -> str | None:
@@ -300,14 +308,8 @@ class PseudoStore:
         for s in samples:
             if self.current(records, s) is not None:
                 continue
-            mine = records.get(s.id, [])
-            if not mine:
+            if not records.get(s.id):
                 return f"no pseudo-label of sample {s.id!r} (made for other samples or with --limit)"
-            if all(len(r.get("signature") or ()) == 4 for r in mine):
-                return (
-                    f"made by an older segunify (no ctime in the input signature of sample {s.id!r}): run "
-                    "pseudo-label again with the same --out, which redoes such samples"
-                )
             return (
                 f"sample {s.id!r} changed since its pseudo-label was made (image {s.image} or label "
                 f"{s.label}): run pseudo-label again with the same --out, which redoes changed samples"

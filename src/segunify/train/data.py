@@ -377,10 +377,15 @@ def check_pseudo_inputs(pseudo: Path, samples: Sequence[Sample], key: str, confi
         raise SegunifyError(f"{key}: pseudo-labels {pseudo.name}: {problem}", config_path)
 
 
+def is_sha256(text: str) -> bool:
+    """A config's teacher given as a weights hash (64 hex digits), not as a checkpoint path."""
+    return re.fullmatch(r"[0-9a-fA-F]{64}", text) is not None
+
+
 def teacher_sha256(text: str, key: str, config_path: str) -> str:
     """A teacher named in a config: a 64-digit sha256, or a checkpoint folder (its weights' hash, as
     ``segunify pseudo-label`` records it)."""
-    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+    if is_sha256(text):
         return text.lower()
     from segunify.models.checkpoint import weights_digest
 

@@ -14,7 +14,6 @@ numbers that command prints for it. ``best/`` is chosen on one metric, ``eval.se
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -35,6 +34,7 @@ from segunify.train.data import (
     build_augmentation,
     collate,
     drawn_shares,
+    is_sha256,
     resolve_eval_parts,
     resolve_parts,
 )
@@ -194,7 +194,7 @@ class Trainer:
         if self.cfg.loss.distill is not None:
             named.append((self.cfg.loss.distill.teacher, "loss.distill.teacher"))
         for text, key in named:
-            if text is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+            if text is not None and not is_sha256(text):
                 inputs.append((resolve_config_path(text, self.config_path, key), key))
         return inputs
 
