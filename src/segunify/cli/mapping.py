@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from segunify.cli._util import make_dataset, parse_size, progress_bar, table
+from segunify.cli._util import MAX_PIXELS_HELP, make_dataset, parse_size, progress_bar, set_max_pixels, table
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes, atomic_write_json
 from segunify.jsonio import read_json_object
@@ -245,6 +245,7 @@ def suggest(
     confidence: float = typer.Option(0.5, "--confidence", help="threshold of the confident counts in --json"),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Draft a mapping from data: the teacher's unconstrained predictions on each ground-truth class."""
@@ -252,6 +253,7 @@ def suggest(
     from segunify.mapcheck.suggest import SuggestRule, draft_csv, heatmap_png, suggest_sets
 
     rule = SuggestRule(coverage, min_share, min_pixels)
+    set_max_pixels(max_pixels)
     _check_outputs([out, png, json_out], overwrite, _read_inputs(teacher, dataset, root, split))
     cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
     rows = suggest_sets(cooc, rule)
@@ -298,6 +300,7 @@ def audit(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Rows of a mapping that the teacher's unconstrained predictions contradict, most suspicious first.
     Advice only: exit 0 whenever it ran, 1 for bad input."""
@@ -305,6 +308,7 @@ def audit(
     from segunify.mapcheck.cooccurrence import CoOccurrence
     from segunify.mapcheck.suggest import heatmap_png
 
+    set_max_pixels(max_pixels)
     inputs = _files((csv, "the mapping"), (stats, "the --stats file"))
     _check_outputs([json_out, png], overwrite, inputs + _read_inputs(teacher, dataset, root, split))
     if stats is not None:
