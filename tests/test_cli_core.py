@@ -51,3 +51,34 @@ def test_usage_error_exit_2():
         [sys.executable, "-m", "segunify", "mapping", "check"], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_usage_errors_exit_2_everywhere(tmp_path, capsys):
+    """Issue 25, small. Before: ``--limit 0`` (pseudo-label, mapping suggest/audit), ``--set novalue`` and
+    ``--set =x`` (train, demo) and a malformed ``--opt`` exited 1 like bad input; they are usage errors."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {name: espnetv2}\ntaxonomy: camvid\nparts: [{dataset: camvid, root: .}]\nsteps: 1\n"
+    )
+    common = ["--teacher", "t", "--dataset", "camvid", "--root", str(tmp_path)]
+    for argv in (
+        ["train", str(config), "--set", "novalue"],
+        ["train", str(config), "--set", "=x"],
+        ["demo", "--plan", "--set", "novalue"],
+        ["pseudo-label", *common, "--mapping", "camvid__cityscapes", "--out", "o", "--limit", "0"],
+        ["mapping", "suggest", *common, "--out", "d.csv", "--limit", "0"],
+        ["mapping", "audit", "camvid__cityscapes", *common, "--limit", "0"],
+        ["datasets", "check", "camvid", "--root", str(tmp_path), "--opt", "x"],
+        ["evaluate", "--dataset", "camvid", "--root", str(tmp_path), "--split", "val", "--pred-dir", "p",
+         "--dataset-opt", "=1"],
+    ):  # fmt: skip
+        assert main(argv) == 2, argv
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_root_that_is_a_file_says_not_a_folder(tmp_path, capsys):
+    """Issue 25, small. Before: ``--root <a regular file>`` said "dataset root ... not found"."""
+    afile = tmp_path / "passwd"
+    afile.write_text("root:x:0:0\n")
+    assert main(["datasets", "check", "camvid", "--root", str(afile)]) == 1
+    assert capsys.readouterr().err == f"error: {afile}: dataset root of 'camvid' is not a folder\n"

@@ -103,7 +103,7 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["datasets", "check", "camvid", "--root", str(tmp_path), "--split", "bogus"]) == 1
     assert "no split 'bogus'" in capsys.readouterr().err
     assert main(["datasets", "check", "camvid"]) == 2
-    assert main(["datasets", "check", "kitti", "--root", str(tmp_path), "--opt", "label_crop"]) == 1
+    assert main(["datasets", "check", "kitti", "--root", str(tmp_path), "--opt", "label_crop"]) == 2  # usage
     assert "--opt expects key=value" in capsys.readouterr().err
 
 

@@ -253,7 +253,8 @@ def test_cli_per_image_and_pictures(camvid, tmp_path, capsys):
         s.miou
     )
     assert "lowest pixel accuracy" in out
-    assert sorted(p.name for p in vis.iterdir()) == ["iou.png", "legend.png", "val_a.png", "val_c.png"]
+    pictures = ["iou.png", "legend.png", "val_a.png", "val_c.png"]
+    assert sorted(p.name for p in vis.iterdir()) == [".segunify-vis", *pictures]
     picture = read_image(vis / "val_a.png")
     assert picture.shape[1] == 4 * W + 3 * 4  # image | GT | prediction | errors
 
@@ -320,6 +321,7 @@ def test_cli_model_checkpoint(camvid, tmp_path, capsys, one_thread):
             "1,1.5",
             "--json",
             str(out_json),
+            "--overwrite",
         ),
         capsys,
     )
@@ -394,7 +396,7 @@ def test_bad_prediction_folder_and_mapping_and_options(camvid, tmp_path, capsys)
     assert "missing.csv" in err
     err = _bad(capsys, base(root, tmp_path / "pred") + ["--dataset-opt", "label_crop=4,18"])
     assert "label_crop" in err
-    err = _bad(capsys, base(root, tmp_path / "pred") + ["--dataset-opt", "oops"])
+    err = _bad(capsys, base(root, tmp_path / "pred") + ["--dataset-opt", "oops"], 2)  # usage (issue 25)
     assert "key=value" in err
     err = _bad(
         capsys,

@@ -93,7 +93,7 @@ def test_export_unwritable_output_is_one_line_and_files_get_the_umask(ckpt, tmp_
     out = tmp_path / "sub" / "m.onnx"
     assert main(["export", str(ckpt), "--onnx", str(out), "--size", "32,32"]) == 1
     err = capsys.readouterr().err
-    assert "cannot write file: No space left on device" in err and str(out) in err
+    assert "No space left on device" in err and str(out) in err  # the probe of the output's folder
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 

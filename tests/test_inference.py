@@ -181,6 +181,8 @@ def test_predict_cli_writes_index_colour_and_overlay(espnet_ckpt, images, tmp_pa
     out = tmp_path / "out"
     assert main(["predict", "--model", str(espnet_ckpt), str(src), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        ".segunify-predict",
         "a.png",
         "a_color.png",
         "a_overlay.png",
@@ -312,7 +314,9 @@ def test_predict_never_overwrites_its_inputs(city_ckpt, tmp_path, images, capsys
     write_png(tmp_path / "a.png", images[0])
     before = (tmp_path / "a.png").read_bytes()
     assert _predict(city_ckpt, [tmp_path], tmp_path) == 1
-    assert "would overwrite the input image a.png" in capsys.readouterr().err
+    assert "output folder lies inside an input folder" in capsys.readouterr().err
+    assert _predict(city_ckpt, [tmp_path / "a.png"], tmp_path) == 1  # the image named, not its folder
+    assert "output folder contains the input image a.png" in capsys.readouterr().err
     assert (tmp_path / "a.png").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
         "a.png"
     ]
@@ -335,7 +339,7 @@ def test_predict_unwritable_output_is_one_line(city_ckpt, tmp_path, images, caps
     monkeypatch.setattr(tempfile, "mkstemp", full)
     assert _predict(city_ckpt, [tmp_path / "in"], tmp_path / "out") == 1
     err = capsys.readouterr().err
-    assert "No space left on device" in err and str(tmp_path / "out" / "a.png") in err
+    assert "No space left on device" in err and str(tmp_path / "out" / ".segunify-predict") in err
     assert len(err.strip().splitlines()) == 1
 
 

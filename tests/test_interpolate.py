@@ -59,9 +59,11 @@ def test_refusals_name_the_problem(pair, tmp_path):
     with pytest.raises(SegunifyError, match="alpha must be in"):
         interpolate_checkpoints(start, end, 1.5, tmp_path / "x")
     before = (end / "model.safetensors").read_bytes()
-    with pytest.raises(SegunifyError, match="must not be one of the inputs"):
+    with pytest.raises(SegunifyError, match="lies inside the END checkpoint"):
         interpolate_checkpoints(start, end, 0.5, end, overwrite=True)
-    assert (end / "model.safetensors").read_bytes() == before
+    with pytest.raises(SegunifyError, match="lies inside the START checkpoint"):  # issue 25: inside one
+        interpolate_checkpoints(start, end, 0.5, start / "mix")
+    assert (end / "model.safetensors").read_bytes() == before and not (start / "mix").exists()
     interpolate_checkpoints(start, end, 0.5, tmp_path / "y")
     with pytest.raises(SegunifyError, match="overwrite"):
         interpolate_checkpoints(start, end, 0.5, tmp_path / "y")

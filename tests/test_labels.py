@@ -1,4 +1,10 @@
 import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +17,8 @@ from segunify.errors import SegunifyError
 from segunify.io import write_png
 from segunify.labels import ColorCodec, IdCodec, colorize, read_image, read_label_raw
 from segunify.taxonomy import IGNORE, load_taxonomy
+
+REPO = Path(__file__).resolve().parents[1]
 
 CITY = load_taxonomy("cityscapes")
 RUGD = load_taxonomy("rugd")
@@ -168,3 +176,107 @@ def test_fuzz_truncated_or_flipped_files_give_an_array_or_one_error(
         assert isinstance(arr, np.ndarray) and arr.size > 0
     if kind != "jpeg":  # libjpeg warns on a damaged JPEG it still decodes (not an error): not checked here
         assert capfd.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------------------ issue 25 case 11
+
+
+def _png(width: int, height: int, level: int = 1) -> bytes:
+    """A real 8-bit grey PNG of zeros: 30000x30000 is about 4 MB on disk and 0.9 GB of pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp, rows = zlib.compressobj(level), bytes(width + 1) * 1000
+    idat = b"".join(comp.compress(rows) for _ in range(height // 1000)) + comp.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return PNG + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory):
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    path.write_bytes(_png(30000, 30000))
+    return path
+
+
+def _limited(code: str, limit_bytes: int | None = 1 << 30) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``code`` in a fresh Python (address space capped at ``limit_bytes``); returns it and its seconds."""
+    cap = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit_bytes}, {limit_bytes}))\n"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", (cap if limit_bytes else "") + code], env=env, capture_output=True, text=True
+    )
+    return done, time.perf_counter() - start
+
+
+def test_a_huge_declared_image_is_refused_from_its_header(huge_png):
+    """Issue 25 case 11. Before: a 4 MB PNG declaring 30000x30000 was decoded (38 s and 5.3 GB peak
+    here, 6-8.5 GB in pseudo-label, a 10.8 GB allocation traceback in predict). Now its header is read
+    first: one line, under 1 GB of address space, in seconds."""
+    assert huge_png.stat().st_size < 8 << 20
+    code = (
+        "from segunify.errors import SegunifyError\nfrom segunify.labels import read_image, read_label_raw\n"
+        f"for read in (read_image, read_label_raw):\n    try:\n        read({str(huge_png)!r})\n"
+        "    except SegunifyError as exc:\n        print(exc)\n"
+    )
+    done, seconds = _limited(code)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and len(lines) == 2, (done.stdout, done.stderr[-2000:])
+    for line, what in zip(lines, ("image", "label"), strict=True):
+        assert line.startswith(f"{huge_png}: {what} declares 30000x30000 = 900,000,000 pixels, more than")
+        assert "--max-pixels or SEGUNIFY_MAX_PIXELS" in line
+    assert seconds < 20
+
+
+def test_predict_and_pseudo_label_refuse_it_in_one_line(huge_png, tmp_path):
+    """Issue 25 case 11 through the commands: exit 1, one stderr line, peak memory under 1 GB."""
+    from fixtures.pseudo_runs import make_camvid
+    from fixtures.tiny_models import espnet_checkpoint
+
+    ckpt = espnet_checkpoint(tmp_path / "ck", "cityscapes", 19)
+    root = make_camvid(tmp_path / "camvid", n=2)
+    shutil.copyfile(huge_png, next((root / "train").glob("*.png")))
+    runs = {
+        "predict": ["predict", "--model", str(ckpt), str(root / "train"), "--out", str(tmp_path / "p")],
+        "pseudo-label": ["pseudo-label", "--teacher", str(ckpt), "--dataset", "camvid", "--root", str(root),
+                         "--mapping", "camvid__cityscapes", "--out", str(tmp_path / "q"), "--workers", "0"],
+    }  # fmt: skip
+    for name, argv in runs.items():
+        code = (
+            "import resource, sys\nimport torch\nfrom segunify.cli import main\n"
+            "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\nbefore = peak()\n"
+            f"code = main({argv!r})\nprint(before, peak())\nsys.exit(code)\n"
+        )
+        done, _ = _limited(code, None)  # torch reserves address space: resident peaks are measured
+        err = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 1 and len(err) == 1, (name, done.stderr[-2000:])
+        assert "declares 30000x30000 = 900,000,000 pixels" in err[0], err
+        before, after = map(int, done.stdout.split()[-2:])  # KiB; before = the imports (torch: ~0.7 GB)
+        assert after - before < 128 << 10, (name, before, after)  # the refusal itself: < 128 MiB
+
+
+def test_the_limit_is_documented_and_can_be_moved(tmp_path, monkeypatch, capsys):
+    """Issue 25 case 11: the default is 8192x8192; ``SEGUNIFY_MAX_PIXELS`` (or ``--max-pixels``) moves it."""
+    from segunify.cli import main
+    from segunify.labels import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, max_pixels
+
+    assert max_pixels() == DEFAULT_MAX_PIXELS == 8192 * 8192
+    path = tmp_path / "in" / "a.png"
+    write_png(path, np.zeros((30, 40, 3), np.uint8))
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1199")
+    with pytest.raises(SegunifyError, match="declares 40x30 = 1,200 pixels, more than the limit of 1,199"):
+        read_image(path)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1200")
+    assert read_image(path).shape == (30, 40, 3)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(SegunifyError, match="SEGUNIFY_MAX_PIXELS='lots': expected a positive whole number"):
+        read_image(path)
+    monkeypatch.delenv(MAX_PIXELS_ENV)
+    assert main(["predict", "--model", "none", str(path), "--out", "x", "--max-pixels", "0"]) == 2

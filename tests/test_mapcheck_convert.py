@@ -5,6 +5,8 @@ classes matched by name, the void policy per row, duplicates and errors naming a
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segunify.cli import main
 from segunify.errors import SegunifyError
@@ -145,3 +147,59 @@ def _authors_taxonomy():
 
     rows = "".join(f"{i},{n},{i},,0 0 0\n" for i, n in enumerate(RELLIS_NAMES))
     return parse_taxonomy("id,name,train_id,category,color\n" + rows, "authors")
+
+
+# ------------------------------------------------------------------------------------------ issue 25 case 9
+
+JUNK = st.text(alphabet="=+-@#,\"'; |!()", max_size=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(JUNK, JUNK), min_size=1, max_size=6))
+def test_hostile_class_names_round_trip_and_never_start_a_formula(parts):
+    """Issue 25 case 9. Before: ``mapping convert`` wrote names like ``=cmd|'/C calc'!A0``, ``+HYPERLINK(..)``
+    or ``@SUM(..)`` verbatim (a spreadsheet runs them), and a name holding ``#`` unquoted, so it read back
+    cut at the ``#`` (the error then blamed the master file for a class it does not hold). Now no cell
+    starts with ``= + - @`` / tab / CR (OWASP: a leading ``'``) and every name reads back identically."""
+    import csv
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from segunify.mapping import FORMULA_START, read_fields
+    from segunify.taxonomy import Label, Taxonomy
+
+    names = [f"{a}cls{i}{b}".strip() for i, (a, b) in enumerate(parts)]
+    labels = [Label(i, n, i, "x", (i, i, i), n) for i, n in enumerate(names)]
+    extra = Taxonomy("hostile", tuple(labels), source="<test>")
+    lab_rows, master_rows = io.StringIO(), io.StringIO()
+    csv.writer(lab_rows).writerows(
+        [["n", "name", "id", "trainId"], *([i, n, i, i] for i, n in enumerate(names))]
+    )
+    by_source = [[c, CITY.classes[c], *names[c :: CITY.num_classes]] for c in range(CITY.num_classes)]
+    csv.writer(master_rows).writerows([["trainId", "name"], *by_source])
+    with tempfile.TemporaryDirectory() as tmp:
+        lab, mas = Path(tmp, "labels.csv"), Path(tmp, "master_labels_cityscapes.csv")
+        lab.write_text(lab_rows.getvalue())
+        mas.write_text(master_rows.getvalue())
+        conv = convert_authors_layout(lab, mas, CITY, extra)
+    data = [line for line in conv.text.splitlines()[2:]]
+    assert [read_fields(line)[1] for line in data] == names
+    for line in data:
+        body = line.split("  # ")[0]
+        assert not any(cell.startswith(FORMULA_START) for cell in next(csv.reader([body])))
+    mapping = parse_mapping(conv.text, extra, CITY)
+    assert mapping.allowed_sets == tuple((i % CITY.num_classes,) for i in range(len(names)))
+    assert parse_mapping(mapping.to_csv(), extra, CITY) == mapping
+
+
+def test_authors_files_that_are_not_csv_are_never_echoed(tmp_path, capsys):
+    """Issue 25, small. Before: ``--labels`` of another kind of file (here a passwd-like line) printed
+    that line in the error. Now the error says what was expected and how many fields it got."""
+    secret = "root:x:0:0:root:/root:/bin/bash"
+    lab, mas = write(tmp_path, f"header\n{secret}\n", RELLIS_MASTER)
+    args = ["mapping", "convert", "--labels", str(lab), "--master", str(mas), "--source", "offroad"]
+    assert main([*args, "--out", str(tmp_path / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "malformed row: expected n,name,id,trainId,... (at least 4 fields), got 1" in err
+    assert "root" not in err.replace(str(tmp_path), "")

@@ -7,6 +7,7 @@ from segunify.mapping import (
     available_mappings,
     identity_mapping,
     load_mapping,
+    mapping_dir,
     parse_mapping,
     quote_field,
 )
@@ -124,3 +125,36 @@ def test_review_rows_of_a_draft_are_refused(tmp_path):
     path = _write(tmp_path, _rows({9: "REVIEW"}))
     with pytest.raises(SegunifyError, match=r"m.csv:11: row marked REVIEW by `mapping suggest`"):
         load_mapping(path, "camvid", "cityscapes")
+
+
+# ------------------------------------------------------------------------------------------ issue 25 case 7
+
+
+def test_a_name_is_never_a_file_and_a_path_never_a_name(tmp_path, monkeypatch):
+    """Issue 25 case 7. Before: a file named ``camvid__cityscapes`` in the current folder shadowed the
+    shipped mapping, and a missing ``./camvid__cityscapes.csv`` silently loaded the shipped one. Now a
+    value with a path separator or ``.csv`` is a file (missing: an error), a bare name a shipped mapping."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "camvid__cityscapes").write_text("0,Sky,building\n")  # would map Sky -> building
+    shipped = load_mapping(str(mapping_dir() / "camvid__cityscapes.csv"))
+    assert load_mapping("camvid__cityscapes").allowed_sets == shipped.allowed_sets
+    for missing in ("./camvid__cityscapes.csv", "camvid__cityscapes.csv", "maps/camvid__cityscapes"):
+        with pytest.raises(SegunifyError, match="mapping file not found"):
+            load_mapping(missing)
+    with pytest.raises(
+        SegunifyError, match="unknown mapping 'camvid__cityscape'.*did you mean camvid__cityscapes"
+    ):
+        load_mapping("camvid__cityscape")
+    assert main(["mapping", "check", "./camvid__cityscapes.csv"]) == 1
+
+
+def test_a_file_that_is_not_a_mapping_is_never_echoed(tmp_path, capsys):
+    """Issue 25, small. Before: ``--mapping /etc/passwd`` printed the file's first line in the error.
+    Now: "not a mapping CSV (expected header ...)", nothing of the file."""
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\nsomeone:x:1000:1000::/home/someone:/bin/sh\n")
+    assert main(["mapping", "check", str(secret), "--extra", "camvid", "--source", "cityscapes"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: {secret}:1: not a mapping CSV (expected header extra_id,extra_name,source_classes)\n"
+    )

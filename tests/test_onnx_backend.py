@@ -57,10 +57,11 @@ def test_onnx_model_matches_torch_and_exports_once_per_size(teacher, tmp_path):
     assert len(np.unique(labels)) >= 3  # not a constant map: agreement below means something
     assert np.array_equal(onnx_pred.predict(images), labels)
     sha = onnx_pred.meta["weights_sha256"]
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"{sha}-64x96-opset17.onnx"]
+    name = f"{sha}-64x96-opset17.onnx"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [name, f"{name}.sha256"]
     # a second size is a second export; a new model reuses the checked files without exporting
     onnx_pred.model(torch.zeros(1, 3, 32, 32))
-    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 2
     again = Predictor.from_checkpoint(teacher, backend="onnx", onnx_cache=tmp_path / "cache")
     again.model.torch_model = None  # would fail if it exported again
     assert np.array_equal(again.predict(images), labels)
@@ -78,6 +79,36 @@ def test_cache_without_folder_is_private_and_removed(teacher):
     assert not folder.exists()
 
 
+def test_a_damaged_or_replaced_cache_file_never_produces_a_label(teacher, camvid, tmp_path, capsys):
+    """Issue 25 case 5. Before: the cache was trusted by file name: a replaced ``.segunify-onnx/*.onnx``
+    (here another model's export) was run and the summary still credited the real teacher; a truncated
+    one failed every rerun with a protobuf error and no advice. Now a file runs only when its sha256 is
+    the one recorded at export: otherwise it is exported again, and the labels are the teacher's."""
+    from segunify.models.onnx import export_onnx
+
+    ref = tmp_path / "torch"
+    assert main(_pseudo(teacher, camvid, ref, "--backend", "torch")) == 0
+    other = espnet_checkpoint(tmp_path / "other", taxonomy="cityscapes", num_classes=19, seed=5, varied=True)
+    for damage in ("another model", "truncated", "record missing"):
+        out = tmp_path / damage.replace(" ", "-")
+        assert main(_pseudo(teacher, camvid, out, "--backend", "onnx", "--limit", "2")) == 0
+        (cached,) = (out / CACHE_DIR).glob("*.onnx")
+        if damage == "another model":
+            export_onnx(Predictor.from_checkpoint(other).model, cached, (64, 96))
+        elif damage == "truncated":
+            cached.write_bytes(cached.read_bytes()[:1000])
+        else:
+            cached.with_name(cached.name + ".sha256").unlink()
+        assert main(_pseudo(teacher, camvid, out, "--backend", "onnx")) == 0, capsys.readouterr().err
+        assert _pngs(out) == _pngs(ref), damage
+    again = Predictor.from_checkpoint(teacher, backend="onnx", onnx_cache=out / CACHE_DIR)
+    again.model.torch_model = None  # the re-exported file is trusted again: no export
+    images = np.random.default_rng(2).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    labels = Predictor.from_checkpoint(teacher).predict(images)
+    assert np.array_equal(again.predict(images), labels)
+    assert not np.array_equal(Predictor.from_checkpoint(other).predict(images), labels)  # a real swap
+
+
 def test_failed_parity_leaves_nothing_in_the_cache(teacher, tmp_path, monkeypatch):
     import segunify.models.onnx as onnx_mod
     from segunify.models.checkpoint import load_checkpoint
@@ -86,7 +117,7 @@ def test_failed_parity_leaves_nothing_in_the_cache(teacher, tmp_path, monkeypatc
     model, _ = load_checkpoint(teacher)
     with pytest.raises(SegunifyError, match=r"parity check failed: max abs diff 0.01 > 0.001"):
         cached_export(model, tmp_path / "c", "abc", (32, 32))
-    assert list((tmp_path / "c").iterdir()) == []
+    assert not list(tmp_path.rglob("*.onnx*"))
 
 
 def test_pseudo_label_onnx_is_byte_identical_and_resumes_across_backends(teacher, camvid, tmp_path, capsys):

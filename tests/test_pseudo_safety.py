@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import random
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -199,6 +201,48 @@ def test_a_changed_sample_is_redone(tmp_path):
     assert summary.run.processed == 2 and summary.run.skipped == 5
     run(root, tmp_path / "fresh")
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
+
+
+def test_an_edit_keeping_size_and_mtime_is_redone(tmp_path):
+    """Issue 25 case 8. Before: resume compared (size, mtime) only, so a label rewritten with other
+    content of the same size and its mtime put back was skipped and its stale pseudo-label kept (exit
+    0). Now the signature holds ctime too, which ``os.utime`` itself moves: the sample is redone and the
+    folder equals a fresh run."""
+    root = make_camvid(tmp_path / "camvid", n=4)
+    out = tmp_path / "out"
+    run(root, out)
+    label = create_dataset("camvid", root).samples("train")[1].label
+    st, before = label.stat(), label.read_bytes()
+    flipped = np.ascontiguousarray(cv2.imread(str(label), cv2.IMREAD_UNCHANGED)[::-1])
+    ok, buf = cv2.imencode(".png", flipped)
+    assert ok and len(buf.tobytes()) == len(before) and buf.tobytes() != before  # same size, new content
+    label.write_bytes(buf.tobytes())
+    os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (label.stat().st_size, label.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert run(root, out).run.processed == 1
+    run(root, tmp_path / "fresh")
+    assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
+
+
+def test_records_of_the_older_signature_keep_their_rule(tmp_path):
+    """Issue 25 case 8, the documented rule for folders written before ctime was recorded: their records
+    (four numbers) are judged by size and mtime, the rule they were made under, so an unchanged folder is
+    not redone; a sample whose size or mtime moved is redone and gets a record with ctime."""
+    root = make_camvid(tmp_path / "camvid", n=3)
+    out = tmp_path / "out"
+    run(root, out)
+    for path in [out / "manifest.jsonl", *(out / ".parts").glob("manifest-*.jsonl")]:
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in records:
+            r["signature"] = [v for i, v in enumerate(r["signature"]) if i % 3 != 2]
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert run(root, out).run.processed == 0
+    label = create_dataset("camvid", root).samples("train")[0].label
+    st = label.stat()
+    os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert run(root, out).run.processed == 1
+    signatures = [json.loads(line)["signature"] for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [len(s) for s in signatures] == [6, 4, 4]
 
 
 def test_a_sample_redone_by_another_rank_count_keeps_the_new_record(tmp_path):

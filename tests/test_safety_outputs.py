@@ -5,6 +5,7 @@ a file, a full disk) is one stderr line naming the path and exit 1. Before (a225
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import numpy as np
@@ -94,3 +95,33 @@ def test_evaluate_json_is_checked_before_the_split_is_scored(camvid_and_preds, t
     args = evaluate_args(root, preds)
     assert main([*args, "--json", str(target)]) == 1
     one_line_naming(capsys, target)
+
+
+# ------------------------------------------------------------------------------------------ issue 25 case 3
+
+
+def test_evaluate_json_never_replaces_a_file_silently(camvid_and_preds, tmp_path, capsys):
+    """Issue 25 case 3. Before: ``evaluate --json FILE`` replaced an existing file without asking (exit
+    0). Now: refused without ``--overwrite`` (exit 1, the file as it was), replaced with it."""
+    root, preds = camvid_and_preds
+    target = tmp_path / "results.json"
+    target.write_text("my notes")
+    assert main([*evaluate_args(root, preds), "--json", str(target)]) == 1
+    assert "output exists; pass --overwrite to replace it" in one_line_naming(capsys, target)
+    assert target.read_text() == "my notes"
+    assert main([*evaluate_args(root, preds), "--json", str(target), "--overwrite"]) == 0
+    assert json.loads(target.read_text())["images"] == 2
+
+
+@pytest.mark.parametrize("where", ["root", "label folder", "prediction folder"])
+def test_evaluate_outputs_inside_what_it_reads_are_refused(camvid_and_preds, capsys, where):
+    """Issue 25 case 3. Before: ``--json`` (and ``--vis``) were written inside the dataset root, e.g.
+    beside the labels. Now: refused before scoring, nothing written there."""
+    root, preds = camvid_and_preds
+    folder = {"root": root, "label folder": root / "valannot", "prediction folder": preds}[where]
+    before = sorted(folder.rglob("*"))
+    assert main([*evaluate_args(root, preds), "--json", str(folder / "r.json")]) == 1
+    assert "output file lies inside" in one_line_naming(capsys, folder / "r.json")
+    assert main([*evaluate_args(root, preds), "--vis", str(folder / "vis")]) == 1
+    assert "output folder lies inside" in one_line_naming(capsys, folder / "vis")
+    assert sorted(folder.rglob("*")) == before

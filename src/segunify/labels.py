@@ -6,6 +6,10 @@ are the only place where raw ids (uint8 or uint16 PNGs) and colour-coded PNGs ar
 
 from __future__ import annotations
 
+import io
+import os
+import threading
+import warnings
 import zlib
 from pathlib import Path
 
@@ -17,14 +21,68 @@ from segunify.taxonomy import IGNORE, Taxonomy
 
 cv2.setNumThreads(1)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PIXELS_ENV = "SEGUNIFY_MAX_PIXELS"
+# 8192 x 8192: above every dataset segunify reads; decoding costs about 3 bytes a pixel (192 MB here), and
+# a small file can declare far more (a 4 MB PNG of 30000 x 30000 zeros decodes to 2.7 GB)
+DEFAULT_MAX_PIXELS = 8192 * 8192
+_PIL_LOCK = threading.Lock()
+
+
+def max_pixels() -> int:
+    """The most pixels an image or label may declare: :data:`DEFAULT_MAX_PIXELS`, or the environment
+    variable ``SEGUNIFY_MAX_PIXELS`` (set by ``--max-pixels``; DataLoader workers inherit it)."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SegunifyError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive whole number of pixels")
+    return value
+
+
+def declared_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from an image file's header (PIL reads the header only, no pixels), or
+    ``None`` for a format PIL does not know (OpenCV then decides)."""
+    from PIL import Image
+
+    with _PIL_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit applies, not PIL's
+        try:
+            with Image.open(io.BytesIO(memoryview(data))) as img:
+                return img.size
+        except Exception:  # not an image PIL knows; a corrupt one fails in the decoder with one line
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def check_pixels(data: np.ndarray | bytes, path: str | Path, what: str) -> None:
+    """Refuse, before decoding, an image whose header declares more than :func:`max_pixels` pixels
+    (every reader of image files calls it on the file's bytes)."""
+    size = declared_size(data)
+    limit = max_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        w, h = size
+        raise SegunifyError(
+            f"{what} declares {w}x{h} = {w * h:,} pixels, more than the limit of {limit:,}; not decoded "
+            f"(raise the limit with --max-pixels or {MAX_PIXELS_ENV})",
+            path,
+        )
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as ``uint8`` RGB ``[H, W, 3]``; a clear error for missing or corrupt files."""
+    """Read an image as ``uint8`` RGB ``[H, W, 3]``; a clear error for missing, corrupt or oversized
+    files (:func:`max_pixels`, checked on the header before decoding)."""
     path = Path(path)
     if not path.is_file():
         raise SegunifyError("image file not found", path)
-    img = _decode(_read_bytes(path, "image"), cv2.IMREAD_COLOR, path, "image")
+    data = _read_bytes(path, "image")
+    check_pixels(data, path, "image")
+    img = _decode(data, cv2.IMREAD_COLOR, path, "image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -34,6 +92,7 @@ def read_label_raw(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise SegunifyError("label file not found", path)
     data = _read_bytes(path, "label")
+    check_pixels(data, path, "label")
     if _is_palette_png(data) and _png_problem(data) is None:
         return _read_palette_indices(path)
     arr = _decode(data, cv2.IMREAD_UNCHANGED, path, "label")
@@ -174,10 +233,15 @@ def colorize(train_ids: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
 
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IGNORE",
+    "MAX_PIXELS_ENV",
     "ColorCodec",
     "IdCodec",
     "colorize",
+    "check_pixels",
+    "declared_size",
+    "max_pixels",
     "read_image",
     "read_label_raw",
 ]

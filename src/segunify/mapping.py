@@ -16,7 +16,9 @@ matrix ``allowed[K, C]`` (K extra classes, C source classes); a void class has a
 from __future__ import annotations
 
 import csv
+import difflib
 import io
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -56,8 +58,13 @@ class Mapping:
 
     @property
     def is_partition(self) -> bool:
-        """True when no source class is allowed by two extra classes (predictions map back uniquely)."""
+        """True when no source class is allowed by two extra classes (predictions map back uniquely);
+        a source class in no set is allowed here (see :meth:`unclaimed_sources`)."""
         return bool((self.allowed.sum(axis=0) <= 1).all())
+
+    def unclaimed_sources(self) -> list[str]:
+        """Source classes no extra class allows (mapped back, their pixels become void)."""
+        return [self.source.classes[c] for c in np.flatnonzero(~self.allowed.any(axis=0))]
 
     def source_to_extra_lut(self) -> np.ndarray:
         """``[256]`` uint8 LUT source train id -> extra train id; needs a partition. Unclaimed -> 255."""
@@ -116,13 +123,43 @@ class Mapping:
         return out.getvalue()
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so (OWASP)
+
+
 def quote_field(text: str) -> str:
-    """A CSV field, quoted when it holds a comma or a quote."""
-    return '"' + text.replace('"', '""') + '"' if ("," in text or '"' in text) else text
+    """A CSV field that reads back as ``text`` (:func:`read_fields`) and that no spreadsheet runs as a
+    formula: a name starting with ``= + - @``, tab or CR (after any apostrophes) gets a leading ``'``,
+    as OWASP advises against CSV injection; a field holding a comma, a quote or ``#`` (which would
+    otherwise start a comment) is quoted. Spaces around a field are not part of it (as in a taxonomy)."""
+    if text.lstrip("'").startswith(FORMULA_START):
+        text = "'" + text
+    needs_quotes = any(c in text for c in ',"#')
+    return '"' + text.replace('"', '""') + '"' if needs_quotes else text
+
+
+def _unescape(field: str) -> str:
+    """The name :func:`quote_field` wrote: one leading ``'`` before a formula character removed."""
+    return field[1:] if field.startswith("'") and field.lstrip("'").startswith(FORMULA_START) else field
 
 
 def _strip_comment(line: str) -> str:
-    return line.split("#", 1)[0].strip()
+    """``line`` up to a ``#`` outside double quotes (a quoted name may hold one)."""
+    quoted = False
+    for i, c in enumerate(line):
+        if c == '"':
+            quoted = not quoted
+        elif c == "#" and not quoted:
+            return line[:i].strip()
+    return line.strip()
+
+
+def read_fields(line: str) -> list[str]:
+    """The fields of one mapping CSV line as :func:`quote_field` wrote them (comment removed); blank
+    lines and comment lines give ``[]``."""
+    body = _strip_comment(line)
+    if not body:
+        return []
+    return [_unescape(f.strip()) for f in next(csv.reader(io.StringIO(body)))]
 
 
 def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<string>") -> Mapping:
@@ -137,18 +174,18 @@ def parse_mapping(text: str, extra: Taxonomy, source: Taxonomy, path: str = "<st
         if raw.strip().startswith("#"):
             comments.append(raw.strip()[1:].strip())
             continue
-        body = _strip_comment(raw)
-        if not body:
+        fields = read_fields(raw)
+        if not fields:
             continue
-        fields = [f.strip() for f in next(csv.reader(io.StringIO(body)))]
         if not saw_header and tuple(f.lower() for f in fields) == HEADER:
             saw_header = True
             continue
+        if not saw_header and not sets and (len(fields) != 3 or not fields[0].lstrip("-").isdigit()):
+            # never echo a line of a file that may not be a mapping at all (--mapping /etc/passwd)
+            raise SegunifyError(f"not a mapping CSV (expected header {','.join(HEADER)})", path, lineno)
         if len(fields) != 3:
             raise SegunifyError(
-                f"malformed row: expected 3 fields {','.join(HEADER)}, got {len(fields)}: {body!r}",
-                path,
-                lineno,
+                f"malformed row: expected 3 fields {','.join(HEADER)}, got {len(fields)}", path, lineno
             )
         id_text, extra_name, classes_text = fields
         try:
@@ -230,18 +267,40 @@ def available_mappings() -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
+def is_mapping_path(text: str | Path) -> bool:
+    """The one rule for a mapping value: a path separator or a ``.csv`` ending makes it a file (which
+    must exist); anything else is the name of a shipped mapping (which must exist). A file in the current
+    folder never shadows a shipped name, and a missing file never falls back to a shipped one."""
+    text = str(text)
+    seps = [s for s in ("/", os.sep, os.altsep) if s]
+    return text.lower().endswith(".csv") or any(s in text for s in seps)
+
+
+def read_mapping_source(text: str | Path) -> tuple[str, str, str]:
+    """``(content, where, stem)`` of a mapping value by :func:`is_mapping_path`: the file's text, its path
+    and its name without ``.csv``; or a shipped mapping's text, ``mappings/<name>.csv`` and its name."""
+    text = str(text)
+    if is_mapping_path(text):
+        path = Path(text).expanduser()
+        stem = path.name[: -len(".csv")] if path.name.lower().endswith(".csv") else path.name
+        return read_text(path, "mapping file"), str(path), stem
+    names = [f"{e}__{s}" for e, s in available_mappings()]
+    if text not in names:
+        close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; see 'segunify mapping list'"
+        raise SegunifyError(
+            f"unknown mapping {text!r}: not a shipped mapping, and not a file (a path holds a / or ends in "
+            f".csv){hint}"
+        )
+    return (mapping_dir() / f"{text}.csv").read_text(encoding="utf-8-sig"), f"mappings/{text}.csv", text
+
+
 def load_mapping(
     path_or_pair: str | Path, extra: str | Taxonomy | None = None, source: str | Taxonomy | None = None
 ) -> Mapping:
-    """Load a mapping CSV by path, or a shipped one by ``extra__source`` name (taxonomies inferred)."""
-    text = str(path_or_pair)
-    stem = Path(text).name[: -len(".csv")] if text.endswith(".csv") else text
-    shipped = "__" in stem and tuple(stem.split("__", 1)) in available_mappings() and not Path(text).is_file()
-    if shipped:
-        content = (mapping_dir() / f"{stem}.csv").read_text(encoding="utf-8-sig")
-        where = f"mappings/{stem}.csv"
-    else:
-        content, where = read_text(text, "mapping file"), str(Path(text))
+    """Load a mapping CSV by path or a shipped one by ``extra__source`` name (:func:`is_mapping_path`);
+    the taxonomies are taken from the name ``<extra>__<source>`` unless given."""
+    content, where, stem = read_mapping_source(path_or_pair)
     if extra is None or source is None:
         if "__" not in stem:
             raise SegunifyError(

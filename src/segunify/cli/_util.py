@@ -22,14 +22,43 @@ from segunify.errors import SegunifyError
 
 
 def parse_options(pairs: list[str] | None, flag: str = "--opt") -> dict[str, str]:
-    """``["key=value", ...]`` -> dict, for dataset options passed through the CLI."""
+    """``["key=value", ...]`` -> dict, for dataset options passed through the CLI; a malformed pair is a
+    usage error (exit 2)."""
     out: dict[str, str] = {}
     for pair in pairs or []:
-        if "=" not in pair:
-            raise SegunifyError(f"{flag} expects key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise typer.BadParameter(f"{flag} expects key=value, got {pair!r}", param_hint=flag)
         out[key.strip()] = value.strip()
     return out
+
+
+def check_overrides(items: list[str] | None) -> list[str]:
+    """``--set key=value`` items checked for their form (a usage error, exit 2); whether the key exists
+    is the config's business (exit 1, naming the file)."""
+    from segunify.config import parse_override
+
+    for item in items or []:
+        try:
+            parse_override(item)
+        except SegunifyError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--set "), param_hint="--set") from None
+    return list(items or [])
+
+
+MAX_PIXELS_HELP = (
+    "refuse images whose header declares more pixels, before decoding (default 67108864 = 8192x8192; "
+    "or set SEGUNIFY_MAX_PIXELS)"
+)
+
+
+def set_max_pixels(value: int | None) -> None:
+    """``--max-pixels N`` for this run: the limit of :func:`segunify.labels.max_pixels`, set in the
+    environment so that DataLoader worker processes apply it too."""
+    from segunify.labels import MAX_PIXELS_ENV
+
+    if value is not None:
+        os.environ[MAX_PIXELS_ENV] = str(value)
 
 
 def parse_size(text: str | None, flag: str = "--size") -> tuple[int, int] | None:

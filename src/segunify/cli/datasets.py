@@ -7,7 +7,14 @@ import time
 import numpy as np
 import typer
 
-from segunify.cli._util import make_dataset, parse_options, progress_bar, table
+from segunify.cli._util import (
+    MAX_PIXELS_HELP,
+    make_dataset,
+    parse_options,
+    progress_bar,
+    set_max_pixels,
+    table,
+)
 from segunify.datasets import available_datasets, check_dataset, get_dataset_class
 from segunify.datasets.base import no_samples_message
 from segunify.errors import SegunifyError
@@ -42,11 +49,13 @@ def check(
     root: str = typer.Option(..., "--root", help="dataset root in the publisher's layout"),
     split: list[str] = typer.Option(None, "--split", help="split(s) to check; default all"),
     opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Counts per split; every image has a readable label of the same size holding only known ids/colours.
     Lists each problem with its file; exit 1 on any."""
     from segunify.cli import console
 
+    set_max_pixels(max_pixels)
     dataset = make_dataset(name, root, parse_options(opt))
     splits = split or list(dataset.splits)
     total = 0
@@ -90,12 +99,14 @@ def stats(
     name: str = typer.Argument(...),
     root: str = typer.Option(..., "--root"),
     split: str = typer.Option(None, "--split", help="default: the first split with samples"),
-    limit: int = typer.Option(50, "--limit", help="labels sampled (evenly spaced; 0 = all)"),
+    limit: int = typer.Option(50, "--limit", min=0, help="labels sampled (evenly spaced; 0 = all)"),
     opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Per-class pixel shares over a sample of labels (fast: labels only, no images)."""
     from segunify.cli import console
 
+    set_max_pixels(max_pixels)
     dataset = make_dataset(name, root, parse_options(opt))
     splits = [split] if split else [s for s in dataset.splits if dataset.samples(s)][:1]
     if not splits:

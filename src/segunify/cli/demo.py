@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from segunify.cli._util import check_overrides
+
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
@@ -23,7 +25,7 @@ def register(app: typer.Typer) -> None:
             None, "--work", help="run folder (default runs/<run>; the report is in report/)"
         ),
         overrides: list[str] = typer.Option(
-            None, "--set", help="override a config key, e.g. --set student.steps=20"
+            None, "--set", help="override a config key, e.g. --set student.steps=20", callback=check_overrides
         ),
         seeds: int = typer.Option(
             None,

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from segunify.cli._util import make_dataset, parse_options, parse_scales, parse_size, progress_bar
+from segunify.cli._util import (
+    MAX_PIXELS_HELP,
+    make_dataset,
+    parse_options,
+    parse_scales,
+    parse_size,
+    progress_bar,
+    set_max_pixels,
+)
 from segunify.errors import SegunifyError
 from segunify.evaluation import (
     ModelPredictions,
@@ -151,7 +159,10 @@ def evaluate(
         help="mapping CSV or shipped <extra>__<source> name: predictions are in the source taxonomy, "
         "the dataset's taxonomy is the extra one (cross-taxonomy evaluation)",
     ),
-    json_out: str | None = Opt(None, "--json", help="write the full result as JSON here (atomic)"),
+    json_out: str | None = Opt(
+        None, "--json", help="write the full result as JSON here (atomic; never inside the dataset root)"
+    ),
+    overwrite: bool = Opt(False, "--overwrite", help="replace an existing --json file"),
     size: str | None = Opt(None, "--size", help="--model: inference size H,W (default: the checkpoint's)"),
     flip: bool = Opt(False, "--flip", help="--model: average with the horizontally flipped image"),
     mode: str = Opt(
@@ -187,17 +198,17 @@ def evaluate(
         "--source-shares/--no-source-shares",
         help="cross-taxonomy: also list how often each source class was predicted",
     ),
+    max_pixels: int | None = Opt(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Per-class IoU / accuracy / pixel shares and mIoU of predictions on a dataset split (classes absent
     from both ground truth and prediction are excluded from the means and listed)."""
     from segunify.cli import console
-    from segunify.io import check_writable
 
-    if json_out:
-        check_writable(Path(json_out).parent, json_out)  # before scoring the split, not after
-
+    set_max_pixels(max_pixels)
     model_opts = _model_options(size, flip, mode, stride, scales, pred_dir, model)
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
+    samples = ds.samples(split)[:limit] if limit else ds.samples(split)
+    _check_outputs(json_out, vis, overwrite, ds, samples, pred_dir or model, mapping)  # before scoring
     mp = load_mapping(mapping) if mapping else None
     if mp is not None:
         mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {dataset!r}")
@@ -205,7 +216,6 @@ def evaluate(
         source = PredDir(pred_dir)
     else:
         source = _model_predictions(model, model_opts, device, mp, ds.taxonomy, backend)  # type: ignore[arg-type]
-    samples = ds.samples(split)[:limit] if limit else ds.samples(split)
     on_pair = _vis_writer(Path(vis), ds, mp, samples, vis_count) if vis else None
     result = _score(ds, split, len(samples), source, mp, limit, per_image, on_pair, console)
     title = f"{dataset} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")
@@ -215,6 +225,22 @@ def evaluate(
     if json_out:
         write_result(result, json_out)
         console.print(f"wrote {json_out}", markup=False, highlight=False)
+
+
+def _check_outputs(json_out, vis, overwrite: bool, ds, samples, predictions: str, mapping) -> None:
+    """``--json`` and ``--vis`` by the one output policy: apart from everything read (dataset root and
+    sample folders, the predictions or checkpoint, a mapping file); an existing JSON only with
+    ``--overwrite``; the picture folder claimed with its marker."""
+    from segunify.outputs import check_apart, check_output_file, claim_folder, sample_inputs
+
+    inputs = [*sample_inputs(ds.root, samples), (predictions, "the predictions read")]
+    if mapping is not None and Path(mapping).is_file():
+        inputs.append((mapping, "the mapping file"))
+    if json_out:
+        check_output_file(json_out, overwrite, inputs)
+    if vis:
+        check_apart([vis], inputs)
+        claim_folder(vis, "vis")
 
 
 def register(app: typer.Typer) -> None:

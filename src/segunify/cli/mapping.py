@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from segunify.cli._util import make_dataset, parse_size, progress_bar, table
+from segunify.cli._util import MAX_PIXELS_HELP, make_dataset, parse_size, progress_bar, set_max_pixels, table
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes, atomic_write_json
 from segunify.jsonio import read_json_object
@@ -39,11 +39,14 @@ def check(
 
     m = _load(csv, extra, source)
     kinds = [m.kind(k) for k in range(m.extra.num_classes)]
-    unclaimed = [m.source.classes[c] for c in range(m.source.num_classes) if not m.allowed[:, c].any()]
+    unclaimed = m.unclaimed_sources()
+    partition = "no (a source class in several sets)" if not m.is_partition else "yes"
+    if m.is_partition and unclaimed:
+        partition = f"no ({len(unclaimed)} source class(es) in no set)"
     console.print(
         f"ok: {m.path}: {m.extra.name} ({m.extra.num_classes}) -> {m.source.name} ({m.source.num_classes}); "
         f"{kinds.count('one-to-one')} one-to-one, {kinds.count('one-to-many')} one-to-many, {kinds.count('void')} void; "
-        f"partition: {'yes' if m.is_partition else 'no'}"
+        f"partition: {partition}"
     )
     if unclaimed:
         console.print(f"source classes no extra class allows: {', '.join(unclaimed)}")
@@ -98,7 +101,7 @@ def convert(
     from segunify.cli import console, err_console
     from segunify.mapcheck.convert import MAPPED, convert_authors_layout
 
-    _refuse_existing([out], overwrite)
+    _check_outputs([out], overwrite, [(labels, "the --labels file"), (master, "the --master file")])
     conv = convert_authors_layout(
         labels, master, load_taxonomy(source), load_taxonomy(extra) if extra else None
     )
@@ -138,7 +141,7 @@ def diff(
     from segunify.cli import console
     from segunify.mapcheck.diff import diff_mappings
 
-    _refuse_existing([json_out], overwrite)
+    _check_outputs([json_out], overwrite, _files((a, "the first mapping"), (b, "the second mapping")))
     ma, mb = _load(a, extra, source), _load(b, extra, source)
     rows = diff_mappings(ma, mb)
     differing = [r for r in rows if r.differs]
@@ -159,11 +162,30 @@ def diff(
         atomic_write_json(json_out, {"a": ma.path, "b": mb.path, "rows": [r.to_json() for r in rows]})
 
 
-def _refuse_existing(paths, overwrite: bool) -> None:
-    """Outputs never replace a file silently: someone's hand-edited mapping may be there."""
+def _check_outputs(paths, overwrite: bool, inputs) -> None:
+    """Output files by the one policy (:func:`segunify.outputs.check_output_file`): never a silent
+    replace (someone's hand-edited mapping may be there), never inside what the command reads."""
+    from segunify.outputs import check_output_file
+
     for p in paths:
-        if p is not None and Path(p).exists() and not overwrite:
-            raise SegunifyError("output exists; pass --overwrite to replace it", p)
+        if p is not None:
+            check_output_file(p, overwrite, inputs)
+
+
+def _files(*named: tuple[str | Path | None, str]) -> list[tuple[str | Path, str]]:
+    """The named inputs that are paths on disk (a shipped mapping's name is not)."""
+    return [(p, what) for p, what in named if p is not None and Path(p).exists()]
+
+
+def _read_inputs(teacher, dataset, root, split) -> list[tuple[Path | str, str]]:
+    """What a teacher pass reads: the teacher checkpoint, the dataset root and its samples' folders."""
+    from segunify.outputs import sample_inputs
+
+    inputs = _files((teacher, "the teacher checkpoint"))
+    if dataset is not None and root is not None:
+        ds = make_dataset(dataset, root)
+        inputs += sample_inputs(ds.root, ds.samples(split))
+    return inputs
 
 
 def _teacher_classes(teacher: str) -> tuple[str | None, tuple[str, ...]]:
@@ -211,7 +233,9 @@ def suggest(
     root: str = typer.Option(..., "--root", help="dataset root folder"),
     out: Path = typer.Option(..., "--out", help="draft mapping CSV to write"),
     split: str = typer.Option("train", "--split", help="dataset split"),
-    limit: int | None = typer.Option(None, "--limit", help="N labelled samples spread evenly over the split"),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="N labelled samples spread evenly over the split"
+    ),
     size: str | None = typer.Option(None, "--size", help="teacher input H,W (default: the checkpoint's)"),
     coverage: float = typer.Option(0.9, "--coverage", help="the set covers at least this share of pixels"),
     min_share: float = typer.Option(0.02, "--min-share", help="no member below this share"),
@@ -221,6 +245,7 @@ def suggest(
     confidence: float = typer.Option(0.5, "--confidence", help="threshold of the confident counts in --json"),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Draft a mapping from data: the teacher's unconstrained predictions on each ground-truth class."""
@@ -228,7 +253,8 @@ def suggest(
     from segunify.mapcheck.suggest import SuggestRule, draft_csv, heatmap_png, suggest_sets
 
     rule = SuggestRule(coverage, min_share, min_pixels)
-    _refuse_existing([out, png, json_out], overwrite)
+    set_max_pixels(max_pixels)
+    _check_outputs([out, png, json_out], overwrite, _read_inputs(teacher, dataset, root, split))
     cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
     rows = suggest_sets(cooc, rule)
     provenance = f"teacher {teacher} ({cooc.source.name}) on {where}"
@@ -261,7 +287,9 @@ def audit(
     stats: Path = typer.Option(
         None, "--stats", help="instead of a teacher pass: `mapping suggest --json` output"
     ),
-    limit: int | None = typer.Option(None, "--limit", help="N labelled samples spread evenly over the split"),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="N labelled samples spread evenly over the split"
+    ),
     size: str | None = typer.Option(None, "--size", help="teacher input H,W (default: the checkpoint's)"),
     confidence: float = typer.Option(0.5, "--confidence", help="'confident' = top probability >= this"),
     min_member: float = typer.Option(0.005, "--min-member", help="a member below this share is 'unused'"),
@@ -272,6 +300,7 @@ def audit(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Rows of a mapping that the teacher's unconstrained predictions contradict, most suspicious first.
     Advice only: exit 0 whenever it ran, 1 for bad input."""
@@ -279,7 +308,9 @@ def audit(
     from segunify.mapcheck.cooccurrence import CoOccurrence
     from segunify.mapcheck.suggest import heatmap_png
 
-    _refuse_existing([json_out, png], overwrite)
+    set_max_pixels(max_pixels)
+    inputs = _files((csv, "the mapping"), (stats, "the --stats file"))
+    _check_outputs([json_out, png], overwrite, inputs + _read_inputs(teacher, dataset, root, split))
     if stats is not None:
         cooc = CoOccurrence.from_json(read_json_object(stats, "co-occurrence statistics"), stats)
         mp = load_mapping(csv, extra=cooc.extra, source=cooc.source)

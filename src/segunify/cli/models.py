@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from segunify.cli._util import parse_options, parse_size, progress_bar, table
+from segunify.cli._util import (
+    MAX_PIXELS_HELP,
+    parse_options,
+    parse_size,
+    progress_bar,
+    set_max_pixels,
+    table,
+)
 from segunify.errors import SegunifyError
 from segunify.models.onnx import DEFAULT_HELP
 
@@ -125,6 +132,7 @@ def export(
     onnx: str = typer.Option(..., "--onnx", help="ONNX file to write"),
     size: str | None = typer.Option(None, "--size", help="input size H,W (default: the checkpoint's)"),
     opset: int = typer.Option(17, "--opset", help="ONNX opset"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --onnx file"),
 ) -> int:
     """Export a checkpoint to ONNX (input 'image' [1,3,H,W] normalised, output 'logits') and check it
     against onnxruntime; fails when the max abs difference exceeds 1e-3."""
@@ -133,7 +141,9 @@ def export(
     from segunify.cli import console
     from segunify.models.checkpoint import load_checkpoint
     from segunify.models.onnx import ONNX_TOLERANCE, export_checked
+    from segunify.outputs import check_output_file
 
+    check_output_file(onnx, overwrite, [(ckpt, "the checkpoint")])
     model, meta = load_checkpoint(ckpt)
     hw = parse_size(size) or (tuple(meta["input_size"]) if meta.get("input_size") else None)
     if hw is None:
@@ -150,7 +160,9 @@ def export(
 def predict(
     inputs: list[str] = typer.Argument(..., help="image files or folders"),
     model: str = typer.Option(..., "--model", help="checkpoint folder"),
-    out: str = typer.Option(..., "--out", help="output folder"),
+    out: str = typer.Option(
+        ..., "--out", help="output folder: new, empty or an earlier predict's (never inside an input folder)"
+    ),
     to: str | None = typer.Option(
         None, "--to", help="write the predictions in this taxonomy (through --mapping; sets must partition)"
     ),
@@ -168,6 +180,7 @@ def predict(
         help=f"torch | onnx (onnxruntime, CPU only, exported per size; {DEFAULT_HELP})",
     ),
     alpha: float = typer.Option(0.5, "--alpha", help="colour weight of the overlay"),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Segment images: <stem>.png (ids), <stem>_color.png (palette) and <stem>_overlay.png, in the
     checkpoint's taxonomy or, with --to, in another one."""
@@ -176,18 +189,20 @@ def predict(
     from segunify.labels import read_image
     from segunify.models.inference import Predictor
     from segunify.models.predict import collect_images, output_spec, overlay, prepare_output
+    from segunify.outputs import folder_lock
 
     if not 0.0 <= alpha <= 1.0:
         raise typer.BadParameter(f"expected a weight in [0, 1], got {alpha}", param_hint="--alpha")
+    set_max_pixels(max_pixels)
     images = collect_images(inputs)
     opts = {"mode": mode, "flip": flip}
     if size is not None:
         opts["size"] = parse_size(size)
     predictor = Predictor.from_checkpoint(model, device=device, backend=backend, **opts)
     spec = output_spec(predictor.meta, to, mapping, raw_ids, where=model)
-    plan = prepare_output(out, images)
+    plan = prepare_output(out, images, [*inputs, model])
     t0 = time.perf_counter()
-    with progress_bar(console=console, transient=True) as bar:
+    with folder_lock(out, "predict"), progress_bar(console=console, transient=True) as bar:
         task = bar.add_task("predict", total=len(images), rate="")
         for i, (path, (ids_path, color_path, overlay_path)) in enumerate(plan.items(), start=1):
             img = read_image(path)

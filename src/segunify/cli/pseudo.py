@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from segunify.cli._util import MAX_PIXELS_HELP
 from segunify.errors import SegunifyError
 from segunify.models.onnx import CACHE_DIR as ONNX_CACHE
 from segunify.models.onnx import DEFAULT_HELP
@@ -74,17 +75,27 @@ def register(app: typer.Typer) -> None:
         ),
         workers: int = typer.Option(2, "--workers", help="DataLoader decoding workers per process."),
         writers: int = typer.Option(2, "--writers", help="PNG writer threads per process."),
-        limit: int | None = typer.Option(None, "--limit", help="Only the first N samples of the split."),
+        limit: int | None = typer.Option(
+            None, "--limit", min=1, help="Only the first N samples of the split."
+        ),
+        max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per process."),
         device: str | None = typer.Option(
             None, "--device", help="cpu or cuda (default: the launcher's / cuda if available)."
         ),
     ) -> int:
         """Pseudo-label a dataset split with a teacher constrained by ground-truth priors."""
-        from segunify.cli._util import accelerate_cpu_processes, parse_scales, parse_size, relaunch
+        from segunify.cli._util import (
+            accelerate_cpu_processes,
+            parse_scales,
+            parse_size,
+            relaunch,
+            set_max_pixels,
+        )
         from segunify.pseudo.settings import PseudoSettings
 
         _check_flags(device, also_without_priors, no_priors)
+        set_max_pixels(max_pixels)
         settings = PseudoSettings(
             priors=not no_priors,
             fill_void=fill_void,

@@ -7,13 +7,18 @@ from pathlib import Path
 
 import typer
 
+from segunify.cli._util import MAX_PIXELS_HELP, check_overrides, set_max_pixels
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         config: Path = typer.Argument(..., help="training config (YAML); see configs/train_*.yaml"),
         overrides: list[str] = typer.Option(
-            None, "--set", help="override a config key, e.g. --set steps=20 --set parts.0.weight=2"
+            None,
+            "--set",
+            help="override a config key, e.g. --set steps=20 --set parts.0.weight=2",
+            callback=check_overrides,
         ),
         resume: bool = typer.Option(False, "--resume", help="continue exactly from <out>/last"),
         stop_after: int = typer.Option(
@@ -22,6 +27,7 @@ def register(app: typer.Typer) -> None:
             min=1,
             help="stop (and checkpoint) after this step; the schedule still targets 'steps'",
         ),
+        max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
     ) -> int:
         """Train a model on a compound dataset (ground truth and/or pseudo-labels, weighted parts)."""
         from segunify.cli import err_console
@@ -29,6 +35,7 @@ def register(app: typer.Typer) -> None:
         from segunify.train.config import load_config
         from segunify.train.trainer import train
 
+        set_max_pixels(max_pixels)
         cfg = load_config(config, overrides or [])
         n = accelerate_cpu_processes()
         if n > 1:

@@ -101,6 +101,8 @@ class DatasetAdapter:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise SegunifyError(f"dataset root of {self.name!r} is not a folder", self.root)
         if not self.root.is_dir():
             raise SegunifyError(f"dataset root of {self.name!r} not found (give --root)", self.root)
         self._codec: IdCodec | ColorCodec | None = None

@@ -15,6 +15,7 @@ another version's classes.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from segunify.datasets.base import DatasetAdapter, LabelEncoding, Sample, register_dataset
 from segunify.errors import SegunifyError
-from segunify.labels import ColorCodec
+from segunify.labels import ColorCodec, check_pixels
 
 FOLDERS = {"train": "training", "val": "validation"}
 
@@ -35,7 +36,12 @@ def read_label_pil(path: Path) -> tuple[np.ndarray, str]:
     if not path.is_file():
         raise SegunifyError("label file not found", path)
     try:
-        with Image.open(path) as im:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SegunifyError(f"cannot read label: {exc.strerror or exc}", path) from None
+    check_pixels(data, path, "label")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
             if im.mode in ("P", "L"):
                 return np.asarray(im, dtype=np.uint8), im.mode
             if im.mode in ("RGB", "RGBA"):

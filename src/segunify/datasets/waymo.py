@@ -18,6 +18,7 @@ import numpy as np
 
 from segunify.datasets.base import DatasetAdapter, LabelEncoding, Sample, register_dataset, unsafe_part
 from segunify.errors import SegunifyError
+from segunify.labels import check_pixels
 
 FOLDERS = {"train": "training", "val": "validation", "test": "testing"}
 CAMERAS = {1: "FRONT", 2: "FRONT_LEFT", 3: "FRONT_RIGHT", 4: "SIDE_LEFT", 5: "SIDE_RIGHT"}
@@ -119,6 +120,7 @@ class Waymo(DatasetAdapter):
 
     def read_image(self, sample: Sample) -> np.ndarray:
         (data,) = self._row("image", sample.image, sample, [IMAGE])
+        check_pixels(data or b"", self._where(sample.image, sample), "camera image")
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
         if img is None:
             raise SegunifyError(
@@ -133,6 +135,7 @@ class Waymo(DatasetAdapter):
             raise SegunifyError("panoptic_label is missing (empty)", where)
         if not divisor or divisor <= 0:
             raise SegunifyError(f"bad panoptic_label_divisor {divisor!r}", where)
+        check_pixels(data, where, "panoptic_label")
         panoptic = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if panoptic is None or panoptic.ndim != 2:
             raise SegunifyError("panoptic_label is not a single-channel PNG", where)

@@ -82,7 +82,9 @@ def read_authors_labels(path: Path) -> list[AuthorsClass]:
     for lineno, fields in _csv_rows(path):
         if len(fields) < 4 or not fields[1]:
             raise SegunifyError(
-                f"malformed row: expected n,name,id,trainId,..., got {fields!r}", path, lineno
+                f"malformed row: expected n,name,id,trainId,... (at least 4 fields), got {len(fields)}",
+                path,
+                lineno,
             )
         name = fields[1]
         try:
@@ -124,7 +126,9 @@ def read_authors_master(
     for lineno, fields in _csv_rows(path):
         if len(fields) < 2:
             raise SegunifyError(
-                f"malformed row: expected source_id,source_name,extra..., got {fields!r}", path, lineno
+                f"malformed row: expected source_id,source_name,extra... (at least 2 fields), got {len(fields)}",
+                path,
+                lineno,
             )
         try:
             sid = int(fields[0])

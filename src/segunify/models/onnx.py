@@ -6,14 +6,17 @@ image at a time, interleaved rounds) after an export + parity check of about 3 s
 size: it pays on long pseudo-label runs, not on a 10-frame evaluation. The model is
 exported with a static input shape ``[1, 3, H, W]`` once per (weights sha256, shape, opset); each
 export is checked against torch (max abs logit difference <= :data:`ONNX_TOLERANCE`) before it is
-renamed into the cache, so a cached file is always a checked one. Batches run image by image.
+written into the cache with its sha256 beside it, and a cached file runs only when it still has that
+hash (else it is exported again): a truncated or replaced file never produces a label. The hash guards
+against damage and mix-ups, not against someone who can rewrite both files (as they could the labels).
+Batches run image by image.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
-import os
 import shutil
 import tempfile
 import warnings
@@ -48,8 +51,9 @@ def resolve_backend(backend: str | None, device: str | torch.device = "cpu") -> 
     return backend
 
 
-def _session(path: str | Path):
-    """An onnxruntime session using torch's thread count, operators run one after the other."""
+def _session(model: str | Path | bytes):
+    """An onnxruntime session (of a file, or of the bytes of one) using torch's thread count, operators
+    run one after the other."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -57,10 +61,12 @@ def _session(path: str | Path):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # e.g. an operator onnxruntime's CPU provider lacks
-        raise SegunifyError(f"onnxruntime cannot run the exported model: {_first_line(exc)}", path) from None
+        where = None if isinstance(model, bytes) else model
+        raise SegunifyError(f"onnxruntime cannot run the exported model: {_first_line(exc)}", where) from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -68,23 +74,24 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
 
 
-def onnx_parity(model: nn.Module, onnx_path: str | Path, size: tuple[int, int], seed: int = 0) -> float:
-    """Max abs difference between torch and onnxruntime logits on a seeded random input."""
+def onnx_parity(
+    model: nn.Module, onnx_path: str | Path | bytes, size: tuple[int, int], seed: int = 0
+) -> float:
+    """Max abs difference between torch and onnxruntime logits on a seeded random input (``onnx_path``:
+    a file or its bytes)."""
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, 3, *size), dtype=np.float32))
     with torch.inference_mode():
         ref = model(x).float().numpy()
     session = _session(onnx_path)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != ref.shape:
-        raise SegunifyError(f"onnxruntime output shape {got.shape} differs from torch {ref.shape}", onnx_path)
+        where = None if isinstance(onnx_path, bytes) else onnx_path
+        raise SegunifyError(f"onnxruntime output shape {got.shape} differs from torch {ref.shape}", where)
     return float(np.abs(got - ref).max())
 
 
-def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int], opset: int = OPSET) -> None:
-    """Export with the TorchScript exporter (fixed input size) in memory, then write it with
-    :func:`segunify.io.atomic_write_bytes` (temp file + rename, the user's umask)."""
-    from segunify.io import atomic_write_bytes
-
+def export_bytes(model: nn.Module, size: tuple[int, int], opset: int = OPSET, where=None) -> bytes:
+    """The model exported with the TorchScript exporter (fixed input size), in memory."""
     buffer = io.BytesIO()
     try:
         # the teacher may be asked for its first batch inside inference_mode: tracing needs it off
@@ -101,8 +108,20 @@ def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int], opset:
                     dynamo=False,
                 )
     except Exception as exc:
-        raise SegunifyError(f"ONNX export failed: {_first_line(exc)}", out) from None
-    atomic_write_bytes(out, buffer.getvalue())
+        raise SegunifyError(f"ONNX export failed: {_first_line(exc)}", where) from None
+    return buffer.getvalue()
+
+
+def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int], opset: int = OPSET) -> None:
+    """Export and write with :func:`segunify.io.atomic_write_bytes` (temp file + rename, the user's umask)."""
+    from segunify.io import atomic_write_bytes
+
+    atomic_write_bytes(out, export_bytes(model, size, opset, where=out))
+
+
+def _check_parity(diff: float, where) -> None:
+    if not diff <= ONNX_TOLERANCE:
+        raise SegunifyError(f"ONNX parity check failed: max abs diff {diff:.3g} > {ONNX_TOLERANCE:g}", where)
 
 
 def export_checked(model: nn.Module, out: str | Path, size: tuple[int, int], opset: int = OPSET) -> float:
@@ -111,33 +130,37 @@ def export_checked(model: nn.Module, out: str | Path, size: tuple[int, int], ops
     export_onnx(model, out, size, opset)
     try:
         diff = onnx_parity(model, out, size)
+        _check_parity(diff, out)
     except Exception:
         Path(out).unlink(missing_ok=True)
         raise
-    if not diff <= ONNX_TOLERANCE:
-        Path(out).unlink(missing_ok=True)
-        raise SegunifyError(f"ONNX parity check failed: max abs diff {diff:.3g} > {ONNX_TOLERANCE:g}", out)
     return diff
 
 
 def cached_export(
     model: nn.Module, cache_dir: str | Path, weights_sha256: str, size: tuple[int, int], opset: int = OPSET
-) -> Path:
-    """The checked ONNX file of ``model`` at ``size`` in ``cache_dir``, exported on first use.
+) -> bytes:
+    """The checked ONNX model of ``model`` at ``size`` (its bytes), from ``cache_dir`` or exported.
 
-    The file appears under its final name only after the parity check, by an atomic rename: concurrent
-    ranks each export their own temp file and the last rename wins with an equally checked file."""
+    A cached file is trusted only when its sha256 equals the one recorded beside it (``<file>.sha256``)
+    when it was exported and checked; the bytes that were hashed are the bytes run. A missing, truncated
+    or replaced file (or record) is exported and checked again, never run. A new export is written file
+    first, record second, each atomically: a reader between the two sees a mismatch and exports too."""
+    from segunify.io import atomic_write_bytes, atomic_write_text
+
     final = Path(cache_dir) / f"{weights_sha256}-{size[0]}x{size[1]}-opset{opset}.onnx"
-    if final.is_file():
-        return final
-    pending = final.with_name(f".{final.stem}.{os.getpid()}.unchecked.onnx")
-    export_checked(model, pending, size, opset)
+    record = final.with_name(final.name + ".sha256")
     try:
-        os.replace(pending, final)
-    except OSError as exc:
-        pending.unlink(missing_ok=True)
-        raise SegunifyError(f"cannot write file: {exc.strerror or exc}", final) from None
-    return final
+        data, want = final.read_bytes(), record.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        data, want = b"", None
+    if want is not None and hashlib.sha256(data).hexdigest() == want:
+        return data
+    data = export_bytes(model, size, opset, where=final)
+    _check_parity(onnx_parity(model, data, size), final)
+    atomic_write_bytes(final, data)
+    atomic_write_text(record, hashlib.sha256(data).hexdigest() + "\n")
+    return data
 
 
 class OnnxModel(nn.Module):
@@ -165,8 +188,8 @@ class OnnxModel(nn.Module):
     def session(self, size: tuple[int, int]):
         """The onnxruntime session for input size (H, W), exported and checked on first use."""
         if size not in self._sessions:
-            path = cached_export(self.torch_model, self._cache(), self.weights_sha256, size, self.opset)
-            self._sessions[size] = _session(path)
+            data = cached_export(self.torch_model, self._cache(), self.weights_sha256, size, self.opset)
+            self._sessions[size] = _session(data)
         return self._sessions[size]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +208,7 @@ __all__ = [
     "ONNX_TOLERANCE",
     "OnnxModel",
     "cached_export",
+    "export_bytes",
     "export_checked",
     "export_onnx",
     "onnx_parity",

@@ -4,7 +4,7 @@ The model predicts train ids of its own taxonomy. :func:`output_spec` turns them
 the ids that are written (the model's train ids; another taxonomy's train ids through a mapping whose
 sets partition the model's classes; or a taxonomy's raw label ids, e.g. Cityscapes ``labelIds``) and the
 colours of that taxonomy's palette. Files go only to paths proven to lie directly inside the output
-folder, never over an input image.
+folder, a folder predict made (its marker ``.segunify-predict``), never over an input image.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from segunify.errors import SegunifyError
+from segunify.outputs import check_apart, claim_folder
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -58,30 +59,26 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def prepare_output(out: str | Path, images: Sequence[Path]) -> dict[Path, tuple[Path, Path, Path]]:
-    """Create ``out`` and return, per image, its three output paths, each proven to lie directly in
-    ``out`` (resolved, links followed) and to be no input image; one line and nothing written otherwise."""
+def prepare_output(
+    out: str | Path, images: Sequence[Path], inputs: Sequence[str | Path] = ()
+) -> dict[Path, tuple[Path, Path, Path]]:
+    """Claim ``out`` as a prediction folder (:func:`segunify.outputs.claim_folder`: new, empty or one a
+    previous predict made) and return, per image, its three output paths, each proven to lie directly
+    in ``out`` (resolved, links followed) and to be no input image. ``out`` may neither lie inside a
+    folder named in ``inputs`` nor hold an input image. One line and nothing written otherwise."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SegunifyError("output exists and is not a folder", out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SegunifyError(f"cannot create output folder: {exc.strerror or exc}", out) from None
+    named = [(Path(p), "an input folder") for p in inputs if Path(p).is_dir()]
+    check_apart([out], [*named, *((p, f"the input image {p.name}") for p in images)])
+    claim_folder(out, "predict")
     if not os.access(out, os.W_OK | os.X_OK):
         raise SegunifyError("output folder is not writable", out)
     root = out.resolve()
-    inputs = {p.resolve() for p in images}
     plan: dict[Path, tuple[Path, Path, Path]] = {}
     for image in images:
         paths = tuple(out / pattern.format(image.stem) for pattern in OUTPUTS)
         for path in paths:
             if path.resolve().parent != root or path.name in ("", ".", ".."):
                 raise SegunifyError(f"output for {image.name} would lie outside the output folder", path)
-            if path.resolve() in inputs:
-                raise SegunifyError(
-                    f"output would overwrite the input image {path.name}; choose another --out", path
-                )
         plan[image] = paths  # type: ignore[assignment]
     return plan
 
@@ -124,22 +121,17 @@ def _own_taxonomy(meta: dict) -> Taxonomy | None:
 def output_spec(
     meta: dict, to: str | None = None, mapping: str | None = None, raw_ids: bool = False, where: str = ""
 ) -> OutputSpec:
-    """The LUTs for a checkpoint's predictions (``meta``: its metadata; ``where``: its path, for errors)."""
-    from segunify.mapping import available_mappings, load_mapping
-
+    """The LUTs for a checkpoint's predictions (``meta``: its metadata; ``where``: its path, for errors).
+    ``to`` = the checkpoint's own taxonomy without a mapping is the identity."""
     tax = _own_taxonomy(meta)
     lut = np.arange(256, dtype=np.int64)
     lut[len(meta["classes"]) :] = IGNORE
     if to is not None or mapping is not None:
-        if mapping is None and not meta.get("taxonomy"):
-            raise SegunifyError("--to needs --mapping: the checkpoint names no taxonomy", where)
-        if mapping is None and (to, meta["taxonomy"]) not in available_mappings():
-            raise SegunifyError(f"no shipped mapping {to}__{meta['taxonomy']}; give --mapping CSV", where)
-        mp = load_mapping(mapping or f"{to}__{meta['taxonomy']}")
-        target = load_taxonomy(to) if to is not None else mp.extra
-        mp.check_compatible(target, meta["classes"], f"--to {target.name!r}", f"checkpoint {where}")
-        lut = mp.source_to_extra_lut().astype(np.int64)[lut]
-        tax = target
+        target = load_taxonomy(to) if to is not None else None  # an unknown name: "unknown taxonomy"
+        if mapping is not None or target is None or tax is None or target.name != tax.name:
+            mp = _target_mapping(meta, target, mapping, where)
+            lut = mp.source_to_extra_lut().astype(np.int64)[lut]
+            tax = target or mp.extra
     if raw_ids and tax is None:
         raise SegunifyError("--raw-ids needs a shipped taxonomy; the checkpoint's is unknown", where)
     palette = tax.palette() if tax is not None else fallback_palette()
@@ -150,6 +142,30 @@ def output_spec(
     return OutputSpec(
         lut.astype(dtype), colors, tax.name if tax is not None else meta.get("taxonomy"), raw_ids
     )
+
+
+def _target_mapping(meta: dict, target: Taxonomy | None, mapping: str | None, where: str):
+    """The mapping from ``target``'s classes to the checkpoint's: its sets must partition the checkpoint's
+    classes (each in exactly one set), or some pixels would be written as another class or as void."""
+    from segunify.mapping import available_mappings, load_mapping
+
+    if mapping is None and not meta.get("taxonomy"):
+        raise SegunifyError("--to needs --mapping: the checkpoint names no taxonomy", where)
+    if mapping is None and (target.name, meta["taxonomy"]) not in available_mappings():  # type: ignore[union-attr]
+        raise SegunifyError(
+            f"no shipped mapping {target.name}__{meta['taxonomy']}; give --mapping CSV", where
+        )  # type: ignore[union-attr]
+    mp = load_mapping(mapping or f"{target.name}__{meta['taxonomy']}")  # type: ignore[union-attr]
+    target = target or mp.extra
+    mp.check_compatible(target, meta["classes"], f"--to {target.name!r}", f"checkpoint {where}")
+    unclaimed = mp.unclaimed_sources()
+    if unclaimed:
+        raise SegunifyError(
+            f"mapping leaves source class(es) {unclaimed} in no set: their pixels would be written as void; "
+            "give a mapping whose sets hold every class of the checkpoint",
+            mp.path,
+        )
+    return mp
 
 
 def overlay(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:

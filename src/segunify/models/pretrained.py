@@ -140,11 +140,13 @@ def import_weights(
         check_target,
         save_checkpoint,
     )
+    from segunify.outputs import check_apart
     from segunify.taxonomy import load_taxonomy
 
     src = Path(src)
     if entry is not None:
         check_agrees(entry, model, model_kwargs, taxonomy, src)
+    check_apart([out], [(src, "the weights file")])
     check_target(out, overwrite)  # before the slow part: a refused folder costs nothing
     name = entry.model if entry else model
     kwargs = dict(entry.model_kwargs) if entry else dict(model_kwargs or {})

@@ -14,8 +14,8 @@ images come from the same dataset adapter (``create_dataset(summary.dataset, roo
                                     (second of the allowed set, 255 if none), round(255 * p1) with
                                     p1 = p(class1) / (p(class1) + p(class2)); see priors.soft_top2
     <out>/manifest.jsonl            one JSON line per image, in the dataset's sample order: id, input,
-                                    label, output, confidence, [soft,] signature (size and mtime_ns of image
-                                    and label), height, width, pixels, ignored, changed,
+                                    label, output, confidence, [soft,] signature (size, mtime_ns and
+                                    ctime_ns of image and label), height, width, pixels, ignored, changed,
                                     mean_confidence, class_pixels [C], extra_pixels [K+1], extra_changed [K]
     <out>/summary.json              :class:`~segunify.pseudo.stats.PseudoSummary`: images, pixels,
                                     ignored, changed (+ _share), mean_confidence, class_pixels and
@@ -26,6 +26,7 @@ images come from the same dataset adapter (``create_dataset(summary.dataset, roo
                                     restart with other settings or another root refuses
     <out>/.segunify-pseudo          marker: this folder was created by segunify pseudo-label
     <out>/.lock                     advisory lock (pid of the run writing the folder)
+    <out>/.segunify-onnx/           --backend onnx: checked exports, each with its sha256 beside it
     <out>/.parts/manifest-*.jsonl   per-rank journals (a line is appended only after its PNGs are in
                                     place); merged into manifest.jsonl at the end, read on restart
 
@@ -35,7 +36,16 @@ below the teacher's maximum, i.e. it differs from the plain argmax (exact ties a
 the last counting void/ignore GT. ``mean_confidence`` is over labelled pixels (singleton classes count 1).
 
 A reader needs only :func:`load_summary` (fields ``dataset``, ``split``, ``source_taxonomy``) and the
-PNG at ``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`).
+PNG at ``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`); ``train`` also checks the
+summary's root, mapping and teacher and each sample's signature against the manifest
+(:meth:`~segunify.pseudo.store.PseudoStore.stale`).
+
+Change detection: a sample is redone on resume (and refused by ``train``) when the size, mtime or ctime
+of its image or label differs from its record. ctime is set by the kernel on every change of a file,
+including an edit that puts size and mtime back, so no content hash is needed to see one; it also
+changes on ``chmod``/``chown`` or a copy (``cp -a``, ``rsync -a``), after which those samples are
+redone. A record of a folder written before ctime was recorded (four numbers) is judged by the rule it
+was made under, size and mtime, by resume and ``train`` alike; a sample redone gets a record with ctime.
 """
 
 from __future__ import annotations

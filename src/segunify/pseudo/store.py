@@ -5,18 +5,18 @@
 * **Inside only.** Every output path is a sample's relative path proven (lexically) to stay under the
   folder, and the folder may neither lie inside the dataset root nor contain it.
 * **Honest resume.** ``settings.json`` holds the fingerprint (dataset root, teacher, mapping, options);
-  each journal line holds the sample's input signature (size + mtime of image and label), so a changed
-  sample is redone and a changed root or option is refused.
-* **One writer.** Rank 0 of a run holds an advisory ``fcntl`` lock on ``.lock`` (the ranks of one
-  launched job share rank 0's claim: they start only after it, and a job whose rank 0 is refused
-  ends); a second run fails naming the pid. A POSIX lock, not ``flock``: forked DataLoader workers
-  do not inherit it, so a killed run's lingering workers never block the restart.
+  each journal line holds the sample's input signature (size, mtime and ctime of image and label), so
+  a changed sample is redone and a changed root or option is refused.
+* **One writer.** Rank 0 of a run holds the advisory lock of :func:`segunify.outputs.folder_lock` (the
+  ranks of one launched job share rank 0's claim: they start only after it, and a job whose rank 0 is
+  refused ends); a second run fails naming the pid.
+
+The marker, the location rules and the lock are :mod:`segunify.outputs`, shared by every command that
+writes.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -35,15 +35,17 @@ from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes, atomic_write_json, encode_png
 from segunify.jsonio import read_json_object
+from segunify.labels import declared_size
 from segunify.mapping import Mapping
+from segunify.outputs import LOCK as LOCK  # re-exported: the lock file of a pseudo-label folder
+from segunify.outputs import check_apart, claim_folder, folder_lock, marker_name, sample_inputs
 from segunify.pseudo.settings import PseudoSettings, TeacherInfo
 from segunify.pseudo.stats import FORMAT, FORMAT_VERSION, ImageStats, PseudoSummary, RankTiming
 
 MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.json"
 SETTINGS = "settings.json"
-MARKER = ".segunify-pseudo"
-LOCK = ".lock"
+MARKER = marker_name("pseudo")
 PARTS = ".parts"
 CONFIDENCE = "confidence"
 SOFT = "soft"
@@ -77,38 +79,33 @@ def pseudo_label_path(out: str | Path, sample: Sample) -> Path:
 
 
 def input_signature(sample: Sample) -> list[int]:
-    """Size and mtime (ns) of the image and the label: cheap, and changes when either is rewritten."""
+    """Size, mtime and ctime (ns) of the image and the label (links followed): cheap, and changes when
+    either is rewritten. ctime is set by the kernel on every change of the file, also by an edit that
+    restores size and mtime (``os.utime`` itself sets it), so such an edit is seen too; it also changes
+    on a copy, ``chmod`` or ``chown``, after which the sample is redone."""
     sig: list[int] = []
     for path in (sample.image, sample.label):
         try:
             st = os.stat(path) if path is not None else None
         except OSError:
             st = None
-        sig += [st.st_size, st.st_mtime_ns] if st is not None else [-1, -1]
+        sig += [st.st_size, st.st_mtime_ns, st.st_ctime_ns] if st is not None else [-1, -1, -1]
     return sig
+
+
+def same_inputs(recorded, signature: list[int]) -> bool:
+    """Whether a record's signature matches ``signature`` (:func:`input_signature`). A record of a folder
+    written before ctime was recorded (four numbers: size and mtime of image and label) is judged by the
+    rule it was made under, size and mtime; the sample's next record holds ctime too."""
+    if isinstance(recorded, list) and len(recorded) == 4:
+        return recorded == [signature[i] for i in (0, 1, 3, 4)]
+    return recorded == signature
 
 
 def check_locations(root: str | Path, outs: Sequence[str | Path], samples: Sequence[Sample] = ()) -> None:
     """Outputs may not overwrite ground truth (inside the root or an input folder, or holding one) nor
-    each other. Paths are resolved, so symlinks are followed."""
-    resolved = [Path(o).resolve() for o in outs]
-    inputs = {Path(root)} | {p.parent for s in samples for p in (s.image, s.label) if p is not None}
-    for folder in sorted(inputs):
-        src = folder.resolve()
-        what = "the dataset root" if folder == Path(root) else "an input folder of the dataset"
-        for out, res in zip(outs, resolved, strict=True):
-            if res == src or src in res.parents:
-                raise SegunifyError(
-                    f"output folder lies inside {what} ({src}); writing there could overwrite ground truth: "
-                    "choose a folder outside it",
-                    out,
-                )
-            if res in src.parents:
-                raise SegunifyError(f"output folder contains {what} ({src}): choose another folder", out)
-    if len(resolved) == 2:
-        a, b = resolved
-        if a == b or a in b.parents or b in a.parents:
-            raise SegunifyError("the two output folders must be apart (neither inside the other)", outs[1])
+    each other: :func:`segunify.outputs.check_apart`."""
+    check_apart(outs, sample_inputs(root, samples))
 
 
 def load_summary(out: str | Path) -> PseudoSummary:
@@ -134,9 +131,13 @@ def load_summary(out: str | Path) -> PseudoSummary:
 
 
 def _png_ok(path: Path, height: int, width: int, channels: int = 1) -> bool:
+    """Whether our PNG at ``path`` decodes at the recorded size (one of another size, e.g. a replaced
+    file declaring 30000x30000, is not decoded at all)."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
+        return False
+    if declared_size(data) != (width, height):
         return False
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     shape = (height, width) if channels == 1 else (height, width, channels)
@@ -221,55 +222,20 @@ class PseudoStore:
     def claim(self) -> None:
         """Make the folder ours (marker first), or refuse one that holds anything else."""
         out = self.out
-        if out.exists() and not out.is_dir():
-            raise SegunifyError("output folder is a file", out)
-        if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
-            if (out / SETTINGS).is_file() and (out / PARTS).is_dir():
-                raise SegunifyError(
-                    "pseudo-label folder of an older segunify (no marker, no dataset root recorded): "
-                    "write into a new folder",
-                    out,
-                )
+        old = out.is_dir() and not (out / MARKER).is_file() and (out / SETTINGS).is_file()
+        if old and (out / PARTS).is_dir():
             raise SegunifyError(
-                f"output folder is not empty and not a segunify pseudo-label folder (no {MARKER} marker); "
-                "refusing to write into it: choose a new or empty folder",
+                "pseudo-label folder of an older segunify (no marker, no dataset root recorded): "
+                "write into a new folder",
                 out,
             )
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SegunifyError(f"cannot create output folder: {exc.strerror or exc}", out) from None
-        if not (out / MARKER).is_file():
-            atomic_write_json(out / MARKER, {"format": FORMAT})
+        claim_folder(out, "pseudo", {"format": FORMAT})
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder's advisory lock, or fail naming the pid of the run that holds it."""
-        path = self.out / LOCK
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise SegunifyError(f"cannot create lock file: {exc.strerror or exc}", path) from None
-        try:
-            try:  # a POSIX lock: held by this process only, not by forked DataLoader workers
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                    raise SegunifyError(f"cannot lock: {exc.strerror or exc}", path) from None
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-                raise SegunifyError(
-                    f"another pseudo-label run (pid {holder}) is writing to this folder; wait for it to end "
-                    "or use another output folder",
-                    self.out,
-                ) from None
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            except OSError as exc:
-                raise SegunifyError(f"cannot write lock file: {exc.strerror or exc}", path) from None
+        with folder_lock(self.out, "pseudo-label"):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def _remove_own_temps(self, own: set[str]) -> None:
         """Temp files a killed run left, only under names this module writes."""
@@ -332,8 +298,23 @@ class PseudoStore:
     def current(records: dict[str, list[dict]], sample: Sample) -> dict | None:
         """The sample's latest record made from its inputs as they are now (``None``: redo it)."""
         signature = input_signature(sample)
-        mine = [r for r in records.get(sample.id, ()) if r.get("signature") == signature]
+        mine = [r for r in records.get(sample.id, ()) if same_inputs(r.get("signature"), signature)]
         return mine[-1] if mine and mine[-1].get("output") == sample.rel else None
+
+    def stale(self, samples: Sequence[Sample]) -> str | None:
+        """Why the folder does not hold a pseudo-label of each of ``samples`` made from its inputs as
+        they are now (one line), or ``None``: what a reader checks before trusting the labels."""
+        records = self.records()
+        for s in samples:
+            if self.current(records, s) is not None:
+                continue
+            if not records.get(s.id):
+                return f"no pseudo-label of sample {s.id!r} (made for other samples or with --limit)"
+            return (
+                f"sample {s.id!r} changed since its pseudo-label was made (image {s.image} or label "
+                f"{s.label}): run pseudo-label again with the same --out, which redoes changed samples"
+            )
+        return None
 
     def finished(
         self,

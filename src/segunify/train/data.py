@@ -33,7 +33,7 @@ from torch.utils.data import Dataset, Sampler, default_collate
 from segunify.datasets import DatasetAdapter, Sample, create_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
-from segunify.mapping import Mapping, identity_mapping, load_mapping
+from segunify.mapping import Mapping, identity_mapping, is_mapping_path, load_mapping
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 from segunify.train.config import (
     AugmentationConfig,
@@ -163,7 +163,7 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
             config_path,
         )
     source = text
-    if text.endswith(".csv") or "/" in text or text.startswith(("data:", "weights:")):
+    if is_mapping_path(text) or text.startswith(("data:", "weights:")):
         source = str(resolve_config_path(text, config_path, key))
     try:
         return load_mapping(source, extra=gt, source=target)
@@ -174,7 +174,8 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
     path = resolve_config_path(root, config_path, f"{key}.root")
     if not path.is_dir():
-        raise SegunifyError(f"{key}.root: dataset folder not found: {path}", config_path)
+        problem = "dataset root is not a folder" if path.exists() else "dataset folder not found"
+        raise SegunifyError(f"{key}.root: {problem}: {path}", config_path)
     try:
         return create_dataset(dataset, path, **options)
     except SegunifyError as exc:
@@ -193,7 +194,11 @@ def _samples(adapter: DatasetAdapter, split: str, key: str, config_path: str) ->
     return samples
 
 
-def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) -> Part:
+def resolve_part(
+    cfg: PartConfig, target: Taxonomy, key: str, config_path: str, teacher: tuple[str, str] | None = None
+) -> Part:
+    """One part, checked; ``teacher`` = (value, its config key): the teacher a pseudo-label part's labels
+    must come from when the part names none (the config's distillation teacher or start weights)."""
     adapter = _adapter(cfg.dataset, cfg.root, cfg.options, key, config_path)
     samples = _samples(adapter, cfg.split, key, config_path)
     name = f"{cfg.dataset}/{cfg.split}"
@@ -212,7 +217,8 @@ def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) 
         return Part(name, adapter, samples, cfg.weight, lut=lut, source=source, resize=cfg.resize)
     pseudo = resolve_config_path(cfg.labels, config_path, f"{key}.labels")
     summary = check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
-    check_pseudo_origin(summary, cfg, adapter.taxonomy, target, key, config_path)
+    check_pseudo_origin(summary, cfg, adapter, target, key, config_path, teacher)
+    check_pseudo_inputs(pseudo, samples, f"{key}.labels", config_path)
     if cfg.soft and not (summary.get("settings") or {}).get("soft"):
         raise SegunifyError(
             f"{key}.soft: pseudo-labels {pseudo.name} were made without --soft (no soft/ labels)", config_path
@@ -276,13 +282,26 @@ def check_pseudo_dir(
 
 
 def check_pseudo_origin(
-    summary: dict, cfg: PartConfig, gt: Taxonomy, target: Taxonomy, key: str, config_path: str
+    summary: dict,
+    cfg: PartConfig,
+    adapter: DatasetAdapter,
+    target: Taxonomy,
+    key: str,
+    config_path: str,
+    teacher: tuple[str, str] | None = None,
 ) -> None:
-    """The fingerprint of a pseudo-label directory against what the config expects: the dataset's own
-    taxonomy, and (when the part names them) the mapping and the teacher they were made with."""
-    from segunify.pseudo.store import mapping_sha256
-
-    where = Path(cfg.labels).name
+    """The fingerprint of a pseudo-label directory against the part, always: the dataset root it was
+    made from, the dataset's own taxonomy, the mapping (the part's, else the shipped ``<gt>__<target>``)
+    and the teacher (the part's, else ``teacher``: the config's distillation teacher or start weights,
+    when that is a segunify checkpoint). Labels made from other images or by other rules never train."""
+    where, gt = Path(cfg.labels).name, adapter.taxonomy
+    made_from, root = summary.get("root"), str(Path(adapter.root).resolve())
+    if made_from is not None and str(Path(made_from).resolve()) != root:
+        raise SegunifyError(
+            f"{key}.labels: pseudo-labels {where} were made from dataset root {made_from!r}, not this part's "
+            f"root {root!r}",
+            config_path,
+        )
     extra = summary.get("extra_taxonomy")
     if extra is not None and extra != gt.name:
         raise SegunifyError(
@@ -290,30 +309,83 @@ def check_pseudo_origin(
             f"{cfg.dataset!r} is in {gt.name!r}",
             config_path,
         )
-    if cfg.mapping is not None:
-        mapping = resolve_mapping(cfg.mapping, gt, target, f"{key}.mapping", config_path)
-        made_with = (summary.get("mapping") or {}).get("sha256")
-        if made_with != mapping_sha256(mapping):
-            raise SegunifyError(
-                f"{key}.mapping: pseudo-labels {where} were made with another mapping "
-                f"({(summary.get('mapping') or {}).get('path')!r}), not {cfg.mapping!r}",
-                config_path,
-            )
+    _check_pseudo_mapping(summary, cfg, gt, target, key, config_path)
+    _check_pseudo_teacher(summary, cfg, key, config_path, teacher)
+
+
+def _check_pseudo_mapping(
+    summary: dict, cfg: PartConfig, gt: Taxonomy, target: Taxonomy, key: str, config_path: str
+) -> None:
+    from segunify.mapping import available_mappings
+    from segunify.pseudo.store import mapping_sha256
+
+    named = cfg.mapping
+    if named is None and (gt.name, target.name) not in available_mappings():
+        return  # no mapping is known to compare with
+    text = named if named is not None else f"{gt.name}__{target.name}"
+    mapping = resolve_mapping(text, gt, target, f"{key}.mapping", config_path)
+    made_with = summary.get("mapping") or {}
+    if made_with.get("sha256") != mapping_sha256(mapping):
+        field, advice = f"{key}.mapping", ""
+        if named is None:
+            field, advice = f"{key}.labels", f" (the shipped default); name theirs in {key}.mapping"
+        raise SegunifyError(
+            f"{field}: pseudo-labels {Path(cfg.labels).name} were made with another mapping "
+            f"({made_with.get('path')!r}), not {text!r}{advice}",
+            config_path,
+        )
+
+
+def _check_pseudo_teacher(
+    summary: dict, cfg: PartConfig, key: str, config_path: str, teacher: tuple[str, str] | None
+) -> None:
     if cfg.teacher is not None:
-        want = teacher_sha256(cfg.teacher, f"{key}.teacher", config_path)
-        made_by = (summary.get("teacher") or {}).get("sha256")
-        if made_by != want:
-            raise SegunifyError(
-                f"{key}.teacher: pseudo-labels {where} were made by another teacher "
-                f"(weights sha256 {str(made_by)[:12]}..., expected {want[:12]}...)",
-                config_path,
-            )
+        text, from_key = cfg.teacher, f"{key}.teacher"
+    elif teacher is not None and _is_checkpoint(teacher[0], teacher[1], config_path):
+        text, from_key = teacher
+    else:
+        return  # no teacher is known to compare with
+    want = teacher_sha256(text, from_key, config_path)
+    made_by = summary.get("teacher") or {}
+    if made_by.get("sha256") != want:
+        field, advice = from_key, ""
+        if cfg.teacher is None:
+            field, advice = f"{key}.labels", f"; name the teacher they were made by in {key}.teacher"
+        raise SegunifyError(
+            f"{field}: pseudo-labels {Path(cfg.labels).name} were made by another teacher "
+            f"({made_by.get('path')!r}, weights sha256 {str(made_by.get('sha256'))[:12]}...) than {from_key} "
+            f"(weights sha256 {want[:12]}...){advice}",
+            config_path,
+        )
+
+
+def _is_checkpoint(text: str, key: str, config_path: str) -> bool:
+    """Whether a config's weights value is a segunify checkpoint (its weights hash is comparable with
+    the teacher hash a pseudo-label folder records); a ``.pth`` or a transformers folder is not."""
+    from segunify.models.checkpoint import META
+
+    return (resolve_config_path(text, config_path, key) / META).is_file()
+
+
+def check_pseudo_inputs(pseudo: Path, samples: Sequence[Sample], key: str, config_path: str) -> None:
+    """Every sample of the part must have a pseudo-label made from its image and label as they are now
+    (the input signatures the folder's manifest records)."""
+    from segunify.pseudo.store import PseudoStore
+
+    problem = PseudoStore(pseudo).stale(samples)
+    if problem:
+        raise SegunifyError(f"{key}: pseudo-labels {pseudo.name}: {problem}", config_path)
+
+
+def is_sha256(text: str) -> bool:
+    """A config's teacher given as a weights hash (64 hex digits), not as a checkpoint path."""
+    return re.fullmatch(r"[0-9a-fA-F]{64}", text) is not None
 
 
 def teacher_sha256(text: str, key: str, config_path: str) -> str:
     """A teacher named in a config: a 64-digit sha256, or a checkpoint folder (its weights' hash, as
     ``segunify pseudo-label`` records it)."""
-    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+    if is_sha256(text):
         return text.lower()
     from segunify.models.checkpoint import weights_digest
 
@@ -343,7 +415,14 @@ def resolve_parts(cfg: TrainConfig, config_path: str) -> tuple[Taxonomy, list[Pa
         target = load_taxonomy(cfg.taxonomy)
     except SegunifyError as exc:
         raise _keyed(exc, "taxonomy", config_path) from None
-    return target, [resolve_part(p, target, f"parts.{i}", config_path) for i, p in enumerate(cfg.parts)]
+    teacher = None  # what pseudo-labels must come from when a part names no teacher
+    if cfg.loss.distill is not None:
+        teacher = (cfg.loss.distill.teacher, "loss.distill.teacher")
+    elif cfg.model.weights is not None:
+        teacher = (cfg.model.weights, "model.weights")
+    return target, [
+        resolve_part(p, target, f"parts.{i}", config_path, teacher) for i, p in enumerate(cfg.parts)
+    ]
 
 
 @dataclass

@@ -94,15 +94,24 @@ def sync_buffers(model: torch.nn.Module, world: int) -> None:
             b.div_(world)
 
 
+def _on_cpu() -> bool:
+    return not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+
+
+def process_state():
+    """The launcher's process state (rank, world), known before the model is built: the main process
+    claims and locks the output folder before anything else happens."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=_on_cpu())
+
+
 def make_accelerator(cfg: TrainConfig, model: torch.nn.Module):
     """Accelerate picks gloo for several CPU processes only when told it is on CPU (``cpu=True``).
     DDP searches for parameters without a gradient only for a family that declares it needs it."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    on_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
-        "1",
-        "true",
-    )
+    on_cpu = _on_cpu()
     mp = "no"
     if cfg.amp and not on_cpu:
         mp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -136,6 +145,20 @@ def load_state(path: Path) -> dict:
     from segunify.models.checkpoint import load_tensor_pickle
 
     return load_tensor_pickle(path / STATE, "training state")
+
+
+def claim_out(out: Path) -> None:
+    """Make ``out`` a training-run folder (:func:`segunify.outputs.claim_folder`, marker
+    ``.segunify-train``). A folder of an older segunify holding a run (``last/`` with its training state
+    in a segunify checkpoint) but no marker is adopted; anything else non-empty is refused."""
+    from segunify.io import atomic_write_json
+    from segunify.models.checkpoint import is_checkpoint
+    from segunify.outputs import claim_folder, folder_kind, marker_name
+
+    last = find_last(out) if out.is_dir() and folder_kind(out) is None else None
+    if last is not None and is_checkpoint(last):
+        atomic_write_json(out / marker_name("train"), {"kind": "train"})
+    claim_folder(out, "train")
 
 
 def check_writable(out: Path, config_path: str) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from segunify.errors import SegunifyError
 from segunify.models.checkpoint import load_checkpoint, save_checkpoint
+from segunify.outputs import check_apart
 
 SAME = ("model", "model_kwargs", "num_classes", "classes", "mean", "std")
 
@@ -56,8 +57,7 @@ def interpolate_checkpoints(
     start, end, out = Path(start), Path(end), Path(out)
     if not 0.0 <= alpha <= 1.0:
         raise SegunifyError(f"alpha must be in [0, 1], got {alpha}")
-    if out.resolve() in (start.resolve(), end.resolve()):
-        raise SegunifyError("the output folder must not be one of the inputs", out)
+    check_apart([out], [(start, "the START checkpoint"), (end, "the END checkpoint")])
     first, start_meta = load_checkpoint(start)
     model, meta = load_checkpoint(end)
     check_compatible(start_meta, meta, start, end)

@@ -15,6 +15,8 @@ numbers that command prints for it. ``best/`` is chosen on one metric, ``eval.se
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ import torch
 from rich.console import Console
 
 from segunify.errors import SegunifyError
+from segunify.models.checkpoint import check_target
+from segunify.outputs import check_apart, folder_lock
 from segunify.train.config import TrainConfig, resolve_config_path
 from segunify.train.data import (
     CompoundDataset,
@@ -30,6 +34,7 @@ from segunify.train.data import (
     build_augmentation,
     collate,
     drawn_shares,
+    is_sha256,
     resolve_eval_parts,
     resolve_parts,
 )
@@ -38,12 +43,14 @@ from segunify.train.engine import (
     LAST,
     STATE,
     check_writable,
+    claim_out,
     find_last,
     head_mismatch,
     load_state,
     lr_factor,
     make_accelerator,
     normaliser,
+    process_state,
     step_seed,
     sync_buffers,
 )
@@ -96,6 +103,7 @@ class Trainer:
         self.results: dict[str, dict] = {}
         self.sampling: dict | None = None
         self.accelerator = None
+        self._held = ExitStack()  # the output folder's lock, from build() to the end of fit()
 
     # ------------------------------------------------------------------------------------ building
     def build(self) -> Trainer:
@@ -106,13 +114,17 @@ class Trainer:
         self.target, self.parts = resolve_parts(self.cfg, self.config_path)
         self.eval_parts = resolve_eval_parts(self.cfg, self.target, self.config_path)
         self._check_select()
-        self._check_out()
-        model, notes = self._build_model()
-        self.accelerator = make_accelerator(self.cfg, model)
-        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
-        self.main = self.accelerator.is_main_process
-        self._build_optimisation(model)
-        self._build_loader()
+        try:
+            self._check_out()
+            model, notes = self._build_model()
+            self.accelerator = make_accelerator(self.cfg, model)
+            self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+            self.main = self.accelerator.is_main_process
+            self._build_optimisation(model)
+            self._build_loader()
+        except BaseException:
+            self._held.close()
+            raise
         self.callbacks = self._default_callbacks() + self.extra_callbacks
         if self.main:
             for note in notes:
@@ -140,17 +152,59 @@ class Trainer:
             )
 
     def _check_out(self) -> None:
+        """``out`` by the one output policy (:mod:`segunify.outputs`), all before the first step: apart
+        from everything the run reads, claimed with its marker and locked by the main process (a second
+        run, ``--resume`` included, fails naming the holder's pid), and ``last/``/``best/`` where they can
+        be written."""
         self.out = resolve_config_path(self.cfg.out, self.config_path, "out")
+        with self._keyed("out"):
+            check_apart([self.out], self._inputs())
+        if process_state().is_main_process:
+            check_writable(self.out, self.config_path)
+            with self._keyed("out"):
+                claim_out(self.out)
+                self._held.enter_context(folder_lock(self.out, "train"))
         self.last = find_last(self.out)
         if self.resume and self.last is None:
             raise SegunifyError(
                 f"--resume: no previous run in {self.out} ({LAST}/{STATE} missing)", self.config_path
             )
-        if not self.resume and (self.out / LAST).exists():
-            raise SegunifyError(
-                f"out: {self.out} already holds a run; add --resume or choose another out", self.config_path
-            )
-        check_writable(self.out, self.config_path)
+        for name in (LAST, BEST) if not self.resume else ():
+            if (self.out / name).exists():
+                raise SegunifyError(
+                    f"out: {self.out} already holds a run; add --resume or choose another out ({name}/ is there)",
+                    self.config_path,
+                )
+        with self._keyed("out"):
+            for folder in (self.out / LAST, self.out / BEST):
+                check_target(folder, overwrite=True)  # a folder there that is no checkpoint: refused now
+
+    def _inputs(self) -> list[tuple[Path, str]]:
+        """Everything the run reads (dataset roots and sample folders, pseudo-label folders, weights)."""
+        inputs: list[tuple[Path, str]] = []
+        for kind, parts in (("parts", self.parts), ("eval.parts", self.eval_parts)):
+            for i, part in enumerate(parts):
+                inputs += [(part.adapter.root, f"the dataset root of {kind}.{i}")]
+                folders = {p.parent for s in part.samples for p in (s.image, s.label) if p is not None}
+                inputs += [(f, f"an input folder of {kind}.{i}") for f in sorted(folders)]
+                if getattr(part, "pseudo_dir", None) is not None:
+                    inputs.append((part.pseudo_dir, f"the pseudo-label folder of {kind}.{i}"))
+        named = [(self.cfg.model.weights, "model.weights")]
+        named += [(p.teacher, f"parts.{i}.teacher") for i, p in enumerate(self.cfg.parts)]
+        if self.cfg.loss.distill is not None:
+            named.append((self.cfg.loss.distill.teacher, "loss.distill.teacher"))
+        for text, key in named:
+            if text is not None and not is_sha256(text):
+                inputs.append((resolve_config_path(text, self.config_path, key), key))
+        return inputs
+
+    @contextmanager
+    def _keyed(self, key: str) -> Iterator[None]:
+        """A :class:`SegunifyError` raised inside names the config file and ``key``."""
+        try:
+            yield
+        except SegunifyError as exc:
+            raise SegunifyError(f"{key}: {exc}", self.config_path) from None
 
     def _build_model(self) -> tuple[torch.nn.Module, list[str]]:
         """The model with its pretrained weights (a resumed run takes every weight from ``last/``)."""
@@ -321,6 +375,7 @@ class Trainer:
         finally:
             for callback in self.callbacks:
                 callback.close()
+            self._held.close()
         summary = self.summary()
         self.accelerator.end_training()
         return summary

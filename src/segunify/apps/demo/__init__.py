@@ -53,20 +53,23 @@ def run_demo(cfg: DemoConfig, config_name: str, base: Path, work: Path, say: Say
     """Run every stage not done yet, then write ``<work>/report/``; returns the results dict."""
     from segunify.apps.demo.report import write_report
     from segunify.apps.demo.results import collect
-    from segunify.apps.demo.run import check_inputs, check_taxonomies, run_stages
+    from segunify.apps.demo.run import check_inputs, check_taxonomies, claim_work, run_stages
+    from segunify.outputs import folder_lock
 
     check_taxonomies(cfg)
-    check_inputs(cfg, base)
+    inputs = check_inputs(cfg, base)
     stages, lay = plan(cfg, base, work)
+    claim_work(work, inputs)
     start = time.perf_counter()
-    timings = run_stages(stages, lay, say)
-    t0 = time.perf_counter()
-    results = collect(cfg, lay, config_name)
-    overlays = overlay_pictures(cfg, stages, lay) if cfg.overlays else {}
-    timings["results and report"] = round(time.perf_counter() - t0, 2)
-    results |= {"timings": timings, "wall_seconds": round(time.perf_counter() - start, 2)}
-    results["stage_seconds"] = round(sum(timings.values()), 2)  # a rerun skips finished stages
-    page = write_report(results, lay.report, overlays)
+    with folder_lock(work, "demo"):
+        timings = run_stages(stages, lay, say)
+        t0 = time.perf_counter()
+        results = collect(cfg, lay, config_name)
+        overlays = overlay_pictures(cfg, stages, lay) if cfg.overlays else {}
+        timings["results and report"] = round(time.perf_counter() - t0, 2)
+        results |= {"timings": timings, "wall_seconds": round(time.perf_counter() - start, 2)}
+        results["stage_seconds"] = round(sum(timings.values()), 2)  # a rerun skips finished stages
+        page = write_report(results, lay.report, overlays)
     say(f"report: {page}")
     return results
 

@@ -281,6 +281,7 @@ def eval_stage(
     command = _cmd(
         "segunify", "evaluate", "--model", lay.checkpoint(model), "--dataset", spec.dataset, "--root", root,
         "--split", spec.split, *mapping, *_options(spec.options), "--size", _size(spec.size), "--json", out,
+        "--overwrite",
     )  # fmt: skip
     runtime = {"onnx_cache": str(lay.onnx_cache)}
     return Stage(f"evaluate {model} on {name}", "evaluate", params, out, command, runtime=runtime)

@@ -232,15 +232,16 @@ def check_taxonomies(cfg: DemoConfig) -> None:
             )
 
 
-def check_inputs(cfg: DemoConfig, base: Path) -> None:
-    """Every dataset and weights file the demo reads, or one line naming all that are missing."""
+def check_inputs(cfg: DemoConfig, base: Path) -> list[tuple[Path, str]]:
+    """Every dataset and weights file the demo reads, as ``(path, what)``; or one line naming all that
+    are missing."""
     from segunify.config import resolve_path
     from segunify.paths import ENV
 
     wanted = {"teacher weights": cfg.teacher.weights}
     wanted |= {f"part {p.name}": p.root for p in cfg.parts}
     wanted |= {f"eval {n}": e.root for n, e in cfg.eval.items()}
-    missing = []
+    missing, found = [], []
     for what, text in wanted.items():
         try:
             path = resolve_path(text, base, what)
@@ -248,11 +249,25 @@ def check_inputs(cfg: DemoConfig, base: Path) -> None:
             path = Path(text)
         if not path.exists():
             missing.append(f"{what} ({path})")
+        found.append((path, f"the {what} root" if what != "teacher weights" else "the teacher weights"))
     if missing:
         raise SegunifyError(
             f"the demo needs data that is missing: {'; '.join(missing)}. Get it with 'segunify fetch --dest DIR' "
             f"and set {ENV}=DIR (a folder holding data/ and weights/)"
         )
+    return found
+
+
+def claim_work(work: Path, inputs: list[tuple[Path, str]]) -> None:
+    """The run folder by the one output policy (stages replace their own folders in it, so it must be
+    the demo's): apart from the data it reads, claimed with ``.segunify-demo``; a run folder of an older
+    segunify (its ``stages.json`` there, no marker) is adopted."""
+    from segunify.outputs import check_apart, claim_folder, folder_kind, marker_name
+
+    check_apart([work], inputs, noun="run folder")
+    if (work / "stages.json").is_file() and folder_kind(work) is None:
+        atomic_write_json(work / marker_name("demo"), {"kind": "demo"})
+    claim_folder(work, "demo")
 
 
 def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
@@ -280,4 +295,13 @@ def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
     return timings
 
 
-__all__ = ["EXECUTORS", "StageLog", "check_inputs", "check_taxonomies", "choose", "evenly", "run_stages"]
+__all__ = [
+    "EXECUTORS",
+    "StageLog",
+    "check_inputs",
+    "check_taxonomies",
+    "choose",
+    "claim_work",
+    "evenly",
+    "run_stages",
+]
