@@ -235,9 +235,10 @@ def test_plan_is_pure_and_differs_between_students_only_in_labels(tmp_path):
     }
 
 
-# sha256 of the toy config's plan (every stage's name, kind, params, output, command, reads, runtime) as it
-# was before student seeds: a one-seed run must keep its stages, or every existing run folder is redone
-ONE_SEED_PLAN = "821c59dd444a958877b5cdb3a1293f233f2289661369b9bf2a5c6b948310b699"
+# sha256 of the toy config's plan (every stage's name, kind, params, output and reads: what its fingerprint and
+# its "already done" check read) as it was before student seeds: a one-seed run must keep its stages, or every
+# existing run folder is redone
+ONE_SEED_PLAN = "c8d1129f4ac4173a681b772c89762a8182dbfa34ccfb759236f99126a76d71b6"
 
 
 def test_one_seed_plans_as_before_and_more_seeds_add_their_own_students(tmp_path, monkeypatch):
@@ -245,7 +246,7 @@ def test_one_seed_plans_as_before_and_more_seeds_add_their_own_students(tmp_path
     monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "nowhere"))
     path = write_config(tmp_path, toy_config())
     one, _ = plan(load_demo_config(path), tmp_path, Path("work"))
-    rows = [[s.name, s.kind, s.params, str(s.output), s.command, s.after, s.runtime] for s in one]
+    rows = [[s.name, s.kind, s.params, str(s.output), s.after] for s in one]
     text = json.dumps(rows, sort_keys=True, default=str).replace(str(tmp_path), "<tmp>")
     assert hashlib.sha256(text.encode()).hexdigest() == ONE_SEED_PLAN, "a one-seed run's stages changed"
     three, lay = plan(load_demo_config(path, ["seeds=3"]), tmp_path, Path("work"))
