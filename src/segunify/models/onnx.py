@@ -80,10 +80,19 @@ def onnx_parity(model: nn.Module, onnx_path: str | Path, size: tuple[int, int], 
     return float(np.abs(got - ref).max())
 
 
+def check_exportable(model: nn.Module, where: str | Path | None = None) -> None:
+    """A family that declares it cannot run in ONNX Runtime (``onnx_unsupported``) is refused up front."""
+    reason = getattr(model, "onnx_unsupported", None)
+    if reason:
+        raise SegunifyError(reason, where)
+
+
 def export_onnx(model: nn.Module, out: str | Path, size: tuple[int, int], opset: int = OPSET) -> None:
     """Export with the TorchScript exporter (fixed input size) in memory, then write it with
     :func:`segunify.io.atomic_write_bytes` (temp file + rename, the user's umask)."""
     from segunify.io import atomic_write_bytes
+
+    check_exportable(model, out)
 
     buffer = io.BytesIO()
     try:
@@ -150,6 +159,7 @@ class OnnxModel(nn.Module):
         self, model: nn.Module, weights_sha256: str, cache_dir: str | Path | None = None, opset: int = OPSET
     ):
         super().__init__()
+        check_exportable(model)
         self.torch_model = model.eval()
         self.weights_sha256 = str(weights_sha256)
         self.opset = opset
@@ -185,6 +195,7 @@ __all__ = [
     "ONNX_TOLERANCE",
     "OnnxModel",
     "cached_export",
+    "check_exportable",
     "export_checked",
     "export_onnx",
     "onnx_parity",
