@@ -29,7 +29,32 @@ def _load_mapping(spec: str, dataset, teacher_taxonomy: str | None):
     return load_mapping(spec, extra=dataset.taxonomy, source=teacher_taxonomy)
 
 
+pseudo_app = typer.Typer(help="Pseudo-label folders.", no_args_is_help=True)
+
+
+@pseudo_app.command("check")
+def check(
+    out: str = typer.Argument(..., help="pseudo-label folder (--out of segunify pseudo-label)"),
+    json_out: str | None = typer.Option(None, "--json", help="write every missing/stale id as JSON here"),
+) -> None:
+    """Is the folder complete? Every sample of the run (dataset, root and split from its settings.json)
+    has a label PNG made from its current inputs; exit 1 with one line when not (then rerun the same
+    pseudo-label command: it resumes)."""
+    from segunify.cli import console
+    from segunify.io import atomic_write_json
+    from segunify.pseudo.check import check_folder
+
+    result = check_folder(out)
+    if json_out:
+        atomic_write_json(json_out, result.to_dict(), indent=2)
+    if not result.complete:
+        raise SegunifyError(result.line(), out)
+    console.print(f"{out}: {result.line()}", markup=False, highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(pseudo_app, name="pseudo")
+
     @app.command("pseudo-label")
     def pseudo_label(
         teacher: str = typer.Option(
