@@ -36,7 +36,7 @@ from segunify.train.data import (
     collate,
     resolve_part,
 )
-from segunify.train.engine import normaliser, param_groups, train_step
+from segunify.train.engine import mixed_precision, normaliser, param_groups, train_step
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -46,12 +46,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_accelerator(amp: bool):
+def make_accelerator(amp: bool | str):
+    """The trainer's choice of mixed precision for ``amp`` (a config's ``amp``: true, false, bf16, fp16)."""
     from accelerate import Accelerator
 
-    cuda = torch.cuda.is_available()
-    mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if (amp and cuda) else "no"
-    return Accelerator(cpu=not cuda, mixed_precision=mp)
+    cpu = not torch.cuda.is_available()
+    mp = mixed_precision(amp, cpu, not cpu and torch.cuda.is_bf16_supported())
+    return Accelerator(cpu=cpu, mixed_precision=mp)
 
 
 def loader_for(size, batch: int, steps: int, workers: int, pin: bool):
@@ -70,7 +71,7 @@ def loader_for(size, batch: int, steps: int, workers: int, pin: bool):
     )
 
 
-def timed_train(model_name, kwargs, num_classes, batches, warmup: int, steps: int, amp: bool) -> dict:
+def timed_train(model_name, kwargs, num_classes, batches, warmup: int, steps: int, amp: bool | str) -> dict:
     """images/s of ``train_step`` over ``batches`` (an iterator), after ``warmup`` untimed steps."""
     acc = make_accelerator(amp)
     model = create_model(model_name, num_classes, **kwargs).train()
