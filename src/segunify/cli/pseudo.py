@@ -143,7 +143,11 @@ def _check_flags(device: str | None, also_without_priors: str | None, no_priors:
 
 
 def _state_and_device(device: str | None):
-    """The launcher's ranks on every device: accelerate needs ``cpu=True`` to see them without CUDA."""
+    """The launcher's ranks on every device: accelerate needs ``cpu=True`` to see them without CUDA.
+
+    The ranks' only collective is a barrier, so a launched GPU run joins them with gloo, not NCCL: NCCL
+    refuses two ranks on one GPU (``--num_processes`` above the GPU count, e.g. to keep a GPU busy
+    while other ranks decode and write). Rank r uses GPU ``r % device count``."""
     import torch
     from accelerate import PartialState
 
@@ -154,10 +158,13 @@ def _state_and_device(device: str | None):
         or (device is None and not torch.cuda.is_available())
         or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
     )
-    state = PartialState(cpu=use_cpu)
-    if device is None:
-        return state, torch.device("cpu") if use_cpu else state.device
-    return state, torch.device(f"cuda:{state.local_process_index}" if device == "cuda" else "cpu")
+    launched = int(os.environ.get("LOCAL_RANK", "-1")) != -1
+    state = PartialState(cpu=use_cpu, **({"backend": "gloo"} if launched and not use_cpu else {}))
+    if device == "cpu" or (device is None and use_cpu):
+        return state, torch.device("cpu")
+    if state.device is not None and state.device.type == "cuda":
+        return state, state.device
+    return state, torch.device("cuda", state.local_process_index % torch.cuda.device_count())
 
 
 def _progress(state, name: str):
