@@ -67,7 +67,7 @@ def test_an_unfinished_run_is_incomplete(done):
     (out / "summary.json").unlink()
     result = check_folder(out)
     assert not result.finished and not result.complete and result.done == 7
-    assert "no summary.json (the run has not finished)" in result.line()
+    assert "no summary.json (the run has not finished; counted against the whole split)" in result.line()
 
 
 def test_a_limited_run_is_complete_at_its_limit(tmp_path):

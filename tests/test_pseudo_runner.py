@@ -391,3 +391,18 @@ def test_launched_gpu_ranks_join_with_gloo_and_share_gpus(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK")  # one process: accelerate's own default (no process group)
     cli_pseudo._state_and_device("cuda")
     assert seen == {"cpu": False}
+
+
+def test_a_preempted_two_process_run_resumes_with_one(tmp_path):
+    """docs/scale.md: a job preempted after rank 0's shard (rank 1 never ran) is finished by a rerun with
+    another number of processes; the folder equals an uninterrupted run, and only rank 1's images are
+    computed again."""
+    root = make_camvid(tmp_path / "camvid", n=8)
+    run(root, tmp_path / "one", batch_size=2)
+    out = tmp_path / "out"
+    with pytest.raises(SegunifyError, match="4 image"):
+        run(root, out, state=FakeState(0, 2), batch_size=2)
+    assert not (out / "summary.json").exists()
+    summary = run(root, out, batch_size=2)
+    assert summary.run.world_size == 1 and (summary.run.skipped, summary.run.processed) == (4, 4)
+    assert tree_bytes(out) == tree_bytes(tmp_path / "one")

@@ -53,8 +53,8 @@ class FolderCheck:
             parts.append(f"{len(self.missing)} missing or unreadable (e.g. {self.missing[0]!r})")
         if self.stale:
             parts.append(f"{len(self.stale)} with changed inputs (e.g. {self.stale[0]!r})")
-        if not self.finished:
-            parts.append("no summary.json (the run has not finished)")
+        if not self.finished:  # a --limit is recorded in summary.json only: the whole split is counted
+            parts.append("no summary.json (the run has not finished; counted against the whole split)")
         return f"incomplete{how}: {'; '.join(parts)}; rerun the same pseudo-label command to finish it"
 
     def to_dict(self) -> dict:
