@@ -338,3 +338,25 @@ def test_hub_table_entries_are_buildable(capsys):
         "huggingface-cli download nvidia/segformer-b0-finetuned-cityscapes-1024-1024 --revision refs/pr/4"
         in out
     )
+
+
+def test_a_hub_config_of_an_older_transformers_imports_and_names_its_hub_id(tmp_path):
+    """config.json as the nvidia hub models have it (transformers 4.12 keys, ``_name_or_path`` = the hub id):
+    imported, the id recorded, and the checkpoint rebuilds from the recorded config."""
+    folder = hf_folder(tmp_path / "sf", preprocessor=PRE)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("dtype", None)
+    config |= {
+        "_name_or_path": "nvidia/segformer-b0-finetuned-cityscapes-1024-1024",
+        "transformers_version": "4.12.0.dev0",
+        "torch_dtype": "float32",
+        "reshape_last_stage": True,
+        "downsampling_rates": [1, 4, 8, 16],
+        "image_size": 224,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    assert main(["import-weights", str(folder), "--out", str(tmp_path / "ck")]) == 0
+    meta = read_meta(tmp_path / "ck")
+    assert meta["source"]["pretrained"] == "nvidia/segformer-b0-finetuned-cityscapes-1024-1024"
+    model, _ = load_checkpoint(tmp_path / "ck")
+    assert model(torch.zeros(1, 3, 64, 128)).shape == (1, 19, 64, 128)
