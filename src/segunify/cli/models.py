@@ -139,6 +139,11 @@ def _refuse_hub_id(name: str | None) -> None:
             f"{name!r} is a hub id: download it first ({entry.command()}), then "
             "'segunify import-weights DIR --out CKPT'"
         )
+    if name is not None and "/" in name and not Path(name).exists():
+        raise SegunifyError(
+            "no such folder; a hub id must be downloaded first (huggingface-cli download ID --local-dir DIR)",
+            name,
+        )
 
 
 def _import_file(name, pth, out, overwrite, size, model, taxonomy, opts, norm) -> None:
