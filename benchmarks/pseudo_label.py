@@ -14,6 +14,10 @@ Figures, all measured in this one run:
 
 Usage: ``python benchmarks/pseudo_label.py [--limit 16] [--size 512,1024] [--threads 1] [--device cpu]``
 
+``--processes 1x2,2x1`` instead runs the real CLI as 1 process of 2 threads, then 2 processes of 1 thread
+(``accelerate launch --cpu --num_processes 2``), on the same ``--split`` frames: images/s (the slowest
+rank's time), wall time, speed-up over the first, and whether the label PNGs are byte-identical.
+
 ``--backends torch,onnx`` instead runs the real CLI (``segunify pseudo-label --backend B``) once per
 backend on the same ``--split`` frames (default: 16 CamVid val frames, ``--threads 2``) and prints ONE
 JSON line: per backend the runner's images/s (``summary.json``: processed / run seconds, the ONNX
@@ -66,10 +70,17 @@ def _labels(out: Path) -> dict[str, np.ndarray]:
     }
 
 
-def _cli_run(ckpt: Path, root: Path, out: Path, backend: str, args) -> dict:
-    """One ``segunify pseudo-label`` process; its images/s from the summary and its wall time."""
+def _cli_run(ckpt: Path, root: Path, out: Path, backend: str, args, processes: int = 1) -> dict:
+    """One ``segunify pseudo-label`` run (``processes`` > 1: ``accelerate launch --cpu --num_processes``,
+    ``args.threads`` each); its images/s from the summary (slowest rank) and its wall time."""
+    launch = [sys.executable, "-m", "segunify.cli"]
+    if processes > 1:
+        launcher = str(Path(sys.executable).parent / "accelerate")
+        launch = [launcher, "launch", "--cpu", "--num_processes", str(processes), "--num_machines", "1"]
+        launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29561"]
+        launch += ["-m", "segunify"]
     cmd = [
-        sys.executable, "-m", "segunify.cli", "pseudo-label", "--teacher", str(ckpt), "--dataset", "camvid",
+        *launch, "pseudo-label", "--teacher", str(ckpt), "--dataset", "camvid",
         "--root", str(root), "--mapping", "camvid__cityscapes", "--out", str(out), "--split", args.split,
         "--limit", str(args.limit), "--threads", str(args.threads), "--workers", str(args.workers),
         "--batch-size", str(args.batch_size), "--device", "cpu", "--backend", backend, "--size", args.size,
@@ -101,31 +112,53 @@ def _export_seconds(ckpt: Path, cache: Path, threads: int, size: tuple[int, int]
     return time.perf_counter() - t0
 
 
+def _teacher_and_root(args, tmp: str) -> tuple[Path, Path]:
+    """``--teacher`` or the shipped s=2.0 teacher imported into ``tmp``; ``--root`` or the shared CamVid."""
+    from segunify.paths import data_path
+
+    ckpt = Path(args.teacher) if args.teacher else Path(tmp) / "teacher"
+    if not args.teacher:
+        cmd = [sys.executable, "-m", "segunify.cli", "import-weights", "espnetv2_s2.0.cityscapes"]
+        subprocess.run([*cmd, "--out", str(ckpt)], check=True, stdout=subprocess.DEVNULL)
+    return ckpt, Path(args.root) if args.root else data_path("CamVid")
+
+
+def process_comparison(args, runs: list[tuple[int, int]]) -> dict:
+    """The real CLI with N CPU processes of T threads each, per ``(N, T)`` of ``runs``, on the same frames:
+    images/s, wall time, speed-up over the first, and whether every label PNG equals the first run's."""
+    import copy
+
+    with tempfile.TemporaryDirectory(prefix="segunify-bench-") as tmp:
+        ckpt, root = _teacher_and_root(args, tmp)
+        result: dict = {"benchmark": "pseudo_label_processes", "split": args.split}
+        result["input_size"] = [int(v) for v in args.size.split(",")]
+        ref, base = None, None
+        for n, threads in runs:
+            run_args = copy.copy(args)
+            run_args.threads = threads
+            out = Path(tmp) / f"out-{n}x{threads}"
+            fig = _cli_run(ckpt, root, out, "torch", run_args, processes=n)
+            labels = _labels(out)
+            ref, base = ref or labels, base or fig["img_s"]
+            same = sum(np.array_equal(ref[k], labels[k]) for k in ref)
+            fig |= {"identical_pngs": f"{same}/{len(ref)}", "speedup": round(fig["img_s"] / base, 3)}
+            result[f"{n}x{threads}"] = fig
+        result["images"] = len(ref or {})
+    return result
+
+
+def _runs(text: str, threads: int) -> list[tuple[int, int]]:
+    """``"1x2,2x1"`` -> [(1, 2), (2, 1)] (processes x threads); a bare ``N`` takes ``--threads``."""
+    return [
+        tuple(int(v) for v in item.split("x")) if "x" in item else (int(item), threads)
+        for item in text.split(",")
+    ]
+
+
 def backend_comparison(args, backends: list[str]) -> dict:
     """The real CLI once per backend on the same frames (see the module docstring)."""
-    root = Path(args.root) if args.root else None
     with tempfile.TemporaryDirectory(prefix="segunify-bench-") as tmp:
-        if args.teacher:
-            ckpt = Path(args.teacher)
-        else:
-            ckpt = Path(tmp) / "teacher"
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "segunify.cli",
-                    "import-weights",
-                    "espnetv2_s2.0.cityscapes",
-                    "--out",
-                    str(ckpt),
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-        if root is None:
-            from segunify.paths import data_path
-
-            root = data_path("CamVid")
+        ckpt, root = _teacher_and_root(args, tmp)
         result: dict = {"benchmark": "pseudo_label_backends", "threads": args.threads, "split": args.split}
         result["input_size"] = [int(v) for v in args.size.split(",")]
         ref = None
@@ -173,11 +206,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--backends", default=None, help="e.g. torch,onnx: compare backends through the CLI")
+    ap.add_argument(
+        "--processes",
+        default=None,
+        help="e.g. 1,2: compare CPU process counts through the CLI (--threads each)",
+    )
     ap.add_argument("--split", default="val", help="--backends: split to pseudo-label")
     ap.add_argument(
         "--teacher", default=None, help="--backends: checkpoint (default: import the s=2.0 teacher)"
     )
     args = ap.parse_args(argv)
+    if args.processes:
+        print(json.dumps(process_comparison(args, _runs(args.processes, args.threads))))
+        return 0
     if args.backends:
         print(json.dumps(backend_comparison(args, args.backends.split(","))))
         return 0

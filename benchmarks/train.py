@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from segunify.models import create_model
+from segunify.models import count_parameters, create_model
 from segunify.paths import data_path
 from segunify.taxonomy import load_taxonomy
 from segunify.train.config import AugmentationConfig, PartConfig
@@ -36,7 +36,7 @@ from segunify.train.data import (
     collate,
     resolve_part,
 )
-from segunify.train.engine import normaliser, param_groups, train_step
+from segunify.train.engine import mixed_precision, normaliser, param_groups, train_step
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -46,16 +46,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_accelerator(amp: bool):
+def make_accelerator(amp: bool | str):
+    """The trainer's choice of mixed precision for ``amp`` (a config's ``amp``: true, false, bf16, fp16)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    cuda = torch.cuda.is_available()
-    mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if (amp and cuda) else "no"
-    return Accelerator(cpu=not cuda, mixed_precision=mp)
+    # accelerate keeps one mixed precision per process and refuses another: each measurement its own
+    AcceleratorState._reset_state()
+    cpu = not torch.cuda.is_available()
+    mp = mixed_precision(amp, cpu, not cpu and torch.cuda.is_bf16_supported())
+    return Accelerator(cpu=cpu, mixed_precision=mp)
 
 
-def loader_for(size, batch: int, steps: int, workers: int, pin: bool):
-    root = str(data_path("CamVid"))
+def loader_for(size, batch: int, steps: int, workers: int, pin: bool, root=None):
+    root = str(root or data_path("CamVid"))
     h, w = size
     aug = AugmentationConfig(
         resize=(round(w * 0.75), w), scale=(0.75, 1.25), crop=(h, w), hflip=True, color_jitter=0.2
@@ -70,28 +74,34 @@ def loader_for(size, batch: int, steps: int, workers: int, pin: bool):
     )
 
 
-def timed_train(model_name, kwargs, num_classes, batches, warmup: int, steps: int, amp: bool) -> dict:
-    """images/s of ``train_step`` over ``batches`` (an iterator), after ``warmup`` untimed steps."""
+def timed_train(
+    model_name, kwargs, num_classes, batches, warmup: int, steps: int, amp: bool | str, lr: float = 1e-4
+) -> dict:
+    """images/s of ``train_step`` over ``batches`` (an iterator), after ``warmup`` untimed steps; also
+    every step's loss (``losses``) and the mixed precision used."""
     acc = make_accelerator(amp)
     model = create_model(model_name, num_classes, **kwargs).train()
-    opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4)
+    opt = torch.optim.AdamW(param_groups(model, 0.01), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
     model, opt = acc.prepare(model, opt)
     norm = normaliser(MEAN, STD, acc.device)
     if acc.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(acc.device)
-    n = 0
+    n, losses = 0, []
+    t0 = time.perf_counter()
     for i, batch in enumerate(batches):
         if i == warmup:
             sync(acc.device)
             t0 = time.perf_counter()
-        train_step(acc, model, opt, sched, batch, norm, 1.0)
+        losses.append(train_step(acc, model, opt, sched, batch, norm, 1.0).detach())
         if i >= warmup:
             n += batch["image"].shape[0]
         if i + 1 == warmup + steps:
             break
     sync(acc.device)
-    out = {"ips": n / (time.perf_counter() - t0)}
+    seconds = time.perf_counter() - t0
+    out = {"ips": n / seconds, "steps_s": steps / seconds, "precision": acc.mixed_precision}
+    out["losses"] = [float(v) for v in torch.stack(losses).float().cpu()]
     if acc.device.type == "cuda":
         out["peak_mem_gib"] = torch.cuda.max_memory_allocated(acc.device) / 2**30
     del model, opt
@@ -100,18 +110,16 @@ def timed_train(model_name, kwargs, num_classes, batches, warmup: int, steps: in
 
 @torch.inference_mode()
 def timed_infer(
-    model_name, kwargs, num_classes, size, batch: int, warmup: int, steps: int, amp: bool
+    model_name, kwargs, num_classes, size, batch: int, warmup: int, steps: int, amp: bool | str
 ) -> dict:
+    """Forward images/s on a random batch; ``amp``: autocast on CUDA in bf16 (``True``/``"bf16"``) or fp16."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = create_model(model_name, num_classes, **kwargs).eval().to(device)
     x = torch.randn(batch, 3, *size, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    ctx = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if (amp and device.type == "cuda")
-        else contextlib.nullcontext()
-    )
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    ctx = torch.autocast("cuda", dtype=dtype) if (amp and device.type == "cuda") else contextlib.nullcontext()
     with ctx:
         for _ in range(warmup):
             model(x)
@@ -120,7 +128,7 @@ def timed_infer(
         for _ in range(steps):
             model(x)
         sync(device)
-    out = {"ips": steps * batch / (time.perf_counter() - t0)}
+    out = {"ips": steps * batch / (time.perf_counter() - t0), "params": count_parameters(model)}
     if device.type == "cuda":
         out["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out

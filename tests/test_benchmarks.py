@@ -13,6 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = {
+    "gpu_check.py": [
+        "--dry"
+    ],  # every section on the CPU at toy sizes, synthetic data: runs without ../shared
     "metrics.py": ["--images", "1", "--repeat", "1"],
     "teacher_backends.py": ["--frames", "1", "--repeats", "1", "--size", "64,128", "--skip", "compile"],
     "teacher_camvid.py": ["--limit", "1", "--s", "1.0"],
@@ -66,5 +69,14 @@ def test_benchmark_prints_one_json_object(script, tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = proc.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
     assert isinstance(figures, dict) and figures
+    if script == "gpu_check.py":  # one line, every section run and passed
+        assert len(lines) == 1 and figures["ok"] and figures["mode"] == "dry", figures
+        sections = ("environment", "teacher_pass", "forward", "train", "multiprocess")
+        assert all(figures[k]["ok"] for k in sections), figures
+        assert (
+            figures["multiprocess"]["killed"]["identical_to_one"]
+            and not figures["multiprocess"]["summary_after_kill"]
+        )

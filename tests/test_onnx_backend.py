@@ -145,10 +145,13 @@ def test_bad_backend_and_device_are_one_line(teacher, camvid, tmp_path, capsys):
         Predictor.from_checkpoint(teacher, device="cuda", backend="onnx")
 
 
-def test_a_family_that_cannot_export_is_one_line(tmp_path, capsys):
-    """Mask2Former exports, but onnxruntime's CPU provider lacks its GridSample: one line, no traceback."""
+def test_a_family_that_cannot_export_is_one_line(tmp_path, capsys, monkeypatch):
+    """Mask2Former exports, but onnxruntime's CPU provider lacks its GridSample: the family says so
+    (``onnx_unsupported``) and is refused before any export; without that declaration the failure in
+    onnxruntime is still one line, no traceback (which also proves the declaration true)."""
     from segunify.models import create_model
     from segunify.models.checkpoint import save_checkpoint
+    from segunify.models.mask2former import Mask2FormerSeg
 
     torch.manual_seed(0)
     model = create_model("mask2former", 3, config=TINY_MASK2FORMER).eval()
@@ -158,12 +161,17 @@ def test_a_family_that_cannot_export_is_one_line(tmp_path, capsys):
     from segunify.io import write_png
 
     write_png(write, img)
-    code = main(
-        ["predict", str(write), "--model", str(ckpt), "--out", str(tmp_path / "p"), "--backend", "onnx"]
-    )
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "onnxruntime cannot run the exported model" in err[0], err
-    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").rglob("*.png"))
+    cmd = ["predict", str(write), "--model", str(ckpt), "--out", str(tmp_path / "p"), "--backend", "onnx"]
+    for declared, message in (
+        (True, "Mask2Former cannot run in ONNX Runtime"),
+        (False, "onnxruntime cannot run the exported model: NotImplemented"),
+    ):
+        if not declared:
+            monkeypatch.setattr(Mask2FormerSeg, "onnx_unsupported", None)
+        code = main(cmd)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and message in err[0] and "GridSample" in err[0], err
+        assert not (tmp_path / "p").exists() or not any((tmp_path / "p").rglob("*.png"))
 
 
 def test_evaluate_model_onnx_equals_torch(teacher, camvid, tmp_path):

@@ -361,3 +361,48 @@ def _keep_torch_threads():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+def test_launched_gpu_ranks_join_with_gloo_and_share_gpus(monkeypatch):
+    """Two ranks on one GPU (issue 23): NCCL refuses them, so the ranks of a launched GPU run, whose only
+    collective is a barrier, join with gloo, and rank r takes GPU r % count. Checked on the CPU with a
+    stand-in for accelerate's PartialState."""
+    import accelerate
+
+    from segunify.cli import pseudo as cli_pseudo
+
+    seen: dict = {}
+
+    class State:
+        def __init__(self, cpu=False, **kwargs):
+            seen.update(cpu=cpu, **kwargs)
+            self.device, self.local_process_index = None, 3
+
+    monkeypatch.setattr(accelerate, "PartialState", State)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    _, device = cli_pseudo._state_and_device("cuda")
+    assert seen == {"cpu": False, "backend": "gloo"} and device == torch.device("cuda", 1)
+    seen.clear()
+    assert cli_pseudo._state_and_device("cpu")[1] == torch.device("cpu") and seen == {"cpu": True}
+    seen.clear()
+    monkeypatch.delenv("LOCAL_RANK")  # one process: accelerate's own default (no process group)
+    cli_pseudo._state_and_device("cuda")
+    assert seen == {"cpu": False}
+
+
+def test_a_preempted_two_process_run_resumes_with_one(tmp_path):
+    """docs/scale.md: a job preempted after rank 0's shard (rank 1 never ran) is finished by a rerun with
+    another number of processes; the folder equals an uninterrupted run, and only rank 1's images are
+    computed again."""
+    root = make_camvid(tmp_path / "camvid", n=8)
+    run(root, tmp_path / "one", batch_size=2)
+    out = tmp_path / "out"
+    with pytest.raises(SegunifyError, match="4 image"):
+        run(root, out, state=FakeState(0, 2), batch_size=2)
+    assert not (out / "summary.json").exists()
+    summary = run(root, out, batch_size=2)
+    assert summary.run.world_size == 1 and (summary.run.skipped, summary.run.processed) == (4, 4)
+    assert tree_bytes(out) == tree_bytes(tmp_path / "one")

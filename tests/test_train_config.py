@@ -301,3 +301,35 @@ def test_resolve_path_has_one_base_the_config_folder(tmp_path, monkeypatch):
     # the training config resolves against its own folder, not the current directory
     monkeypatch.chdir(tmp_path)
     assert resolve_config_path("run", base / "c.yaml", "out") == base / "run"
+
+
+@pytest.mark.parametrize(
+    ("amp", "cpu", "bf16", "expected"),
+    [
+        (True, False, True, "bf16"),
+        (True, False, False, "fp16"),  # e.g. a V100: no bfloat16, fp16 with loss scaling
+        ("fp16", False, True, "fp16"),
+        ("bf16", False, True, "bf16"),
+        (False, False, True, "no"),
+        (True, True, False, "no"),  # ignored on the CPU
+        ("fp16", True, False, "no"),
+    ],
+)
+def test_amp_key_gives_accelerates_mixed_precision(amp, cpu, bf16, expected):
+    from segunify.train.engine import mixed_precision
+
+    assert mixed_precision(amp, cpu, bf16) == expected
+
+
+def test_amp_key_is_typed(camvid, tmp_path, capsys):
+    from segunify.train.engine import mixed_precision
+
+    path = write_config(tmp_path / "c.yaml", base_config(camvid, tmp_path / "run"))
+    assert load_config(path, ["amp=fp16"]).amp == "fp16" and load_config(path, ["amp=false"]).amp is False
+    assert load_config(path).amp is True
+    with pytest.raises(SegunifyError, match="bf16 but this GPU has no bfloat16 support"):
+        mixed_precision("bf16", False, False)
+    code, lines = run_cli(["train", str(path), "--set", "amp=fp8"], capsys)
+    assert (
+        code == 1 and len(lines) == 1 and "amp: Input should be True, False, 'bf16' or 'fp16'" in lines[0]
+    ), lines

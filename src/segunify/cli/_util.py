@@ -74,6 +74,19 @@ def parse_size(text: str | None, flag: str = "--size") -> tuple[int, int] | None
     return h, w
 
 
+def parse_triple(text: str | None, flag: str) -> tuple[float, float, float] | None:
+    """``"0.485,0.456,0.406"`` -> three floats (per RGB channel); None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise typer.BadParameter(f"expected three numbers R,G,B, got {text!r}", param_hint=flag)
+    return values  # type: ignore[return-value]
+
+
 def parse_scales(text: str | None, flag: str = "--scales") -> tuple[float, ...] | None:
     """``"0.75,1,1.25"`` -> ``(0.75, 1.0, 1.25)``; None stays None."""
     if text is None:

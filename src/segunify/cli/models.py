@@ -35,8 +35,10 @@ def list_models() -> None:
 
 @models_app.command("weights")
 def list_weights() -> None:
-    """List the pretrained weights segunify knows (names for 'segunify import-weights NAME')."""
+    """List the pretrained weights segunify knows: files for 'segunify import-weights NAME', and hub
+    checkpoints to download yourself (nothing downloads at run time) for 'segunify import-weights DIR'."""
     from segunify.cli import console
+    from segunify.models.hub import hub_table
     from segunify.models.pretrained import pretrained_table
 
     t = table("name", "model", "taxonomy", "input H,W", "file", "licence")
@@ -46,6 +48,16 @@ def list_weights() -> None:
             e.name, f"{e.model} {opts}", e.taxonomy, f"{e.input_size[0]},{e.input_size[1]}", e.file, e.license
         )
     console.print(t)
+    lines = ["hub checkpoints: download one yourself, then 'segunify import-weights DIR --out CKPT'"]
+    for h in hub_table().values():
+        size = f"{h.size_mb:g} MB" if h.size_mb else "size: see the hub"
+        lines += [
+            f"  {h.id}  ({h.model}, {h.taxonomy}, {size})",
+            f"    get it:  {h.command()}",
+            f"    licence: {h.license}",
+        ]
+    lines.append("(notes on each: src/segunify/models/hub.json)")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 def _model_options(pairs: list[str] | None, s: float | None) -> dict:
@@ -82,7 +94,11 @@ def _resolve_entry(name: str | None, pth: str | None, model: str | None, taxonom
 
 
 def import_weights(
-    name: str | None = typer.Argument(None, help="pretrained weights name (see 'segunify models weights')"),
+    name: str | None = typer.Argument(
+        None,
+        help="pretrained weights name ('segunify models weights') or a from_pretrained folder "
+        "(config.json + model.safetensors) of a SegFormer or Mask2Former",
+    ),
     pth: str | None = typer.Option(
         None, "--pth", help="weights file (default: the NAME's file under $SEGUNIFY_DATA/weights)"
     ),
@@ -91,21 +107,58 @@ def import_weights(
     size: str | None = typer.Option(None, "--size", help="inference size H,W (default: the weights' own)"),
     model: str | None = typer.Option(None, "--model", help="unlisted files: registry name ('models list')"),
     taxonomy: str | None = typer.Option(
-        None, "--taxonomy", help="unlisted files: taxonomy the head predicts"
+        None, "--taxonomy", help="taxonomy the head predicts (a folder's id2label is checked against it)"
     ),
     model_opt: list[str] = typer.Option(None, "--model-opt", help="unlisted files: model option key=value"),
     s: float | None = typer.Option(None, "--s", help="unlisted files: ESPNetv2 width (= --model-opt s=...)"),
+    mean: str | None = typer.Option(
+        None, "--mean", help="normalisation mean R,G,B in 0-1 units (default: the weights' own)"
+    ),
+    std: str | None = typer.Option(None, "--std", help="normalisation std R,G,B in 0-1 units (with --mean)"),
 ) -> None:
     """Turn pretrained weights into a segunify checkpoint (safetensors + meta.json).
 
     Weights listed in the pretrained table need only their NAME (or just --pth: a listed file is
-    recognised by its sha256). --out must be new, empty or (with --overwrite) a segunify checkpoint.
+    recognised by its sha256). A from_pretrained folder (e.g. from 'huggingface-cli download') needs
+    nothing else when it holds preprocessor_config.json: family and sizes come from config.json, the
+    taxonomy from its id2label. --out must be new, empty or (with --overwrite) a segunify checkpoint.
     """
+    from segunify.cli._util import parse_triple
+
+    norm = parse_triple(mean, "--mean"), parse_triple(std, "--std")
+    if (norm[0] is None) != (norm[1] is None):
+        raise typer.BadParameter("give --mean and --std together", param_hint="--mean/--std")
+    if name is not None and Path(name).is_dir():
+        if pth is not None or model is not None or model_opt or s is not None:
+            raise typer.BadParameter("a from_pretrained folder takes no --pth, --model, --model-opt or --s")
+        return _import_folder(Path(name), out, taxonomy, norm, parse_size(size), overwrite)
+    _refuse_hub_id(name)
+    _import_file(name, pth, out, overwrite, size, model, taxonomy, _model_options(model_opt, s), norm)
+
+
+def _refuse_hub_id(name: str | None) -> None:
+    """A hub id given where a local folder is needed: say how to get the folder (nothing downloads)."""
+    from segunify.models.hub import hub_table
+
+    entry = hub_table().get(name or "")
+    if entry is not None:
+        raise SegunifyError(
+            f"{name!r} is a hub id: download it first ({entry.command()}), then "
+            "'segunify import-weights DIR --out CKPT'"
+        )
+    if name is not None and "/" in name and not Path(name).exists():
+        raise SegunifyError(
+            "no such folder; a hub id must be downloaded first (huggingface-cli download ID --local-dir DIR)",
+            name,
+        )
+
+
+def _import_file(name, pth, out, overwrite, size, model, taxonomy, opts, norm) -> None:
+    """A listed weights file (by NAME or recognised --pth) or an unlisted one with the fallback flags."""
     from segunify.cli import console
     from segunify.models import count_parameters
     from segunify.models.pretrained import import_weights as run_import
 
-    opts = _model_options(model_opt, s)
     entry, src = _resolve_entry(name, pth, model, taxonomy)
     dest, net, meta = run_import(
         src,
@@ -116,6 +169,8 @@ def import_weights(
         taxonomy=taxonomy,
         input_size=parse_size(size),
         overwrite=overwrite,
+        mean=norm[0],
+        std=norm[1],
     )
     note = " (untrained background channel dropped)" if meta.source.head == "sliced" else ""
     what = entry.name if entry else f"{meta.model} {meta.model_kwargs}"
@@ -125,6 +180,28 @@ def import_weights(
         markup=False,
         highlight=False,
     )
+
+
+def _import_folder(folder: Path, out: str, taxonomy, norm, size, overwrite: bool) -> None:
+    from segunify.cli import console
+    from segunify.models import count_parameters
+    from segunify.models.hub import import_hub_folder
+
+    dest, net, meta, prep = import_hub_folder(
+        folder, out, taxonomy=taxonomy, mean=norm[0], std=norm[1], size=size, overwrite=overwrite
+    )
+    hw = f"{prep.input_size[0]}x{prep.input_size[1]}" if prep.input_size else "each image's own size"
+    console.print(
+        f"wrote {dest}: {meta.model} from {folder} ({count_parameters(net):,} parameters), "
+        f"{meta.num_classes} classes of {meta.taxonomy!r} (id2label matched); input {hw}, "
+        f"mean {_fmt(meta.mean)} std {_fmt(meta.std)} from {prep.origin}",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _fmt(values) -> str:
+    return ",".join(f"{v:.4g}" for v in values)
 
 
 def export(
@@ -140,11 +217,12 @@ def export(
 
     from segunify.cli import console
     from segunify.models.checkpoint import load_checkpoint
-    from segunify.models.onnx import ONNX_TOLERANCE, export_checked
+    from segunify.models.onnx import ONNX_TOLERANCE, check_exportable, export_checked
     from segunify.outputs import check_output_file
 
     check_output_file(onnx, overwrite, [(ckpt, "the checkpoint")])
     model, meta = load_checkpoint(ckpt)
+    check_exportable(model, ckpt)
     hw = parse_size(size) or (tuple(meta["input_size"]) if meta.get("input_size") else None)
     if hw is None:
         raise SegunifyError("checkpoint has no input_size; give --size H,W", ckpt)

@@ -30,7 +30,32 @@ def _load_mapping(spec: str, dataset, teacher_taxonomy: str | None):
     return load_mapping(spec, extra=dataset.taxonomy, source=teacher_taxonomy)
 
 
+pseudo_app = typer.Typer(help="Pseudo-label folders.", no_args_is_help=True)
+
+
+@pseudo_app.command("check")
+def check(
+    out: str = typer.Argument(..., help="pseudo-label folder (--out of segunify pseudo-label)"),
+    json_out: str | None = typer.Option(None, "--json", help="write every missing/stale id as JSON here"),
+) -> None:
+    """Is the folder complete? Every sample of the run (dataset, root and split from its settings.json)
+    has a label PNG made from its current inputs; exit 1 with one line when not (then rerun the same
+    pseudo-label command: it resumes)."""
+    from segunify.cli import console
+    from segunify.io import atomic_write_json
+    from segunify.pseudo.check import check_folder
+
+    result = check_folder(out)
+    if json_out:
+        atomic_write_json(json_out, result.to_dict(), indent=2)
+    if not result.complete:
+        raise SegunifyError(result.line(), out)
+    console.print(f"{out}: {result.line()}", markup=False, highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(pseudo_app, name="pseudo")
+
     @app.command("pseudo-label")
     def pseudo_label(
         teacher: str = typer.Option(
@@ -129,7 +154,11 @@ def _check_flags(device: str | None, also_without_priors: str | None, no_priors:
 
 
 def _state_and_device(device: str | None):
-    """The launcher's ranks on every device: accelerate needs ``cpu=True`` to see them without CUDA."""
+    """The launcher's ranks on every device: accelerate needs ``cpu=True`` to see them without CUDA.
+
+    The ranks' only collective is a barrier, so a launched GPU run joins them with gloo, not NCCL: NCCL
+    refuses two ranks on one GPU (``--num_processes`` above the GPU count, e.g. to keep a GPU busy
+    while other ranks decode and write). Rank r uses GPU ``r % device count``."""
     import torch
     from accelerate import PartialState
 
@@ -140,10 +169,13 @@ def _state_and_device(device: str | None):
         or (device is None and not torch.cuda.is_available())
         or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
     )
-    state = PartialState(cpu=use_cpu)
-    if device is None:
-        return state, torch.device("cpu") if use_cpu else state.device
-    return state, torch.device(f"cuda:{state.local_process_index}" if device == "cuda" else "cpu")
+    launched = int(os.environ.get("LOCAL_RANK", "-1")) != -1
+    state = PartialState(cpu=use_cpu, **({"backend": "gloo"} if launched and not use_cpu else {}))
+    if device == "cpu" or (device is None and use_cpu):
+        return state, torch.device("cpu")
+    if state.device is not None and state.device.type == "cuda":
+        return state, state.device
+    return state, torch.device("cuda", state.local_process_index % torch.cuda.device_count())
 
 
 def _progress(state, name: str):

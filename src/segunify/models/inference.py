@@ -136,11 +136,12 @@ class Predictor:
         exported per input size into ``onnx_cache`` (default: a temporary folder); ``None`` is the
         device's default (:func:`~segunify.models.onnx.resolve_backend`)."""
         from segunify.models.checkpoint import load_checkpoint, weights_digest
-        from segunify.models.onnx import OnnxModel, resolve_backend
+        from segunify.models.onnx import OnnxModel, check_exportable, resolve_backend
 
         backend = resolve_backend(backend, device)
         model, meta = load_checkpoint(directory, taxonomy=taxonomy, map_location="cpu")
         if backend == "onnx":
+            check_exportable(model, directory)
             model = OnnxModel(model, weights_digest(directory, meta), cache_dir=onnx_cache)
         opts.setdefault("size", meta.get("input_size"))
         pred = cls(model, meta["mean"], meta["std"], device=device, **opts)

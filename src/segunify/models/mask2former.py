@@ -60,6 +60,10 @@ class Mask2FormerSeg(SegmentationModel):
 
     has_own_loss = True
     find_unused_parameters = True
+    onnx_unsupported = (
+        "Mask2Former cannot run in ONNX Runtime: its deformable attention exports a GridSample node that "
+        "onnxruntime's CPU provider has no kernel for; use the torch backend"
+    )
 
     def __init__(self, hf_model, num_classes: int):
         super().__init__()
@@ -128,15 +132,16 @@ def mask2former(
         raise SegunifyError(
             f"mask2former: unknown backbone {backbone!r}; available: {', '.join(SWIN_PRESETS)}"
         )
-    kind = weights_kind(weights)
+    kind, head = weights_kind(weights), "full"
     if kind == "hf":
-        hf_model = from_pretrained_folder(
+        hf_model, head = from_pretrained_folder(
             Mask2FormerForUniversalSegmentation, weights, num_classes, "Mask2Former"
         )
     else:
         checkpoint_cfg = config_of_checkpoint(weights) if kind else {}
         hf_model = Mask2FormerForUniversalSegmentation(_config(backbone, checkpoint_cfg, config, num_classes))
     model = Mask2FormerSeg(hf_model, num_classes)
+    model.weights_loaded = head
     if kind == "segunify":
         load_partial(model, weights, HEAD_PREFIXES)
     model.segunify_spec = {

@@ -90,8 +90,16 @@ def onnx_parity(
     return float(np.abs(got - ref).max())
 
 
+def check_exportable(model: nn.Module, where: str | Path | None = None) -> None:
+    """A family that declares it cannot run in ONNX Runtime (``onnx_unsupported``) is refused up front."""
+    reason = getattr(model, "onnx_unsupported", None)
+    if reason:
+        raise SegunifyError(reason, where)
+
+
 def export_bytes(model: nn.Module, size: tuple[int, int], opset: int = OPSET, where=None) -> bytes:
     """The model exported with the TorchScript exporter (fixed input size), in memory."""
+    check_exportable(model, where)
     buffer = io.BytesIO()
     try:
         # the teacher may be asked for its first batch inside inference_mode: tracing needs it off
@@ -173,6 +181,7 @@ class OnnxModel(nn.Module):
         self, model: nn.Module, weights_sha256: str, cache_dir: str | Path | None = None, opset: int = OPSET
     ):
         super().__init__()
+        check_exportable(model)
         self.torch_model = model.eval()
         self.weights_sha256 = str(weights_sha256)
         self.opset = opset
@@ -208,6 +217,7 @@ __all__ = [
     "ONNX_TOLERANCE",
     "OnnxModel",
     "cached_export",
+    "check_exportable",
     "export_bytes",
     "export_checked",
     "export_onnx",

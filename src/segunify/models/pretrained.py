@@ -124,11 +124,14 @@ def import_weights(
     taxonomy: str | None = None,
     input_size: tuple[int, int] | None = None,
     overwrite: bool = False,
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
 ):
     """Turn a weights file into a segunify checkpoint at ``out``; returns ``(folder, model, meta)``.
 
     ``entry`` (a table row) supplies model, options, taxonomy, input size and normalisation; without it
-    (a file the table does not list) ``model`` and ``taxonomy`` are needed. The classifier must survive:
+    (a file the table does not list) ``model`` and ``taxonomy`` are needed (normalisation: ImageNet's
+    unless ``mean``/``std`` are given). ``mean``/``std``/``input_size`` override the entry's. The classifier must survive:
     weights whose head does not fit the taxonomy are refused rather than given a random head.
     """
     from segunify.models import create_model
@@ -166,8 +169,8 @@ def import_weights(
         net,
         {
             "taxonomy": tax,
-            "mean": entry.mean if entry else IMAGENET_MEAN,
-            "std": entry.std if entry else IMAGENET_STD,
+            "mean": mean or (entry.mean if entry else IMAGENET_MEAN),
+            "std": std or (entry.std if entry else IMAGENET_STD),
             "input_size": input_size or (entry.input_size if entry else None),
             "source": source,
         },

@@ -66,9 +66,9 @@ def _builder(variant: str):
     ) -> SegformerSeg:
         from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-        kind = weights_kind(weights)
+        kind, head = weights_kind(weights), "full"
         if kind == "hf":
-            hf_model = from_pretrained_folder(
+            hf_model, head = from_pretrained_folder(
                 SegformerForSemanticSegmentation, weights, num_classes, "SegFormer"
             )
             _check_variant(hf_model, preset, config, variant, weights)
@@ -78,6 +78,7 @@ def _builder(variant: str):
             cfg.setdefault("semantic_loss_ignore_index", IGNORE)
             hf_model = SegformerForSemanticSegmentation(SegformerConfig(**cfg))
         model = SegformerSeg(hf_model)
+        model.weights_loaded = head
         if kind == "segunify":
             load_partial(model, weights, HEAD_PREFIXES)
         model.segunify_spec = {

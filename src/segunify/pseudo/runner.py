@@ -211,7 +211,13 @@ def run_pseudo_label(
 
 
 def _barrier(state) -> None:
-    if state is not None and state.num_processes > 1:
+    """Wait for every rank. With a process group, torch's plain barrier: accelerate's passes
+    ``device_ids=[local rank]``, a GPU that does not exist when ranks share GPUs (rank 1 of 2 on one GPU)."""
+    if state is None or state.num_processes <= 1:
+        return
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    else:
         state.wait_for_everyone()
 
 

@@ -328,24 +328,25 @@ class PseudoStore:
         records = self.records()
 
         def ok(i: int) -> bool:
-            s = samples[i]
-            rec = self.current(records, s)
-            if rec is None:
-                return False
-            try:
-                h, w = int(rec["height"]), int(rec["width"])
-            except (KeyError, TypeError, ValueError):
-                return False
-            if not _png_ok(self.label_path(s), h, w):
-                return False
-            if soft and not _png_ok(self.soft_path(s), h, w, channels=3):
-                return False
-            return not save_confidence or _png_ok(self.confidence_path(s), h, w)
+            rec = self.current(records, samples[i])
+            return rec is not None and self.outputs_ok(samples[i], rec, save_confidence, soft)
 
         candidates = [i for i in indices if samples[i].id in records]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             flags = list(pool.map(ok, candidates))
         return {i for i, good in zip(candidates, flags, strict=True) if good}
+
+    def outputs_ok(self, sample: Sample, rec: dict, save_confidence: bool, soft: bool) -> bool:
+        """The sample's PNG(s) decode at the size its record gives."""
+        try:
+            h, w = int(rec["height"]), int(rec["width"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        if not _png_ok(self.label_path(sample), h, w):
+            return False
+        if soft and not _png_ok(self.soft_path(sample), h, w, channels=3):
+            return False
+        return not save_confidence or _png_ok(self.confidence_path(sample), h, w)
 
     def write(
         self,

@@ -201,7 +201,9 @@ class TrainConfig(_Strict):
     steps: Annotated[int, Field(gt=0)]
     batch_size: Annotated[int, Field(gt=0)] = 8  # per process
     grad_clip: Annotated[float, Field(gt=0)] | None = None
-    amp: bool = True  # bf16/fp16 autocast on GPU; ignored on CPU
+    # autocast on a GPU (accelerate's mixed_precision): true = bf16 where the GPU has it, else fp16;
+    # bf16 / fp16 force one; ignored on the CPU
+    amp: Literal[True, False, "bf16", "fp16"] = True
     sync_bn: bool = False  # SyncBatchNorm on multi-GPU runs
     eval: EvalConfig = EvalConfig()
     out: str = "runs/train"

@@ -94,8 +94,22 @@ def sync_buffers(model: torch.nn.Module, world: int) -> None:
             b.div_(world)
 
 
-def _on_cpu() -> bool:
-    return not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+def mixed_precision(amp: bool | str, cpu: bool, bf16_supported: bool) -> str:
+    """accelerate's ``mixed_precision`` for the config's ``amp``: ``no`` on the CPU or when off; ``True``
+    takes bf16 where the GPU has it (no loss scaling needed), fp16 otherwise; ``bf16``/``fp16`` force one."""
+    if cpu or amp is False:
+        return "no"
+    if amp is True:
+        return "bf16" if bf16_supported else "fp16"
+    if amp == "bf16" and not bf16_supported:
+        raise SegunifyError("amp: bf16 but this GPU has no bfloat16 support; use amp: fp16 (or true)")
+    return str(amp)
+
+
+def on_cpu() -> bool:
+    """No CUDA, or the launcher asked for the CPU (``accelerate launch --cpu``)."""
+    forced = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    return forced or not torch.cuda.is_available()
 
 
 def process_state():
@@ -103,7 +117,7 @@ def process_state():
     claims and locks the output folder before anything else happens."""
     from accelerate import PartialState
 
-    return PartialState(cpu=_on_cpu())
+    return PartialState(cpu=on_cpu())
 
 
 def make_accelerator(cfg: TrainConfig, model: torch.nn.Module):
@@ -111,14 +125,12 @@ def make_accelerator(cfg: TrainConfig, model: torch.nn.Module):
     DDP searches for parameters without a gradient only for a family that declares it needs it."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    on_cpu = _on_cpu()
-    mp = "no"
-    if cfg.amp and not on_cpu:
-        mp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    cpu = on_cpu()
+    mp = mixed_precision(cfg.amp, cpu, not cpu and torch.cuda.is_bf16_supported())
     ddp = DistributedDataParallelKwargs(
         find_unused_parameters=bool(getattr(model, "find_unused_parameters", False))
     )
-    return Accelerator(mixed_precision=mp, cpu=on_cpu, kwargs_handlers=[ddp])
+    return Accelerator(mixed_precision=mp, cpu=cpu, kwargs_handlers=[ddp])
 
 
 def find_last(out: Path) -> Path | None:
