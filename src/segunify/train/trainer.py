@@ -30,6 +30,7 @@ from segunify.train.data import (
     build_augmentation,
     collate,
     drawn_shares,
+    rare_classes,
     resolve_eval_parts,
     resolve_parts,
 )
@@ -241,8 +242,12 @@ class Trainer:
 
     def _build_loader(self) -> None:
         cfg = self.cfg
+        rare = rare_classes(cfg.augmentation, self.parts, self.target)
         self.dataset = CompoundDataset(
-            self.parts, build_augmentation(cfg.augmentation), seed=cfg.seed, extras=self.objective.extras
+            self.parts,
+            build_augmentation(cfg.augmentation, rare),
+            seed=cfg.seed,
+            extras=self.objective.extras,
         )
         self.sampler = WeightedDrawSampler(
             self.dataset.sizes,
@@ -253,6 +258,7 @@ class Trainer:
             cfg.seed,
             start_step=self.step,
             steps=cfg.steps,
+            repeats=[p.repeats for p in self.parts],
         )
         self.loader = torch.utils.data.DataLoader(
             self.dataset,
