@@ -35,7 +35,7 @@ from segunify.train.data import (
     SOFT_EXTRAS,
     Part,
 )
-from segunify.train.engine import compute_loss, normaliser
+from segunify.train.engine import compute_loss, normaliser, use_channels_last
 
 
 def pixel_losses(
@@ -135,7 +135,7 @@ class Distiller:
 
     def __init__(self, cfg: DistillConfig, teacher: torch.nn.Module, mean, std, device: torch.device):
         self.cfg, self.teacher = cfg, teacher.to(device).eval().requires_grad_(False)
-        self.normalise = normaliser(mean, std, device)
+        self.normalise = normaliser(mean, std, device, use_channels_last(self.teacher, device))
         self.flags = _pixel_flags(cfg.pixels)
 
     def select(self, codes: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,7 @@ from segunify.train.engine import (
     normaliser,
     step_seed,
     sync_buffers,
+    use_channels_last,
 )
 from segunify.train.engine import train_step as optimisation_step
 from segunify.train.finetune import param_groups, set_train_mode
@@ -112,6 +113,7 @@ class Trainer:
         self.accelerator = make_accelerator(self.cfg, model)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
+        self.channels_last = use_channels_last(model, self.accelerator.device)
         self._build_optimisation(model)
         self._build_loader()
         self.callbacks = self._default_callbacks() + self.extra_callbacks
@@ -269,7 +271,9 @@ class Trainer:
             pin_memory=self.accelerator.device.type == "cuda",
             persistent_workers=False,
         )
-        self.normalise = normaliser(cfg.model.mean, cfg.model.std, self.accelerator.device)
+        self.normalise = normaliser(
+            cfg.model.mean, cfg.model.std, self.accelerator.device, self.channels_last
+        )
 
     def _default_callbacks(self) -> list[Callback]:
         from segunify.train.callbacks import ProgressCallback, RankRecordCallback, TensorBoardCallback
