@@ -48,9 +48,9 @@ PSEUDO_SUMMARY = "summary.json"
 
 # Per-pixel extras a batch can carry besides the label (uint8, augmented with it, 255 where padded):
 # "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
-# and "distill" (what a pixel is, for distillation: an OR of the bit flags below; OTHER is none of them).
+# and "distill" (DISTILL_SOURCE on a source part's pixels, where the student is distilled toward the teacher).
 SOFT_EXTRAS = ("class2", "p1")
-DISTILL_OTHER, DISTILL_ONE_TO_MANY, DISTILL_SOURCE, DISTILL_UNLABELLED = 0, 1, 2, 4
+DISTILL_OTHER, DISTILL_SOURCE = 0, 1
 
 
 @dataclass
@@ -65,7 +65,6 @@ class Part:
     pseudo_dir: Path | None = None
     soft: bool = False  # read soft/<rel> (class1, class2, p1) instead of the hard label
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
-    one_to_many: np.ndarray | None = None  # [256] uint8: 1 where a GT class allows several target classes
     resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
     repeats: np.ndarray | None = None  # [N] int: times each sample is in an epoch (repeat-factor sampling)
 
@@ -88,7 +87,7 @@ class Part:
                     soft[..., channel] if soft is not None and soft.ndim == 3 else np.full_like(label, 255)
                 )
             elif name == "distill":
-                out.append(self._distill_codes(s, label))
+                out.append(np.full_like(label, DISTILL_SOURCE if self.source else DISTILL_OTHER))
             else:
                 raise ValueError(f"unknown extra {name!r}")
         if self.resize is not None:
@@ -126,20 +125,6 @@ class Part:
                 path,
             )
         return label
-
-    def _distill_codes(self, s: Sample, label: np.ndarray) -> np.ndarray:
-        if self.pseudo_dir is None:
-            code = DISTILL_SOURCE if self.source else DISTILL_OTHER
-            return np.full_like(label, code)
-        unlabelled = np.where(label == IGNORE, DISTILL_UNLABELLED, DISTILL_OTHER).astype(np.uint8)
-        if self.one_to_many is None or s.label is None:
-            return unlabelled
-        gt = self.adapter.read_label(s)
-        if gt.shape != label.shape:
-            raise SegunifyError(
-                f"ground truth size {gt.shape[1]}x{gt.shape[0]} differs from its pseudo-label's", s.label
-            )
-        return self.one_to_many[gt] | unlabelled
 
 
 def class_counts(part: Part, num_classes: int) -> np.ndarray:
@@ -288,19 +273,8 @@ def _resolve_labels(cfg: PartConfig, target: Taxonomy, key: str, config_path: st
         cfg.weight,
         pseudo_dir=pseudo,
         soft=cfg.soft,
-        one_to_many=_one_to_many_lut(summary, adapter.taxonomy),
         resize=cfg.resize,
     )
-
-
-def _one_to_many_lut(summary: dict, gt: Taxonomy) -> np.ndarray:
-    """``[256]`` uint8: 1 for the GT classes the summary lists as one-to-many (distillation pixels)."""
-    kinds = summary.get("extra_classes") or {}
-    lut = np.zeros(256, dtype=np.uint8)
-    for k, name in enumerate(gt.classes):
-        if (kinds.get(name) or {}).get("kind") == "one-to-many":
-            lut[k] = DISTILL_ONE_TO_MANY
-    return lut
 
 
 def check_pseudo_dir(

@@ -178,31 +178,9 @@ class Trainer:
             )
         if reason:
             notes.append(f"model.reinit_head: new classifier for {self.target.name!r} ({reason})")
-        self._keep_start(model, reason is not None)
         if self.resume:
             model.load_state_dict(read_safetensors(self.last / "model.safetensors"), strict=True)  # type: ignore[operator]
         return model, notes
-
-    def _keep_start(self, model: torch.nn.Module, reinit: bool) -> None:
-        """L2-SP's ``w0``: the weights of ``model.weights`` (rebuilt from the file on ``--resume``)."""
-        from segunify.models import create_model
-
-        self.start, self.reinit_head = None, reinit
-        weights = self.cfg.model.weights
-        if self.cfg.loss.l2sp <= 0 or weights is None:
-            return
-        if self.resume:
-            path = resolve_config_path(weights, self.config_path, "model.weights")
-            if not path.exists():
-                raise SegunifyError(
-                    f"model.weights: file not found (loss.l2sp's w0): {path}", self.config_path
-                )
-            initial = create_model(
-                self.cfg.model.name, self.target.num_classes, weights=path, **self.cfg.model.kwargs
-            )
-            self.reinit_head = head_mismatch(path, initial) is not None
-            model = initial
-        self.start = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     def _build_optimisation(self, model: torch.nn.Module) -> None:
         cfg, acc = self.cfg, self.accelerator
@@ -219,11 +197,7 @@ class Trainer:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         set_train_mode(model, cfg.model.freeze_bn)
         o = cfg.optimizer
-        try:
-            groups = param_groups(model, o.weight_decay, o.lr, o.encoder_lr_mult)
-        except SegunifyError as exc:
-            raise SegunifyError(str(exc), self.config_path) from None
-        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+        optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=o.betas)
         s = cfg.schedule
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda i: lr_factor(i, cfg.steps, s.warmup, s.warmup_factor, s.power)
@@ -233,10 +207,8 @@ class Trainer:
         )  # the data stream is sharded by our sampler
         self.unwrapped = acc.unwrap_model(self.model)
         self.objective = build_objective(
-            cfg, self.unwrapped, self.parts, self.target, self.start, self.reinit_head, acc.device,
-            self.config_path,
-        )  # fmt: skip
-        self.start = None  # L2-SP holds its own copy
+            cfg, self.unwrapped, self.parts, self.target, acc.device, self.config_path
+        )
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
