@@ -2,15 +2,16 @@
 
 ESPNetv2 s=2.0 (19 classes) at ``--size`` (default 384x384), batch ``--batch`` (4), one in-memory batch
 (blocky labels with soft extras and distillation codes), :func:`segunify.train.engine.train_step` as the
-trainer calls it. Options measured against the default (fused cross entropy, BN in training mode):
-``freeze_bn``, ``ohem``, ``class_balanced`` (per-batch weights), ``soft`` (two-class soft CE),
-``encoder_lr_mult`` (0.1), ``l2sp``, ``distill`` (an ESPNetv2 s=2.0 teacher's forward on all pixels).
+trainer calls it. Options measured against the default (fused cross entropy, BN in training mode, the model
+in channels_last on a CPU as the trainer keeps it): ``contiguous`` (the model and batch in the default memory
+format: what channels_last saves), ``freeze_bn``, ``soft`` (two-class soft CE), ``distill`` (an ESPNetv2
+s=2.0 teacher's forward, KL on the source pixels).
 The options' steps are interleaved over ``--rounds`` rounds; ``step_s`` is each option's fastest step
 (the least disturbed by other processes on a shared machine) and ``overhead`` = step / baseline - 1.
 Because whole steps are noisy there, ``term_ms`` also times each option's extra term alone (forward and
-backward of the loss on fixed logits, the L2-SP penalty, the teacher's forward + KL; fastest of
-``--repeats``) and ``term_overhead`` = its extra time / the baseline step (for a loss that replaces cross
-entropy: its time minus cross entropy's).
+backward of the loss on fixed logits, the teacher's forward + KL; fastest of ``--repeats``) and
+``term_overhead`` = its extra time / the baseline step (for a loss that replaces cross entropy: its time
+minus cross entropy's).
 
     python benchmarks/train_options.py [--size 384,384] [--batch 4] [--steps 3] [--rounds 3] [--threads N]
 """
@@ -25,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from segunify.models import create_model
-from segunify.train.config import DistillConfig, LossConfig
-from segunify.train.engine import normaliser, train_step
+from segunify.train.config import DistillConfig
+from segunify.train.engine import normaliser, train_step, use_channels_last
 from segunify.train.finetune import param_groups, set_train_mode
-from segunify.train.objective import L2SP, Distiller, Objective
+from segunify.train.objective import Distiller, Objective
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-OPTIONS = ("baseline", "freeze_bn", "ohem", "class_balanced", "soft", "encoder_lr_mult", "l2sp", "distill")
+OPTIONS = ("baseline", "contiguous", "freeze_bn", "soft", "distill")
 
 
 def make_batch(size, batch: int, classes: int) -> dict:
@@ -44,31 +45,27 @@ def make_batch(size, batch: int, classes: int) -> dict:
         "label": label,
         "class2": torch.randint(0, classes, (batch, h, w), dtype=torch.uint8, generator=g),
         "p1": torch.randint(128, 256, (batch, h, w), dtype=torch.uint8, generator=g),
-        "distill": torch.randint(0, 3, (batch, h, w), dtype=torch.uint8, generator=g),
+        "distill": torch.randint(0, 2, (batch, h, w), dtype=torch.uint8, generator=g),
     }
 
 
 def setup(option: str, classes: int, device: torch.device) -> dict:
-    """A fresh seeded model, its optimiser and the objective of one option."""
+    """A fresh seeded model, its optimiser, input normaliser and the objective of one option."""
     torch.manual_seed(0)
     model = create_model("espnetv2", classes, s=2.0).to(device)
+    channels_last = option != "contiguous" and use_channels_last(model, device)
     set_train_mode(model, option == "freeze_bn")
-    mult = 0.1 if option == "encoder_lr_mult" else 1.0
-    opt = torch.optim.AdamW(param_groups(model, 0.01, lr=1e-4, encoder_lr_mult=mult), lr=1e-4)
+    opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
     objective = None
-    if option in ("ohem", "class_balanced"):
-        objective = Objective(LossConfig(name=option))
-    elif option == "soft":
-        objective = Objective(LossConfig(), soft=True)
-    elif option == "l2sp":
-        params = [p for p in model.parameters() if p.requires_grad]
-        objective = Objective(LossConfig(l2sp=1e-3), l2sp=L2SP(1e-3, params, [p.detach() for p in params]))
+    if option == "soft":
+        objective = Objective(soft=True)
     elif option == "distill":
         teacher = create_model("espnetv2", classes, s=2.0)
-        cfg = DistillConfig(teacher="<benchmark>", pixels="all", temperature=2.0)
-        objective = Objective(LossConfig(distill=cfg), distiller=Distiller(cfg, teacher, MEAN, STD, device))
-    return {"model": model, "opt": opt, "sched": sched, "objective": objective}
+        cfg = DistillConfig(teacher="<benchmark>", temperature=2.0)
+        objective = Objective(distiller=Distiller(cfg, teacher, MEAN, STD, device))
+    norm = normaliser(MEAN, STD, device, channels_last)
+    return {"model": model, "opt": opt, "sched": sched, "objective": objective, "norm": norm}
 
 
 def time_terms(runs: dict, batch: dict, classes: int, device: torch.device, repeats: int) -> dict:
@@ -81,16 +78,14 @@ def time_terms(runs: dict, batch: dict, classes: int, device: torch.device, repe
 
     def term(option: str) -> torch.Tensor:
         objective = runs[option]["objective"]
-        if option in ("ce", "freeze_bn", "encoder_lr_mult"):
+        if option == "ce":
             return F.cross_entropy(logits, labels, ignore_index=255)
-        if option == "l2sp":
-            return objective.l2sp()
         if option == "distill":
             return objective.distiller(logits, soft_batch["image"], soft_batch["distill"])
         return objective(lambda x: logits, None, logits, soft_batch)
 
     out = {}
-    for option in ("ce", "ohem", "class_balanced", "soft", "l2sp", "distill"):
+    for option in ("ce", "soft", "distill"):
         best = float("inf")
         for _ in range(repeats + 1):
             if device.type == "cuda":
@@ -122,7 +117,6 @@ def main() -> None:
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     device = acc.device
     batch = make_batch(size, args.batch, 19)
-    norm = normaliser(MEAN, STD, device)
     runs = {o: setup(o, 19, device) for o in OPTIONS}
     times: dict[str, list[float]] = {o: [] for o in OPTIONS}
     t_start = time.perf_counter()
@@ -132,7 +126,9 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                train_step(acc, run["model"], run["opt"], run["sched"], batch, norm, None, run["objective"])
+                train_step(
+                    acc, run["model"], run["opt"], run["sched"], batch, run["norm"], None, run["objective"]
+                )
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 if r:
@@ -150,8 +146,8 @@ def main() -> None:
         "step_s": {o: round(min(t), 4) for o, t in times.items()},
         "overhead": {o: round(min(t) / base - 1.0, 4) for o, t in times.items() if o != "baseline"},
         "term_ms": terms,
-        "term_overhead": {  # a loss replaces cross entropy; L2-SP and distillation are added to it
-            o: round((ms - (0 if o in ("l2sp", "distill") else terms["ce"])) / 1000 / base, 4)
+        "term_overhead": {  # soft CE replaces cross entropy; distillation is added to it
+            o: round((ms - (0 if o == "distill" else terms["ce"])) / 1000 / base, 4)
             for o, ms in terms.items()
             if o != "ce"
         },

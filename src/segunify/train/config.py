@@ -53,6 +53,9 @@ class PartConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     soft: bool = False  # train on the folder's soft/ top-2 labels (``pseudo-label --soft``)
     resize: Pair | None = None  # (H, W) this part's images and labels get before augmentation (per dataset)
+    # repeat-factor sampling inside the part: a sample whose rarest class is in a fraction f < t of the
+    # part's samples comes sqrt(t / f) times per epoch (segunify.train.data.repeat_factors)
+    repeat_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
 
     @model_validator(mode="after")
     def _soft_needs_pseudo(self):
@@ -69,6 +72,11 @@ class AugmentationConfig(_Strict):
     color_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2  # brightness/contrast/saturation strength
     hue: Annotated[float, Field(ge=0, le=0.5)] = 0.0
     jitter_p: Annotated[float, Field(ge=0, le=1)] = 0.8
+    # probability that a crop is placed around a pixel of a rare class (segunify.train.data.RareClassCrop):
+    # rare_classes by name, or by default the classes under rare_share of the source parts' labelled pixels
+    rare_crop: Annotated[float, Field(ge=0, le=1)] = 0.0
+    rare_classes: list[str] | None = None
+    rare_share: Annotated[float, Field(gt=0, le=1)] = 0.01
 
     @field_validator("scale")
     @classmethod
@@ -89,8 +97,6 @@ class OptimizerConfig(_Strict):
     lr: Annotated[float, Field(gt=0)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-2
     betas: tuple[float, float] = (0.9, 0.999)
-    # the encoder's learning rate is lr * encoder_lr_mult (which parameters: segunify.train.finetune)
-    encoder_lr_mult: Annotated[float, Field(ge=0)] = 1.0
 
 
 class ScheduleConfig(_Strict):
@@ -101,54 +107,20 @@ class ScheduleConfig(_Strict):
     power: Annotated[float, Field(ge=0)] = 0.9
 
 
-class OhemConfig(_Strict):
-    """Online hard example mining: the mean loss over the hard pixels only. A pixel is hard when its loss
-    exceeds ``threshold`` (0.357 = -ln 0.7: the right class gets less than 70 %), or, with ``keep``, when
-    it is among the ``keep`` fraction of highest losses; never fewer than ``min_kept`` pixels."""
-
-    threshold: Annotated[float, Field(ge=0)] = 0.357
-    keep: Annotated[float, Field(gt=0, le=1)] | None = None
-    min_kept: Annotated[int, Field(ge=1)] = 100_000
-
-
-class ClassBalancedConfig(_Strict):
-    """Per-class weights ``share ** -power`` (normalised so that the average pixel weighs 1, capped at
-    ``max_weight``); the loss is the weighted mean. ``weights: batch`` takes the shares of each batch's
-    labels; ``summaries`` one fixed vector from the pseudo-label parts' ``summary.json`` class shares,
-    mixed by the parts' sampling weights (ground-truth parts have no summary and do not count). ``batch`` is
-    the default: it needs no summary and follows what the sampler actually drew; ``summaries`` gives the
-    same weights at every step (less noise from small batches)."""
-
-    weights: Literal["batch", "summaries"] = "batch"
-    power: Annotated[float, Field(gt=0, le=2)] = 1.0
-    max_weight: Annotated[float, Field(ge=1)] = 10.0
-
-
 class DistillConfig(_Strict):
-    """Distillation toward a frozen teacher: ``weight * T^2 * KL(teacher_T || student_T)`` (``T`` the
-    temperature) averaged over the chosen pixels: ``one_to_many`` (pseudo-label pixels whose ground-truth
-    class allows several target classes), ``source`` (every pixel of a ground-truth part already in the
-    target taxonomy), ``unlabelled`` (pseudo-label pixels left ignore: void ground truth or the allowed-mass
-    gate, where the labels say nothing), a list of these three, ``both`` (= one_to_many and source), ``all``,
-    or ``not_one_to_many`` (every pixel but the one-to-many ones: the source parts and the pseudo-labels the
-    priors copied one-to-one). The teacher runs once per step on the batch (about a third of a step's time
-    for an ESPNetv2 teacher; ``benchmarks/train_options.py``); ``one_to_many`` reads each pseudo-labelled
-    sample's ground truth beside its label."""
+    """Distillation toward a frozen teacher on the source parts' pixels (ground truth already in the target
+    taxonomy): ``weight * T^2 * KL(teacher_T || student_T)`` (``T`` the temperature) averaged over them, so
+    the student keeps the teacher's view of the source while it learns the extra data. The teacher runs once
+    per step on the batch (``benchmarks/train_options.py`` times it)."""
 
     teacher: str
     weight: Annotated[float, Field(gt=0)] = 1.0
     temperature: Annotated[float, Field(gt=0)] = 1.0
-    pixels: (
-        Literal["one_to_many", "source", "unlabelled", "both", "all", "not_one_to_many"]
-        | list[Literal["one_to_many", "source", "unlabelled"]]
-    ) = "both"
 
 
 class LossConfig(_Strict):
-    name: Literal["ce", "ohem", "class_balanced"] = "ce"
-    ohem: OhemConfig = OhemConfig()
-    class_balanced: ClassBalancedConfig = ClassBalancedConfig()
-    l2sp: Annotated[float, Field(ge=0)] = 0.0  # alpha of alpha * ||w - w0||^2 toward the initial weights
+    """Cross entropy over the labelled pixels (soft for a part with ``soft: true``), plus ``distill``."""
+
     distill: DistillConfig | None = None
 
 

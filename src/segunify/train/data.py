@@ -48,9 +48,9 @@ PSEUDO_SUMMARY = "summary.json"
 
 # Per-pixel extras a batch can carry besides the label (uint8, augmented with it, 255 where padded):
 # "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
-# and "distill" (what a pixel is, for distillation: an OR of the bit flags below; OTHER is none of them).
+# and "distill" (DISTILL_SOURCE on a source part's pixels, where the student is distilled toward the teacher).
 SOFT_EXTRAS = ("class2", "p1")
-DISTILL_OTHER, DISTILL_ONE_TO_MANY, DISTILL_SOURCE, DISTILL_UNLABELLED = 0, 1, 2, 4
+DISTILL_OTHER, DISTILL_SOURCE = 0, 1
 
 
 @dataclass
@@ -65,8 +65,8 @@ class Part:
     pseudo_dir: Path | None = None
     soft: bool = False  # read soft/<rel> (class1, class2, p1) instead of the hard label
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
-    one_to_many: np.ndarray | None = None  # [256] uint8: 1 where a GT class allows several target classes
     resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
+    repeats: np.ndarray | None = None  # [N] int: times each sample is in an epoch (repeat-factor sampling)
 
     def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
@@ -87,7 +87,7 @@ class Part:
                     soft[..., channel] if soft is not None and soft.ndim == 3 else np.full_like(label, 255)
                 )
             elif name == "distill":
-                out.append(self._distill_codes(s, label))
+                out.append(np.full_like(label, DISTILL_SOURCE if self.source else DISTILL_OTHER))
             else:
                 raise ValueError(f"unknown extra {name!r}")
         if self.resize is not None:
@@ -95,6 +95,16 @@ class Part:
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             label, *out = (cv2.resize(a, size, interpolation=cv2.INTER_NEAREST) for a in (label, *out))
         return image, label, out
+
+    def label(self, j: int) -> np.ndarray:
+        """The target label of sample ``j`` alone (hard labels; no image read, no resize)."""
+        s = self.samples[j]
+        if self.pseudo_dir is None:
+            return self.lut[self.adapter.read_label(s)]
+        label = read_label_raw(self.pseudo_dir / s.rel)
+        if label.ndim != 2 or label.dtype != np.uint8:
+            raise SegunifyError("pseudo-label must be a single-channel uint8 PNG", self.pseudo_dir / s.rel)
+        return label
 
     def _read_pseudo(self, s: Sample, shape: tuple[int, ...]) -> np.ndarray:
         assert self.pseudo_dir is not None
@@ -116,19 +126,47 @@ class Part:
             )
         return label
 
-    def _distill_codes(self, s: Sample, label: np.ndarray) -> np.ndarray:
-        if self.pseudo_dir is None:
-            code = DISTILL_SOURCE if self.source else DISTILL_OTHER
-            return np.full_like(label, code)
-        unlabelled = np.where(label == IGNORE, DISTILL_UNLABELLED, DISTILL_OTHER).astype(np.uint8)
-        if self.one_to_many is None or s.label is None:
-            return unlabelled
-        gt = self.adapter.read_label(s)
-        if gt.shape != label.shape:
-            raise SegunifyError(
-                f"ground truth size {gt.shape[1]}x{gt.shape[0]} differs from its pseudo-label's", s.label
-            )
-        return self.one_to_many[gt] | unlabelled
+
+def class_counts(part: Part, num_classes: int) -> np.ndarray:
+    """``[N, C]`` pixels of each target class in each sample's label (ignore not counted)."""
+    counts = np.zeros((len(part.samples), num_classes), dtype=np.int64)
+    for j in range(len(part.samples)):
+        counts[j] = np.bincount(part.label(j).ravel(), minlength=256)[:num_classes]
+    return counts
+
+
+def rare_classes(cfg: AugmentationConfig, parts: Sequence[Part], target: Taxonomy) -> list[int]:
+    """Target ids of ``cfg.rare_classes``, or by default the classes under ``cfg.rare_share`` of the
+    labelled pixels of the source parts (ground truth already in the target taxonomy); [] when off."""
+    if cfg.rare_crop == 0:
+        return []
+    if cfg.rare_classes is not None:
+        unknown = [c for c in cfg.rare_classes if c not in target.classes]
+        if unknown:
+            raise SegunifyError(f"augmentation.rare_classes: {unknown} not in taxonomy {target.name!r}")
+        return [target.index(c) for c in cfg.rare_classes]
+    sources = [p for p in parts if p.source]
+    if not sources:
+        raise SegunifyError(
+            "augmentation.rare_crop: no source part to find rare classes in; give rare_classes"
+        )
+    pixels = sum(class_counts(p, target.num_classes).sum(0) for p in sources)
+    share = pixels / max(int(pixels.sum()), 1)
+    return np.flatnonzero(share < cfg.rare_share).tolist()
+
+
+def repeat_factors(counts: np.ndarray, threshold: float) -> np.ndarray:
+    """Repeat-factor sampling (LVIS, Gupta et al. 2019): sample ``i`` is repeated
+    ``r_i = max(1, max over its classes c of sqrt(threshold / f_c))`` times per epoch, ``f_c`` the fraction
+    of the part's samples holding class ``c``; so a thin class that only a few frames show is seen more often
+    without changing the part's share of the draws. Fractional ``r_i`` are rounded once, stochastically
+    (fixed seed), to keep an epoch a fixed list."""
+    present = counts > 0
+    freq = present.mean(0)
+    per_class = np.sqrt(threshold / np.where(freq > 0, freq, np.inf))
+    r = np.maximum(1.0, (present * per_class).max(1))
+    whole = np.floor(r)
+    return (whole + (np.random.default_rng(0).random(len(r)) < r - whole)).astype(np.int64)
 
 
 def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:
@@ -199,6 +237,15 @@ def resolve_part(
 ) -> Part:
     """One part, checked; ``teacher`` = (value, its config key): the teacher a pseudo-label part's labels
     must come from when the part names none (the config's distillation teacher or start weights)."""
+    part = _resolve_labels(cfg, target, key, config_path, teacher)
+    if cfg.repeat_threshold is not None:
+        part.repeats = repeat_factors(class_counts(part, target.num_classes), cfg.repeat_threshold)
+    return part
+
+
+def _resolve_labels(
+    cfg: PartConfig, target: Taxonomy, key: str, config_path: str, teacher: tuple[str, str] | None
+) -> Part:
     adapter = _adapter(cfg.dataset, cfg.root, cfg.options, key, config_path)
     samples = _samples(adapter, cfg.split, key, config_path)
     name = f"{cfg.dataset}/{cfg.split}"
@@ -234,19 +281,8 @@ def resolve_part(
         cfg.weight,
         pseudo_dir=pseudo,
         soft=cfg.soft,
-        one_to_many=_one_to_many_lut(summary, adapter.taxonomy),
         resize=cfg.resize,
     )
-
-
-def _one_to_many_lut(summary: dict, gt: Taxonomy) -> np.ndarray:
-    """``[256]`` uint8: 1 for the GT classes the summary lists as one-to-many (distillation pixels)."""
-    kinds = summary.get("extra_classes") or {}
-    lut = np.zeros(256, dtype=np.uint8)
-    for k, name in enumerate(gt.classes):
-        if (kinds.get(name) or {}).get("kind") == "one-to-many":
-            lut[k] = DISTILL_ONE_TO_MANY
-    return lut
 
 
 def check_pseudo_dir(
@@ -445,8 +481,36 @@ def resolve_eval_part(cfg: EvalPartConfig, target: Taxonomy, key: str, config_pa
     return EvalPart(f"{cfg.dataset}/{cfg.split}", adapter, samples, mapping, same)
 
 
-def build_augmentation(cfg: AugmentationConfig) -> A.Compose:
-    """Resize (optional) -> random scale -> pad (image 0, label ignore) -> random crop -> flip -> jitter."""
+class RareClassCrop(A.RandomCrop):
+    """A random crop that, with probability ``p_rare``, holds a pixel of a rare class: one of ``classes``
+    present in the label is picked uniformly, then one of its pixels, and the crop is placed at random
+    around it (rare-class crops as in DAFormer's rare class sampling, Hoyer et al. 2022). Thin classes
+    fill few crops by chance; this shows them more often without repeating whole frames."""
+
+    def __init__(self, height: int, width: int, classes: Sequence[int], p_rare: float):
+        super().__init__(height, width)
+        self.classes = np.asarray(sorted(classes), dtype=np.int64)
+        self.p_rare = p_rare
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        out = super().get_params_dependent_on_data(params, data)
+        mask = data.get("mask")
+        if mask is None or self.py_random.random() >= self.p_rare:
+            return out
+        present = self.classes[np.bincount(mask.ravel(), minlength=256)[self.classes] > 0]
+        if not len(present):
+            return out
+        ys, xs = np.nonzero(mask == self.py_random.choice(present.tolist()))
+        k = self.py_random.randrange(len(ys))
+        h, w = mask.shape[:2]
+        x0 = int(np.clip(xs[k] - self.py_random.randint(0, self.width - 1), 0, w - self.width))
+        y0 = int(np.clip(ys[k] - self.py_random.randint(0, self.height - 1), 0, h - self.height))
+        return out | {"crop_coords": (x0, y0, x0 + self.width, y0 + self.height)}
+
+
+def build_augmentation(cfg: AugmentationConfig, rare: Sequence[int] = ()) -> A.Compose:
+    """Resize (optional) -> random scale -> pad (image 0, label ignore) -> random crop (around a pixel of a
+    ``rare`` class with probability ``cfg.rare_crop``) -> flip -> jitter."""
     ch, cw = cfg.crop
     ops: list = []
     if cfg.resize is not None:
@@ -457,7 +521,8 @@ def build_augmentation(cfg: AugmentationConfig) -> A.Compose:
     ops.append(
         A.PadIfNeeded(ch, cw, position="center", border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE)
     )
-    ops.append(A.RandomCrop(ch, cw))
+    rare_crop = cfg.rare_crop > 0 and len(rare) > 0
+    ops.append(RareClassCrop(ch, cw, rare, cfg.rare_crop) if rare_crop else A.RandomCrop(ch, cw))
     if cfg.hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     if cfg.color_jitter > 0 or cfg.hue > 0:
@@ -534,7 +599,9 @@ class WeightedDrawSampler(Sampler):
 
     Global step ``s`` uses draws ``[s*B*R, (s+1)*B*R)``; rank ``r`` takes the ``r``-th block of ``B``.
     Within a part, samples come in shuffled epochs (every sample once before any repeats), so small
-    parts are cycled evenly rather than sampled with replacement.
+    parts are cycled evenly rather than sampled with replacement. ``repeats`` (per part ``None`` or an
+    int array, one count >= 1 per sample: :func:`repeat_factors`) puts a sample that many times into each of
+    its part's epochs.
     """
 
     CHUNK = 4096
@@ -549,6 +616,7 @@ class WeightedDrawSampler(Sampler):
         seed: int = 0,
         start_step: int = 0,
         steps: int | None = None,
+        repeats: Sequence[np.ndarray | None] | None = None,
     ):
         if len(sizes) != len(weights) or not sizes:
             raise ValueError("one weight per part")
@@ -558,6 +626,12 @@ class WeightedDrawSampler(Sampler):
             raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self.epochs = [np.arange(n) for n in self.sizes]  # one epoch of each part: local sample indices
+        for p, rep in enumerate(repeats or ()):
+            if rep is not None:
+                if len(rep) != self.sizes[p] or min(rep) < 1:
+                    raise ValueError("repeats: one count >= 1 per sample of the part")
+                self.epochs[p] = np.repeat(self.epochs[p], rep)
         w = np.asarray(weights, dtype=np.float64)
         self.probs = w / w.sum()
         self.batch_size, self.num_replicas, self.rank = batch_size, num_replicas, rank
@@ -573,7 +647,8 @@ class WeightedDrawSampler(Sampler):
         return rng.choice(len(self.sizes), size=self.CHUNK, p=self.probs).astype(np.int64)
 
     def _perm(self, p: int, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, 0xE90C, p, epoch]).permutation(int(self.sizes[p]))
+        rng = np.random.default_rng([self.seed, 0xE90C, p, epoch])
+        return self.epochs[p][rng.permutation(len(self.epochs[p]))]
 
     def stream(self, start: int, stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Chunks of (global draw positions, dataset indices) covering ``[start, stop)``."""
@@ -591,7 +666,7 @@ class WeightedDrawSampler(Sampler):
             for p in np.unique(parts):
                 where = np.flatnonzero(parts == p)
                 k = counts[p] + np.arange(len(where))
-                epochs, pos = np.divmod(k, self.sizes[p])
+                epochs, pos = np.divmod(k, len(self.epochs[p]))
                 local = np.empty(len(where), dtype=np.int64)
                 for e in np.unique(epochs):
                     if (p, e) not in perms:

@@ -47,10 +47,21 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank, 0x7A1]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def normaliser(mean, std, device):
+def normaliser(mean, std, device, channels_last: bool = False):
+    """uint8 ``[B, 3, H, W]`` -> normalised float32 on ``device``; in channels_last for a model kept in it."""
     m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
     s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
-    return lambda img: (img.to(device, non_blocking=True).float() - m) / s
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return lambda img: ((img.to(device, non_blocking=True).float() - m) / s).contiguous(memory_format=fmt)
+
+
+def use_channels_last(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether ``model`` runs faster in channels_last on ``device`` (a family flag measured on the CPU:
+    ESPNetv2's depthwise convolutions); the model is converted when it does."""
+    faster = torch.device(device).type == "cpu" and bool(getattr(model, "cpu_channels_last", False))
+    if faster:
+        model.to(memory_format=torch.channels_last)
+    return faster
 
 
 def compute_loss(model, unwrapped, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

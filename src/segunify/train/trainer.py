@@ -35,6 +35,7 @@ from segunify.train.data import (
     collate,
     drawn_shares,
     is_sha256,
+    rare_classes,
     resolve_eval_parts,
     resolve_parts,
 )
@@ -53,6 +54,7 @@ from segunify.train.engine import (
     process_state,
     step_seed,
     sync_buffers,
+    use_channels_last,
 )
 from segunify.train.engine import train_step as optimisation_step
 from segunify.train.finetune import param_groups, set_train_mode
@@ -120,6 +122,7 @@ class Trainer:
             self.accelerator = make_accelerator(self.cfg, model)
             self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
             self.main = self.accelerator.is_main_process
+            self.channels_last = use_channels_last(model, self.accelerator.device)
             self._build_optimisation(model)
             self._build_loader()
         except BaseException:
@@ -229,31 +232,9 @@ class Trainer:
             )
         if reason:
             notes.append(f"model.reinit_head: new classifier for {self.target.name!r} ({reason})")
-        self._keep_start(model, reason is not None)
         if self.resume:
             model.load_state_dict(read_safetensors(self.last / "model.safetensors"), strict=True)  # type: ignore[operator]
         return model, notes
-
-    def _keep_start(self, model: torch.nn.Module, reinit: bool) -> None:
-        """L2-SP's ``w0``: the weights of ``model.weights`` (rebuilt from the file on ``--resume``)."""
-        from segunify.models import create_model
-
-        self.start, self.reinit_head = None, reinit
-        weights = self.cfg.model.weights
-        if self.cfg.loss.l2sp <= 0 or weights is None:
-            return
-        if self.resume:
-            path = resolve_config_path(weights, self.config_path, "model.weights")
-            if not path.exists():
-                raise SegunifyError(
-                    f"model.weights: file not found (loss.l2sp's w0): {path}", self.config_path
-                )
-            initial = create_model(
-                self.cfg.model.name, self.target.num_classes, weights=path, **self.cfg.model.kwargs
-            )
-            self.reinit_head = head_mismatch(path, initial) is not None
-            model = initial
-        self.start = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     def _build_optimisation(self, model: torch.nn.Module) -> None:
         cfg, acc = self.cfg, self.accelerator
@@ -270,11 +251,7 @@ class Trainer:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         set_train_mode(model, cfg.model.freeze_bn)
         o = cfg.optimizer
-        try:
-            groups = param_groups(model, o.weight_decay, o.lr, o.encoder_lr_mult)
-        except SegunifyError as exc:
-            raise SegunifyError(str(exc), self.config_path) from None
-        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+        optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=o.betas)
         s = cfg.schedule
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda i: lr_factor(i, cfg.steps, s.warmup, s.warmup_factor, s.power)
@@ -284,10 +261,8 @@ class Trainer:
         )  # the data stream is sharded by our sampler
         self.unwrapped = acc.unwrap_model(self.model)
         self.objective = build_objective(
-            cfg, self.unwrapped, self.parts, self.target, self.start, self.reinit_head, acc.device,
-            self.config_path,
-        )  # fmt: skip
-        self.start = None  # L2-SP holds its own copy
+            cfg, self.unwrapped, self.parts, self.target, acc.device, self.config_path
+        )
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -295,8 +270,12 @@ class Trainer:
 
     def _build_loader(self) -> None:
         cfg = self.cfg
+        rare = rare_classes(cfg.augmentation, self.parts, self.target)
         self.dataset = CompoundDataset(
-            self.parts, build_augmentation(cfg.augmentation), seed=cfg.seed, extras=self.objective.extras
+            self.parts,
+            build_augmentation(cfg.augmentation, rare),
+            seed=cfg.seed,
+            extras=self.objective.extras,
         )
         self.sampler = WeightedDrawSampler(
             self.dataset.sizes,
@@ -307,6 +286,7 @@ class Trainer:
             cfg.seed,
             start_step=self.step,
             steps=cfg.steps,
+            repeats=[p.repeats for p in self.parts],
         )
         self.loader = torch.utils.data.DataLoader(
             self.dataset,
@@ -317,7 +297,9 @@ class Trainer:
             pin_memory=self.accelerator.device.type == "cuda",
             persistent_workers=False,
         )
-        self.normalise = normaliser(cfg.model.mean, cfg.model.std, self.accelerator.device)
+        self.normalise = normaliser(
+            cfg.model.mean, cfg.model.std, self.accelerator.device, self.channels_last
+        )
 
     def _default_callbacks(self) -> list[Callback]:
         from segunify.train.callbacks import ProgressCallback, RankRecordCallback, TensorBoardCallback
