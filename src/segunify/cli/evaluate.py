@@ -138,7 +138,9 @@ def _write_charts(vis: Path, result: dict, title: str, ds, mp, console) -> None:
 
 
 def evaluate(
-    dataset: str = Opt(..., "--dataset", help="dataset adapter name (see 'segunify datasets list')"),
+    dataset: str = Opt(
+        ..., "--dataset", help="dataset name (segunify datasets list) or a dataset spec .yaml"
+    ),
     root: str = Opt(..., "--root", help="dataset root in the publisher's layout"),
     split: str = Opt(..., "--split", help="split to evaluate"),
     pred_dir: str | None = Opt(

@@ -207,7 +207,9 @@ def _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device
 @mapping_app.command("suggest")
 def suggest(
     teacher: str = typer.Option(..., "--teacher", help="teacher checkpoint folder (run without priors)"),
-    dataset: str = typer.Option(..., "--dataset", help="dataset adapter name (segunify datasets list)"),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="dataset name (segunify datasets list) or a dataset spec .yaml"
+    ),
     root: str = typer.Option(..., "--root", help="dataset root folder"),
     out: Path = typer.Option(..., "--out", help="draft mapping CSV to write"),
     split: str = typer.Option("train", "--split", help="dataset split"),
@@ -255,7 +257,7 @@ def suggest(
 def audit(
     csv: str = typer.Argument(..., help="mapping CSV path, or a shipped one as extra__source"),
     teacher: str = typer.Option(None, "--teacher", help="teacher checkpoint folder (run without priors)"),
-    dataset: str = typer.Option(None, "--dataset", help="dataset adapter name"),
+    dataset: str = typer.Option(None, "--dataset", help="dataset name or a dataset spec .yaml"),
     root: str = typer.Option(None, "--root", help="dataset root folder"),
     split: str = typer.Option("train", "--split", help="dataset split"),
     stats: Path = typer.Option(

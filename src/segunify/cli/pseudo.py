@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
         teacher: str = typer.Option(
             ..., "--teacher", help="Teacher checkpoint folder (model.safetensors + meta.json)."
         ),
-        dataset: str = typer.Option(..., "--dataset", help="Dataset adapter name (segunify datasets list)."),
+        dataset: str = typer.Option(
+            ..., "--dataset", help="Dataset name (segunify datasets list) or a dataset spec .yaml."
+        ),
         root: str = typer.Option(..., "--root", help="Dataset root folder."),
         mapping: str = typer.Option(..., "--mapping", help="Mapping CSV or shipped name extra__source."),
         out: str = typer.Option(..., "--out", help="Output folder (resumes when it exists)."),

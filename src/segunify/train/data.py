@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from segunify.datasets import DatasetAdapter, Sample, create_dataset
+from segunify.datasets.spec import is_spec_path
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
 from segunify.mapping import Mapping, identity_mapping, load_mapping
@@ -67,6 +68,7 @@ class Part:
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
     one_to_many: np.ndarray | None = None  # [256] uint8: 1 where a GT class allows several target classes
     resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
+    mapping: Mapping | None = None  # GT parts: the one-to-one mapping ``lut`` comes from
 
     def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
@@ -172,9 +174,12 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
 
 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
+    """A part's adapter: a shipped dataset name, or a dataset spec file relative to the config file."""
     path = resolve_config_path(root, config_path, f"{key}.root")
     if not path.is_dir():
         raise SegunifyError(f"{key}.root: dataset folder not found: {path}", config_path)
+    if is_spec_path(dataset):
+        dataset = str(resolve_config_path(dataset, config_path, f"{key}.dataset"))
     try:
         return create_dataset(dataset, path, **options)
     except SegunifyError as exc:
@@ -196,7 +201,7 @@ def _samples(adapter: DatasetAdapter, split: str, key: str, config_path: str) ->
 def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) -> Part:
     adapter = _adapter(cfg.dataset, cfg.root, cfg.options, key, config_path)
     samples = _samples(adapter, cfg.split, key, config_path)
-    name = f"{cfg.dataset}/{cfg.split}"
+    name = f"{adapter.name}/{cfg.split}"
     if cfg.labels == "gt":
         if any(s.label is None for s in samples):
             missing = next(s for s in samples if s.label is None)
@@ -209,9 +214,11 @@ def resolve_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str) 
         except SegunifyError as exc:
             raise _keyed(exc, f"{key}.mapping", config_path) from None
         source = adapter.taxonomy.name == target.name and cfg.mapping is None
-        return Part(name, adapter, samples, cfg.weight, lut=lut, source=source, resize=cfg.resize)
+        return Part(
+            name, adapter, samples, cfg.weight, lut=lut, source=source, resize=cfg.resize, mapping=mapping
+        )
     pseudo = resolve_config_path(cfg.labels, config_path, f"{key}.labels")
-    summary = check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
+    summary = check_pseudo_dir(pseudo, adapter.name, cfg.split, target, f"{key}.labels", config_path)
     check_pseudo_origin(summary, cfg, adapter.taxonomy, target, key, config_path)
     if cfg.soft and not (summary.get("settings") or {}).get("soft"):
         raise SegunifyError(
@@ -363,7 +370,7 @@ def resolve_eval_part(cfg: EvalPartConfig, target: Taxonomy, key: str, config_pa
         raise SegunifyError(f"{key}: no labelled samples in split {cfg.split!r}", config_path)
     mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
     same = adapter.taxonomy.name == target.name and cfg.mapping is None
-    return EvalPart(f"{cfg.dataset}/{cfg.split}", adapter, samples, mapping, same)
+    return EvalPart(f"{adapter.name}/{cfg.split}", adapter, samples, mapping, same)
 
 
 def build_augmentation(cfg: AugmentationConfig) -> A.Compose:
