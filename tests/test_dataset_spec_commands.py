@@ -162,3 +162,16 @@ def test_demo_parts_take_a_spec_relative_to_the_config(camvid, spec, tmp_path):
     with pytest.raises(SegunifyError, match="labelled in 'camvid'"):
         check_taxonomies(with_spec_paths(DemoConfig.model_validate(wrong), base))
     assert yaml.safe_load(yaml.safe_dump(train.params["train"]))["parts"][0]["dataset"] == "cityscapes"
+
+
+def test_the_walkthrough_config_names_the_shipped_specs():
+    """configs/train_rugd_quick.yaml (docs/your-data.md) validates, and its parts' specs, relative to the config,
+    are the shipped ones: the source's train split holds 80 frames, RUGD's 18."""
+    from segunify.datasets.spec import load_spec
+    from segunify.train.config import load_config, resolve_config_path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "train_rugd_quick.yaml"
+    cfg = load_config(path)
+    specs = [load_spec(resolve_config_path(p.dataset, path, "dataset")) for p in cfg.parts]
+    assert [s.name for s in specs] == ["cityscapes-aachen-half", "rugd-sample"]
+    assert cfg.parts[1].mapping == "rugd__cityscapes" and cfg.parts[0].labels == "gt"

@@ -81,6 +81,7 @@ def test_plain_export_labels_links_splits_and_card(setup, tmp_path):
     city, cam = info["parts"]
     assert (city["frames"], cam["frames"], info["frames"]) == (2, 8, 10)
     assert city["labels"] == "ground truth" and city["teacher"] is None and city["weight"] == 2.0
+    assert city["mapping"]["name"] == "identity (cityscapes)"
     assert cam["teacher"]["sha256"] == TEACHER_SHA256 and cam["train_resize"] == [24, 32]
     assert cam["mapping"]["sha256"] == mapping_sha256(load_mapping("camvid__cityscapes"))
     for entry, labels in zip((city, cam), expected.values(), strict=True):

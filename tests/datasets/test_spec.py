@@ -101,6 +101,8 @@ def test_cli_check_reports_26_and_100_pairs(rugd_root, cityscapes_half_root, cap
     assert main(["datasets", "check", str(SHIPPED / "cityscapes-aachen-half.yaml"), "--root",
                  str(cityscapes_half_root), "--split", "all"]) == 0  # fmt: skip
     assert "ok: 100 pairs, no problems" in capsys.readouterr().out
+    assert main(["datasets", "check", str(SHIPPED / "rugd-sample.yaml"), "--root", str(rugd_root)]) == 0
+    assert "ok: 26 pairs (60 in the splits, which overlap), no problems" in capsys.readouterr().out
     assert main(["datasets", "stats", str(SHIPPED / "rugd-sample.yaml"), "--root", str(rugd_root)]) == 0
     assert "rugd-sample train: 18 labels" in capsys.readouterr().out
 

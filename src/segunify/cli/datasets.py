@@ -86,7 +86,9 @@ def check(
             )
         console.print(f"{len(report.problems)} problem(s) found")
         raise typer.Exit(1)
-    console.print(f"ok: {sum(report.counts.values())} pairs, no problems")
+    listed = sum(report.counts.values())
+    overlap = f" ({listed} in the splits, which overlap)" if listed != report.pairs else ""
+    console.print(f"ok: {report.pairs} pairs{overlap}, no problems")
 
 
 @datasets_app.command("stats")

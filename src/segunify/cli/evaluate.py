@@ -202,7 +202,7 @@ def evaluate(
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     mp = load_mapping(mapping) if mapping else None
     if mp is not None:
-        mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {dataset!r}")
+        mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {ds.name!r}")
     if pred_dir is not None:
         source = PredDir(pred_dir)
     else:
@@ -210,7 +210,7 @@ def evaluate(
     samples = ds.samples(split)[:limit] if limit else ds.samples(split)
     on_pair = _vis_writer(Path(vis), ds, mp, samples, vis_count) if vis else None
     result = _score(ds, split, len(samples), source, mp, limit, per_image, on_pair, console)
-    title = f"{dataset} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")
+    title = f"{ds.name} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")
     _show(result, title, mp, show_sources, per_image, console)
     if vis:
         _write_charts(Path(vis), result, title, ds, mp, console)

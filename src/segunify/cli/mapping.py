@@ -197,10 +197,10 @@ def _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device
     opts = {"size": parse_size(size)} if size else {}
     predictor = Predictor.from_checkpoint(teacher, device=device, **opts)
     with progress_bar(console=console, disable=os.environ.get("SEGUNIFY_NO_PROGRESS") is not None) as bar:
-        task = bar.add_task(f"teacher on {dataset}/{split}", total=len(samples), rate="")
+        task = bar.add_task(f"teacher on {ds.name}/{split}", total=len(samples), rate="")
         teacher_pass(predictor, labelled_pairs(ds, samples), cooc, lambda n: bar.update(task, advance=n))
     shape = "x".join(map(str, predictor.size)) if predictor.size else "each image's own size"
-    where = f"{len(samples)} labelled image(s) of {dataset}/{split} (evenly spread), teacher input {shape}"
+    where = f"{len(samples)} labelled image(s) of {ds.name}/{split} (evenly spread), teacher input {shape}"
     return cooc, where
 
 

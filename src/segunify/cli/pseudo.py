@@ -177,7 +177,7 @@ def _execute(teacher, dataset, root, mapping, out, split, settings, also, thread
     ds = make_dataset(dataset, root)
     model, info = teacher_from_checkpoint(teacher, run_device, settings, onnx_cache=Path(out) / ONNX_CACHE)
     mp = _load_mapping(mapping, ds, info.taxonomy)
-    bar, factory = _progress(state, f"pseudo-label {dataset}/{split}")
+    bar, factory = _progress(state, f"pseudo-label {ds.name}/{split}")
     try:
         summary = run_pseudo_label(
             model, info, ds, split, mp, out, settings,

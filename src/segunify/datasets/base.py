@@ -232,6 +232,7 @@ def dataset_taxonomy_name(name: str | Path) -> str:
 class CheckReport:
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
+    pairs: int = 0  # distinct pairs checked (splits such as "all" overlap the others)
 
     @property
     def ok(self) -> bool:
@@ -262,6 +263,7 @@ def check_dataset(
                 _check_sample(dataset, s, report)
             if progress:
                 progress(1)
+    report.pairs = len(checked)
     if not checked and not report.problems:  # a split's own error already says what is wrong
         report.problems.append((str(dataset.root), no_samples_message(dataset)))
     return report
