@@ -272,8 +272,12 @@ def test_predict_to_needs_a_partition_naming_the_overlap(city_ckpt, camvid_fixtu
         city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "kitti", "--mapping", csv
     )
     assert code == 1 and "is not the taxonomy of --to 'kitti'" in " ".join(capsys.readouterr().err.split())
+    assert _predict(city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "goose") == 1
+    assert "no shipped mapping goose__cityscapes" in capsys.readouterr().err
     assert _predict(city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "rugd") == 1
-    assert "no shipped mapping rugd__cityscapes" in capsys.readouterr().err
+    assert (
+        "rugd__cityscapes.csv: mapping is not a partition" in capsys.readouterr().err
+    )  # road: 5 RUGD classes
 
 
 def test_predict_to_round_trips_with_evaluate_mapping(city_ckpt, camvid_fixture, tmp_path):

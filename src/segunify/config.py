@@ -127,8 +127,8 @@ def _first_error(exc: ValidationError) -> tuple[tuple, str]:
     return loc, msg
 
 
-def _read_yaml(path: Path) -> tuple[str, dict]:
-    text = read_text(path, "config file")
+def _read_yaml(path: Path, what: str = "config file") -> tuple[str, dict]:
+    text = read_text(path, what)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -138,24 +138,31 @@ def _read_yaml(path: Path) -> tuple[str, dict]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise SegunifyError("config must be a mapping of keys to values", path)
+        raise SegunifyError(f"{what} must be a mapping of keys to values", path)
     return text, data
 
 
-def load_yaml_config(path: str | Path, model_cls: type[Model], overrides: Sequence[str] = ()) -> Model:
-    """Read ``path``, apply ``--set`` ``overrides`` in order, validate with ``model_cls``.
+def load_yaml_config(
+    path: str | Path,
+    model_cls: type[Model],
+    overrides: Sequence[str] = (),
+    what: str = "config file",
+    context: dict | None = None,
+) -> Model:
+    """Read ``path``, apply ``--set`` ``overrides`` in order, validate with ``model_cls`` (``context``
+    goes to its validators, e.g. the folder relative paths are taken from; ``what`` names the file).
 
     A validation error becomes one :class:`SegunifyError` naming the file, the line of the offending key
     (or ``(from --set)`` when an override set it) and the dotted key."""
     path = Path(path)
-    text, data = _read_yaml(path)
+    text, data = _read_yaml(path, what)
     overridden: set[str] = set()
     for item in overrides:
         keys, value = parse_override(item)
         apply_override(data, keys, value)
         overridden.add(".".join(keys))
     try:
-        return model_cls.model_validate(data)
+        return model_cls.model_validate(data, context=context)
     except ValidationError as exc:
         loc, msg = _first_error(exc)
         key = _loc(loc) or "<top level>"

@@ -11,7 +11,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -51,29 +54,58 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def _replacing(path: Path, what: str) -> Iterator[BinaryIO]:
+    """A temp file in ``path``'s folder, renamed over ``path`` when the block ends without error; on any
+    failure no temp file is left and an OS error becomes one :class:`SegunifyError` naming ``path``."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise SegunifyError(f"cannot {what}: {exc.strerror or exc}", path) from exc
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file.
 
     A write that fails (read-only folder, disk full) leaves no temp file behind and raises one
     :class:`SegunifyError` naming ``path``.
     """
+    with _replacing(Path(path), "write file") as f:
+        f.write(data)
+
+
+def atomic_copy(source: str | Path, path: str | Path, chunk: int = 1 << 20) -> None:
+    """Copy ``source`` to ``path`` through a temp file and rename; an existing ``path`` (a file or a
+    link) is replaced, never written through."""
+    with _replacing(Path(path), f"copy {source}") as f, open(source, "rb") as src:
+        while block := src.read(chunk):
+            f.write(block)
+
+
+def atomic_symlink(target: str | Path, path: str | Path) -> None:
+    """A symbolic link ``path`` -> ``target``, made under a temp name and renamed over ``path``."""
     path = Path(path)
-    tmp = None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, file_mode())
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
         os.replace(tmp, path)
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise SegunifyError(f"cannot write file: {exc.strerror or exc}", path) from exc
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp.unlink(missing_ok=True)
+        raise SegunifyError(f"cannot link {target}: {exc.strerror or exc}", path) from exc
 
 
 def write_problem(folder: str | Path) -> str | None:

@@ -11,6 +11,7 @@ import os
 import threading
 import warnings
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -167,14 +168,17 @@ def _read_palette_indices(path: Path) -> np.ndarray:
 
 
 class IdCodec:
-    """Raw ids (uint8 or uint16) -> train ids through a lookup table."""
+    """Raw ids (uint8 or uint16) -> train ids through a lookup table. ``ignore``: raw ids read as 255
+    whatever the taxonomy says (a copy's own "unlabelled" value, see :mod:`segunify.datasets.spec`)."""
 
-    def __init__(self, taxonomy: Taxonomy, strict: bool = True):
+    def __init__(self, taxonomy: Taxonomy, strict: bool = True, ignore: Sequence[int] = ()):
         self.taxonomy = taxonomy
         self.strict = strict
         self.lut = taxonomy.id_lut(size=65536)
         self.known = np.zeros(65536, dtype=bool)
         self.known[taxonomy.known_ids()] = True
+        self.lut[list(ignore)] = IGNORE
+        self.known[list(ignore)] = True
 
     def decode(self, raw: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
         if raw.ndim != 2:
@@ -192,11 +196,12 @@ class IdCodec:
 
 
 class ColorCodec:
-    """RGB colour-coded labels -> train ids by exact colour match (24-bit key + lookup)."""
+    """RGB colour-coded labels -> train ids by exact colour match (24-bit key + lookup); ``ignore``:
+    colours read as 255 whatever the taxonomy says."""
 
-    def __init__(self, taxonomy: Taxonomy):
+    def __init__(self, taxonomy: Taxonomy, ignore: Sequence[tuple[int, int, int]] = ()):
         self.taxonomy = taxonomy
-        table = taxonomy.color_table()
+        table = taxonomy.color_table() | {tuple(c): IGNORE for c in ignore}
         self.keys = np.array([(r << 16) | (g << 8) | b for r, g, b in table], dtype=np.int64)
         self.values = np.array(list(table.values()), dtype=np.uint8)
         order = np.argsort(self.keys)

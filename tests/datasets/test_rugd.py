@@ -51,3 +51,24 @@ def test_real_sample_through_the_offroad_mapping(rugd_root):
     label = ds.read_label(s)
     rows = allowed[label]
     assert (rows.any(axis=-1) | (label == 255) | (label == ds.taxonomy.index("picnic-table"))).all()
+
+
+def test_rugd_to_cityscapes_mapping_choices():
+    """The rows docs/your-data.md argues for: no Cityscapes class for water, rocks, logs, containers or picnic
+    tables (void, as bridges, which Cityscapes ignores); forest floor (mulch) is terrain; fence regions may
+    be fence or vegetation; every one-to-many row carries a comment saying why."""
+    from importlib import resources
+
+    m = load_mapping("rugd__cityscapes")
+    sets = {m.extra.classes[k]: {m.source.classes[c] for c in cs} for k, cs in enumerate(m.allowed_sets)}
+    assert {n for n, s in sets.items() if not s} == {
+        "water", "container/generic-object", "log", "rock", "bridge", "picnic-table"
+    }  # fmt: skip
+    assert sets["mulch"] == {"terrain"} and sets["fence"] == {"fence", "vegetation"}
+    assert sets["grass"] == {"terrain", "vegetation"} and sets["tree"] == {"vegetation"}
+    assert sets["vehicle"] == {"car", "truck", "bus", "motorcycle"} and sets["sky"] == {"sky"}
+    lines = (resources.files("segunify") / "mappings" / "rugd__cityscapes.csv").read_text().splitlines()
+    for i, line in enumerate(lines):
+        body = line.split("#", 1)[0].strip()
+        if body and not body.startswith("extra_id") and (";" in body or body.endswith(",void")):
+            assert lines[i - 1].startswith("#") or "#" in line, line

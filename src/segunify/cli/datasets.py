@@ -45,7 +45,9 @@ def list_datasets() -> None:
 
 @datasets_app.command("check")
 def check(
-    name: str = typer.Argument(..., help="dataset name (see 'segunify datasets list')"),
+    name: str = typer.Argument(
+        ..., help="dataset name (see 'segunify datasets list') or a dataset spec .yaml"
+    ),
     root: str = typer.Option(..., "--root", help="dataset root in the publisher's layout"),
     split: list[str] = typer.Option(None, "--split", help="split(s) to check; default all"),
     opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
@@ -61,13 +63,15 @@ def check(
     total = 0
     for s in splits:
         if s not in dataset.splits:
-            raise SegunifyError(f"dataset {name!r} has no split {s!r}; splits: {', '.join(dataset.splits)}")
+            raise SegunifyError(
+                f"dataset {dataset.name!r} has no split {s!r}; splits: {', '.join(dataset.splits)}"
+            )
         try:
             total += len(dataset.samples(s))
         except SegunifyError:
             pass  # check_dataset reports it as a problem of the root
     with progress_bar(console=console, transient=True) as bar:
-        task = bar.add_task(f"checking {name}", total=total, rate="")
+        task = bar.add_task(f"checking {dataset.name}", total=total, rate="")
         start = time.perf_counter()
 
         def step(n: int) -> None:
@@ -76,7 +80,7 @@ def check(
             bar.update(task, rate=f"{done / max(time.perf_counter() - start, 1e-9):.1f} img/s")
 
         report = check_dataset(dataset, splits, progress=step)
-    console.print(f"{name} at {root}")
+    console.print(f"{dataset.name} at {root}")
     t = table("split", "pairs")
     for s, n in report.counts.items():
         t.add_row(s, str(n))
@@ -91,7 +95,9 @@ def check(
             )
         console.print(f"{len(report.problems)} problem(s) found")
         raise typer.Exit(1)
-    console.print(f"ok: {sum(report.counts.values())} pairs, no problems")
+    listed = sum(report.counts.values())
+    overlap = f" ({listed} in the splits, which overlap)" if listed != report.pairs else ""
+    console.print(f"ok: {report.pairs} pairs{overlap}, no problems")
 
 
 @datasets_app.command("stats")
@@ -110,7 +116,7 @@ def stats(
     dataset = make_dataset(name, root, parse_options(opt))
     splits = [split] if split else [s for s in dataset.splits if dataset.samples(s)][:1]
     if not splits:
-        raise SegunifyError(f"dataset {name!r}: {no_samples_message(dataset)}", root)
+        raise SegunifyError(f"dataset {dataset.name!r}: {no_samples_message(dataset)}", root)
     samples = [s for s in dataset.samples(splits[0]) if s.label is not None]
     if limit and len(samples) > limit:
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
@@ -123,7 +129,7 @@ def stats(
         "train id",
         "class",
         "pixel share %",
-        title=f"{name} {splits[0]}: {len(samples)} labels, {total:,} pixels",
+        title=f"{dataset.name} {splits[0]}: {len(samples)} labels, {total:,} pixels",
     )
     for i, c in enumerate(tax.classes):
         t.add_row(str(i), c, f"{100 * counts[i] / max(total, 1):.2f}")

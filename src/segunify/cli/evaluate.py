@@ -146,7 +146,9 @@ def _write_charts(vis: Path, result: dict, title: str, ds, mp, console) -> None:
 
 
 def evaluate(
-    dataset: str = Opt(..., "--dataset", help="dataset adapter name (see 'segunify datasets list')"),
+    dataset: str = Opt(
+        ..., "--dataset", help="dataset name (segunify datasets list) or a dataset spec .yaml"
+    ),
     root: str = Opt(..., "--root", help="dataset root in the publisher's layout"),
     split: str = Opt(..., "--split", help="split to evaluate"),
     pred_dir: str | None = Opt(
@@ -211,14 +213,14 @@ def evaluate(
     _check_outputs(json_out, vis, overwrite, ds, samples, pred_dir or model, mapping)  # before scoring
     mp = load_mapping(mapping) if mapping else None
     if mp is not None:
-        mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {dataset!r}")
+        mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {ds.name!r}")
     if pred_dir is not None:
         source = PredDir(pred_dir)
     else:
         source = _model_predictions(model, model_opts, device, mp, ds.taxonomy, backend)  # type: ignore[arg-type]
     on_pair = _vis_writer(Path(vis), ds, mp, samples, vis_count) if vis else None
     result = _score(ds, split, len(samples), source, mp, limit, per_image, on_pair, console)
-    title = f"{dataset} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")
+    title = f"{ds.name} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")
     _show(result, title, mp, show_sources, per_image, console)
     if vis:
         _write_charts(Path(vis), result, title, ds, mp, console)

@@ -219,17 +219,19 @@ def _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device
     opts = {"size": parse_size(size)} if size else {}
     predictor = Predictor.from_checkpoint(teacher, device=device, **opts)
     with progress_bar(console=console, disable=os.environ.get("SEGUNIFY_NO_PROGRESS") is not None) as bar:
-        task = bar.add_task(f"teacher on {dataset}/{split}", total=len(samples), rate="")
+        task = bar.add_task(f"teacher on {ds.name}/{split}", total=len(samples), rate="")
         teacher_pass(predictor, labelled_pairs(ds, samples), cooc, lambda n: bar.update(task, advance=n))
     shape = "x".join(map(str, predictor.size)) if predictor.size else "each image's own size"
-    where = f"{len(samples)} labelled image(s) of {dataset}/{split} (evenly spread), teacher input {shape}"
+    where = f"{len(samples)} labelled image(s) of {ds.name}/{split} (evenly spread), teacher input {shape}"
     return cooc, where
 
 
 @mapping_app.command("suggest")
 def suggest(
     teacher: str = typer.Option(..., "--teacher", help="teacher checkpoint folder (run without priors)"),
-    dataset: str = typer.Option(..., "--dataset", help="dataset adapter name (segunify datasets list)"),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="dataset name (segunify datasets list) or a dataset spec .yaml"
+    ),
     root: str = typer.Option(..., "--root", help="dataset root folder"),
     out: Path = typer.Option(..., "--out", help="draft mapping CSV to write"),
     split: str = typer.Option("train", "--split", help="dataset split"),
@@ -281,7 +283,7 @@ def suggest(
 def audit(
     csv: str = typer.Argument(..., help="mapping CSV path, or a shipped one as extra__source"),
     teacher: str = typer.Option(None, "--teacher", help="teacher checkpoint folder (run without priors)"),
-    dataset: str = typer.Option(None, "--dataset", help="dataset adapter name"),
+    dataset: str = typer.Option(None, "--dataset", help="dataset name or a dataset spec .yaml"),
     root: str = typer.Option(None, "--root", help="dataset root folder"),
     split: str = typer.Option("train", "--split", help="dataset split"),
     stats: Path = typer.Option(

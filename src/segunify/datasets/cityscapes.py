@@ -22,6 +22,10 @@ class Cityscapes(DatasetAdapter):
     splits = ("train", "val", "test", "train_extra")
     description = "Cityscapes fine (train/val/test) and coarse (train_extra), 2048x1024"
     homepage = "https://www.cityscapes-dataset.com"
+    licence = (
+        "Cityscapes terms (Cordts et al., CVPR 2016): non-commercial research only; redistribution forbidden"
+    )
+    redistribution = False
     layout = "leftImg8bit/<split>/<city>/*_leftImg8bit.png with gtFine/<split>/<city>/*_gtFine_labelIds.png (gtCoarse for train_extra)"
 
     def __init__(self, root, img_suffix: str = IMAGE_SUFFIX):

@@ -72,6 +72,7 @@ class Idd(DatasetAdapter):
     label_encoding = LabelEncoding.POLYGONS  # level3Ids PNGs are read as ids too
     description = "IDD_Segmentation level-3 ids (26 classes); official level3Ids PNGs or the polygon JSON"
     homepage = "https://idd.insaan.iiit.ac.in"
+    licence = "IDD (Varma et al., WACV 2019): research use under IDD's terms of use (registration)"
     layout = "leftImg8bit/<split>/<seq>/*_leftImg8bit.png with gtFine/<split>/<seq>/*_gtFine_labellevel3Ids.png or *_gtFine_polygons.json"
 
     def __init__(self, root, label_source: str = "auto"):

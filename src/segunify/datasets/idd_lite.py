@@ -22,6 +22,7 @@ class IddLite(DatasetAdapter):
     splits = ("train", "val")
     description = "IDD Lite (idd20k_lite): IDD's 7 level-1 classes, 320x227 JPEG"
     homepage = "https://idd.insaan.iiit.ac.in"
+    licence = "IDD (Varma et al., WACV 2019): research use under IDD's terms of use (registration)"
     layout = "[idd20k_lite/]leftImg8bit/<split>/<seq>/*_image.jpg with [idd20k_lite/]gtFine/<split>/<seq>/*_label.png"
 
     def __init__(self, root):

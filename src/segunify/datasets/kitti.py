@@ -20,6 +20,8 @@ class Kitti(DatasetAdapter):
     splits = ("train",)
     description = "KITTI semantics 2015 (Cityscapes label ids, 1242x375)"
     homepage = "https://www.cvlibs.net/datasets/kitti/eval_semseg.php"
+    licence = "KITTI: CC BY-NC-SA 3.0 (non-commercial; attribution; share-alike)"
+    redistribution = True
     layout = "data_semantics/training/image_2/*.png with data_semantics/training/semantic/<same>.png"
 
     def __init__(self, root, label_crop: tuple[int, int] | str | None = None):

@@ -38,6 +38,7 @@ class Rugd(DatasetAdapter):
     domain = "offroad"
     description = "RUGD off-road (24 classes + void, colour-coded labels, 688x550)"
     homepage = "http://rugd.vision"
+    licence = "RUGD (Wigness et al., IROS 2019): research use; no licence stated, terms at rugd.vision"
     layout = "RUGD_frames-with-annotations/<scene>/*.png with RUGD_annotations/<scene>/<same>.png"
 
     def _list(self, split):

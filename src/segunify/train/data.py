@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from segunify.datasets import DatasetAdapter, Sample, create_dataset
+from segunify.datasets.spec import is_spec_path
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
 from segunify.mapping import Mapping, identity_mapping, is_mapping_path, load_mapping
@@ -67,6 +68,7 @@ class Part:
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
     resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
     repeats: np.ndarray | None = None  # [N] int: times each sample is in an epoch (repeat-factor sampling)
+    mapping: Mapping | None = None  # GT parts: the one-to-one mapping ``lut`` comes from
 
     def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
@@ -210,10 +212,13 @@ def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, 
 
 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
+    """A part's adapter: a shipped dataset name, or a dataset spec file relative to the config file."""
     path = resolve_config_path(root, config_path, f"{key}.root")
     if not path.is_dir():
         problem = "dataset root is not a folder" if path.exists() else "dataset folder not found"
         raise SegunifyError(f"{key}.root: {problem}: {path}", config_path)
+    if is_spec_path(dataset):
+        dataset = str(resolve_config_path(dataset, config_path, f"{key}.dataset"))
     try:
         return create_dataset(dataset, path, **options)
     except SegunifyError as exc:
@@ -248,7 +253,7 @@ def _resolve_labels(
 ) -> Part:
     adapter = _adapter(cfg.dataset, cfg.root, cfg.options, key, config_path)
     samples = _samples(adapter, cfg.split, key, config_path)
-    name = f"{cfg.dataset}/{cfg.split}"
+    name = f"{adapter.name}/{cfg.split}"
     if cfg.labels == "gt":
         if any(s.label is None for s in samples):
             missing = next(s for s in samples if s.label is None)
@@ -261,9 +266,11 @@ def _resolve_labels(
         except SegunifyError as exc:
             raise _keyed(exc, f"{key}.mapping", config_path) from None
         source = adapter.taxonomy.name == target.name and cfg.mapping is None
-        return Part(name, adapter, samples, cfg.weight, lut=lut, source=source, resize=cfg.resize)
+        return Part(
+            name, adapter, samples, cfg.weight, lut=lut, source=source, resize=cfg.resize, mapping=mapping
+        )
     pseudo = resolve_config_path(cfg.labels, config_path, f"{key}.labels")
-    summary = check_pseudo_dir(pseudo, cfg.dataset, cfg.split, target, f"{key}.labels", config_path)
+    summary = check_pseudo_dir(pseudo, adapter.name, cfg.split, target, f"{key}.labels", config_path)
     check_pseudo_origin(summary, cfg, adapter, target, key, config_path, teacher)
     check_pseudo_inputs(pseudo, samples, f"{key}.labels", config_path)
     if cfg.soft and not (summary.get("settings") or {}).get("soft"):
@@ -478,7 +485,7 @@ def resolve_eval_part(cfg: EvalPartConfig, target: Taxonomy, key: str, config_pa
         raise SegunifyError(f"{key}: no labelled samples in split {cfg.split!r}", config_path)
     mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
     same = adapter.taxonomy.name == target.name and cfg.mapping is None
-    return EvalPart(f"{cfg.dataset}/{cfg.split}", adapter, samples, mapping, same)
+    return EvalPart(f"{adapter.name}/{cfg.split}", adapter, samples, mapping, same)
 
 
 class RareClassCrop(A.RandomCrop):

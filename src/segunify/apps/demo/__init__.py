@@ -20,7 +20,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from segunify.apps.demo.config import DemoConfig, config_file, load_demo_config, shipped_configs
+from segunify.apps.demo.config import (
+    DemoConfig,
+    config_file,
+    load_demo_config,
+    shipped_configs,
+    with_spec_paths,
+)
 from segunify.apps.demo.plan import Layout, Stage, plan
 
 Say = Callable[[str], None]
@@ -56,6 +62,7 @@ def run_demo(cfg: DemoConfig, config_name: str, base: Path, work: Path, say: Say
     from segunify.apps.demo.run import check_inputs, check_taxonomies, claim_work, run_stages
     from segunify.outputs import folder_lock
 
+    cfg = with_spec_paths(cfg, base)
     check_taxonomies(cfg)
     inputs = check_inputs(cfg, base)
     stages, lay = plan(cfg, base, work)

@@ -193,6 +193,22 @@ def config_file(name_or_path: str | Path | None) -> Iterator[Path]:
         yield real
 
 
+def with_spec_paths(cfg: DemoConfig, base: Path) -> DemoConfig:
+    """The config with every dataset spec file (``dataset: my.yaml`` of a part or an evaluation entry)
+    made absolute, from ``base`` (the config file's folder), as every other path of the config is."""
+    from segunify.config import resolve_path
+    from segunify.datasets.spec import is_spec_path
+
+    def absolute(item, key: str):
+        if not is_spec_path(item.dataset):
+            return item
+        return item.model_copy(update={"dataset": str(resolve_path(item.dataset, base, key))})
+
+    parts = [absolute(p, f"parts.{p.name}.dataset") for p in cfg.parts]
+    evals = {n: absolute(e, f"eval.{n}.dataset") for n, e in cfg.eval.items()}
+    return cfg.model_copy(update={"parts": parts, "eval": evals})
+
+
 def load_demo_config(path: str | Path, overrides: Sequence[str] = ()) -> DemoConfig:
     """Read and validate a demo config; ``--set`` overrides as in every segunify config."""
     return load_yaml_config(path, DemoConfig, overrides)
@@ -200,6 +216,7 @@ def load_demo_config(path: str | Path, overrides: Sequence[str] = ()) -> DemoCon
 
 __all__ = [
     "DemoConfig",
+    "with_spec_paths",
     "EvalConfig",
     "GoalsConfig",
     "PartConfig",

@@ -26,7 +26,7 @@ import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from segunify.apps.demo.config import DemoConfig, EvalConfig, PartConfig, Subset
+from segunify.apps.demo.config import DemoConfig, EvalConfig, PartConfig, Subset, with_spec_paths
 from segunify.config import resolve_path
 from segunify.errors import SegunifyError
 
@@ -289,6 +289,7 @@ def eval_stage(
 
 def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:
     """Every stage in order. ``base`` is the folder relative paths of the config are taken from."""
+    cfg = with_spec_paths(cfg, base)
     lay = Layout(work=work, interpolated=cfg.interpolate is not None)
     stages: list[Stage] = []
     for part in cfg.parts:

@@ -210,13 +210,14 @@ def fingerprint(stage: Stage, upstream: dict[str, str]) -> str:
 def check_taxonomies(cfg: DemoConfig) -> None:
     """Before anything runs: every part and evaluation dataset meets the teacher's taxonomy, directly
     (the same taxonomy) or through a mapping from the dataset's taxonomy to the teacher's."""
-    from segunify.datasets import get_dataset_class
+    from segunify.datasets import dataset_taxonomy_name
     from segunify.mapping import load_mapping
+    from segunify.taxonomy import load_taxonomy
 
     teacher = cfg.teacher.taxonomy
     specs = [(f"parts.{p.name}", p) for p in cfg.parts] + [(f"eval.{n}", e) for n, e in cfg.eval.items()]
     for key, spec in specs:
-        own = get_dataset_class(spec.dataset).taxonomy_name
+        own = load_taxonomy(dataset_taxonomy_name(spec.dataset)).name
         if spec.mapping is None:
             if own != teacher:
                 raise SegunifyError(
