@@ -74,7 +74,7 @@ def test_train_parts_take_a_spec_relative_to_the_config(camvid, spec, tmp_path):
 
 def test_pseudo_parts_of_a_spec_are_checked_against_its_name(camvid, spec, tmp_path):
     config = tmp_path / "configs" / "train.yaml"
-    ours = make_pseudo(camvid, tmp_path / "p-ours", dataset="camvid-mine")
+    ours = make_pseudo(camvid, tmp_path / "p-ours", dataset="camvid-mine", spec=spec)
     theirs = make_pseudo(camvid, tmp_path / "p-theirs", dataset="camvid")
     part = {"dataset": "specs/camvid.yaml", "root": str(camvid)}
     cfg = base_config(camvid, tmp_path / "run", taxonomy="cityscapes", parts=[part | {"labels": str(ours)}])
