@@ -11,7 +11,7 @@ import torch
 from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
-from segunify.evaluation import Evaluator, ModelPredictions, PredDir, evaluate_dataset
+from segunify.evaluation import EvalResult, Evaluator, ModelPredictions, PredDir, evaluate_dataset
 from segunify.io import write_index_png, write_png
 from segunify.labels import read_image
 from segunify.mapping import load_mapping
@@ -76,15 +76,15 @@ def test_evaluate_pred_dir_matches_direct_scores(camvid, tmp_path):
     result = evaluate_dataset(ds, "val", PredDir(tmp_path / "pred"))
     cm = sum(confusion_matrix(labels[k], preds[k], 11) for k in labels)
     s = scores(cm)
-    assert result["miou"] == pytest.approx(s.miou) and result["pixel_acc"] == pytest.approx(s.pixel_acc)
-    assert result["images"] == 3 and result["pixels"] == 3 * (H * W - 4)
-    assert [c["iou"] for c in result["classes"][:10]] == pytest.approx(s.iou[:10].tolist())
-    assert result["confusion"] == cm.tolist()
+    assert result.miou == pytest.approx(s.miou) and result.pixel_acc == pytest.approx(s.pixel_acc)
+    assert result.images == 3 and result.pixels == 3 * (H * W - 4)
+    assert [c.iou for c in result.classes[:10]] == pytest.approx(s.iou[:10].tolist())
+    assert result.confusion == cm.tolist()
     # Bicyclist is never in the GT; whether it is absent depends on the noise predicting it
     predicted_10 = any((p == 10).any() for p in preds.values())
-    assert ("Bicyclist" in result["absent_classes"]) == (not predicted_10)
-    assert sum(c["gt_share"] for c in result["classes"]) == pytest.approx(1.0)
-    assert sum(c["pred_share"] for c in result["classes"]) == pytest.approx(1.0)
+    assert ("Bicyclist" in result.absent_classes) == (not predicted_10)
+    assert sum(c.gt_share for c in result.classes) == pytest.approx(1.0)
+    assert sum(c.pred_share for c in result.classes) == pytest.approx(1.0)
 
 
 def test_evaluate_model_stand_in_is_perfect(camvid):
@@ -98,9 +98,9 @@ def test_evaluate_model_stand_in_is_perfect(camvid):
 
     result = evaluate_dataset(ds, "val", ModelPredictions(predict))
     assert seen == [(H, W, 3)] * 3
-    assert result["miou"] == 1.0 and result["pixel_acc"] == 1.0
-    assert result["absent_classes"] == ["Bicyclist"]
-    assert "Bicyclist" in result["note"] and "excluded" in result["note"]
+    assert result.miou == 1.0 and result.pixel_acc == 1.0
+    assert result.absent_classes == ["Bicyclist"]
+    assert "Bicyclist" in result.note and "excluded" in result.note
 
 
 def test_model_predictions_from_predictor_takes_first_of_batch(camvid):
@@ -114,7 +114,7 @@ def test_model_predictions_from_predictor_takes_first_of_batch(camvid):
     result = evaluate_dataset(
         create_dataset("camvid", root), "val", ModelPredictions.from_predictor(FakePredictor(), "fake")
     )
-    assert result["miou"] == 1.0 and result["predictions"] == "fake"
+    assert result.miou == 1.0 and result.predictions == "fake"
 
 
 def test_evaluate_cross_taxonomy_through_mapping(camvid, tmp_path):
@@ -135,12 +135,12 @@ def test_evaluate_cross_taxonomy_through_mapping(camvid, tmp_path):
     result = evaluate_dataset(
         create_dataset("camvid", root), "val", PredDir(tmp_path / "pred"), mapping=mapping
     )
-    assert result["mode"] == "cross" and result["partition"]
-    assert result["miou"] == 1.0 and result["pixel_acc_allowed"] == 1.0
-    shares = result["pred_share_source"]
+    assert result.mode == "cross" and result.partition
+    assert result.miou == 1.0 and result.pixel_acc_allowed == 1.0
+    shares = result.pred_share_source
     assert sum(shares.values()) == pytest.approx(1.0)
     assert shares["truck"] > 0 and shares["wall"] > 0  # one-to-many classes spread over their sets
-    car = result["allowed_breakdown"]["Car"]
+    car = result.allowed_breakdown["Car"]
     assert set(car) == {"car", "truck", "bus", "train"} and sum(car.values()) == pytest.approx(1.0)
 
 
@@ -159,16 +159,43 @@ def test_evaluator_non_partition_mapping_reports_allowed_accuracy():
     pred = np.array([[14, 0, 14, 2, 10, 0]], dtype=np.uint8)  # truck, road, truck, building, sky, road
     ev.update(gt, pred)
     r = ev.result()
-    assert r["miou"] is None and not r["partition"]
-    assert r["pixel_acc"] == pytest.approx(4 / 5)
-    acc = {c["name"]: c["acc"] for c in r["classes"]}
+    assert r.miou is None and not r.partition
+    assert r.pixel_acc == pytest.approx(4 / 5)
+    acc = {c.name: c.acc for c in r.classes}
     assert acc["Car"] == 0.5 and acc["Building"] == 1.0 and acc["Sky"] == 1.0 and acc["Road"] is None
-    assert (
-        "Road" in r["absent_classes"]
-        and "not a partition" in r["note"]
-        and "without ground-truth" in r["note"]
-    )
-    assert r["mean_acc"] == pytest.approx((0.5 + 1 + 1) / 3)
+    assert "Road" in r.absent_classes and "not a partition" in r.note and "without ground-truth" in r.note
+    assert r.mean_acc == pytest.approx((0.5 + 1 + 1) / 3)
+
+
+HEAD_KEYS = ["mode", "taxonomy", "pred_taxonomy", "mapping", "images", "pixels", "partition", "void_classes"]
+SCORE_KEYS = ["classes", "miou", "pixel_acc", "mean_acc", "absent_classes", "note", "confusion"]
+RUN_KEYS = ["dataset", "root", "split", "predictions"]
+
+
+def test_results_file_keeps_its_key_order_and_reads_back_byte_for_byte(camvid, tmp_path):
+    """The typed result writes the results file as the dict it replaced did (keys in this order; the
+    cross-taxonomy and per-image keys only where they apply), and a file read back writes the same bytes."""
+    root, labels = camvid
+    write_preds(tmp_path / "pred", noisy(labels, np.random.default_rng(7)))
+    ds, preds = create_dataset("camvid", root), PredDir(tmp_path / "pred")
+    same = evaluate_dataset(ds, "val", preds, per_image=True)
+    cross = Evaluator(mapping=load_mapping("camvid__cityscapes")).result()
+    assert list(same.to_json()) == [*HEAD_KEYS, "pixel_acc_allowed", *SCORE_KEYS, "per_image", *RUN_KEYS]
+    assert list(cross.to_json()) == [
+        *HEAD_KEYS, "pixel_acc_allowed", "pred_share_source", "allowed_breakdown", *SCORE_KEYS
+    ]  # fmt: skip
+    assert list(same.to_json()["classes"][0]) == ["name", "iou", "acc", "gt_pixels", "gt_share", "pred_share"]
+    assert same.to_json()["per_image"][0] == {"id": "val/a"} | same.per_image[0].model_dump(exclude={"id"})
+    for result in (same, cross.model_copy(update={"overlays": ["val/a"], "seconds": 1.5})):
+        result.write(tmp_path / "r.json")
+        text = (tmp_path / "r.json").read_text()
+        again = EvalResult.from_json(json.loads(text))
+        assert again == result
+        again.write(tmp_path / "again.json")
+        assert (tmp_path / "again.json").read_text() == text
+    (tmp_path / "bad.json").write_text(json.dumps(same.to_json() | {"miou": "high"}))
+    with pytest.raises(SegunifyError, match=r"bad.json: corrupt evaluation result: miou: "):
+        EvalResult.read(tmp_path / "bad.json")
 
 
 def test_evaluator_torch_batches_equal_numpy():
@@ -183,7 +210,7 @@ def test_evaluator_torch_batches_equal_numpy():
         b.update(gt[i], pred[i])
     assert a.images == b.images == 3
     ra, rb = a.result(), b.result()
-    assert ra["confusion"] == rb["confusion"] and ra["miou"] == rb["miou"]
+    assert ra.confusion == rb.confusion and ra.miou == rb.miou
     a.reset()
     assert a.images == 0 and np.asarray(a.confusion).sum() == 0
 
@@ -199,7 +226,7 @@ def test_pseudo_label_style_predictions_with_255_on_void_pixels(camvid, tmp_path
     root, labels = camvid
     write_preds(tmp_path / "pred", labels)  # 255 exactly where the GT is void
     result = evaluate_dataset(create_dataset("camvid", root), "val", PredDir(tmp_path / "pred"))
-    assert result["miou"] == 1.0
+    assert result.miou == 1.0
 
 
 def test_kitti_real_labels_as_predictions(kitti_root, tmp_path):
@@ -207,8 +234,8 @@ def test_kitti_real_labels_as_predictions(kitti_root, tmp_path):
     for s in ds.samples("train"):
         write_index_png(tmp_path / s.rel, ds.read_label(s))
     result = evaluate_dataset(ds, "train", PredDir(tmp_path))
-    assert result["images"] == 5 and result["miou"] == 1.0 and result["absent_classes"] == []
-    assert result["pixels"] > 0.9 * 5 * 370 * 1224
+    assert result.images == 5 and result.miou == 1.0 and result.absent_classes == []
+    assert result.pixels > 0.9 * 5 * 370 * 1224
 
 
 # ---------------------------------------------------------------- CLI

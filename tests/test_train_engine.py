@@ -113,19 +113,19 @@ def test_engine_evaluation_equals_evaluate_cli(camvid, tmp_path, capsys):
     }
     summary = train(TrainConfig.model_validate(cfg))
     engine = summary["eval"]["camvid/val"]
-    assert [c["name"] for c in engine["classes"]][:4] == ["Sky", "Building", "Pole", "Road"]
-    assert engine["images"] == 2 and engine["pixels"] > 0.9 * 2 * 48 * 64
+    assert [c.name for c in engine.classes][:4] == ["Sky", "Building", "Pole", "Road"]
+    assert engine.images == 2 and engine.pixels > 0.9 * 2 * 48 * 64
     meta = read_meta(tmp_path / "run" / "best")
-    assert meta["metrics"]["camvid/val"] == engine and meta["input_size"] == [32, 48]
-    assert meta["selected_metric"] == {"name": "camvid/val/miou", "value": engine["miou"]}
+    assert meta["metrics"]["camvid/val"] == engine.to_json() and meta["input_size"] == [32, 48]
+    assert meta["selected_metric"] == {"name": "camvid/val/miou", "value": engine.miou}
     out = tmp_path / "cli.json"
     argv = evaluate_last(tmp_path, camvid)
     assert main([*argv, "--split", "val", "--mapping", "camvid__cityscapes", "--json", str(out)]) == 0
     capsys.readouterr()
     cli = json.loads(out.read_text())
-    assert cli["confusion"] == engine["confusion"]
+    assert cli["confusion"] == engine.confusion
     for key in ("miou", "pixel_acc", "mean_acc", "classes", "pixels"):
-        assert cli[key] == engine[key], key
+        assert cli[key] == engine.to_json()[key], key
 
 
 def test_best_checkpoint_follows_the_selected_metric(camvid, tmp_path):
@@ -141,7 +141,7 @@ def test_best_checkpoint_follows_the_selected_metric(camvid, tmp_path):
 
     class Record(Callback):
         def on_eval(self, trainer, results):
-            scores.append(results["camvid/val"]["pixel_acc"])
+            scores.append(results["camvid/val"].pixel_acc)
 
     train(TrainConfig.model_validate(cfg), callbacks=[Record()])
     assert len(scores) == 4

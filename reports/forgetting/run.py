@@ -20,7 +20,7 @@ from segunify.apps.demo import load_demo_config
 from segunify.apps.demo.plan import plan
 from segunify.apps.demo.results import pseudo_block
 from segunify.apps.demo.run import check_inputs, check_taxonomies, run_stages
-from segunify.jsonio import read_json_object
+from segunify.evaluation import EvalResult
 
 HERE = Path(__file__).resolve().parent
 WORK = Path("runs/forgetting-holdout")
@@ -119,9 +119,9 @@ def run_variant(name: str, with_sr: bool) -> dict:
     line = {"variant": name, "set": VARIANTS[name], "seconds": round(time.perf_counter() - t0, 1)}
     for ds in cfg.eval:
         for m in models:
-            r = read_json_object(lay.eval_json(ds, m), "evaluation result")
-            line.setdefault("miou", {}).setdefault(ds, {})[m] = round(100 * r["miou"], 2)
-            iou = {c["name"]: None if c["iou"] is None else round(100 * c["iou"], 1) for c in r["classes"]}
+            r = EvalResult.read(lay.eval_json(ds, m))
+            line.setdefault("miou", {}).setdefault(ds, {})[m] = round(100 * r.miou, 2)
+            iou = {c.name: None if c.iou is None else round(100 * c.iou, 1) for c in r.classes}
             line.setdefault("iou", {}).setdefault(ds, {})[m] = iou
     for part in cfg.extra_parts:  # T's P labels: % of pixels ignored, each class's % of the labelled ones
         block = pseudo_block(lay.pseudo(part.name, "P"))

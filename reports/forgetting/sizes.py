@@ -65,7 +65,7 @@ def main() -> None:
                 print(
                     name,
                     f"{size[0]}x{size[1]}",
-                    f"{100 * ev.result()['miou']:.2f}",
+                    f"{100 * ev.result().miou:.2f}",
                     f"{time.perf_counter() - t0:.1f} s",
                     flush=True,
                 )

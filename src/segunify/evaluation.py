@@ -1,12 +1,12 @@
-"""Evaluation: a dataset split + a source of predictions -> confusion matrix -> one result dict.
+"""Evaluation: a dataset split + a source of predictions -> confusion matrix -> one typed result.
 
 Shared by ``segunify evaluate``, the training engine's periodic evaluation and the demo:
 
 * :class:`Evaluator` accumulates a confusion matrix from ``(gt, pred)`` arrays or tensors (any device)
   in the dataset's own taxonomy, or across taxonomies through a mapping (predictions in the source
-  taxonomy, GT in the extra one), and turns it into a JSON-ready result dict. Under data-parallel
-  training, sum ``evaluator.confusion`` across ranks (e.g. ``accelerator.reduce(..., "sum")``) before
-  :meth:`Evaluator.result`.
+  taxonomy, GT in the extra one), and turns it into an :class:`EvalResult` (its ``to_json()`` is the
+  results file). Under data-parallel training, sum ``evaluator.confusion`` across ranks (e.g.
+  ``accelerator.reduce(..., "sum")``) before :meth:`Evaluator.result`.
 * :func:`evaluate_dataset` runs it over a split, with predictions from a folder of index PNGs
   (:class:`PredDir`) or from a model (:class:`ModelPredictions` around a ``predict_fn(image) -> ids``);
   every bad file becomes a one-line :class:`SegunifyError` naming it.
@@ -21,13 +21,16 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from segunify.datasets.base import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes
+from segunify.jsonio import read_json_object
 from segunify.labels import read_label_raw
 from segunify.mapping import Mapping
 from segunify.metrics import (
@@ -39,6 +42,99 @@ from segunify.metrics import (
 from segunify.taxonomy import IGNORE, Taxonomy
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClassScore(_Frozen):
+    """One GT class's figures; ``acc`` is the allowed-set accuracy in cross-taxonomy results."""
+
+    name: str
+    iou: float | None
+    acc: float | None
+    gt_pixels: int
+    gt_share: float | None
+    pred_share: float | None
+
+
+class ImageScore(_Frozen):
+    """One image's figures (``--per-image``)."""
+
+    id: str
+    miou: float | None
+    pixel_acc: float | None
+
+
+# keys a results file holds only where they apply (cross-taxonomy, per image, where it was run)
+_ONLY_WHEN_SET = frozenset(
+    {"pred_share_source", "allowed_breakdown", "per_image", "dataset", "root", "split", "predictions"}
+    | {"seconds", "overlays"}
+)
+
+
+class EvalResult(_Frozen):
+    """Scores of predictions against ground truth, in the GT's taxonomy (``mode`` ``same``) or through a
+    mapping (``cross``: predictions in ``pred_taxonomy``). Fields are in the results file's key order;
+    ``to_json()`` is that file's object, :meth:`from_json` reads one back (also an older one)."""
+
+    mode: Literal["same", "cross"]
+    taxonomy: str
+    pred_taxonomy: str
+    mapping: str | None
+    images: int
+    pixels: int
+    partition: bool
+    void_classes: list[str]
+    pixel_acc_allowed: float | None
+    pred_share_source: dict[str, float | None] | None = None  # cross: share of each source class
+    allowed_breakdown: dict[str, dict[str, float]] | None = None  # cross: one-to-many classes
+    classes: list[ClassScore]
+    miou: float | None
+    pixel_acc: float | None
+    mean_acc: float | None
+    absent_classes: list[str]
+    note: str
+    confusion: list[list[int]]
+    per_image: list[ImageScore] | None = None
+    dataset: str | None = None
+    root: str | None = None
+    split: str | None = None
+    predictions: str | None = None
+    seconds: float | None = None  # segunify evaluate: wall time
+    overlays: list[str] | None = None  # the demo: ids whose predictions it kept
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None or k not in _ONLY_WHEN_SET}
+
+    def to_json(self) -> dict[str, Any]:
+        """The results file's JSON object (keys that do not apply are left out, not null)."""
+        return self.model_dump()
+
+    @classmethod
+    def from_json(cls, data: dict, where: str | Path | None = None) -> EvalResult:
+        """A result from its JSON object, or one line naming the first bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise SegunifyError(f"corrupt evaluation result: {field}: {err['msg']}", where) from None
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalResult:
+        return cls.from_json(read_json_object(path, "evaluation result"), path)
+
+    def write(self, path: str | Path) -> None:
+        """The results file, atomically."""
+        atomic_write_bytes(path, (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8"))
+
+    def class_iou(self) -> dict[str, float | None]:
+        """IoU by class name, void classes (mapped to no source class) left out."""
+        void = set(self.void_classes)
+        return {c.name: c.iou for c in self.classes if c.name not in void}
 
 
 class Evaluator:
@@ -81,22 +177,20 @@ class Evaluator:
         self.images += 1 if gt.ndim <= 2 else int(gt.shape[0])
         return cm
 
-    def summary(self, cm) -> dict:
+    def image_score(self, cm, image_id: str) -> ImageScore:
         """``miou`` and ``pixel_acc`` of one confusion matrix of this evaluator's shape (e.g. one image's,
         as returned by :meth:`update`); cross-taxonomy uses the allowed-set rule."""
         cm = _as_numpy(cm)
         if self.mapping is None:
             s = scores(cm)
-            return {"miou": _num(s.miou), "pixel_acc": _num(s.pixel_acc)}
+            return ImageScore(id=image_id, miou=_num(s.miou), pixel_acc=_num(s.pixel_acc))
         cross = cross_taxonomy_scores(cm, self.mapping.allowed)
         s = cross.get("scores")
-        return {
-            "miou": _num(s.miou) if s is not None else None,
-            "pixel_acc": _num(cross["pixel_acc_allowed"]),
-        }
+        miou = _num(s.miou) if s is not None else None
+        return ImageScore(id=image_id, miou=miou, pixel_acc=_num(cross["pixel_acc_allowed"]))
 
-    def result(self) -> dict:
-        """JSON-ready scores. Classes absent from both GT and predictions are excluded from mIoU and
+    def result(self) -> EvalResult:
+        """The scores so far. Classes absent from both GT and predictions are excluded from mIoU and
         listed in ``absent_classes``; ``note`` says so in words."""
         cm = _as_numpy(self.confusion)
         out: dict = {
@@ -114,20 +208,20 @@ class Evaluator:
             gt_pixels = gt_pixels * np.array([bool(a) for a in self.mapping.allowed_sets])
         total = gt_pixels.sum()
         out["classes"] = [
-            {
-                "name": name,
-                "iou": _num(s.iou[i]) if s is not None else None,
-                "acc": _num(per_class_acc[i]),
-                "gt_pixels": int(gt_pixels[i]),
-                "gt_share": float(gt_pixels[i] / total) if total else None,
-                "pred_share": _num(share[i]) if share is not None else None,
-            }
+            ClassScore(
+                name=name,
+                iou=_num(s.iou[i]) if s is not None else None,
+                acc=_num(per_class_acc[i]),
+                gt_pixels=int(gt_pixels[i]),
+                gt_share=float(gt_pixels[i] / total) if total else None,
+                pred_share=_num(share[i]) if share is not None else None,
+            )
             for i, name in enumerate(self.taxonomy.classes)
         ]
         out.update(self._summary(s, per_class_acc, gt_pixels, out))
         out["note"] = _note(out)
         out["confusion"] = cm.tolist()
-        return out
+        return EvalResult(**out)
 
     @staticmethod
     def _same_scores(cm: np.ndarray, out: dict):
@@ -190,10 +284,11 @@ def _breakdown(cm: np.ndarray, mapping: Mapping) -> dict:
     return out
 
 
-def _note(result: dict) -> str:
+def _note(fields: dict) -> str:
+    """The result's note in words, from its fields (being assembled)."""
     parts = []
-    absent = result["absent_classes"]
-    if result["mode"] == "cross" and not result["partition"]:
+    absent = fields["absent_classes"]
+    if fields["mode"] == "cross" and not fields["partition"]:
         parts.append(
             "the mapping is not a partition, so per-class IoU is undefined; acc is the allowed-set accuracy"
         )
@@ -205,8 +300,8 @@ def _note(result: dict) -> str:
         if absent
         else "no class absent: every class is in the means"
     )
-    if result["void_classes"]:
-        parts.append(f"mapped to void and ignored: {', '.join(result['void_classes'])}")
+    if fields["void_classes"]:
+        parts.append(f"mapped to void and ignored: {', '.join(fields['void_classes'])}")
     return "; ".join(parts)
 
 
@@ -305,7 +400,7 @@ def evaluate_dataset(
     on_sample: Callable[[Sample], None] | None = None,
     per_image: bool = False,
     on_pair: Callable[[Sample, np.ndarray | None, np.ndarray, np.ndarray], None] | None = None,
-) -> dict:
+) -> EvalResult:
     """Score ``predictions`` on every sample of ``dataset``'s ``split`` (or the first ``limit``).
 
     Without ``mapping`` predictions are in the dataset's own taxonomy; with it, in ``mapping.source``.
@@ -323,13 +418,9 @@ def evaluate_dataset(
     images = score_samples(
         dataset, samples, predictions, evaluator, on_sample=on_sample, per_image=per_image, on_pair=on_pair
     )
-    result = evaluator.result()
-    if per_image:
-        result["per_image"] = images
-    result.update(
-        dataset=dataset.name, root=str(dataset.root), split=split, predictions=predictions.describe()
-    )
-    return result
+    where = {"dataset": dataset.name, "root": str(dataset.root), "split": split}
+    where |= {"predictions": predictions.describe()}
+    return evaluator.result().model_copy(update={"per_image": images if per_image else None} | where)
 
 
 def score_samples(
@@ -340,11 +431,11 @@ def score_samples(
     on_sample: Callable[[Sample], None] | None = None,
     per_image: bool = False,
     on_pair: Callable[[Sample, np.ndarray | None, np.ndarray, np.ndarray], None] | None = None,
-) -> list[dict]:
+) -> list[ImageScore]:
     """Add every sample's (label, prediction) pair to ``evaluator``; the one scoring loop of
     :func:`evaluate_dataset` and of evaluation during training (which gives each rank its own
     ``samples`` and sums the confusion matrices). Returns per-image summaries when ``per_image``."""
-    images: list[dict] = []
+    images: list[ImageScore] = []
     for sample, image, label in _prefetch(dataset, samples, predictions.needs_image):
         pred = predictions(sample, image)
         where = predictions.path(sample) if isinstance(predictions, PredDir) else sample.image
@@ -360,7 +451,7 @@ def score_samples(
                 f"{exc} (prediction taxonomy {evaluator.pred_taxonomy.name!r})", where
             ) from None
         if per_image:
-            images.append({"id": sample.id, **evaluator.summary(cm)})
+            images.append(evaluator.image_score(cm, sample.id))
         if on_pair is not None:
             on_pair(sample, image, label, pred)
         if on_sample is not None:
@@ -372,53 +463,46 @@ def _wh(shape) -> str:
     return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(tuple(shape))
 
 
-def write_result(result: dict, path: str | Path) -> None:
-    """Write a result dict as JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
-
-
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
-def result_table(result: dict, title: str | None = None):
+def result_table(result: EvalResult, title: str | None = None):
     """A rich table of a result: per-class IoU, accuracy, GT and predicted pixel share."""
     from rich.table import Table
 
-    cross = result["mode"] == "cross"
+    cross = result.mode == "cross"
     table = Table(title=title, show_footer=True)
     table.add_column("class", footer="mean")
-    table.add_column("IoU %", justify="right", footer=_pct(result["miou"]))
-    table.add_column("allowed acc %" if cross else "acc %", justify="right", footer=_pct(result["mean_acc"]))
-    table.add_column("GT share %", justify="right", footer="100.00" if result["pixels"] else "-")
+    table.add_column("IoU %", justify="right", footer=_pct(result.miou))
+    table.add_column("allowed acc %" if cross else "acc %", justify="right", footer=_pct(result.mean_acc))
+    table.add_column("GT share %", justify="right", footer="100.00" if result.pixels else "-")
     table.add_column("pred share %", justify="right")
-    for c in result["classes"]:
-        if c["name"] in result["void_classes"]:
-            table.add_row(c["name"], "void", "", "", "", style="dim")
+    for c in result.classes:
+        if c.name in result.void_classes:
+            table.add_row(c.name, "void", "", "", "", style="dim")
             continue
-        style = "dim" if c["name"] in result["absent_classes"] else None
-        table.add_row(
-            c["name"], _pct(c["iou"]), _pct(c["acc"]), _pct(c["gt_share"]), _pct(c["pred_share"]), style=style
-        )
+        style = "dim" if c.name in result.absent_classes else None
+        table.add_row(c.name, _pct(c.iou), _pct(c.acc), _pct(c.gt_share), _pct(c.pred_share), style=style)
     return table
 
 
-def source_share_table(result: dict):
+def source_share_table(result: EvalResult):
     """Rich table: how often each source class was predicted (cross-taxonomy results)."""
     from rich.table import Table
 
-    table = Table(title=f"predicted {result['pred_taxonomy']} classes (share of evaluated pixels)")
+    table = Table(title=f"predicted {result.pred_taxonomy} classes (share of evaluated pixels)")
     table.add_column("source class")
     table.add_column("pred share %", justify="right")
-    for name, share in result.get("pred_share_source", {}).items():
+    for name, share in (result.pred_share_source or {}).items():
         table.add_row(name, _pct(share))
     return table
 
 
-def summary_line(result: dict) -> str:
+def summary_line(result: EvalResult) -> str:
     """One line: mIoU, pixel and mean accuracy, image and pixel counts."""
-    miou = "n/a" if result["miou"] is None else f"{100 * result['miou']:.2f}"
+    miou = "n/a" if result.miou is None else f"{100 * result.miou:.2f}"
     return (
-        f"mIoU {miou}  pixel acc {_pct(result['pixel_acc'])} %  mean acc {_pct(result['mean_acc'])} %  "
-        f"({result['images']} images, {result['pixels']:,} pixels)"
+        f"mIoU {miou}  pixel acc {_pct(result.pixel_acc)} %  mean acc {_pct(result.mean_acc)} %  "
+        f"({result.images} images, {result.pixels:,} pixels)"
     )

@@ -184,21 +184,21 @@ def legend(
 
 
 def iou_bar_chart(
-    result: dict, path: str | Path | None = None, title: str | None = None, dpi: int = 100
+    result, path: str | Path | None = None, title: str | None = None, dpi: int = 100
 ) -> np.ndarray:
-    """Per-class IoU bars of an evaluation result (:func:`segunify.evaluation.Evaluator.result`), in the
+    """Per-class IoU bars of an evaluation result (:class:`segunify.evaluation.EvalResult`), in the
     taxonomy's colours when it is a shipped one, with the mIoU as a line; absent classes are marked
     ``n/a``. Returns the RGB picture and writes it as PNG to ``path`` (atomically) when given."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplot, no display
 
-    classes = result["classes"]
-    names = [c["name"] for c in classes]
-    metric = "IoU" if result.get("miou") is not None else "allowed accuracy"
-    values = [c["iou"] if metric == "IoU" else c["acc"] for c in classes]
+    classes = result.classes
+    names = [c.name for c in classes]
+    metric = "IoU" if result.miou is not None else "allowed accuracy"
+    values = [c.iou if metric == "IoU" else c.acc for c in classes]
     try:
         from segunify.taxonomy import load_taxonomy
 
-        tax = load_taxonomy(result["taxonomy"])
+        tax = load_taxonomy(result.taxonomy)
         colors = [np.array(tax.colors[tax.index(n)]) / 255 for n in names]
     except Exception:  # a taxonomy file that moved: plain bars are fine
         colors = ["tab:blue"] * len(names)
@@ -216,7 +216,7 @@ def iou_bar_chart(
             va="bottom",
             fontsize=7,
         )
-    mean = result.get("miou") if metric == "IoU" else result.get("mean_acc")
+    mean = result.miou if metric == "IoU" else result.mean_acc
     if mean is not None:
         ax.axhline(100 * mean, color="black", linestyle="--", linewidth=1)
         ax.text(
@@ -225,9 +225,7 @@ def iou_bar_chart(
     ax.set_xticks(xs, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 105)
     ax.set_ylabel(f"{metric} %")
-    ax.set_title(
-        title or f"{result.get('dataset', result['taxonomy'])} {result.get('split', '')}".strip(), fontsize=10
-    )
+    ax.set_title(title or f"{result.dataset or result.taxonomy} {result.split or ''}".strip(), fontsize=10)
     fig.tight_layout()
     data, rgb = _png_to_rgb(fig)
     if path is not None:

@@ -18,13 +18,13 @@ from segunify.cli._util import (
 )
 from segunify.errors import SegunifyError
 from segunify.evaluation import (
+    EvalResult,
     ModelPredictions,
     PredDir,
     evaluate_dataset,
     result_table,
     source_share_table,
     summary_line,
-    write_result,
 )
 from segunify.mapping import load_mapping
 from segunify.models.onnx import DEFAULT_HELP
@@ -101,7 +101,7 @@ def _model_options(size, flip, mode, stride, scales, pred_dir, model) -> dict:
     }
 
 
-def _score(ds, split: str, total: int, source, mp, limit, per_image: bool, on_pair, console) -> dict:
+def _score(ds, split: str, total: int, source, mp, limit, per_image: bool, on_pair, console) -> EvalResult:
     """Run :func:`evaluate_dataset` under a progress bar (``total`` samples); adds the wall time."""
     with progress_bar(console=console, transient=True) as bar:
         task = bar.add_task(f"evaluating {ds.name} {split}", total=total, rate="")
@@ -115,27 +115,26 @@ def _score(ds, split: str, total: int, source, mp, limit, per_image: bool, on_pa
         result = evaluate_dataset(
             ds, split, source, mapping=mp, limit=limit, on_sample=step, per_image=per_image, on_pair=on_pair
         )
-    result["seconds"] = round(time.perf_counter() - start, 3)
-    return result
+    return result.model_copy(update={"seconds": round(time.perf_counter() - start, 3)})
 
 
-def _show(result: dict, title: str, mp, show_sources: bool, per_image: bool, console) -> None:
+def _show(result: EvalResult, title: str, mp, show_sources: bool, per_image: bool, console) -> None:
     """The table, the summary line, the note and (``--per-image``) the three worst images."""
     console.print(result_table(result, title=title))
     if mp is not None and show_sources:
         console.print(source_share_table(result))
     console.print(summary_line(result), highlight=False)
-    if result["note"]:
-        console.print(f"note: {result['note']}", markup=False, highlight=False, soft_wrap=True)
+    if result.note:
+        console.print(f"note: {result.note}", markup=False, highlight=False, soft_wrap=True)
     if per_image:
-        ranked = sorted(result["per_image"], key=lambda r: -1 if r["pixel_acc"] is None else r["pixel_acc"])
+        ranked = sorted(result.per_image or [], key=lambda r: -1 if r.pixel_acc is None else r.pixel_acc)
         worst = ", ".join(
-            f"{r['id']} ({100 * r['pixel_acc']:.1f} %)" for r in ranked[:3] if r["pixel_acc"] is not None
+            f"{r.id} ({100 * r.pixel_acc:.1f} %)" for r in ranked[:3] if r.pixel_acc is not None
         )
         console.print(f"lowest pixel accuracy: {worst}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _write_charts(vis: Path, result: dict, title: str, ds, mp, console) -> None:
+def _write_charts(vis: Path, result: EvalResult, title: str, ds, mp, console) -> None:
     from segunify import viz
 
     viz.iou_bar_chart(result, vis / "iou.png", title=title)
@@ -225,7 +224,7 @@ def evaluate(
     if vis:
         _write_charts(Path(vis), result, title, ds, mp, console)
     if json_out:
-        write_result(result, json_out)
+        result.write(json_out)
         console.print(f"wrote {json_out}", markup=False, highlight=False)
 
 

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from segunify.train.trainer import Callback
 
 if TYPE_CHECKING:
+    from segunify.evaluation import EvalResult
     from segunify.train.trainer import Trainer
 
 
@@ -55,7 +56,7 @@ class ProgressCallback(Callback):
         assert self.progress is not None
         self.progress.update(self.task, completed=trainer.step)
 
-    def on_eval(self, trainer: Trainer, results: dict[str, dict]) -> None:
+    def on_eval(self, trainer: Trainer, results: dict[str, EvalResult]) -> None:
         from segunify.evaluation import result_table, summary_line
 
         if not trainer.main:
@@ -88,17 +89,17 @@ class TensorBoardCallback(Callback):
             self.writer.add_scalar("train/lr", stats["lr"], trainer.step)
             self.writer.add_scalar("train/images_per_s", stats["ips"], trainer.step)
 
-    def on_eval(self, trainer: Trainer, results: dict[str, dict]) -> None:
+    def on_eval(self, trainer: Trainer, results: dict[str, EvalResult]) -> None:
         if self.writer is None:
             return
         for name, r in results.items():
-            if r["miou"] is not None:
-                self.writer.add_scalar(f"eval/{name}/miou", r["miou"], trainer.step)
-            if r["pixel_acc"] is not None:
-                self.writer.add_scalar(f"eval/{name}/pixel_acc", r["pixel_acc"], trainer.step)
-            for c in r["classes"]:
-                if c["iou"] is not None:
-                    self.writer.add_scalar(f"eval_iou/{name}/{c['name']}", c["iou"], trainer.step)
+            if r.miou is not None:
+                self.writer.add_scalar(f"eval/{name}/miou", r.miou, trainer.step)
+            if r.pixel_acc is not None:
+                self.writer.add_scalar(f"eval/{name}/pixel_acc", r.pixel_acc, trainer.step)
+            for c in r.classes:
+                if c.iou is not None:
+                    self.writer.add_scalar(f"eval_iou/{name}/{c.name}", c.iou, trainer.step)
 
     def close(self) -> None:
         if self.writer is not None:

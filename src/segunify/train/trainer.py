@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -60,6 +61,9 @@ from segunify.train.engine import train_step as optimisation_step
 from segunify.train.finetune import param_groups, set_train_mode
 from segunify.train.objective import build_objective
 
+if TYPE_CHECKING:
+    from segunify.evaluation import EvalResult
+
 SAMPLING = "sampling.json"
 
 
@@ -70,18 +74,19 @@ class Callback:
     def on_batch(self, trainer: Trainer, batch: dict) -> None: ...
     def on_log(self, trainer: Trainer, stats: dict[str, float]) -> None: ...
     def on_step(self, trainer: Trainer) -> None: ...
-    def on_eval(self, trainer: Trainer, results: dict[str, dict]) -> None: ...
+    def on_eval(self, trainer: Trainer, results: dict[str, EvalResult]) -> None: ...
     def on_end(self, trainer: Trainer) -> None: ...
     def close(self) -> None: ...
 
 
-def selected_score(results: dict[str, dict], select: str) -> float | None:
-    """The one metric that picks ``best/`` (``eval.select``): ``mean_miou`` or ``<part>/<metric>``."""
+def selected_score(results: dict[str, EvalResult], select: str) -> float | None:
+    """The one metric that picks ``best/`` (``eval.select``): ``mean_miou`` or ``<part>/<metric>``
+    (``metric``: one of :data:`~segunify.train.config.SELECTABLE`, a field of the result)."""
     if select == "mean_miou":
-        values = [r["miou"] for r in results.values()]
+        values = [r.miou for r in results.values()]
         return None if not values or None in values else float(np.mean(values))
     part, metric = select.rsplit("/", 1)
-    return results[part][metric]
+    return getattr(results[part], metric)
 
 
 class Trainer:
@@ -102,7 +107,7 @@ class Trainer:
         self.step = 0
         self.best: float | None = None
         self.losses: list[float] = []
-        self.results: dict[str, dict] = {}
+        self.results: dict[str, EvalResult] = {}
         self.sampling: dict | None = None
         self.accelerator = None
         self._held = ExitStack()  # the output folder's lock, from build() to the end of fit()
@@ -399,7 +404,7 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------------- evaluation and saving
-    def evaluate(self) -> dict[str, dict]:
+    def evaluate(self) -> dict[str, EvalResult]:
         """Score the model on every evaluation part (samples sharded over ranks, confusion summed)."""
         from segunify.evaluation import Evaluator, ModelPredictions, score_samples
         from segunify.models.inference import Predictor
@@ -427,7 +432,7 @@ class Trainer:
             callback.on_eval(self, results)
         return results
 
-    def save(self, results: dict[str, dict] | None) -> None:
+    def save(self, results: dict[str, EvalResult] | None) -> None:
         """``last/`` (weights + meta + training state, one atomic swap); ``best/`` when ``eval.select``
         improved."""
         from segunify.models.checkpoint import save_checkpoint
@@ -456,7 +461,7 @@ class Trainer:
                 save_checkpoint(self.out / BEST, self.unwrapped, meta, overwrite=True)
         self.accelerator.wait_for_everyone()
 
-    def _meta(self, results: dict[str, dict], score: float | None) -> dict:
+    def _meta(self, results: dict[str, EvalResult], score: float | None) -> dict:
         cfg = self.cfg
         return {
             "taxonomy": self.target.name,
@@ -465,7 +470,7 @@ class Trainer:
             "std": list(cfg.model.std),
             "input_size": list(cfg.eval.size) if cfg.eval.size else None,
             "train_config": cfg.to_json_dict(),
-            "metrics": results,
+            "metrics": {name: r.to_json() for name, r in results.items()},
             "selected_metric": {"name": cfg.eval.select, "value": score},
             "step": self.step,
         }

@@ -38,21 +38,17 @@ import numpy as np
 
 from segunify.apps.demo.config import DemoConfig, GoalsConfig
 from segunify.apps.demo.plan import LABELS, MODELS, Layout, students
+from segunify.evaluation import EvalResult
 from segunify.jsonio import read_json_object
 
 BELOW_T = 0.01  # a class "below T": its S_P IoU more than 1 point below T's
 
 
-def score_block(result: dict) -> dict:
+def score_block(result: EvalResult) -> dict:
     """The figures of an evaluation result the report shows (void classes left out)."""
-    void = set(result.get("void_classes") or [])
-    block = {
-        "miou": result.get("miou"),
-        "pixel_acc": result.get("pixel_acc"),
-        "iou": {c["name"]: c["iou"] for c in result["classes"] if c["name"] not in void},
-    }
-    if result.get("pred_share_source") is not None:
-        block["pred_share_source"] = result["pred_share_source"]
+    block = {"miou": result.miou, "pixel_acc": result.pixel_acc, "iou": result.class_iou()}
+    if result.pred_share_source is not None:
+        block["pred_share_source"] = result.pred_share_source
     return block
 
 
@@ -87,16 +83,16 @@ def seed_block(blocks: dict[str, dict]) -> dict:
 def dataset_block(name: str, cfg: DemoConfig, lay: Layout) -> dict:
     spec = cfg.eval[name]
     trained = students(cfg)
-    runs = {m: read_json_object(lay.eval_json(name, m), "evaluation result") for m in scored(cfg)}
+    runs = {m: EvalResult.read(lay.eval_json(name, m)) for m in scored(cfg)}
     first = runs["T"]
     block = {
         "dataset": spec.dataset,
-        "taxonomy": first["taxonomy"],
+        "taxonomy": first.taxonomy,
         "split": spec.split,
-        "images": first["images"],
+        "images": first.images,
         "mapping": spec.mapping,
         "size": list(spec.size),
-        "overlays": first.get("overlays", []),
+        "overlays": first.overlays or [],
         "note": spec.note,
     }
     block["T"] = score_block(runs["T"])

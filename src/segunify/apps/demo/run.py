@@ -145,7 +145,7 @@ def interpolate(p: dict) -> None:
 def evaluate(p: dict, onnx_cache: str | None = None) -> None:
     """Score a checkpoint on a split in the dataset's taxonomy; keep the overlay frames' predictions."""
     from segunify.datasets import create_dataset
-    from segunify.evaluation import ModelPredictions, evaluate_dataset, write_result
+    from segunify.evaluation import ModelPredictions, evaluate_dataset
     from segunify.mapping import load_mapping
     from segunify.models.inference import Predictor
 
@@ -162,8 +162,7 @@ def evaluate(p: dict, onnx_cache: str | None = None) -> None:
 
     source = ModelPredictions.from_predictor(predictor, name=f"model {p['checkpoint']}")
     result = evaluate_dataset(dataset, p["split"], source, mapping=mapping, on_pair=on_pair)
-    result["overlays"] = sorted(picks)
-    write_result(result, p["out"])
+    result.model_copy(update={"overlays": sorted(picks)}).write(p["out"])
 
 
 # an executor takes a stage's params (what it writes depends on them) and its runtime as keywords
