@@ -15,7 +15,6 @@ from segunify.models.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
     load_meta,
-    read_meta,
     save_checkpoint,
     sha256_file,
 )
@@ -73,6 +72,7 @@ def test_meta_records_everything(saved):
     assert meta["mean"] == [0.485, 0.456, 0.406] and meta["std"] == [0.229, 0.224, 0.225]
     assert meta["train_config"] == {"lr": 0.001, "steps": 10} and meta["metrics"] == {"miou": 0.5}
     assert meta["weights_sha256"] == sha256_file(path / "model.safetensors")
+    assert not {"selected_metric", "step", "interpolation"} & set(meta)  # only where a command sets them
     assert sorted(p.name for p in path.iterdir()) == ["meta.json", "model.safetensors"]
 
 
@@ -160,7 +160,7 @@ def test_save_is_atomic_and_replaces(tmp_path):
             path, _randomised(3), {"classes": ["a", "b", "c"], "metrics": {"x": object()}}, overwrite=True
         )
     assert sha256_file(path / "model.safetensors") == first
-    assert read_meta(path)["classes"] == ["a", "b", "c"]
+    assert load_meta(path).classes == ["a", "b", "c"]
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
@@ -176,7 +176,7 @@ def test_save_is_atomic_and_replaces(tmp_path):
 
 def test_meta_of_an_older_version_still_loads(saved, tmp_path):
     """meta.json written before CheckpointMeta existed (no format, created, sha256, mean/std, files)
-    loads with the defaults; unknown keys (the trainer's ``step``) are kept."""
+    loads with the defaults; unknown keys are kept."""
     import shutil
 
     model, path = saved
@@ -185,11 +185,11 @@ def test_meta_of_an_older_version_still_loads(saved, tmp_path):
     meta = json.loads((old / "meta.json").read_text())
     for key in ("format", "format_version", "created", "weights_sha256", "mean", "std", "files"):
         meta.pop(key)
-    meta["step"] = 12
+    meta |= {"step": 12, "note": "mine"}
     (old / "meta.json").write_text(json.dumps(meta))
     loaded, got = load_checkpoint(old, taxonomy="camvid")
-    assert got["mean"] == [0.485, 0.456, 0.406] and got["format"] == "segunify-checkpoint"
-    assert got["step"] == 12 and load_meta(old).model_extra == {"step": 12}
+    assert got.mean == (0.485, 0.456, 0.406) and got.format == "segunify-checkpoint"
+    assert got.step == 12 and got.model_extra == {"note": "mine"} and got.to_dict()["note"] == "mine"
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
@@ -258,7 +258,7 @@ def test_extra_files_belong_to_the_checkpoint(tmp_path):
     model = _randomised(3)
     extra = {"train_state.pt": lambda p: p.write_bytes(b"state")}
     ck = save_checkpoint(tmp_path / "ck", model, {"classes": ["a", "b", "c"]}, extra_files=extra)
-    assert read_meta(ck)["files"] == ["meta.json", "model.safetensors", "train_state.pt"]
+    assert load_meta(ck).files == ["meta.json", "model.safetensors", "train_state.pt"]
     assert (ck / "train_state.pt").read_bytes() == b"state"
     save_checkpoint(ck, model, {"classes": ["a", "b", "c"]}, overwrite=True)
     assert sorted(p.name for p in ck.iterdir()) == ["meta.json", "model.safetensors"]
@@ -337,14 +337,14 @@ def imported(weights_dir, tmp_path_factory):
 def test_import_by_name_needs_no_model_flags(weights_dir, imported):
     entry = get_pretrained("espnetv2_s1.0.cityscapes")
     model, meta = load_checkpoint(imported, taxonomy="cityscapes")
-    assert meta["source"] == {
+    assert meta.source.model_dump() == {
         "file": entry.file,
         "sha256": S1_SHA,
         "head": "sliced",
         "pretrained": entry.name,
     }
-    assert meta["input_size"] == [512, 1024] and meta["model_kwargs"] == {"s": 1.0, "proj": 10}
-    assert meta["mean"] == list(entry.mean) and meta["std"] == list(entry.std)
+    assert meta.input_size == (512, 1024) and meta.model_kwargs == {"s": 1.0, "proj": 10}
+    assert meta.mean == tuple(entry.mean) and meta.std == tuple(entry.std)
     shipped = torch.load(weights_dir / entry.file, map_location="cpu", weights_only=True)
     for k, v in model.state_dict().items():  # identical tensors, the head cut to 19 channels
         assert torch.equal(v, shipped[k][:19] if k in entry.classifier_keys else shipped[k]), k
@@ -354,9 +354,9 @@ def test_import_recognises_a_listed_file_and_refuses_clashing_flags(weights_dir,
     pth = weights_dir / "espnetv2_s1.0_cityscapes_1024x512.pth"
     out = tmp_path / "t"
     assert main(["import-weights", "--pth", str(pth), "--out", str(out), "--size", "256,512"]) == 0
-    assert read_meta(out)["source"]["pretrained"] == "espnetv2_s1.0.cityscapes"
-    assert read_meta(out)["input_size"] == [256, 512]
-    assert read_meta(out)["weights_sha256"] == read_meta(imported)["weights_sha256"]
+    meta = load_meta(out)
+    assert meta.source.pretrained == "espnetv2_s1.0.cityscapes" and meta.input_size == (256, 512)
+    assert meta.weights_sha256 == load_meta(imported).weights_sha256
     capsys.readouterr()
     bad = ["import-weights", "--pth", str(pth), "--out", str(tmp_path / "x")]
     assert main([*bad, "--taxonomy", "camvid"]) == 1
@@ -381,12 +381,8 @@ def test_import_of_an_unlisted_file_uses_the_fallback_flags(weights_dir, tmp_pat
     assert "not in the pretrained table" in capsys.readouterr().err
     args = ["import-weights", "--pth", str(pth), "--model", "espnetv2", "--model-opt", "s=1.0", "--taxonomy"]
     assert main([*args, "cityscapes", "--out", str(tmp_path / "a")]) == 0
-    meta = read_meta(tmp_path / "a")
-    assert (
-        meta["source"]["pretrained"] is None
-        and meta["model_kwargs"]["s"] == 1.0
-        and meta["input_size"] is None
-    )
+    meta = load_meta(tmp_path / "a")
+    assert meta.source.pretrained is None and meta.model_kwargs["s"] == 1.0 and meta.input_size is None
     # a taxonomy whose class count the head cannot serve is refused, not given a random head
     assert main([*args, "camvid", "--out", str(tmp_path / "x")]) == 1
     assert "does not fit taxonomy 'camvid'" in capsys.readouterr().err
@@ -411,7 +407,7 @@ def test_import_refuses_foreign_folders_and_overwrites_only_when_asked(imported,
     assert "replace it with --overwrite" in capsys.readouterr().err
     assert (ck / "meta.json").read_bytes() == meta_before
     assert main([*cmd, str(ck), "--size", "64,128", "--overwrite"]) == 0
-    assert read_meta(ck)["input_size"] == [64, 128]
+    assert load_meta(ck).input_size == (64, 128)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "data"]  # no temp or backup folder left
 
 
@@ -425,5 +421,5 @@ def test_overwrite_swaps_with_and_without_renameat2(tmp_path, monkeypatch, excha
         monkeypatch.setattr(ck, "_exchange", lambda a, b: False)
     path = save_checkpoint(tmp_path / "ck", _randomised(3), {"classes": ["a", "b", "c"], "metrics": {"v": 1}})
     save_checkpoint(path, _randomised(3), {"classes": ["a", "b", "c"], "metrics": {"v": 2}}, overwrite=True)
-    assert read_meta(path)["metrics"] == {"v": 2} and [p.name for p in tmp_path.iterdir()] == ["ck"]
+    assert load_meta(path).metrics == {"v": 2} and [p.name for p in tmp_path.iterdir()] == ["ck"]
     load_checkpoint(path)  # the weights' sha256 matches the new meta

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fixtures.tiny_models import hf_folder
 from segunify.cli import main
 from segunify.errors import SegunifyError
-from segunify.models.checkpoint import load_checkpoint, read_meta
+from segunify.models.checkpoint import load_checkpoint, load_meta
 from segunify.models.hub import (
     hub_table,
     id2label_names,
@@ -170,13 +170,13 @@ def test_nothing_is_guessed(tmp_path):
 
 @pytest.mark.parametrize("family", ["segformer", "mask2former"])
 def test_import_records_family_taxonomy_and_preprocessing(folders, imported, family):
-    meta = read_meta(imported[family])
-    assert meta["model"] == {"segformer": "segformer-b0", "mask2former": "mask2former"}[family]
-    assert meta["taxonomy"] == "cityscapes" and meta["classes"] == CITY
-    assert meta["input_size"] == [64, 128]
-    assert np.allclose(meta["mean"], PRE["image_mean"]) and np.allclose(meta["std"], PRE["image_std"])
-    assert meta["source"]["head"] == "full" and meta["source"]["file"] == "model.safetensors"
-    assert meta["source"]["preprocessing"] == "preprocessor_config.json"
+    meta = load_meta(imported[family])
+    assert meta.model == {"segformer": "segformer-b0", "mask2former": "mask2former"}[family]
+    assert meta.taxonomy == "cityscapes" and meta.classes == CITY
+    assert meta.input_size == (64, 128)
+    assert np.allclose(meta.mean, PRE["image_mean"]) and np.allclose(meta.std, PRE["image_std"])
+    assert meta.source.head == "full" and meta.source.file == "model.safetensors"
+    assert meta.source.preprocessing == "preprocessor_config.json"
     # the checkpoint rebuilds the folder's architecture and holds its weights exactly
     model, _ = load_checkpoint(imported[family])
     cls = {
@@ -305,8 +305,8 @@ def test_pickle_only_and_incomplete_folders_are_refused(folders, tmp_path, capsy
     )
     flags = ["--mean", "0.5,0.4,0.3", "--std", "0.25,0.2,0.3", "--size", "32,64"]
     assert main(["import-weights", str(bare), "--out", str(tmp_path / "ok"), *flags]) == 0
-    meta = read_meta(tmp_path / "ok")
-    assert meta["input_size"] == [32, 64] and meta["source"]["preprocessing"] == "--mean/--std + --size"
+    meta = load_meta(tmp_path / "ok")
+    assert meta.input_size == (32, 64) and meta.source.preprocessing == "--mean/--std + --size"
     assert not (tmp_path / "a").exists()
 
 
@@ -356,7 +356,7 @@ def test_a_hub_config_of_an_older_transformers_imports_and_names_its_hub_id(tmp_
     }
     (folder / "config.json").write_text(json.dumps(config))
     assert main(["import-weights", str(folder), "--out", str(tmp_path / "ck")]) == 0
-    meta = read_meta(tmp_path / "ck")
-    assert meta["source"]["pretrained"] == "nvidia/segformer-b0-finetuned-cityscapes-1024-1024"
+    meta = load_meta(tmp_path / "ck")
+    assert meta.source.pretrained == "nvidia/segformer-b0-finetuned-cityscapes-1024-1024"
     model, _ = load_checkpoint(tmp_path / "ck")
     assert model(torch.zeros(1, 3, 64, 128)).shape == (1, 19, 64, 128)

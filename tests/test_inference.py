@@ -163,7 +163,7 @@ def test_espnetv2_runs_channels_last_on_the_cpu_with_the_same_labels(espnet_ckpt
 
 def test_from_checkpoint_uses_meta_size(espnet_ckpt, images):
     pred = Predictor.from_checkpoint(espnet_ckpt)
-    assert pred.size == (64, 96) and pred.meta["num_classes"] == 11 and pred.meta["taxonomy"] == "camvid"
+    assert pred.size == (64, 96) and pred.meta.num_classes == 11 and pred.meta.taxonomy == "camvid"
     probs = pred.probs(images)
     assert probs.shape == (2, 11, 30, 44)
     assert torch.allclose(probs.sum(1), torch.ones(2, 30, 44), atol=1e-5)

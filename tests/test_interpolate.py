@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from fixtures.tiny_models import espnet_checkpoint
 from segunify.cli import app
 from segunify.errors import SegunifyError
-from segunify.models.checkpoint import load_checkpoint, read_meta, read_safetensors
+from segunify.models.checkpoint import load_checkpoint, load_meta, read_safetensors
 from segunify.train.interpolate import interpolate_checkpoints, interpolate_state
 
 
@@ -39,9 +39,10 @@ def test_checkpoint_mix_end_points_and_meta(pair, tmp_path):
     mixed = read_safetensors(out / "model.safetensors")
     key = next(k for k, v in a.items() if v.is_floating_point() and not torch.equal(v, b[k]))
     assert torch.allclose(mixed[key], 0.3 * a[key] + 0.7 * b[key], atol=1e-6)
-    meta = read_meta(out)
-    assert meta["interpolation"]["alpha"] == 0.7 and meta["metrics"] == {}
-    assert meta["interpolation"]["end"]["weights_sha256"] == read_meta(end)["weights_sha256"]
+    meta = load_meta(out)
+    assert meta.interpolation.alpha == 0.7 and meta.metrics == {} and meta.step is None
+    assert meta.interpolation.end.weights_sha256 == load_meta(end).weights_sha256
+    assert meta.interpolation.start.path == str(start) and meta.interpolation.end.path == str(end)
     for alpha, same in ((0.0, a), (1.0, b)):
         got = read_safetensors(
             interpolate_checkpoints(start, end, alpha, tmp_path / f"a{alpha}") / "model.safetensors"

@@ -56,7 +56,7 @@ def test_onnx_model_matches_torch_and_exports_once_per_size(teacher, tmp_path):
     labels = torch_pred.predict(images)
     assert len(np.unique(labels)) >= 3  # not a constant map: agreement below means something
     assert np.array_equal(onnx_pred.predict(images), labels)
-    sha = onnx_pred.meta["weights_sha256"]
+    sha = onnx_pred.meta.weights_sha256
     name = f"{sha}-64x96-opset17.onnx"
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [name, f"{name}.sha256"]
     # a second size is a second export; a new model reuses the checked files without exporting

@@ -21,7 +21,7 @@ from segunify.models.checkpoint import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     load_checkpoint,
-    read_meta,
+    load_meta,
     read_safetensors,
 )
 from segunify.train import Callback, train
@@ -63,8 +63,8 @@ def test_one_batch_overfits(tmp_path):
     losses = summary["losses"]
     assert len(losses) == 30
     assert losses[-1] < 0.1 * losses[0], losses  # > 90 % drop
-    meta = read_meta(tmp_path / "run" / "last")
-    assert meta["classes"][0] == "Sky" and meta["train_config"]["steps"] == 30 and meta["step"] == 30
+    meta = load_meta(tmp_path / "run" / "last")
+    assert meta.classes[0] == "Sky" and meta.train_config["steps"] == 30 and meta.step == 30
 
 
 def test_resume_equals_uninterrupted_run(camvid, tmp_path):
@@ -78,7 +78,7 @@ def test_resume_equals_uninterrupted_run(camvid, tmp_path):
     split = TrainConfig.model_validate(base_config(camvid, tmp_path / "b", steps=6, **extra))
     train(straight)
     first = train(split, stop_after=3)
-    assert first["step"] == 3 and read_meta(tmp_path / "b" / "last")["step"] == 3
+    assert first["step"] == 3 and load_meta(tmp_path / "b" / "last").step == 3
     early = read_safetensors(tmp_path / "b" / "last" / "model.safetensors")
     second = train(split, resume=True)
     assert second["step"] == 6
@@ -115,9 +115,9 @@ def test_engine_evaluation_equals_evaluate_cli(camvid, tmp_path, capsys):
     engine = summary["eval"]["camvid/val"]
     assert [c.name for c in engine.classes][:4] == ["Sky", "Building", "Pole", "Road"]
     assert engine.images == 2 and engine.pixels > 0.9 * 2 * 48 * 64
-    meta = read_meta(tmp_path / "run" / "best")
-    assert meta["metrics"]["camvid/val"] == engine.to_json() and meta["input_size"] == [32, 48]
-    assert meta["selected_metric"] == {"name": "camvid/val/miou", "value": engine.miou}
+    meta = load_meta(tmp_path / "run" / "best")
+    assert meta.metrics["camvid/val"] == engine.to_json() and meta.input_size == (32, 48)
+    assert meta.selected_metric.model_dump() == {"name": "camvid/val/miou", "value": engine.miou}
     out = tmp_path / "cli.json"
     argv = evaluate_last(tmp_path, camvid)
     assert main([*argv, "--split", "val", "--mapping", "camvid__cityscapes", "--json", str(out)]) == 0
@@ -145,9 +145,9 @@ def test_best_checkpoint_follows_the_selected_metric(camvid, tmp_path):
 
     train(TrainConfig.model_validate(cfg), callbacks=[Record()])
     assert len(scores) == 4
-    best = read_meta(tmp_path / "run" / "best")
-    assert best["selected_metric"]["value"] == max(scores)
-    assert best["step"] == 1 + scores.index(max(scores))  # the first step that reached the maximum
+    best = load_meta(tmp_path / "run" / "best")
+    assert best.selected_metric.value == max(scores)
+    assert best.step == 1 + scores.index(max(scores))  # the first step that reached the maximum
 
 
 def _free_port() -> int:
@@ -195,7 +195,7 @@ def test_two_cpu_processes_share_the_data(camvid, tmp_path):
     out = tmp_path / "one.json"
     argv = evaluate_last(tmp_path, camvid)
     assert main([*argv, "--split", "val", "--json", str(out)]) == 0
-    engine = meta["metrics"]["camvid/val"]
+    engine = meta.metrics["camvid/val"]
     assert engine["images"] == 2 and engine["confusion"] == json.loads(out.read_text())["confusion"]
 
 
@@ -204,9 +204,9 @@ def test_cli_stop_and_resume(camvid, tmp_path):
     from segunify.cli import main
 
     assert main(["train", str(path), "--stop-after", "2"]) == 0
-    assert read_meta(tmp_path / "run" / "last")["step"] == 2
+    assert load_meta(tmp_path / "run" / "last").step == 2
     assert main(["train", str(path), "--resume", "--set", "log.every=2"]) == 0
-    assert read_meta(tmp_path / "run" / "last")["step"] == 4
+    assert load_meta(tmp_path / "run" / "last").step == 4
     assert load_config(path).steps == 4
     shutil.rmtree(tmp_path / "run")
 
@@ -234,7 +234,7 @@ def test_hf_models_train_with_their_loss(camvid, tmp_path, name):
         first = compute_loss(model, model, x, batch["label"].long()).item()
     assert summary["losses"][0] == pytest.approx(first, rel=1e-4)
     trained, meta = load_checkpoint(tmp_path / "run" / "last", taxonomy="camvid")
-    assert meta["model"] == name
+    assert meta.model == name
     moved = [k for k, v in trained.state_dict().items() if not torch.equal(v, model.state_dict()[k])]
     assert moved, "three steps left every weight unchanged"
     with torch.no_grad():

@@ -32,19 +32,19 @@ from segunify.models.onnx import DEFAULT_HELP
 
 def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy, backend=None):
     """A :class:`ModelPredictions` for a checkpoint folder, after checking its taxonomy."""
-    from segunify.models.checkpoint import META, read_meta
+    from segunify.models.checkpoint import META, load_meta
     from segunify.models.inference import Predictor
 
     path = Path(ckpt)
-    meta = read_meta(path)
-    classes = tuple(meta.get("classes") or ())
+    meta = load_meta(path)
+    classes = tuple(meta.classes)
     if mapping is not None:
-        what = f"the checkpoint {path / META} (taxonomy {meta.get('taxonomy')!r})"
+        what = f"the checkpoint {path / META} (taxonomy {meta.taxonomy!r})"
         mapping.check_compatible(dataset_taxonomy, classes, "the dataset", what)
     elif classes != tuple(dataset_taxonomy.classes):
         raise SegunifyError(
-            f"checkpoint predicts taxonomy {meta.get('taxonomy')!r} ({len(classes)} classes) but the dataset's "
-            f"taxonomy is {dataset_taxonomy.name!r}; give --mapping {dataset_taxonomy.name}__{meta.get('taxonomy')}",
+            f"checkpoint predicts taxonomy {meta.taxonomy!r} ({len(classes)} classes) but the dataset's "
+            f"taxonomy is {dataset_taxonomy.name!r}; give --mapping {dataset_taxonomy.name}__{meta.taxonomy}",
             path / META,
         )
     opts = {k: v for k, v in opts.items() if v is not None}

@@ -189,10 +189,10 @@ def _read_inputs(teacher, dataset, root, split) -> list[tuple[Path | str, str]]:
 
 
 def _teacher_classes(teacher: str) -> tuple[str | None, tuple[str, ...]]:
-    from segunify.models.checkpoint import read_meta
+    from segunify.models.checkpoint import load_meta
 
-    meta = read_meta(Path(teacher))
-    return meta.get("taxonomy"), tuple(meta.get("classes") or ())
+    meta = load_meta(Path(teacher))
+    return meta.taxonomy, tuple(meta.classes)
 
 
 def _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads):

@@ -223,13 +223,13 @@ def export(
     check_output_file(onnx, overwrite, [(ckpt, "the checkpoint")])
     model, meta = load_checkpoint(ckpt)
     check_exportable(model, ckpt)
-    hw = parse_size(size) or (tuple(meta["input_size"]) if meta.get("input_size") else None)
+    hw = parse_size(size) or meta.input_size
     if hw is None:
         raise SegunifyError("checkpoint has no input_size; give --size H,W", ckpt)
     torch.manual_seed(0)
     diff = export_checked(model, onnx, hw, opset)
     console.print(
-        f"wrote {onnx}: input [1,3,{hw[0]},{hw[1]}], {meta['num_classes']} classes; "
+        f"wrote {onnx}: input [1,3,{hw[0]},{hw[1]}], {meta.num_classes} classes; "
         f"onnxruntime max abs diff {diff:.3g} (<= {ONNX_TOLERANCE:g})"
     )
     return 0

@@ -1,9 +1,9 @@
 """segunify checkpoints: a folder with ``model.safetensors`` (weights) and ``meta.json`` (everything else).
 
 Never a pickle: loading a checkpoint cannot run code. ``meta.json`` is :class:`CheckpointMeta` written
-as JSON (read and written only through that model; files of older versions, which lack ``format``,
-``created``, ``weights_sha256`` or ``mean``/``std``, still load with the defaults). Keys the model does
-not name (e.g. the trainer's ``step``) are kept as they are.
+as JSON (read and written only through that model, and used as that model: :func:`load_meta`; files of
+older versions, which lack ``format``, ``created``, ``weights_sha256`` or ``mean``/``std``, still load
+with the defaults). Keys the model does not name are kept as they are.
 
 ``save_checkpoint`` writes into a temporary sibling folder and swaps it in, so a reader never sees a
 half-written checkpoint. It never deletes what segunify did not write: a non-empty folder that is not a
@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from torch import nn
 
 from segunify.errors import SegunifyError
@@ -51,6 +59,30 @@ class WeightsSource(BaseModel):
     pretrained: str | None = None  # entry of the pretrained-weights table, when the file is a known one
 
 
+class SelectedMetric(BaseModel):
+    """The trainer's ``eval.select`` and its value when the checkpoint was written."""
+
+    name: str
+    value: float | None
+
+
+class InterpolationEnd(BaseModel):
+    path: str
+    weights_sha256: str | None
+
+
+class Interpolation(BaseModel):
+    """A WiSE-FT mix (:mod:`segunify.train.interpolate`): ``(1 - alpha) * start + alpha * end``."""
+
+    alpha: float
+    start: InterpolationEnd
+    end: InterpolationEnd
+
+
+# written only by the commands that set them (a trainer's step, an interpolation's inputs)
+_ONLY_WHEN_SET = frozenset({"selected_metric", "step", "interpolation"})
+
+
 class CheckpointMeta(BaseModel):
     """Everything about a checkpoint but its tensors; rebuilds the model with ``create_model``."""
 
@@ -72,6 +104,13 @@ class CheckpointMeta(BaseModel):
     created: str | None = None
     files: list[str] = Field(default_factory=lambda: [META, WEIGHTS])
     source: WeightsSource | None = None
+    selected_metric: SelectedMetric | None = None  # a trained checkpoint: what picked best/
+    step: int | None = None  # a trained checkpoint: the optimiser steps it had taken
+    interpolation: Interpolation | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None or k not in _ONLY_WHEN_SET}
 
     @field_validator("format_version")
     @classmethod
@@ -277,16 +316,11 @@ def load_meta(directory: str | Path) -> CheckpointMeta:
     return validate_meta(read_json_object(path, "checkpoint metadata"), path)
 
 
-def read_meta(directory: str | Path) -> dict:
-    """:func:`load_meta` as a plain dict (JSON types), for callers that index it by key."""
-    return load_meta(directory).to_dict()
-
-
-def weights_digest(directory: str | Path, meta: dict | None = None) -> str:
+def weights_digest(directory: str | Path, meta: CheckpointMeta | None = None) -> str:
     """The sha256 that names a checkpoint's weights (teacher fingerprints, ONNX cache keys): the one
     ``meta.json`` records, or the file's own hash for a checkpoint written before meta held it."""
-    meta = read_meta(directory) if meta is None else meta
-    return str(meta.get("weights_sha256") or sha256_file(Path(directory) / WEIGHTS))
+    meta = load_meta(directory) if meta is None else meta
+    return meta.weights_sha256 or sha256_file(Path(directory) / WEIGHTS)
 
 
 def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -322,13 +356,13 @@ def load_tensor_pickle(path: str | Path, what: str = "weights") -> Any:
         raise SegunifyError(f"cannot read {what} ({detail})", path) from None
 
 
-def check_taxonomy(meta: Mapping[str, Any], taxonomy: str | Taxonomy, where: str | Path) -> None:
+def check_taxonomy(meta: CheckpointMeta, taxonomy: str | Taxonomy, where: str | Path) -> None:
     """Raise when the checkpoint's classes differ from the requested taxonomy's."""
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
-    have, want = list(meta["classes"]), list(tax.classes)
+    have, want = list(meta.classes), list(tax.classes)
     if have == want:
         return
-    name = meta.get("taxonomy") or "?"
+    name = meta.taxonomy or "?"
     if len(have) != len(want):
         detail = f"{len(have)} classes vs {len(want)}"
     else:
@@ -374,15 +408,15 @@ def load_state(
 
 def load_checkpoint(
     directory: str | Path, taxonomy: str | Taxonomy | None = None, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict]:
+) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model from ``meta.json`` and load its weights (strict); returns ``(model, meta)``
-    (meta as a plain dict, see :func:`read_meta`) with the model in eval mode on ``map_location``."""
+    with the model in eval mode on ``map_location``."""
     from segunify.models import create_model
 
     directory = Path(directory)
     meta = load_meta(directory)
     if taxonomy is not None:
-        check_taxonomy(meta.to_dict(), taxonomy, directory)
+        check_taxonomy(meta, taxonomy, directory)
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise SegunifyError(f"checkpoint weights missing ({WEIGHTS})", directory)
@@ -394,7 +428,7 @@ def load_checkpoint(
     model = create_model(meta.model, meta.num_classes, **meta.model_kwargs)
     load_state(model, state, weights, f"model {meta.model!r}")
     model.to(map_location).eval()
-    return model, meta.to_dict()
+    return model, meta
 
 
 def _is_tied(model: nn.Module, key: str, state: dict) -> bool:
@@ -411,6 +445,8 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "CheckpointMeta",
+    "Interpolation",
+    "SelectedMetric",
     "WeightsSource",
     "build_meta",
     "check_target",
@@ -420,7 +456,6 @@ __all__ = [
     "load_meta",
     "load_state",
     "load_tensor_pickle",
-    "read_meta",
     "read_safetensors",
     "save_checkpoint",
     "sha256_file",

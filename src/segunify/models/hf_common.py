@@ -48,9 +48,9 @@ def load_partial(model: nn.Module, weights: str | Path, head_prefixes: tuple[str
 
 def config_of_checkpoint(weights: str | Path) -> dict:
     """The transformers config a segunify checkpoint recorded (``model_kwargs.config``), cleaned."""
-    from segunify.models.checkpoint import read_meta
+    from segunify.models.checkpoint import load_meta
 
-    cfg = (read_meta(weights).get("model_kwargs") or {}).get("config")
+    cfg = load_meta(weights).model_kwargs.get("config")
     if not isinstance(cfg, dict):
         raise SegunifyError("checkpoint does not record a transformers config (model_kwargs.config)", weights)
     return clean_config(cfg)

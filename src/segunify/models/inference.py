@@ -24,6 +24,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segunify.errors import SegunifyError
+
+if TYPE_CHECKING:
+    from segunify.models.checkpoint import CheckpointMeta
 
 
 def _to_tensor(images) -> torch.Tensor:
@@ -117,7 +121,7 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
-        self.meta: dict = {}
+        self.meta: CheckpointMeta | None = None  # set by from_checkpoint
         self.backend = "torch"  # from_checkpoint sets "onnx" when the model runs in onnxruntime
 
     @classmethod
@@ -143,8 +147,8 @@ class Predictor:
         if backend == "onnx":
             check_exportable(model, directory)
             model = OnnxModel(model, weights_digest(directory, meta), cache_dir=onnx_cache)
-        opts.setdefault("size", meta.get("input_size"))
-        pred = cls(model, meta["mean"], meta["std"], device=device, **opts)
+        opts.setdefault("size", meta.input_size)
+        pred = cls(model, meta.mean, meta.std, device=device, **opts)
         pred.meta, pred.backend = meta, backend
         return pred
 

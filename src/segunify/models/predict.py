@@ -13,12 +13,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segunify.errors import SegunifyError
 from segunify.outputs import check_apart, claim_folder
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
+
+if TYPE_CHECKING:
+    from segunify.models.checkpoint import CheckpointMeta
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 OUTPUTS = ("{}.png", "{}_color.png", "{}_overlay.png")
@@ -109,23 +113,27 @@ def fallback_palette() -> np.ndarray:
     return pal
 
 
-def _own_taxonomy(meta: dict) -> Taxonomy | None:
+def _own_taxonomy(meta: CheckpointMeta) -> Taxonomy | None:
     """The checkpoint's taxonomy when it is a shipped one with the same classes."""
     try:
-        tax = load_taxonomy(meta["taxonomy"]) if meta.get("taxonomy") else None
+        tax = load_taxonomy(meta.taxonomy) if meta.taxonomy else None
     except SegunifyError:
         return None
-    return tax if tax is not None and tuple(tax.classes) == tuple(meta["classes"]) else None
+    return tax if tax is not None and tuple(tax.classes) == tuple(meta.classes) else None
 
 
 def output_spec(
-    meta: dict, to: str | None = None, mapping: str | None = None, raw_ids: bool = False, where: str = ""
+    meta: CheckpointMeta,
+    to: str | None = None,
+    mapping: str | None = None,
+    raw_ids: bool = False,
+    where: str = "",
 ) -> OutputSpec:
     """The LUTs for a checkpoint's predictions (``meta``: its metadata; ``where``: its path, for errors).
     ``to`` = the checkpoint's own taxonomy without a mapping is the identity."""
     tax = _own_taxonomy(meta)
     lut = np.arange(256, dtype=np.int64)
-    lut[len(meta["classes"]) :] = IGNORE
+    lut[meta.num_classes :] = IGNORE
     if to is not None or mapping is not None:
         target = load_taxonomy(to) if to is not None else None  # an unknown name: "unknown taxonomy"
         if mapping is not None or target is None or tax is None or target.name != tax.name:
@@ -139,25 +147,21 @@ def output_spec(
     if raw_ids:
         lut = raw_id_lut(tax)[lut]  # type: ignore[arg-type]
     dtype = np.uint8 if lut.max() <= 255 else np.uint16
-    return OutputSpec(
-        lut.astype(dtype), colors, tax.name if tax is not None else meta.get("taxonomy"), raw_ids
-    )
+    return OutputSpec(lut.astype(dtype), colors, tax.name if tax is not None else meta.taxonomy, raw_ids)
 
 
-def _target_mapping(meta: dict, target: Taxonomy | None, mapping: str | None, where: str):
+def _target_mapping(meta: CheckpointMeta, target: Taxonomy | None, mapping: str | None, where: str):
     """The mapping from ``target``'s classes to the checkpoint's: its sets must partition the checkpoint's
     classes (each in exactly one set), or some pixels would be written as another class or as void."""
     from segunify.mapping import available_mappings, load_mapping
 
-    if mapping is None and not meta.get("taxonomy"):
+    if mapping is None and not meta.taxonomy:
         raise SegunifyError("--to needs --mapping: the checkpoint names no taxonomy", where)
-    if mapping is None and (target.name, meta["taxonomy"]) not in available_mappings():  # type: ignore[union-attr]
-        raise SegunifyError(
-            f"no shipped mapping {target.name}__{meta['taxonomy']}; give --mapping CSV", where
-        )  # type: ignore[union-attr]
-    mp = load_mapping(mapping or f"{target.name}__{meta['taxonomy']}")  # type: ignore[union-attr]
+    if mapping is None and (target.name, meta.taxonomy) not in available_mappings():  # type: ignore[union-attr]
+        raise SegunifyError(f"no shipped mapping {target.name}__{meta.taxonomy}; give --mapping CSV", where)  # type: ignore[union-attr]
+    mp = load_mapping(mapping or f"{target.name}__{meta.taxonomy}")  # type: ignore[union-attr]
     target = target or mp.extra
-    mp.check_compatible(target, meta["classes"], f"--to {target.name!r}", f"checkpoint {where}")
+    mp.check_compatible(target, meta.classes, f"--to {target.name!r}", f"checkpoint {where}")
     unclaimed = mp.unclaimed_sources()
     if unclaimed:
         raise SegunifyError(

@@ -117,11 +117,10 @@ def teacher_from_checkpoint(
     meta = predictor.meta
     if settings.size is None and predictor.size is not None:
         settings.size = tuple(predictor.size)
-    digest = weights_digest(checkpoint, meta)
     info = TeacherInfo(
-        classes=tuple(meta["classes"]),
-        taxonomy=meta.get("taxonomy"),
+        classes=tuple(meta.classes),
+        taxonomy=meta.taxonomy,
         path=str(Path(checkpoint).resolve()),
-        sha256=str(digest),
+        sha256=weights_digest(checkpoint, meta),
     )
     return predictor, info

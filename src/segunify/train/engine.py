@@ -200,11 +200,11 @@ def head_mismatch(weights: Path, model: torch.nn.Module) -> str | None:
     for an ESPNetv2 ``.pth`` the loader reports that it left the head out (``weights_loaded``)."""
     import json
 
-    from segunify.models.checkpoint import META, read_meta
+    from segunify.models.checkpoint import META, load_meta
 
     own = int(model.segunify_spec["num_classes"])
     if (weights / META).is_file():
-        n = int(read_meta(weights)["num_classes"])
+        n = load_meta(weights).num_classes
     elif (weights / "config.json").is_file():
         hf = json.loads((weights / "config.json").read_text(encoding="utf-8"))
         n = len(hf.get("id2label") or {}) or int(hf.get("num_labels", own))

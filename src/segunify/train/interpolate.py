@@ -18,18 +18,27 @@ from pathlib import Path
 import torch
 
 from segunify.errors import SegunifyError
-from segunify.models.checkpoint import load_checkpoint, save_checkpoint
+from segunify.models.checkpoint import (
+    CheckpointMeta,
+    Interpolation,
+    InterpolationEnd,
+    load_checkpoint,
+    save_checkpoint,
+)
 from segunify.outputs import check_apart
 
-SAME = ("model", "model_kwargs", "num_classes", "classes", "mean", "std")
+SAME = {"model", "model_kwargs", "num_classes", "classes", "mean", "std"}
+# what the mix keeps of END's meta (not its metrics, step or selected metric: they describe END)
+KEEP = {"taxonomy", "classes", "mean", "std", "input_size", "train_config", "model", "model_kwargs"}
 
 
-def check_compatible(start_meta: dict, end_meta: dict, start: Path, end: Path) -> None:
+def check_compatible(start_meta: CheckpointMeta, end_meta: CheckpointMeta, start: Path, end: Path) -> None:
     """One line naming ``end`` and the first field in which the two checkpoints' metas differ."""
-    for key in SAME:
-        if start_meta[key] != end_meta[key]:
+    have, there = (m.model_dump(mode="json", include=SAME) for m in (end_meta, start_meta))  # field order
+    for field, value in have.items():
+        if value != there[field]:
             raise SegunifyError(
-                f"cannot interpolate with {start}: {key} differs ({end_meta[key]!r} here, {start_meta[key]!r} there)",
+                f"cannot interpolate with {start}: {field} differs ({value!r} here, {there[field]!r} there)",
                 end,
             )
 
@@ -62,13 +71,12 @@ def interpolate_checkpoints(
     model, meta = load_checkpoint(end)
     check_compatible(start_meta, meta, start, end)
     model.load_state_dict(interpolate_state(first.state_dict(), model.state_dict(), alpha), strict=True)
-    record = {
-        "alpha": alpha,
-        "start": {"path": str(start), "weights_sha256": start_meta.get("weights_sha256")},
-        "end": {"path": str(end), "weights_sha256": meta.get("weights_sha256")},
-    }
-    keep = ("taxonomy", "classes", "mean", "std", "input_size", "train_config", "model", "model_kwargs")
-    new_meta = {k: meta[k] for k in keep} | {"interpolation": record}
+    record = Interpolation(
+        alpha=alpha,
+        start=InterpolationEnd(path=str(start), weights_sha256=start_meta.weights_sha256),
+        end=InterpolationEnd(path=str(end), weights_sha256=meta.weights_sha256),
+    )
+    new_meta = meta.model_dump(include=KEEP) | {"interpolation": record}
     return save_checkpoint(out, model, new_meta, overwrite=overwrite)
 
 

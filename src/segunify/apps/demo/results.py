@@ -191,13 +191,14 @@ def sampling(cfg: DemoConfig, lay: Layout) -> dict:
 
 
 def checkpoints(lay: Layout, models: list[str]) -> dict:
-    from segunify.models.checkpoint import read_meta
+    from segunify.models.checkpoint import load_meta
 
     out = {}
     for m in models:
-        meta = read_meta(lay.checkpoint(m))
-        out[m] = {"checkpoint": str(lay.checkpoint(m)), "sha256": meta.get("weights_sha256")}
-        out[m] |= {"interpolation": meta["interpolation"]} if "interpolation" in meta else {}
+        meta = load_meta(lay.checkpoint(m))
+        out[m] = {"checkpoint": str(lay.checkpoint(m)), "sha256": meta.weights_sha256}
+        if meta.interpolation is not None:
+            out[m]["interpolation"] = meta.interpolation.model_dump()
     return out
 
 
