@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from fixtures import idd_lite as idd_fixture
 from fixtures import kitti as kitti_fixture
 from segunify.apps.demo import config_file, load_demo_config, plan, shipped_configs
 from segunify.apps.demo.config import GoalsConfig
+from segunify.apps.demo.params import StageParams, ViewParams
 from segunify.apps.demo.plan import Layout, Stage, train_config
 from segunify.apps.demo.results import (
     below_teacher,
@@ -209,7 +210,7 @@ def test_plan_is_pure_and_differs_between_students_only_in_labels(tmp_path):
     assert [s.name for s in stages[:3]] == ["view camvid", "view idd-lite", "view eval-kitti"]
     assert not (tmp_path / "work").exists()  # planning writes nothing
     pseudo = next(s for s in stages if s.name == "pseudo-label camvid (P and R)")
-    assert pseudo.params["root"] == str(tmp_path / "work" / "views" / "camvid")
+    assert pseudo.params.root == str(tmp_path / "work" / "views" / "camvid")
     assert "--also-without-priors" in pseudo.command and "--mapping camvid__cityscapes" in pseudo.command
     sp, sr = train_config(cfg, "S_P", lay), train_config(cfg, "S_R", lay)
     assert sp["parts"][0].get("labels") is None and sp["parts"][0]["dataset"] == "cityscapes"
@@ -220,9 +221,9 @@ def test_plan_is_pure_and_differs_between_students_only_in_labels(tmp_path):
     assert same == {k: v for k, v in sr.items() if k not in ("parts", "out")}
     assert sp["model"]["weights"] == str(lay.teacher.absolute()) and sp["steps"] == 2
     ev = {s.name: s for s in stages if s.kind == "evaluate"}
-    assert ev["evaluate S_P on cityscapes"].params["mapping"] is None
+    assert ev["evaluate S_P on cityscapes"].params.mapping is None
     assert "--mapping" not in ev["evaluate T on cityscapes"].command
-    assert ev["evaluate S_R on kitti"].params["checkpoint"] == str(lay.student("S_R") / "last")
+    assert ev["evaluate S_R on kitti"].params.checkpoint == str(lay.student("S_R") / "last")
     assert ev["evaluate S_R on kitti"].after == ("train S_R", "view eval-kitti")
     assert ev["evaluate T on camvid"].after == ("import teacher",)  # the whole split: no view
     train = next(s for s in stages if s.name == "train S_P")
@@ -246,7 +247,7 @@ def test_one_seed_plans_as_before_and_more_seeds_add_their_own_students(tmp_path
     monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "nowhere"))
     path = write_config(tmp_path, toy_config())
     one, _ = plan(load_demo_config(path), tmp_path, Path("work"))
-    rows = [[s.name, s.kind, s.params, str(s.output), s.after] for s in one]
+    rows = [[s.name, s.kind, s.params.to_json(), str(s.output), s.after] for s in one]
     text = json.dumps(rows, sort_keys=True, default=str).replace(str(tmp_path), "<tmp>")
     assert hashlib.sha256(text.encode()).hexdigest() == ONE_SEED_PLAN, "a one-seed run's stages changed"
     three, lay = plan(load_demo_config(path, ["seeds=3"]), tmp_path, Path("work"))
@@ -257,11 +258,11 @@ def test_one_seed_plans_as_before_and_more_seeds_add_their_own_students(tmp_path
     evals = [f"evaluate {m} on {n}" for n in ("camvid", "cityscapes", "idd-lite", "kitti") for m in students]
     assert extra == [f"train {m}" for m in students] + evals
     base, seeded = same["train S_P"].params, same["train S_P-seed2"].params
-    assert seeded["config"] == str(Path("work/students/S_P-seed2.yaml"))
-    assert seeded["train"] == base["train"] | {"seed": 2, "out": str(lay.student("S_P-seed2").absolute())}
-    assert "seed" not in base["train"]  # the config sets none: the first seed's file is unchanged
+    assert seeded.config == str(Path("work/students/S_P-seed2.yaml"))
+    assert seeded.train == base.train | {"seed": 2, "out": str(lay.student("S_P-seed2").absolute())}
+    assert "seed" not in base.train  # the config sets none: the first seed's file is unchanged
     ev = same["evaluate S_R-seed2 on kitti"]
-    assert ev.params["checkpoint"] == str(lay.trained("S_R-seed2")) and ev.params["overlays"] == 0
+    assert ev.params.checkpoint == str(lay.trained("S_R-seed2")) and ev.params.overlays == 0
     assert ev.after == ("train S_R-seed2", "view eval-kitti") and ev.output == lay.eval_json(
         "kitti", "S_R-seed2"
     )
@@ -269,10 +270,10 @@ def test_one_seed_plans_as_before_and_more_seeds_add_their_own_students(tmp_path
         load_demo_config(path, ["seeds=2", "student.seed=5", "interpolate=0.7"]), tmp_path, Path("w")
     )
     by_name = {s.name: s for s in mixed}
-    assert by_name["interpolate S_P-seed6"].params["end"] == str(lay.trained("S_P-seed6"))
-    assert by_name["evaluate S_P-seed6 on camvid"].params["checkpoint"] == str(lay.checkpoint("S_P-seed6"))
+    assert by_name["interpolate S_P-seed6"].params.end == str(lay.trained("S_P-seed6"))
+    assert by_name["evaluate S_P-seed6 on camvid"].params.checkpoint == str(lay.checkpoint("S_P-seed6"))
     assert by_name["evaluate S_P-seed6 on camvid"].after == ("interpolate S_P-seed6",)
-    assert [by_name[f"train {m}"].params["train"]["seed"] for m in ("S_P", "S_R-seed6")] == [5, 6]
+    assert [by_name[f"train {m}"].params.train["seed"] for m in ("S_P", "S_R-seed6")] == [5, 6]
 
 
 def test_plan_from_an_empty_folder_without_data(tmp_path, monkeypatch, capsys):
@@ -345,56 +346,66 @@ def test_each_part_is_brought_to_its_own_size_before_augmentation(shared):
 
 
 def test_view_is_read_by_the_adapter_as_the_dataset(shared, tmp_path):
-    params = {
-        "dataset": "idd-lite",
-        "root": str(shared / "data" / "IDD_Lite"),
-        "split": "train",
-        "options": {},
-    }
     out = tmp_path / "view"
-    build_view(params | {"include": [], "exclude": ["train/0/*"], "limit": None, "out": str(out)})
+    params = ViewParams(
+        dataset="idd-lite",
+        root=str(shared / "data" / "IDD_Lite"),
+        split="train",
+        options={},
+        include=(),
+        exclude=("train/0/*",),
+        limit=None,
+        out=str(out),
+    )
+    build_view(params)
     view = create_dataset("idd-lite", out)
     assert [s.id for s in view.samples("train")] == ["train/472/frame24567"]
     src = create_dataset("idd-lite", shared / "data" / "IDD_Lite")
     a, b = view.sample(view.samples("train")[0]), src.sample(src.samples("train")[1])
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    build_view(params | {"include": [], "exclude": [], "limit": 1, "out": str(out)})  # rebuilt: no stale link
+    build_view(replace(params, exclude=(), limit=1))  # rebuilt: no stale link
     assert [s.id for s in create_dataset("idd-lite", out).samples("train")] == ["train/0/frame0992"]
     with pytest.raises(SegunifyError, match="no idd-lite train sample is left"):
-        build_view(params | {"include": ["train/0/*"], "exclude": ["*"], "limit": None, "out": str(out)})
+        build_view(replace(params, include=("train/0/*",), exclude=("*",)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fake(StageParams):
+    out: str
+    n: int
 
 
 def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, monkeypatch):
-    calls: list[dict] = []
+    calls: list[Fake] = []
     runtimes: list[dict] = []
 
-    def fake(params: dict, **runtime) -> None:
+    def fake(params: Fake, **runtime) -> None:
         calls.append(params)
         runtimes.append(runtime)
-        Path(params["out"]).write_text("done")
+        Path(params.out).write_text("done")
 
     monkeypatch.setitem(EXECUTORS, "fake", fake)
     lay = Layout(work=tmp_path)
     stages = [
-        Stage(f"s{i}", "fake", {"out": str(tmp_path / f"o{i}"), "n": i}, tmp_path / f"o{i}") for i in range(2)
+        Stage(f"s{i}", "fake", Fake(out=str(tmp_path / f"o{i}"), n=i), tmp_path / f"o{i}") for i in range(2)
     ]
     lines: list[str] = []
     run_stages(stages, lay, lines.append)
     assert len(calls) == 2 and json.loads((tmp_path / "stages.json").read_text()).keys() == {"s0", "s1"}
     run_stages(stages, lay, lines.append)
     assert len(calls) == 2 and "already done" in lines[-1]
-    changed = [stages[0], Stage("s1", "fake", {"out": str(tmp_path / "o1"), "n": 5}, tmp_path / "o1")]
+    changed = [stages[0], Stage("s1", "fake", Fake(out=str(tmp_path / "o1"), n=5), tmp_path / "o1")]
     run_stages(changed, lay, lines.append)
-    assert [c["n"] for c in calls] == [0, 1, 5]
+    assert [c.n for c in calls] == [0, 1, 5]
     (tmp_path / "o0").unlink()  # an output that went missing is made again
     run_stages(changed, lay, lines.append)
-    assert [c["n"] for c in calls] == [0, 1, 5, 0]
-    reader = Stage("s2", "fake", {"out": str(tmp_path / "o2"), "n": 2}, tmp_path / "o2", after=("s1",))
+    assert [c.n for c in calls] == [0, 1, 5, 0]
+    reader = Stage("s2", "fake", Fake(out=str(tmp_path / "o2"), n=2), tmp_path / "o2", after=("s1",))
     run_stages([*changed, reader], lay, lines.append)
-    upstream = Stage("s1", "fake", {"out": str(tmp_path / "o1"), "n": 6}, tmp_path / "o1")
+    upstream = Stage("s1", "fake", Fake(out=str(tmp_path / "o1"), n=6), tmp_path / "o1")
     run_stages([stages[0], upstream, reader], lay, lines.append)  # s2 reads s1, which changed: both rerun
-    assert [c["n"] for c in calls] == [0, 1, 5, 0, 2, 6, 2]
-    fast = Stage("s3", "fake", {"out": str(tmp_path / "o3"), "n": 3}, tmp_path / "o3", runtime={"cache": "c"})
+    assert [c.n for c in calls] == [0, 1, 5, 0, 2, 6, 2]
+    fast = Stage("s3", "fake", Fake(out=str(tmp_path / "o3"), n=3), tmp_path / "o3", runtime={"cache": "c"})
     run_stages([fast], lay, lines.append)  # runtime values come as keywords, apart from the params
     assert calls[-1] == fast.params and runtimes[-1] == {"cache": "c"} and runtimes[0] == {}
 
@@ -524,16 +535,16 @@ def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_
     stages, lay = plan(cfg, tmp_path, tmp_path / "work")
     pseudo = next(s for s in stages if s.kind == "pseudo")
     assert "--soft --flip --scales 0.75,1.0 --backend onnx" in pseudo.command
-    assert pseudo.params | {"soft": False} != pseudo.params and pseudo.params["scales"] == [0.75, 1.0]
+    assert pseudo.params.to_json()["soft"] is True and pseudo.params.to_json()["scales"] == [0.75, 1.0]
     default = next(s for s in plain if s.kind == "pseudo")
-    assert not {"soft", "flip", "scales", "backend"} & set(default.params)
+    assert not {"soft", "flip", "scales", "backend"} & set(default.params.to_json())
     assert "--soft" not in default.command and "--backend" not in default.command
     for model in ("S_P", "S_R"):
         parts = train_config(cfg, model, lay)["parts"]
         assert [p.get("soft", False) for p in parts] == [p.get("labels") is not None for p in parts]
     evaluate = next(s for s in stages if s.kind == "evaluate")
-    assert evaluate.params["backend"] == "onnx" and "--backend onnx" in evaluate.command
-    assert "backend" not in next(s for s in plain if s.kind == "evaluate").params
+    assert evaluate.params.backend == "onnx" and "--backend onnx" in evaluate.command
+    assert "backend" not in next(s for s in plain if s.kind == "evaluate").params.to_json()
     assert pseudo.runtime == evaluate.runtime == {"onnx_cache": str(lay.onnx_cache)}  # one export cache
     moved = replace(evaluate, runtime={"onnx_cache": "elsewhere"})
     assert fingerprint(moved, {a: "x" for a in moved.after}) == fingerprint(
@@ -541,6 +552,74 @@ def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_
     )
     with pytest.raises(SegunifyError, match="backend"):
         load_demo_config(path, ["teacher.backend=tensorrt"])
+
+
+def _parsed(argv: list[str]) -> dict:
+    """The parameters the ``segunify`` command line parses ``argv`` into (nothing runs)."""
+    from typer.main import get_command
+
+    from segunify.cli import app
+
+    command = get_command(app).commands[argv[1]]  # type: ignore[attr-defined]
+    return command.make_context(argv[1], list(argv[2:])).params
+
+
+def test_every_parameter_of_a_stage_reaches_its_printed_command(tmp_path, monkeypatch):
+    """What runs and what ``--plan`` prints derive from one typed object: each parameter of a stage with a
+    command is a flag or argument of it (or says why not), and with every option set the command the
+    real command line parses carries each value. Before: the printed pseudo-label command dropped the
+    parts' dataset options."""
+    import dataclasses
+
+    monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "nowhere"))
+    config = toy_config(interpolate=0.5, pseudo={"soft": True, "flip": True, "scales": [0.75, 1.0]})
+    config["pseudo"]["min_allowed_mass"] = 0.2
+    config["teacher"] |= {"backend": "onnx"}
+    for spec in [*config["parts"], *config["eval"].values()]:
+        spec["options"] = {"label_crop": "4,18", "mode": "fine"}
+    stages, _ = plan(load_demo_config(write_config(tmp_path, config)), tmp_path, tmp_path / "work")
+    kinds = set()
+    for stage in stages:
+        argv = stage.params.argv()
+        if argv is None:
+            assert stage.kind == "view" and stage.command == ""
+            continue
+        kinds.add(stage.kind)
+        assert stage.command.split(" ")[:2] == ["segunify", argv[1]]
+        parsed = _parsed(argv)
+        joined = " ".join(argv)
+        for f in dataclasses.fields(stage.params):
+            value, meta = getattr(stage.params, f.name), f.metadata
+            assert meta.get("flag") or meta.get("positional") or meta.get("why"), (stage.kind, f.name)
+            if meta.get("why") or value in (None, False):
+                continue
+            if meta.get("positional"):
+                shown = [str(value)]
+            elif isinstance(value, dict):
+                shown = [f"{meta['flag']} {k}={v}" for k, v in value.items()]
+            elif value is True:
+                shown = [meta["flag"]]
+            else:
+                text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+                shown = [f"{meta['flag']} {text}"]
+            assert shown and all(part in joined for part in shown), (stage.name, f.name, shown)
+        if stage.kind == "pseudo":
+            assert parsed["dataset_opt"] == ["label_crop=4,18", "mode=fine"] and parsed["soft"]
+            assert (parsed["scales"], parsed["min_allowed_mass"], parsed["backend"]) == (
+                "0.75,1.0",
+                0.2,
+                "onnx",
+            )
+            assert (
+                parsed["out"] == stage.params.out
+                and parsed["also_without_priors"] == stage.params.without_priors
+            )
+        if stage.kind == "evaluate":
+            assert parsed["dataset_opt"] == ["label_crop=4,18", "mode=fine"] and parsed["backend"] == "onnx"
+            assert parsed["json_out"] == stage.params.out and parsed["size"] == ",".join(
+                map(str, stage.params.size)
+            )
+    assert kinds == {"import", "pseudo", "train", "interpolate", "evaluate"}
 
 
 def test_interpolate_scores_the_wise_ft_mixes_and_leaves_other_runs_alone(tmp_path):
@@ -552,7 +631,7 @@ def test_interpolate_scores_the_wise_ft_mixes_and_leaves_other_runs_alone(tmp_pa
     plain, plain_lay = plan(load_demo_config(path), tmp_path, tmp_path / "work")
     stages, lay = plan(load_demo_config(path, ["interpolate=0.6"]), tmp_path, tmp_path / "work")
     mix = next(s for s in stages if s.name == "interpolate S_P")
-    assert mix.params == {
+    assert mix.params.to_json() == {
         "start": str(lay.teacher),
         "end": str(lay.trained("S_P")),
         "alpha": 0.6,
@@ -560,7 +639,7 @@ def test_interpolate_scores_the_wise_ft_mixes_and_leaves_other_runs_alone(tmp_pa
     }
     assert mix.after == ("import teacher", "train S_P") and "segunify interpolate" in mix.command
     scored = next(s for s in stages if s.kind == "evaluate" and s.name.startswith("evaluate S_P"))
-    assert scored.params["checkpoint"] == mix.params["out"] and "interpolate S_P" in scored.after
+    assert scored.params.checkpoint == mix.params.out and "interpolate S_P" in scored.after
     assert next(s for s in stages if s.name == "train S_P").output == lay.trained("S_P") / "meta.json"
     assert not any(s.kind == "interpolate" for s in plain)
     same = {s.name: s.params for s in plain}

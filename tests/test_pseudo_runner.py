@@ -353,6 +353,10 @@ def test_cli_bad_inputs_fail_with_one_line(teacher_ckpt, tmp_path, capsys):
     assert main(cli_args(teacher_ckpt, root, tmp_path / "o3", *args)) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "0001TP_000000.png" in err and "decode" in err
+    # dataset options reach the adapter (the demo's printed command passes a part's options so)
+    assert main(cli_args(teacher_ckpt, root, tmp_path / "o4", *args, "--dataset-opt", "nope=1")) == 1
+    assert "dataset 'camvid' does not accept option(s) ['nope']" in capsys.readouterr().err
+    assert main(cli_args(teacher_ckpt, root, tmp_path / "o4", *args, "--dataset-opt", "nope")) == 2
 
 
 @pytest.fixture(autouse=True)

@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
             ..., "--dataset", help="Dataset name (segunify datasets list) or a dataset spec .yaml."
         ),
         root: str = typer.Option(..., "--root", help="Dataset root folder."),
+        dataset_opt: list[str] = typer.Option(
+            None, "--dataset-opt", help="Dataset option key=value (e.g. label_crop=4,18); repeatable."
+        ),
         mapping: str = typer.Option(..., "--mapping", help="Mapping CSV or shipped name extra__source."),
         out: str = typer.Option(..., "--out", help="Output folder (resumes when it exists)."),
         also_without_priors: str | None = typer.Option(
@@ -114,6 +117,7 @@ def register(app: typer.Typer) -> None:
         """Pseudo-label a dataset split with a teacher constrained by ground-truth priors."""
         from segunify.cli._util import (
             accelerate_cpu_processes,
+            parse_options,
             parse_scales,
             parse_size,
             relaunch,
@@ -122,6 +126,7 @@ def register(app: typer.Typer) -> None:
         from segunify.pseudo.settings import PseudoSettings
 
         _check_flags(device, also_without_priors, no_priors)
+        options = parse_options(dataset_opt, "--dataset-opt")
         set_max_pixels(max_pixels)
         settings = PseudoSettings(
             priors=not no_priors,
@@ -143,7 +148,8 @@ def register(app: typer.Typer) -> None:
         n = accelerate_cpu_processes()
         if n > 1:
             return relaunch(n)
-        _execute(teacher, dataset, root, mapping, out, split, settings, also_without_priors, threads, device)
+        data = (dataset, root, options, split)
+        _execute(teacher, data, mapping, out, settings, also_without_priors, threads, device)
         return 0
 
 
@@ -207,7 +213,8 @@ def _progress(state, name: str):
     return bar, factory
 
 
-def _execute(teacher, dataset, root, mapping, out, split, settings, also, threads, device) -> None:
+def _execute(teacher, data, mapping, out, settings, also, threads, device) -> None:
+    """``data``: dataset name or spec, root, options and split."""
     import torch
 
     from segunify.cli import console
@@ -216,8 +223,9 @@ def _execute(teacher, dataset, root, mapping, out, split, settings, also, thread
 
     if threads is not None:
         torch.set_num_threads(max(1, threads))
+    dataset, root, options, split = data
     state, run_device = _state_and_device(device)
-    ds = make_dataset(dataset, root)
+    ds = make_dataset(dataset, root, options)
     model, info = teacher_from_checkpoint(teacher, run_device, settings, onnx_cache=Path(out) / ONNX_CACHE)
     mp = _load_mapping(mapping, ds, info.taxonomy)
     bar, factory = _progress(state, f"pseudo-label {ds.name}/{split}")

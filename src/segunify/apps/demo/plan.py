@@ -1,8 +1,9 @@
 """The demo as a list of stages: pure data, printed by ``segunify demo --plan`` and executed by
 :mod:`segunify.apps.demo.run`.
 
-Each stage names a library call (``kind`` + ``params``) and the ``segunify`` command that does the same
-from a shell, so a reader can rerun any step by hand. Planning reads no data: it only resolves paths
+Each stage names a library call (``kind`` + typed ``params``, :mod:`.params`) and the ``segunify``
+command that does the same from a shell (derived from the same parameters), so a reader can rerun any
+step by hand. Planning reads no data: it only resolves paths
 (``data:X`` shows as ``$SEGUNIFY_DATA/data/X`` where no data folder is set), so ``--plan`` works anywhere.
 
 Work folder layout (``runs/<run>/`` by default; ignored by git)::
@@ -22,11 +23,19 @@ Work folder layout (``runs/<run>/`` by default; ignored by git)::
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from segunify.apps.demo.config import DemoConfig, EvalConfig, PartConfig, Subset, with_spec_paths
+from segunify.apps.demo.params import (
+    EvaluateParams,
+    ImportParams,
+    InterpolateParams,
+    PseudoParams,
+    StageParams,
+    TrainParams,
+    ViewParams,
+)
 from segunify.config import resolve_path
 from segunify.errors import SegunifyError
 
@@ -64,20 +73,24 @@ def students(cfg: DemoConfig) -> list[Student]:
 
 @dataclass(frozen=True)
 class Stage:
-    """One step: ``kind`` selects the library call, ``params`` are its JSON-able arguments, ``command``
-    the equivalent shell command, ``output`` proves it ran. ``after`` names the stages whose outputs it
-    reads: a rerun redoes a stage when its parameters or those of any stage it reads changed.
-    ``runtime``: arguments that change how fast a stage runs, not what it writes (the ONNX export cache
-    the teacher passes share); they are not part of its fingerprint."""
+    """One step: ``kind`` selects the library call, ``params`` are its typed arguments (the fingerprint and
+    the equivalent shell command derive from them), ``output`` proves it ran. ``after`` names the stages
+    whose outputs it reads: a rerun redoes a stage when its parameters or those of any stage it reads
+    changed. ``runtime``: arguments that change how fast a stage runs, not what it writes (the ONNX export
+    cache the teacher passes share); they are not part of its fingerprint."""
 
     name: str
     kind: str
-    params: dict
+    params: StageParams
     output: Path
-    command: str = ""
     note: str = ""
     after: tuple[str, ...] = ()
     runtime: dict = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        """The ``segunify`` command that does the same from a shell ("" for the demo's own steps)."""
+        return self.params.command()
 
 
 @dataclass
@@ -130,18 +143,6 @@ def shown_path(text: str, base: Path, key: str) -> Path:
         return Path("$SEGUNIFY_DATA") / prefix / rest
 
 
-def _cmd(*argv: object) -> str:
-    return " ".join(shlex.quote(str(a)) if not str(a).startswith("$") else str(a) for a in argv)
-
-
-def _size(pair) -> str:
-    return f"{pair[0]},{pair[1]}"
-
-
-def _options(options: dict) -> list[str]:
-    return [a for k, v in options.items() for a in ("--dataset-opt", f"{k}={v}")]
-
-
 def view_stage(name: str, spec: PartConfig | EvalConfig, root: Path, lay: Layout) -> Stage | None:
     """A folder of links to the chosen samples, or ``None`` when the whole split is used."""
     subset = Subset(include=spec.include, exclude=spec.exclude, limit=spec.limit)
@@ -155,56 +156,52 @@ def view_stage(name: str, spec: PartConfig | EvalConfig, root: Path, lay: Layout
         what += f" matching {', '.join(spec.include)}"
     if spec.exclude:
         what += f" without {', '.join(spec.exclude)}"
-    params = {"dataset": spec.dataset, "root": str(root), "split": spec.split, "options": spec.options}
-    params |= {
-        "include": list(spec.include),
-        "exclude": list(spec.exclude),
-        "limit": spec.limit,
-        "out": str(out),
-    }
+    params = ViewParams(
+        dataset=spec.dataset,
+        root=str(root),
+        split=spec.split,
+        options=spec.options,
+        include=tuple(spec.include),
+        exclude=tuple(spec.exclude),
+        limit=spec.limit,
+        out=str(out),
+    )
     return Stage(f"view {name}", "view", params, out / ".segunify-view.json", note=f"links to {what}")
 
 
 def import_stage(cfg: DemoConfig, base: Path, lay: Layout) -> Stage:
     t = cfg.teacher
-    weights = shown_path(t.weights, base, "teacher.weights")
-    params = {"weights": str(weights), "model": t.model, "kwargs": t.kwargs, "taxonomy": t.taxonomy}
-    params["out"] = str(lay.teacher)
-    kw = [a for k, v in t.kwargs.items() for a in ("--model-opt", f"{k}={v}")]
-    command = _cmd(
-        "segunify", "import-weights", "--pth", weights, "--model", t.model, *kw, "--taxonomy", t.taxonomy,
-        "--out", lay.teacher, "--overwrite",
-    )  # fmt: skip
-    return Stage("import teacher", "import", params, lay.teacher / "meta.json", command)
+    params = ImportParams(
+        weights=str(shown_path(t.weights, base, "teacher.weights")),
+        model=t.model,
+        kwargs=t.kwargs,
+        taxonomy=t.taxonomy,
+        out=str(lay.teacher),
+    )
+    return Stage("import teacher", "import", params, lay.teacher / "meta.json")
 
 
 def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
-    root = lay.roots[part.name]
     p, r = lay.pseudo(part.name, "P"), lay.pseudo(part.name, "R")
-    params = {"dataset": part.dataset, "root": str(root), "split": part.split, "mapping": part.mapping}
-    params |= {"options": part.options, "size": list(part.size), "batch_size": cfg.teacher.batch_size}
-    params |= {"teacher": str(lay.teacher), "out": str(p), "without_priors": str(r)}
-    # only options off their defaults: older runs keep their stage fingerprints
-    options = cfg.pseudo.model_dump(exclude_defaults=True)
-    options |= {"backend": cfg.teacher.backend} if cfg.teacher.backend else {}
-    params |= options
-    command = _cmd(
-        "segunify", "pseudo-label", "--teacher", lay.teacher, "--dataset", part.dataset, "--root", root,
-        "--split", part.split, "--mapping", part.mapping, "--size", _size(part.size),
-        "--batch-size", cfg.teacher.batch_size, *_flags(options), "--out", p, "--also-without-priors", r,
-    )  # fmt: skip
-    runtime = {"onnx_cache": str(lay.onnx_cache)}
-    return Stage(
-        f"pseudo-label {part.name} (P and R)", "pseudo", params, r / "summary.json", command, runtime=runtime
+    params = PseudoParams(
+        teacher=str(lay.teacher),
+        dataset=part.dataset,
+        root=str(lay.roots[part.name]),
+        split=part.split,
+        mapping=part.mapping,  # type: ignore[arg-type]  # an extra part has one
+        options=part.options,
+        size=tuple(part.size),
+        batch_size=cfg.teacher.batch_size,
+        soft=cfg.pseudo.soft,
+        flip=cfg.pseudo.flip,
+        scales=tuple(cfg.pseudo.scales),
+        min_allowed_mass=cfg.pseudo.min_allowed_mass,
+        backend=cfg.teacher.backend,
+        out=str(p),
+        without_priors=str(r),
     )
-
-
-def _flags(options: dict) -> list[str]:
-    """``pseudo-label`` flags of the teacher-pass options (soft, flip, scales, gate, backend) given."""
-    flags = ["--soft"] * bool(options.get("soft")) + ["--flip"] * bool(options.get("flip"))
-    flags += ["--scales", ",".join(map(str, options["scales"]))] if "scales" in options else []
-    flags += ["--min-allowed-mass", str(options["min_allowed_mass"])] if "min_allowed_mass" in options else []
-    return flags + (["--backend", options["backend"]] if "backend" in options else [])
+    runtime = {"onnx_cache": str(lay.onnx_cache)}
+    return Stage(f"pseudo-label {part.name} (P and R)", "pseudo", params, r / "summary.json", runtime=runtime)
 
 
 def train_config(cfg: DemoConfig, student: Student | str, lay: Layout) -> dict:
@@ -244,7 +241,7 @@ def _abs(path: Path) -> str:
 
 def train_stage(cfg: DemoConfig, student: Student, lay: Layout) -> Stage:
     config = lay.work / "students" / f"{student.name}.yaml"
-    params = {"config": str(config), "train": train_config(cfg, student, lay)}
+    params = TrainParams(config=str(config), train=train_config(cfg, student, lay))
     what = "P (with priors)" if student.model == "S_P" else "R (without priors)"
     seed = f", student seed {student.seed}" if cfg.seeds > 1 else ""
     return Stage(
@@ -252,39 +249,36 @@ def train_stage(cfg: DemoConfig, student: Student, lay: Layout) -> Stage:
         "train",
         params,
         lay.trained(student.name) / "meta.json",
-        _cmd("segunify", "train", config),
         note=f"the config is written by the demo; extra parts carry pseudo-labels {what}{seed}",
     )
 
 
 def interpolate_stage(alpha: float, model: str, lay: Layout) -> Stage:
     out = lay.checkpoint(model)
-    params = {"start": str(lay.teacher), "end": str(lay.trained(model)), "alpha": alpha, "out": str(out)}
-    command = _cmd(
-        "segunify", "interpolate", lay.teacher, lay.trained(model), "--alpha", alpha, "--out", out, "--overwrite",
-    )  # fmt: skip
+    params = InterpolateParams(start=str(lay.teacher), end=str(lay.trained(model)), alpha=alpha, out=str(out))
     note = f"WiSE-FT: {1 - alpha:g} x T + {alpha:g} x the trained {model}, weight by weight"
-    return Stage(f"interpolate {model}", "interpolate", params, out / "meta.json", command, note)
+    return Stage(f"interpolate {model}", "interpolate", params, out / "meta.json", note)
 
 
 def eval_stage(
     name: str, spec: EvalConfig, model: str, overlays: int, lay: Layout, backend: str | None = None
 ) -> Stage:
-    root = lay.roots[f"eval-{name}"]
     out = lay.eval_json(name, model)
-    params = {"dataset": spec.dataset, "root": str(root), "split": spec.split, "mapping": spec.mapping}
-    params |= {"options": spec.options, "size": list(spec.size), "checkpoint": str(lay.checkpoint(model))}
-    params |= {"out": str(out), "overlays": overlays, "overlay_dir": str(lay.overlay_dir(name, model))}
-    params |= {"backend": backend} if backend else {}
-    mapping = ["--mapping", spec.mapping] if spec.mapping else []
-    mapping += ["--backend", backend] if backend else []
-    command = _cmd(
-        "segunify", "evaluate", "--model", lay.checkpoint(model), "--dataset", spec.dataset, "--root", root,
-        "--split", spec.split, *mapping, *_options(spec.options), "--size", _size(spec.size), "--json", out,
-        "--overwrite",
-    )  # fmt: skip
+    params = EvaluateParams(
+        checkpoint=str(lay.checkpoint(model)),
+        dataset=spec.dataset,
+        root=str(lay.roots[f"eval-{name}"]),
+        split=spec.split,
+        mapping=spec.mapping,
+        backend=backend,
+        options=spec.options,
+        size=tuple(spec.size),
+        out=str(out),
+        overlays=overlays,
+        overlay_dir=str(lay.overlay_dir(name, model)),
+    )
     runtime = {"onnx_cache": str(lay.onnx_cache)}
-    return Stage(f"evaluate {model} on {name}", "evaluate", params, out, command, runtime=runtime)
+    return Stage(f"evaluate {model} on {name}", "evaluate", params, out, runtime=runtime)
 
 
 def plan(cfg: DemoConfig, base: Path, work: Path) -> tuple[list[Stage], Layout]:

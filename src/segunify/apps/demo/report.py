@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from segunify import viz
+from segunify.apps.demo.params import EvaluateParams
 from segunify.apps.demo.plan import MODELS, Layout
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes, atomic_write_text
-from segunify.jsonio import read_json_object, to_jsonable
+from segunify.jsonio import to_jsonable
 from segunify.taxonomy import Taxonomy, load_taxonomy
 
 PACKAGE = "segunify.apps.demo"
@@ -71,15 +72,16 @@ def overlay_picture(rows: list[dict], gt_taxonomy: Taxonomy, pred_taxonomy: Taxo
     return viz.grid(pictures, cols=1)
 
 
-def overlay_rows(name: str, params: dict, lay: Layout) -> list[dict]:
+def overlay_rows(name: str, params: EvaluateParams, lay: Layout) -> list[dict]:
     """Image, GT and the T / S_P predictions of the overlay frames kept by the evaluation stage."""
     from segunify.datasets import create_dataset
+    from segunify.evaluation import EvalResult
     from segunify.labels import read_label_raw
 
-    dataset = create_dataset(params["dataset"], params["root"], **params["options"])
-    picks = set(read_json_object(lay.eval_json(name, "T"), "evaluation result").get("overlays", []))
+    dataset = create_dataset(params.dataset, params.root, **params.options)
+    picks = set(EvalResult.read(lay.eval_json(name, "T")).overlays or [])
     rows = []
-    for s in dataset.samples(params["split"]):
+    for s in dataset.samples(params.split):
         if s.id in picks:
             image, gt = dataset.sample(s)
             preds = {m: read_label_raw(lay.overlay_dir(name, m) / s.rel) for m in ("T", "S_P")}

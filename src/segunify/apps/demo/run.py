@@ -19,6 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from segunify.apps.demo.config import DemoConfig
+from segunify.apps.demo.params import (
+    EvaluateParams,
+    ImportParams,
+    InterpolateParams,
+    PseudoParams,
+    TrainParams,
+    ViewParams,
+)
 from segunify.apps.demo.plan import Layout, Stage
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_json, atomic_write_text, write_index_png
@@ -45,16 +53,16 @@ def choose(samples: list, include: list[str], exclude: list[str], limit: int | N
     return evenly(kept, limit)
 
 
-def build_view(p: dict) -> None:
+def build_view(p: ViewParams) -> None:
     """A folder mirroring the dataset's layout with links to the chosen samples only, so every adapter
     reads it as the dataset itself (rebuilt from scratch: no stale link survives a config change)."""
     from segunify.datasets import create_dataset
 
-    src = create_dataset(p["dataset"], p["root"], **p["options"])
-    chosen = choose(src.samples(p["split"]), p["include"], p["exclude"], p["limit"])
+    src = create_dataset(p.dataset, p.root, **p.options)
+    chosen = choose(src.samples(p.split), list(p.include), list(p.exclude), p.limit)
     if not chosen:
-        raise SegunifyError(f"no {p['dataset']} {p['split']} sample is left by include/exclude", p["root"])
-    out = Path(p["out"])
+        raise SegunifyError(f"no {p.dataset} {p.split} sample is left by include/exclude", p.root)
+    out = Path(p.out)
     if out.exists():
         shutil.rmtree(out)
     for s in chosen:
@@ -63,22 +71,22 @@ def build_view(p: dict) -> None:
                 link = out / path.resolve().relative_to(src.root.resolve())
                 link.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(path.resolve(), link)
-    got = [s.id for s in create_dataset(p["dataset"], out, **p["options"]).samples(p["split"])]
+    got = [s.id for s in create_dataset(p.dataset, out, **p.options).samples(p.split)]
     if got != [s.id for s in chosen]:
-        raise SegunifyError(f"the {p['dataset']} adapter does not read a view of links as its dataset", out)
+        raise SegunifyError(f"the {p.dataset} adapter does not read a view of links as its dataset", out)
     atomic_write_json(out / VIEW_MARK, {"samples": len(chosen), "source": str(src.root)})
 
 
-def import_teacher(p: dict) -> None:
+def import_teacher(p: ImportParams) -> None:
     """The weights file as a checkpoint; a file of the pretrained table brings its own input size and
     normalisation, another one needs the config's model, options and taxonomy."""
     from segunify.models.pretrained import identify, import_weights
 
-    weights = Path(p["weights"])
+    weights = Path(p.weights)
     if not weights.is_file():
         raise SegunifyError("teacher weights not found", weights)
-    options = {"model": p["model"], "model_kwargs": p["kwargs"], "taxonomy": p["taxonomy"]}
-    import_weights(weights, p["out"], identify(weights), **options, overwrite=True)
+    options = {"model": p.model, "model_kwargs": p.kwargs, "taxonomy": p.taxonomy}
+    import_weights(weights, p.out, identify(weights), **options, overwrite=True)
 
 
 def replace_stale(record: Path, text: str, *folders: Path) -> bool:
@@ -95,74 +103,66 @@ def replace_stale(record: Path, text: str, *folders: Path) -> bool:
     return False
 
 
-def pseudo_label(p: dict, onnx_cache: str | None = None) -> None:
+def pseudo_label(p: PseudoParams, onnx_cache: str | None = None) -> None:
     """One teacher pass writes both label sets: P (with the priors) and R (without)."""
     from segunify.datasets import create_dataset
     from segunify.mapping import load_mapping
     from segunify.pseudo import PseudoSettings, run_pseudo_label
     from segunify.pseudo.runner import teacher_from_checkpoint
 
-    out, without = Path(p["out"]), Path(p["without_priors"])
-    replace_stale(out.parent / "stage.json", json.dumps(p, sort_keys=True, indent=1), out, without)
-    options = {"soft": p.get("soft", False), "flip": p.get("flip", False), "backend": p.get("backend")}
-    options["scales"] = tuple(p.get("scales", (1.0,)))
-    options["min_allowed_mass"] = p.get("min_allowed_mass")
-    settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1, **options)
-    dataset = create_dataset(p["dataset"], p["root"], **p["options"])
-    teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings, onnx_cache=onnx_cache)
-    mapping = load_mapping(p["mapping"])
+    out, without = Path(p.out), Path(p.without_priors)
+    replace_stale(out.parent / "stage.json", json.dumps(p.to_json(), sort_keys=True, indent=1), out, without)
+    options = {"soft": p.soft, "flip": p.flip, "backend": p.backend, "scales": tuple(p.scales)}
+    options["min_allowed_mass"] = p.min_allowed_mass
+    settings = PseudoSettings(size=tuple(p.size), batch_size=p.batch_size, workers=1, **options)
+    dataset = create_dataset(p.dataset, p.root, **p.options)
+    teacher, info = teacher_from_checkpoint(p.teacher, "cpu", settings, onnx_cache=onnx_cache)
+    mapping = load_mapping(p.mapping)
     run_pseudo_label(
-        teacher,
-        info,
-        dataset,
-        p["split"],
-        mapping,
-        p["out"],
-        settings,
-        also_without_priors=p["without_priors"],
+        teacher, info, dataset, p.split, mapping, p.out, settings, also_without_priors=p.without_priors
     )
 
 
-def train_student(p: dict) -> None:
+def train_student(p: TrainParams) -> None:
     """Write the student's training config (the file ``segunify train`` would read) and train it. An
     interrupted run of the same config resumes; a run of another config (older settings) is replaced."""
     import yaml
 
     from segunify.train import load_config, train
 
-    config, out = Path(p["config"]), Path(p["train"]["out"])
-    same = replace_stale(config, yaml.safe_dump(p["train"], sort_keys=False), out)
+    config, out = Path(p.config), Path(p.train["out"])
+    same = replace_stale(config, yaml.safe_dump(p.train, sort_keys=False), out)
     train(load_config(config), config, resume=same and (out / "last" / "train_state.pt").is_file())
 
 
-def interpolate(p: dict) -> None:
+def interpolate(p: InterpolateParams) -> None:
     """The WiSE-FT mix of the teacher and a trained student (replaced when the parameters change)."""
     from segunify.train.interpolate import interpolate_checkpoints
 
-    interpolate_checkpoints(p["start"], p["end"], p["alpha"], p["out"], overwrite=True)
+    interpolate_checkpoints(p.start, p.end, p.alpha, p.out, overwrite=True)
 
 
-def evaluate(p: dict, onnx_cache: str | None = None) -> None:
+def evaluate(p: EvaluateParams, onnx_cache: str | None = None) -> None:
     """Score a checkpoint on a split in the dataset's taxonomy; keep the overlay frames' predictions."""
     from segunify.datasets import create_dataset
     from segunify.evaluation import ModelPredictions, evaluate_dataset
     from segunify.mapping import load_mapping
     from segunify.models.inference import Predictor
 
-    dataset = create_dataset(p["dataset"], p["root"], **p["options"])
-    mapping = load_mapping(p["mapping"]) if p["mapping"] else None
-    opts = {"backend": p.get("backend"), "onnx_cache": onnx_cache}
-    predictor = Predictor.from_checkpoint(p["checkpoint"], size=tuple(p["size"]), **opts)
-    picks = {s.id for s in evenly(dataset.samples(p["split"]), p["overlays"])}
-    keep = Path(p["overlay_dir"])
+    dataset = create_dataset(p.dataset, p.root, **p.options)
+    mapping = load_mapping(p.mapping) if p.mapping else None
+    opts = {"backend": p.backend, "onnx_cache": onnx_cache}
+    predictor = Predictor.from_checkpoint(p.checkpoint, size=tuple(p.size), **opts)
+    picks = {s.id for s in evenly(dataset.samples(p.split), p.overlays)}
+    keep = Path(p.overlay_dir)
 
     def on_pair(sample, image, label, pred) -> None:
         if sample.id in picks:
             write_index_png(keep / sample.rel, np.asarray(pred, dtype=np.uint8))
 
-    source = ModelPredictions.from_predictor(predictor, name=f"model {p['checkpoint']}")
-    result = evaluate_dataset(dataset, p["split"], source, mapping=mapping, on_pair=on_pair)
-    result.model_copy(update={"overlays": sorted(picks)}).write(p["out"])
+    source = ModelPredictions.from_predictor(predictor, name=f"model {p.checkpoint}")
+    result = evaluate_dataset(dataset, p.split, source, mapping=mapping, on_pair=on_pair)
+    result.model_copy(update={"overlays": sorted(picks)}).write(p.out)
 
 
 # an executor takes a stage's params (what it writes depends on them) and its runtime as keywords
@@ -202,7 +202,9 @@ class StageLog:
 
 def fingerprint(stage: Stage, upstream: dict[str, str]) -> str:
     """sha256 of the stage's parameters and of the fingerprints of the stages it reads."""
-    text = json.dumps([stage.params, [upstream[a] for a in stage.after]], sort_keys=True, default=str)
+    text = json.dumps(
+        [stage.params.to_json(), [upstream[a] for a in stage.after]], sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
