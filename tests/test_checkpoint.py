@@ -360,7 +360,7 @@ def test_import_recognises_a_listed_file_and_refuses_clashing_flags(weights_dir,
     capsys.readouterr()
     bad = ["import-weights", "--pth", str(pth), "--out", str(tmp_path / "x")]
     assert main([*bad, "--taxonomy", "camvid"]) == 1
-    assert "--taxonomy camvid (the file needs cityscapes)" in capsys.readouterr().err
+    assert "taxonomy camvid (the file needs cityscapes)" in capsys.readouterr().err
     assert main([*bad, "--s", "2.0"]) == 1
     assert "option s 2.0 (the file needs 1.0)" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

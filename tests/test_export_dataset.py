@@ -237,8 +237,9 @@ def test_output_folder_safety(setup, tmp_path, capsys):
     capsys.readouterr()
     assert main(["export-dataset", cfg, "--out", str(out), "--format", "parquet"]) == 1
     assert "holds a plain export, not parquet" in capsys.readouterr().err
-    assert main(["export-dataset", cfg, "--out", str(tmp_path / "p"), "--format", "parquet", "--link"]) == 1
-    assert "--link is for the plain format" in capsys.readouterr().err
+    assert main(["export-dataset", cfg, "--out", str(tmp_path / "p"), "--format", "parquet", "--link"]) == 2
+    err = " ".join(capsys.readouterr().err.replace("│", " ").split())  # a usage error: rich boxes it
+    assert "Invalid value for --link: links are for the plain format" in err
     assert main(["export-dataset", cfg, "--out", str(tmp_path / "p"), "--format", "zip"]) == 1
     assert "unknown export format 'zip'" in capsys.readouterr().err
 
@@ -251,7 +252,7 @@ def test_parquet_without_pyarrow_is_one_line(setup, tmp_path, capsys, monkeypatc
     )
     assert (
         capsys.readouterr().err.strip()
-        == "error: --format parquet needs pyarrow: pip install 'segunify[datasets]'"
+        == "error: the parquet format needs pyarrow: pip install 'segunify[datasets]'"
     )
     assert not (tmp_path / "p").exists()
 

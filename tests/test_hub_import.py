@@ -157,7 +157,7 @@ def test_nothing_is_guessed(tmp_path):
     keep_ratio = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "size": {"shortest_edge": 384}}
     with pytest.raises(
         SegunifyError,
-        match=r"no fixed input size \(it resizes the shortest edge keeping the aspect ratio\); give --size",
+        match=r"no fixed input size \(it resizes the shortest edge keeping the aspect ratio\); give size",
     ):
         preprocessing(_pre(tmp_path, keep_ratio), "mask2former", None, None, None)
     assert preprocessing(tmp_path, "mask2former", None, None, (512, 1024)).input_size == (512, 1024)

@@ -271,7 +271,9 @@ def test_predict_to_needs_a_partition_naming_the_overlap(city_ckpt, camvid_fixtu
     code = _predict(
         city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "kitti", "--mapping", csv
     )
-    assert code == 1 and "is not the taxonomy of --to 'kitti'" in " ".join(capsys.readouterr().err.split())
+    assert code == 1 and "is not the taxonomy of the output taxonomy 'kitti'" in " ".join(
+        capsys.readouterr().err.split()
+    )
     assert _predict(city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "goose") == 1
     assert "no shipped mapping goose__cityscapes" in capsys.readouterr().err
     assert _predict(city_ckpt, [camvid_fixture / "train"], tmp_path / "out", "--to", "rugd") == 1

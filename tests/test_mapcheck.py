@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segunify.cli import main
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError, SegunifyError
 from segunify.mapcheck import (
     CoOccurrence,
     SuggestRule,
@@ -119,7 +119,7 @@ def test_cooccurrence_counts_by_hand():
 def test_spread_subsample_covers_the_split():
     assert spread_subsample(list(range(10)), 3) == [0, 4, 9]  # not the first three frames of one scene
     assert spread_subsample(list(range(3)), 5) == [0, 1, 2]
-    with pytest.raises(SegunifyError, match="--limit"):
+    with pytest.raises(FieldError, match="^limit: must be >= 1, got 0$"):
         spread_subsample([1], 0)
 
 
@@ -297,8 +297,11 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     root = tmp_path / "camvid"
     root.mkdir()
     base = ["mapping", "suggest", "--teacher", str(tmp_path / "none"), "--dataset", "camvid", "--root"]
-    assert main([*base, str(root), "--out", str(tmp_path / "d.csv"), "--coverage", "1.5"]) == 1
-    assert capsys.readouterr().err.strip() == "error: --coverage must be in (0, 1], got 1.5"
+    assert main([*base, str(root), "--out", str(tmp_path / "d.csv"), "--coverage", "1.5"]) == 2  # usage
+    err = " ".join(capsys.readouterr().err.replace("│", " ").split())  # rich boxes and wraps it
+    assert "Invalid value for --coverage: must be in (0, 1], got 1.5" in err
+    with pytest.raises(FieldError, match=r"^min_share: must be in \[0, 1\), got 1.0$"):
+        SuggestRule(min_share=1.0)  # the library names its field
     assert main([*base, str(tmp_path / "missing"), "--out", str(tmp_path / "d.csv")]) == 1
     assert "dataset root of 'camvid' not found" in capsys.readouterr().err
     assert main(["mapping", "audit", "camvid__cityscapes"]) == 2  # neither a teacher nor --stats

@@ -19,7 +19,7 @@ import torch
 from fixtures.pseudo_runs import INFO, MAPPING, FakeState, StandInTeacher, make_camvid, run, tree_bytes
 from segunify.cli import main
 from segunify.datasets import create_dataset
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError, SegunifyError
 from segunify.io import write_png
 from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
@@ -188,8 +188,9 @@ def test_runner_bad_inputs(tmp_path):
     for second in (out, out / "r", tmp_path / "x"):
         with pytest.raises(SegunifyError, match="two output folders must be apart"):
             run(root, out, also_without_priors=second)
-    with pytest.raises(SegunifyError, match="batch-size must be >= 1"):
+    with pytest.raises(FieldError, match="^batch_size: must be >= 1, got 0$") as err:
         PseudoSettings(batch_size=0)
+    assert (err.value.field, err.value.problem) == ("batch_size", "must be >= 1, got 0")
 
 
 # ------------------------------------------------------------------------------------------------

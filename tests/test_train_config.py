@@ -50,7 +50,7 @@ def test_overrides_are_typed(camvid, tmp_path):
         (lambda c: c["parts"][0].update(wieght=1), [], "parts.0.wieght: unknown key"),
         (lambda c: c.update(steps="many"), [], "steps: Input should be a valid integer"),
         (lambda c: None, ["parts.0.weight=-1"], "parts.0.weight: Input should be greater than 0"),
-        (lambda c: None, ["optimiser.lr=1"], "optimiser: unknown key (from --set)"),
+        (lambda c: None, ["optimiser.lr=1"], "optimiser: unknown key (from an override)"),
         (lambda c: c.pop("steps"), [], "steps: required key missing"),
         (lambda c: c["augmentation"].update(scale=[2.0, 0.5]), [], "augmentation.scale: scale range must be"),
         (
@@ -247,7 +247,7 @@ def test_pseudo_dir_must_exist(camvid, tmp_path, capsys):
 def test_resume_errors(camvid, tmp_path, capsys):
     path = write_config(tmp_path / "c.yaml", base_config(camvid, tmp_path / "run", steps=1))
     code, lines = run_cli(["train", str(path), "--resume"], capsys)
-    assert code == 1 and len(lines) == 1 and "--resume: no previous run in" in lines[0]
+    assert code == 1 and len(lines) == 1 and "resume: no previous run in" in lines[0]
     assert main(["train", str(path)]) == 0
     capsys.readouterr()
     code, lines = run_cli(["train", str(path)], capsys)
@@ -286,7 +286,7 @@ def test_generic_loader_validates_any_model_with_overrides(tmp_path):
     with pytest.raises(SegunifyError) as err:
         load_yaml_config(path, _Demo, ["size=[1, z]"])
     assert str(err.value).startswith(f"{path}: size.1: Input should be a valid integer")
-    assert "(from --set)" in str(err.value)
+    assert "(from an override)" in str(err.value)
 
 
 def test_resolve_path_has_one_base_the_config_folder(tmp_path, monkeypatch):

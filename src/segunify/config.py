@@ -48,11 +48,11 @@ def resolve_path(text: str, base: str | Path, key: str, where: str | Path | None
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``a.b.0.c=value`` -> (["a", "b", "0", "c"], YAML-typed value: ``20`` int, ``true`` bool, ``[1,2]`` list)."""
     if "=" not in item:
-        raise SegunifyError(f"--set {item!r}: expected key=value")
+        raise SegunifyError(f"override {item!r}: expected key=value")
     key, text = item.split("=", 1)
     key = key.strip()
     if not key or any(not p for p in key.split(".")):
-        raise SegunifyError(f"--set {item!r}: empty key")
+        raise SegunifyError(f"override {item!r}: empty key")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
@@ -69,7 +69,7 @@ def apply_override(data: dict, keys: list[str], value: Any) -> None:
         if isinstance(node, list):
             if not k.lstrip("-").isdigit() or not -len(node) <= int(k) < len(node):
                 raise SegunifyError(
-                    f"--set {'.'.join(keys)}: {where!r} is not an index of a {len(node)}-item list"
+                    f"override {'.'.join(keys)}: {where!r} is not an index of a {len(node)}-item list"
                 )
             k = int(k)
             if last:
@@ -84,7 +84,9 @@ def apply_override(data: dict, keys: list[str], value: Any) -> None:
                     node[k] = {}
                 node = node[k]
         else:
-            raise SegunifyError(f"--set {'.'.join(keys)}: {'.'.join(keys[:i])!r} is a value, not a section")
+            raise SegunifyError(
+                f"override {'.'.join(keys)}: {'.'.join(keys[:i])!r} is a value, not a section"
+            )
 
 
 def _loc(loc: tuple) -> str:
@@ -149,11 +151,11 @@ def load_yaml_config(
     what: str = "config file",
     context: dict | None = None,
 ) -> Model:
-    """Read ``path``, apply ``--set`` ``overrides`` in order, validate with ``model_cls`` (``context``
+    """Read ``path``, apply the ``overrides`` (``key=value``, the CLI's ``--set``) in order, validate with ``model_cls`` (``context``
     goes to its validators, e.g. the folder relative paths are taken from; ``what`` names the file).
 
     A validation error becomes one :class:`SegunifyError` naming the file, the line of the offending key
-    (or ``(from --set)`` when an override set it) and the dotted key."""
+    (or ``(from an override)`` when an override set it) and the dotted key."""
     path = Path(path)
     text, data = _read_yaml(path, what)
     overridden: set[str] = set()
@@ -167,6 +169,6 @@ def load_yaml_config(
         loc, msg = _first_error(exc)
         key = _loc(loc) or "<top level>"
         related = any(key == o or key.startswith(o + ".") or o.startswith(key + ".") for o in overridden)
-        origin = " (from --set)" if related else ""
+        origin = " (from an override)" if related else ""
         line = None if origin else _line_of(text, loc)
         raise SegunifyError(f"{key}: {msg}{origin}", path, line) from None

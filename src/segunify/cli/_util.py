@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -18,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError, SegunifyError
 
 
 def parse_options(pairs: list[str] | None, flag: str = "--opt") -> dict[str, str]:
@@ -42,8 +44,20 @@ def check_overrides(items: list[str] | None) -> list[str]:
         try:
             parse_override(item)
         except SegunifyError as exc:
-            raise typer.BadParameter(str(exc).removeprefix("--set "), param_hint="--set") from None
+            raise typer.BadParameter(str(exc).removeprefix("override "), param_hint="--set") from None
     return list(items or [])
+
+
+@contextmanager
+def flag_errors(**flags: str) -> Iterator[None]:
+    """A library's :class:`FieldError` raised inside as a usage error (exit 2) of the command's flag for
+    that field: ``flags[field]``, else ``--`` + the field's name with dashes (``batch_size`` ->
+    ``--batch-size``)."""
+    try:
+        yield
+    except FieldError as exc:
+        flag = flags.get(exc.field, "--" + exc.field.replace("_", "-"))
+        raise typer.BadParameter(exc.problem, param_hint=flag) from None
 
 
 MAX_PIXELS_HELP = (

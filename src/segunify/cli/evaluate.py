@@ -9,6 +9,7 @@ import typer
 
 from segunify.cli._util import (
     MAX_PIXELS_HELP,
+    flag_errors,
     make_dataset,
     parse_options,
     parse_scales,
@@ -216,7 +217,8 @@ def evaluate(
     if pred_dir is not None:
         source = PredDir(pred_dir)
     else:
-        source = _model_predictions(model, model_opts, device, mp, ds.taxonomy, backend)  # type: ignore[arg-type]
+        with flag_errors():
+            source = _model_predictions(model, model_opts, device, mp, ds.taxonomy, backend)  # type: ignore[arg-type]
     on_pair = _vis_writer(Path(vis), ds, mp, samples, vis_count) if vis else None
     result = _score(ds, split, len(samples), source, mp, limit, per_image, on_pair, console)
     title = f"{ds.name} {split}: {source.describe()}" + (f" via {mp.path}" if mp is not None else "")

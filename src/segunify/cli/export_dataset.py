@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         dataset card (README.md + dataset_info.json: sources, mappings, teachers, label shares, terms)."""
         from segunify.apps.export import export_dataset
         from segunify.cli import console, err_console
-        from segunify.cli._util import progress_bar
+        from segunify.cli._util import flag_errors, progress_bar
 
         bar = progress_bar(console=err_console, transient=True)
 
@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
             return lambda n: bar.advance(task, n)
 
         try:
-            result = export_dataset(config, out, layout, copy, overrides or [], progress=progress)
+            with flag_errors(copy="--link"):
+                result = export_dataset(config, out, layout, copy, overrides or [], progress=progress)
         finally:
             if bar.live.is_started:
                 bar.stop()

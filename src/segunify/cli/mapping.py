@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from segunify.cli._util import MAX_PIXELS_HELP, make_dataset, parse_size, progress_bar, set_max_pixels, table
+from segunify.cli._util import (
+    MAX_PIXELS_HELP,
+    flag_errors,
+    make_dataset,
+    parse_size,
+    progress_bar,
+    set_max_pixels,
+    table,
+)
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes, atomic_write_json
 from segunify.jsonio import read_json_object
@@ -254,7 +262,8 @@ def suggest(
     from segunify.cli import console
     from segunify.mapcheck.suggest import SuggestRule, draft_csv, heatmap_png, suggest_sets
 
-    rule = SuggestRule(coverage, min_share, min_pixels)
+    with flag_errors():
+        rule = SuggestRule(coverage, min_share, min_pixels)
     set_max_pixels(max_pixels)
     _check_outputs([out, png, json_out], overwrite, _read_inputs(teacher, dataset, root, split))
     cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
@@ -328,7 +337,8 @@ def audit(
         mp = load_mapping(csv) if named else load_mapping(csv, ds.taxonomy, taxonomy)
         mp.check_compatible(ds.taxonomy, classes, f"dataset {dataset!r}", f"teacher {teacher}")
         cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
-    rows = audit_mapping(cooc, mp, min_member, min_pixels)
+    with flag_errors():
+        rows = audit_mapping(cooc, mp, min_member, min_pixels)
     _print_audit(rows, f"audit of {mp.path} on {where}", top)
     if json_out:
         atomic_write_json(json_out, {"mapping": mp.path, "on": where, "rows": [r.to_json() for r in rows]})

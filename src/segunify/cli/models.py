@@ -9,6 +9,7 @@ import typer
 
 from segunify.cli._util import (
     MAX_PIXELS_HELP,
+    flag_errors,
     parse_options,
     parse_size,
     progress_bar,
@@ -276,8 +277,9 @@ def predict(
     opts = {"mode": mode, "flip": flip}
     if size is not None:
         opts["size"] = parse_size(size)
-    predictor = Predictor.from_checkpoint(model, device=device, backend=backend, **opts)
-    spec = output_spec(predictor.meta, to, mapping, raw_ids, where=model)
+    with flag_errors():
+        predictor = Predictor.from_checkpoint(model, device=device, backend=backend, **opts)
+        spec = output_spec(predictor.meta, to, mapping, raw_ids, where=model)
     plan = prepare_output(out, images, [*inputs, model])
     t0 = time.perf_counter()
     with folder_lock(out, "predict"), progress_bar(console=console, transient=True) as bar:

@@ -117,6 +117,7 @@ def register(app: typer.Typer) -> None:
         """Pseudo-label a dataset split with a teacher constrained by ground-truth priors."""
         from segunify.cli._util import (
             accelerate_cpu_processes,
+            flag_errors,
             parse_options,
             parse_scales,
             parse_size,
@@ -128,28 +129,30 @@ def register(app: typer.Typer) -> None:
         _check_flags(device, also_without_priors, no_priors)
         options = parse_options(dataset_opt, "--dataset-opt")
         set_max_pixels(max_pixels)
-        settings = PseudoSettings(
-            priors=not no_priors,
-            fill_void=fill_void,
-            min_confidence=min_confidence,
-            min_allowed_mass=min_allowed_mass,
-            save_confidence=save_confidence,
-            soft=soft,
-            size=parse_size(size),
-            flip=flip,
-            scales=parse_scales(scales),
-            amp=amp,
-            backend=backend,
-            batch_size=batch_size,
-            workers=workers,
-            writers=writers,
-            limit=limit,
-        )
+        with flag_errors():
+            settings = PseudoSettings(
+                priors=not no_priors,
+                fill_void=fill_void,
+                min_confidence=min_confidence,
+                min_allowed_mass=min_allowed_mass,
+                save_confidence=save_confidence,
+                soft=soft,
+                size=parse_size(size),
+                flip=flip,
+                scales=parse_scales(scales),
+                amp=amp,
+                backend=backend,
+                batch_size=batch_size,
+                workers=workers,
+                writers=writers,
+                limit=limit,
+            )
         n = accelerate_cpu_processes()
         if n > 1:
             return relaunch(n)
         data = (dataset, root, options, split)
-        _execute(teacher, data, mapping, out, settings, also_without_priors, threads, device)
+        with flag_errors():  # the backend is checked against the device there
+            _execute(teacher, data, mapping, out, settings, also_without_priors, threads, device)
         return 0
 
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError, SegunifyError
 from segunify.mapcheck.cooccurrence import CoOccurrence
 from segunify.mapping import Mapping
 
@@ -82,7 +82,7 @@ def audit_mapping(
             "mapping and co-occurrence statistics are of different taxonomies", mapping.path or None
         )
     if not 0.0 <= min_member < 1.0:
-        raise SegunifyError(f"--min-member must be in [0, 1), got {min_member}")
+        raise FieldError("min_member", f"must be in [0, 1), got {min_member}")
     allowed, shares = mapping.allowed, cooc.shares()
     outside_conf = np.where(allowed, 0, cooc.confident)  # [K, C] confident pixels outside each set
     claimed = allowed.sum(0, keepdims=True) > 0  # [1, C]: some row allows c (never the row itself here)

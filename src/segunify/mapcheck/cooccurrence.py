@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError, SegunifyError
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 
 
@@ -112,7 +112,7 @@ def spread_subsample(items: list, limit: int | None) -> list:
     """``limit`` items spread evenly over ``items`` (frames of a video are correlated, so the first N
     would describe one scene); all of them when ``limit`` is None or not smaller."""
     if limit is not None and limit < 1:
-        raise SegunifyError(f"--limit must be >= 1, got {limit}")
+        raise FieldError("limit", f"must be >= 1, got {limit}")
     if limit is None or limit >= len(items):
         return list(items)
     picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))

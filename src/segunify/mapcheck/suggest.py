@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError
 from segunify.mapcheck.cooccurrence import CoOccurrence
 from segunify.mapping import HEADER, REVIEW, quote_field
 
@@ -27,11 +27,11 @@ class SuggestRule:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.coverage <= 1.0:
-            raise SegunifyError(f"--coverage must be in (0, 1], got {self.coverage}")
+            raise FieldError("coverage", f"must be in (0, 1], got {self.coverage}")
         if not 0.0 <= self.min_share < 1.0:
-            raise SegunifyError(f"--min-share must be in [0, 1), got {self.min_share}")
+            raise FieldError("min_share", f"must be in [0, 1), got {self.min_share}")
         if self.min_pixels < 1:
-            raise SegunifyError(f"--min-pixels must be >= 1, got {self.min_pixels}")
+            raise FieldError("min_pixels", f"must be >= 1, got {self.min_pixels}")
 
     def describe(self) -> str:
         return (

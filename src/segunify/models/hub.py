@@ -224,22 +224,23 @@ def preprocessing(
     """Normalisation and input size: the flags where given, else ``preprocessor_config.json``; refused
     when neither says (never a silent default)."""
     if (mean is None) != (std is None):
-        raise SegunifyError("give --mean and --std together")
+        raise SegunifyError("give mean and std together")
     path = folder / PREPROCESSOR
     pre = read_json_object(path, "preprocessor config") if path.is_file() else None
     norm = (mean, std) if mean is not None else (_normalisation(pre, path) if pre is not None else None)
     fixed = size if size is not None else (_size(pre, family) if pre is not None else "no file")
-    hint = "--mean R,G,B --std R,G,B (0-1 units; ImageNet's: 0.485,0.456,0.406 and 0.229,0.224,0.225)"
+    hint = "mean and std (R,G,B in 0-1 units; ImageNet's: 0.485,0.456,0.406 and 0.229,0.224,0.225)"
     if norm is None:
         lacks = f"no {PREPROCESSOR}" if pre is None else "it has no image_mean/image_std"
-        more = "" if size else " and --size H,W"
+        more = "" if size else " and size (H,W)"
         raise SegunifyError(
             f"{lacks}: the normalisation is unknown; give {hint}{more}", path if pre else folder
         )
     if fixed == "no file":
-        raise SegunifyError(f"no {PREPROCESSOR}: the input size is unknown; give --size H,W", folder)
+        raise SegunifyError(f"no {PREPROCESSOR}: the input size is unknown; give size (H,W)", folder)
     if isinstance(fixed, str):
-        raise SegunifyError(f"no fixed input size ({fixed}); give --size H,W", path)
+        raise SegunifyError(f"no fixed input size ({fixed}); give size (H,W)", path)
+    # the record keeps the words of the files written so far (a checkpoint's meta.json stays as it was)
     given = [f for f, v in (("--mean/--std", mean), ("--size", size)) if v is not None]
     origin = " + ".join(([PREPROCESSOR] if pre is not None and len(given) < 2 else []) + given)
     return Preprocessing(norm[0], norm[1], fixed, origin)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError, SegunifyError
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_CPU_BACKEND = "torch"  # CPU default of pseudo-label, evaluate --model, predict (see the docstring)
@@ -43,11 +43,9 @@ def resolve_backend(backend: str | None, device: str | torch.device = "cpu") -> 
     if backend is None:
         return DEFAULT_CPU_BACKEND if torch.device(device).type == "cpu" else "torch"
     if backend not in BACKENDS:
-        raise SegunifyError(f"unknown backend {backend!r}; use {' or '.join(BACKENDS)}")
+        raise FieldError("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "onnx" and torch.device(device).type != "cpu":
-        raise SegunifyError(
-            f"--backend onnx runs on the CPU only (got device {str(device)!r}); use --backend torch"
-        )
+        raise FieldError("backend", f"'onnx' runs on the CPU only (got device {str(device)!r}); use 'torch'")
     return backend
 
 

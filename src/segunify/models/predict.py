@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError, SegunifyError
 from segunify.outputs import check_apart, claim_folder
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 
@@ -141,7 +141,7 @@ def output_spec(
             lut = mp.source_to_extra_lut().astype(np.int64)[lut]
             tax = target or mp.extra
     if raw_ids and tax is None:
-        raise SegunifyError("--raw-ids needs a shipped taxonomy; the checkpoint's is unknown", where)
+        raise FieldError("raw_ids", "needs a shipped taxonomy; the checkpoint's is unknown", where)
     palette = tax.palette() if tax is not None else fallback_palette()
     colors = palette[lut]
     if raw_ids:
@@ -156,12 +156,12 @@ def _target_mapping(meta: CheckpointMeta, target: Taxonomy | None, mapping: str 
     from segunify.mapping import available_mappings, load_mapping
 
     if mapping is None and not meta.taxonomy:
-        raise SegunifyError("--to needs --mapping: the checkpoint names no taxonomy", where)
+        raise FieldError("to", "needs a mapping: the checkpoint names no taxonomy", where)
     if mapping is None and (target.name, meta.taxonomy) not in available_mappings():  # type: ignore[union-attr]
         raise SegunifyError(f"no shipped mapping {target.name}__{meta.taxonomy}; give --mapping CSV", where)  # type: ignore[union-attr]
     mp = load_mapping(mapping or f"{target.name}__{meta.taxonomy}")  # type: ignore[union-attr]
     target = target or mp.extra
-    mp.check_compatible(target, meta.classes, f"--to {target.name!r}", f"checkpoint {where}")
+    mp.check_compatible(target, meta.classes, f"the output taxonomy {target.name!r}", f"checkpoint {where}")
     unclaimed = mp.unclaimed_sources()
     if unclaimed:
         raise SegunifyError(

@@ -103,7 +103,7 @@ def check_agrees(
     where: str | Path | None = None,
 ) -> None:
     """Options given for a listed file must be the entry's (a different one would build a wrong model)."""
-    given = {"--model": (model, entry.model), "--taxonomy": (taxonomy, entry.taxonomy)}
+    given = {"model": (model, entry.model), "taxonomy": (taxonomy, entry.taxonomy)}
     given.update({f"option {k}": (v, entry.model_kwargs.get(k)) for k, v in (model_kwargs or {}).items()})
     clash = [
         f"{flag} {have} (the file needs {want})"

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError
 from segunify.models.onnx import BACKENDS
 
 
@@ -53,19 +53,21 @@ class PseudoSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> PseudoSettings:
-        # SegunifyError (not ValueError) passes through pydantic unchanged: the CLI prints one line
+        # FieldError (not ValueError) passes through pydantic unchanged: the CLI names its flag
         if self.batch_size < 1:
-            raise SegunifyError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.workers < 0 or self.writers < 1:
-            raise SegunifyError("--workers must be >= 0 and the writer pool >= 1")
+            raise FieldError("batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise FieldError("workers", f"must be >= 0, got {self.workers}")
+        if self.writers < 1:
+            raise FieldError("writers", f"must be >= 1, got {self.writers}")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
-            raise SegunifyError(f"--min-confidence must be in [0, 1], got {self.min_confidence}")
+            raise FieldError("min_confidence", f"must be in [0, 1], got {self.min_confidence}")
         if self.min_allowed_mass is not None and not 0.0 <= self.min_allowed_mass <= 1.0:
-            raise SegunifyError(f"--min-allowed-mass must be in [0, 1], got {self.min_allowed_mass}")
+            raise FieldError("min_allowed_mass", f"must be in [0, 1], got {self.min_allowed_mass}")
         if self.backend is not None and self.backend not in BACKENDS:
-            raise SegunifyError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+            raise FieldError("backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.limit is not None and self.limit < 1:
-            raise SegunifyError(f"--limit must be >= 1, got {self.limit}")
+            raise FieldError("limit", f"must be >= 1, got {self.limit}")
         return self
 
     def without_priors(self) -> PseudoSettings:

@@ -175,7 +175,7 @@ class Trainer:
         self.last = find_last(self.out)
         if self.resume and self.last is None:
             raise SegunifyError(
-                f"--resume: no previous run in {self.out} ({LAST}/{STATE} missing)", self.config_path
+                f"resume: no previous run in {self.out} ({LAST}/{STATE} missing)", self.config_path
             )
         for name in (LAST, BEST) if not self.resume else ():
             if (self.out / name).exists():
@@ -248,7 +248,7 @@ class Trainer:
             saved = tuple(state["sampler"]["global_batch"])
             if saved != (self.world, cfg.batch_size):
                 raise SegunifyError(
-                    f"--resume: the run used {saved[0]} process(es) x batch {saved[1]}, now {self.world} x "
+                    f"resume: the run used {saved[0]} process(es) x batch {saved[1]}, now {self.world} x "
                     f"{cfg.batch_size}; resume with the same layout",
                     self.config_path,
                 )

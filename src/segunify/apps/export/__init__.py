@@ -32,7 +32,7 @@ from segunify.apps.export.writers import (
     write_plain,
     write_record,
 )
-from segunify.errors import SegunifyError
+from segunify.errors import FieldError, SegunifyError
 from segunify.io import atomic_write_json, atomic_write_text, sha256_file
 
 LAYOUTS = ("plain", "parquet")
@@ -55,11 +55,13 @@ def image_mode(layout: str, copy: bool | None) -> str:
         raise SegunifyError(f"unknown export format {layout!r}; formats: {', '.join(LAYOUTS)}")
     if layout == "parquet":
         if copy is False:
-            raise SegunifyError("--link is for the plain format: parquet shards hold the images' bytes")
+            raise FieldError("copy", "links are for the plain format: parquet shards hold the images' bytes")
         try:
             import pyarrow.parquet  # noqa: F401
         except ImportError:
-            raise SegunifyError("--format parquet needs pyarrow: pip install 'segunify[datasets]'") from None
+            raise SegunifyError(
+                "the parquet format needs pyarrow: pip install 'segunify[datasets]'"
+            ) from None
         return "embedded"
     return "copied" if copy else "linked"
 
