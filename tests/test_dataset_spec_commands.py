@@ -151,17 +151,17 @@ def test_demo_parts_take_a_spec_relative_to_the_config(camvid, spec, tmp_path):
     base = tmp_path / "configs"
     stages, _ = plan(cfg, base, tmp_path / "work")
     pseudo = next(s for s in stages if s.kind == "pseudo")
-    assert pseudo.params["dataset"] == str(spec) and f"--dataset {spec}" in pseudo.command
+    assert pseudo.params.dataset == str(spec) and f"--dataset {spec}" in pseudo.command
     train = next(s for s in stages if s.kind == "train")
-    assert train.params["train"]["parts"][1]["dataset"] == str(spec)
-    assert next(s for s in stages if s.kind == "evaluate").params["dataset"] == str(spec)
+    assert train.params.train["parts"][1]["dataset"] == str(spec)
+    assert next(s for s in stages if s.kind == "evaluate").params.dataset == str(spec)
     from segunify.apps.demo.config import with_spec_paths
 
     check_taxonomies(with_spec_paths(cfg, base))
     wrong = raw | {"eval": {"mine": raw["eval"]["mine"] | {"mapping": "idd-lite__cityscapes"}}}
     with pytest.raises(SegunifyError, match="labelled in 'camvid'"):
         check_taxonomies(with_spec_paths(DemoConfig.model_validate(wrong), base))
-    assert yaml.safe_load(yaml.safe_dump(train.params["train"]))["parts"][0]["dataset"] == "cityscapes"
+    assert yaml.safe_load(yaml.safe_dump(train.params.train))["parts"][0]["dataset"] == "cityscapes"
 
 
 def test_the_walkthrough_config_names_the_shipped_specs():
