@@ -29,14 +29,9 @@ from segunify.models import count_parameters, create_model
 from segunify.paths import data_path
 from segunify.taxonomy import load_taxonomy
 from segunify.train.config import AugmentationConfig, PartConfig
-from segunify.train.data import (
-    CompoundDataset,
-    WeightedDrawSampler,
-    build_augmentation,
-    collate,
-    resolve_part,
-)
+from segunify.train.data import CompoundDataset, WeightedDrawSampler, build_augmentation, collate
 from segunify.train.engine import mixed_precision, normaliser, param_groups, train_step
+from segunify.train.parts import resolve_part
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

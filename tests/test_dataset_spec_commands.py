@@ -17,7 +17,7 @@ from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
 from segunify.train.config import TrainConfig
-from segunify.train.data import resolve_eval_parts, resolve_parts
+from segunify.train.parts import resolve_eval_parts, resolve_parts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -81,9 +81,7 @@ def test_pseudo_parts_of_a_spec_are_checked_against_its_name(camvid, spec, tmp_p
     _, (resolved,) = resolve_parts(TrainConfig.model_validate(cfg), str(config))
     assert resolved.name == "camvid-mine/train(pseudo)"
     cfg["parts"] = [part | {"labels": str(theirs)}]
-    with pytest.raises(
-        SegunifyError, match="holds dataset 'camvid', but this part's dataset is 'camvid-mine'"
-    ):
+    with pytest.raises(SegunifyError, match="holds dataset 'camvid', but the dataset read is 'camvid-mine'"):
         resolve_parts(TrainConfig.model_validate(cfg), str(config))
 
 

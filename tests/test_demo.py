@@ -326,7 +326,7 @@ def test_taxonomy_mismatch_is_refused_before_anything_runs(tmp_path, monkeypatch
 def test_each_part_is_brought_to_its_own_size_before_augmentation(shared):
     """The trainer's per-part resize (the demo trains IDD Lite at another size than Cityscapes)."""
     from segunify.train.config import TrainConfig
-    from segunify.train.data import resolve_part
+    from segunify.train.parts import resolve_part
 
     raw = {"dataset": "idd-lite", "root": str(shared / "data" / "IDD_Lite"), "resize": [40, 56]}
     base = {"model": {"name": "espnetv2"}, "taxonomy": "idd-lite", "steps": 2}

@@ -172,7 +172,7 @@ OTHER_MAPPING = "Sky,Building,Pole,Road,Pavement,Tree,SignSymbol,Fence,Car,Pedes
             {},
             "holds source_taxonomy 'mapillary-vistas-v1.2', but the target taxonomy is 'cityscapes'",
         ),
-        ({"split": "val"}, False, {}, "this part's split is 'train'"),
+        ({"split": "val"}, False, {}, "holds split 'val', but the split read is 'train'"),
         (
             {"extra_taxonomy": "kitti"},
             False,

@@ -12,15 +12,9 @@ from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
 from segunify.mapping import load_mapping
 from segunify.train.config import AugmentationConfig, TrainConfig
-from segunify.train.data import (
-    CompoundDataset,
-    WeightedDrawSampler,
-    build_augmentation,
-    one_to_one_lut,
-    repeat_factors,
-    resolve_parts,
-)
+from segunify.train.data import CompoundDataset, WeightedDrawSampler, build_augmentation
 from segunify.train.engine import lr_factor
+from segunify.train.parts import one_to_one_lut, repeat_factors, resolve_parts
 
 
 def part_of(sampler: WeightedDrawSampler, idx: np.ndarray) -> np.ndarray:

@@ -26,14 +26,9 @@ from segunify.models.checkpoint import (
 )
 from segunify.train import Callback, train
 from segunify.train.config import TrainConfig, load_config
-from segunify.train.data import (
-    CompoundDataset,
-    WeightedDrawSampler,
-    build_augmentation,
-    collate,
-    resolve_parts,
-)
+from segunify.train.data import CompoundDataset, WeightedDrawSampler, build_augmentation, collate
 from segunify.train.engine import compute_loss, normaliser, state_sha256, step_seed
+from segunify.train.parts import resolve_parts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

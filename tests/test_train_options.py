@@ -22,9 +22,10 @@ from segunify.models.checkpoint import read_safetensors
 from segunify.taxonomy import IGNORE
 from segunify.train import train
 from segunify.train.config import DistillConfig, TrainConfig
-from segunify.train.data import CompoundDataset, resolve_parts
+from segunify.train.data import CompoundDataset
 from segunify.train.finetune import param_groups, set_train_mode
 from segunify.train.objective import Distiller, Objective, check_loss_options, pixel_losses
+from segunify.train.parts import resolve_parts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -167,7 +168,7 @@ def test_training_on_soft_pseudo_labels(tmp_path):
     cfg["parts"][0].update(labels=str(tmp_path / "soft"), soft=True)
     target, parts = resolve_parts(TrainConfig.model_validate(cfg), "<config>")
     item = CompoundDataset(parts, None, extras=("class2", "p1"))[0]
-    soft_png = parts[0].pseudo_dir / "soft" / parts[0].samples[0].rel
+    soft_png = parts[0].folder.label_path(parts[0].samples[0], soft=True)
     stored = torch.from_numpy(read_label_raw(soft_png))
     assert torch.equal(torch.stack([item["label"], item["class2"], item["p1"]], -1), stored)
     assert np.isfinite(train(TrainConfig.model_validate(cfg))["losses"]).all()

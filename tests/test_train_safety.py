@@ -268,7 +268,7 @@ def test_pseudo_labels_of_other_images_never_train(tmp_path, capsys, no_steps):
     code, lines = run_cli(["train", str(write_config(path, cfg))], capsys)
     assert code == 1 and len(lines) == 1, lines
     assert f"parts.0.labels: pseudo-labels pseudo were made from dataset root '{a}'" in lines[0]
-    assert f"not this part's root '{b}'" in lines[0]
+    assert f"not the root read '{b}'" in lines[0]
     cfg["parts"][0]["root"] = str(a)
     image = sorted((a / "train").glob("*.png"))[1]
     image.write_bytes((b / "train" / image.name).read_bytes())  # the image replaced after labelling

@@ -35,10 +35,10 @@ below the teacher's maximum, i.e. it differs from the plain argmax (exact ties a
 ``changed``/``class_pixels`` are over labelled (non-ignored) pixels; ``extra_pixels`` has K+1 entries,
 the last counting void/ignore GT. ``mean_confidence`` is over labelled pixels (singleton classes count 1).
 
-A reader needs only :func:`load_summary` (fields ``dataset``, ``split``, ``source_taxonomy``) and the
-PNG at ``<out>/<sample.rel>`` for each sample (:func:`pseudo_label_path`); ``train`` also checks the
-summary's root, mapping and teacher and each sample's signature against the manifest
-(:meth:`~segunify.pseudo.store.PseudoStore.stale`).
+Readers go through :class:`~segunify.pseudo.folder.PseudoFolder`: the typed summary (fields ``dataset``,
+``split``, ``source_taxonomy``, ...), the label of each sample (``<out>/<sample.rel>``, ``soft/`` with
+``--soft``), and what the folder was made for: ``train`` checks the dataset, split and taxonomies, the
+root, mapping and teacher, and each sample's signature against the manifest.
 
 Change detection: a sample is redone on resume (and refused by ``train``) when the size, mtime or ctime
 of its image or label differs from its record. ctime is set by the kernel on every change of a file,
@@ -50,6 +50,7 @@ was made under, size and mtime, by resume and ``train`` alike; a sample redone g
 
 from __future__ import annotations
 
+from segunify.pseudo.folder import PseudoFolder
 from segunify.pseudo.priors import (
     allowed_table,
     apply_priors,
@@ -64,6 +65,7 @@ from segunify.pseudo.stats import PseudoSummary
 from segunify.pseudo.store import load_summary, pseudo_label_path
 
 __all__ = [
+    "PseudoFolder",
     "PseudoSettings",
     "PseudoSummary",
     "TeacherInfo",

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from segunify.datasets import Sample
 from segunify.errors import SegunifyError
-from segunify.jsonio import read_json_object
-from segunify.pseudo.store import MANIFEST, SETTINGS, SUMMARY, PseudoStore, load_summary
+from segunify.pseudo.folder import PseudoFolder, RecordedRun
+from segunify.pseudo.store import PseudoStore
 
 
 @dataclass
@@ -66,15 +66,14 @@ class FolderCheck:
         }
 
 
-def _samples(settings: dict, limit: int | None) -> list[Sample] | None:
+def _samples(run: RecordedRun, limit: int | None) -> list[Sample] | None:
     """The samples the run was asked for, from the recorded dataset and root; None where unreadable."""
     from segunify.datasets import create_dataset
 
-    root = settings.get("root")
-    if not root or not os.path.isdir(root):
+    if not run.root or not os.path.isdir(run.root):
         return None
     try:
-        return create_dataset(settings["dataset"], root).samples(settings["split"])[:limit]
+        return create_dataset(run.dataset, run.root).samples(run.split)[:limit]
     except (SegunifyError, TypeError, KeyError, OSError):
         return None
 
@@ -93,21 +92,18 @@ def _manifest_samples(store: PseudoStore, records: dict[str, list[dict]]) -> lis
 def check_folder(out: str | Path, threads: int = 4) -> FolderCheck:
     """Check the pseudo-label folder ``out`` (see the module docstring); raises only for a folder that
     is not a segunify pseudo-label folder."""
-    out = Path(out)
-    if not (out / SETTINGS).is_file():
-        raise SegunifyError(f"not a segunify pseudo-label folder ({SETTINGS} missing)", out)
-    settings = read_json_object(out / SETTINGS, "settings file")
-    finished = (out / SUMMARY).is_file() and (out / MANIFEST).is_file()
-    summary = load_summary(out) if finished else None
+    folder = PseudoFolder(out)
+    run = folder.recorded_run()
+    summary = folder.summary if folder.finished else None
     limit = summary.settings.limit if summary is not None else None
     store = PseudoStore(out)
     records = store.records()
-    samples = _samples(settings, limit)
+    samples = _samples(run, limit)
     against = "dataset"
     if samples is None:
         samples, against = _manifest_samples(store, records), "manifest"
     save_conf = summary.settings.save_confidence if summary is not None else False
-    soft = bool(settings.get("soft"))
+    soft = run.soft
     if against == "dataset":
         done = store.finished(samples, range(len(samples)), save_conf, threads, soft=soft)
     else:  # the inputs are elsewhere: only the outputs can be checked
@@ -118,10 +114,10 @@ def check_folder(out: str | Path, threads: int = 4) -> FolderCheck:
     stale_ids = set(stale)
     expected = summary.images if summary is not None and against == "manifest" else len(samples)
     return FolderCheck(
-        out=out,
-        dataset=str(settings.get("dataset")),
-        split=str(settings.get("split")),
-        finished=finished,
+        out=folder.path,
+        dataset=run.dataset,
+        split=run.split,
+        finished=summary is not None,
         expected=expected,
         done=len(done),
         missing=[s.id for s in not_done if s.id not in stale_ids],

@@ -186,6 +186,11 @@ class PseudoStore:
         self.out = Path(out)
 
     # ------------------------------------------------------------------------------------------ paths
+    @property
+    def manifest_path(self) -> Path:
+        """The merged manifest, written at the end of a run (before the summary)."""
+        return self.out / MANIFEST
+
     def label_path(self, sample: Sample) -> Path:
         return self.out / self._rel(sample)
 
@@ -391,7 +396,7 @@ class PseudoStore:
 
     def write_manifest(self, ordered: Sequence[dict]) -> None:
         text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in ordered)
-        atomic_write_bytes(self.out / MANIFEST, text.encode("utf-8"))
+        atomic_write_bytes(self.manifest_path, text.encode("utf-8"))
 
     def write_summary(self, summary: PseudoSummary) -> None:
         atomic_write_json(self.out / SUMMARY, summary.model_dump(mode="json"), indent=2)

@@ -54,7 +54,7 @@ class PartConfig(_Strict):
     soft: bool = False  # train on the folder's soft/ top-2 labels (``pseudo-label --soft``)
     resize: Pair | None = None  # (H, W) this part's images and labels get before augmentation (per dataset)
     # repeat-factor sampling inside the part: a sample whose rarest class is in a fraction f < t of the
-    # part's samples comes sqrt(t / f) times per epoch (segunify.train.data.repeat_factors)
+    # part's samples comes sqrt(t / f) times per epoch (segunify.train.parts.repeat_factors)
     repeat_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
 
     @model_validator(mode="after")

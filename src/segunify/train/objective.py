@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from segunify.errors import SegunifyError
 from segunify.taxonomy import IGNORE, Taxonomy
 from segunify.train.config import DistillConfig, TrainConfig
-from segunify.train.data import DISTILL_SOURCE, SOFT_EXTRAS, Part
 from segunify.train.engine import compute_loss, normaliser, use_channels_last
+from segunify.train.parts import DISTILL_SOURCE, SOFT_EXTRAS, Part, PseudoPart
 
 
 def pixel_losses(
@@ -75,7 +75,7 @@ class Objective:
 
     @property
     def extras(self) -> tuple[str, ...]:
-        """The per-pixel arrays the batches must carry (:data:`segunify.train.data.SOFT_EXTRAS`, ``distill``)."""
+        """The per-pixel arrays the batches must carry (:data:`segunify.train.parts.SOFT_EXTRAS`, ``distill``)."""
         return (SOFT_EXTRAS if self.soft else ()) + (("distill",) if self.distiller else ())
 
     @property
@@ -122,7 +122,7 @@ def build_objective(
     distiller = None
     if cfg.loss.distill is not None:
         distiller = _distiller(cfg.loss.distill, target, device, config_path)
-    return Objective(any(p.soft for p in parts), distiller)
+    return Objective(any(isinstance(p, PseudoPart) and p.soft for p in parts), distiller)
 
 
 def _distiller(cfg: DistillConfig, target: Taxonomy, device: torch.device, config_path: str) -> Distiller:

@@ -35,10 +35,7 @@ from segunify.train.data import (
     build_augmentation,
     collate,
     drawn_shares,
-    is_sha256,
     rare_classes,
-    resolve_eval_parts,
-    resolve_parts,
 )
 from segunify.train.engine import (
     BEST,
@@ -60,6 +57,7 @@ from segunify.train.engine import (
 from segunify.train.engine import train_step as optimisation_step
 from segunify.train.finetune import param_groups, set_train_mode
 from segunify.train.objective import build_objective
+from segunify.train.parts import PseudoPart, is_sha256, resolve_eval_parts, resolve_parts
 
 if TYPE_CHECKING:
     from segunify.evaluation import EvalResult
@@ -195,8 +193,8 @@ class Trainer:
                 inputs += [(part.adapter.root, f"the dataset root of {kind}.{i}")]
                 folders = {p.parent for s in part.samples for p in (s.image, s.label) if p is not None}
                 inputs += [(f, f"an input folder of {kind}.{i}") for f in sorted(folders)]
-                if getattr(part, "pseudo_dir", None) is not None:
-                    inputs.append((part.pseudo_dir, f"the pseudo-label folder of {kind}.{i}"))
+                if isinstance(part, PseudoPart):
+                    inputs.append((part.folder.path, f"the pseudo-label folder of {kind}.{i}"))
         named = [(self.cfg.model.weights, "model.weights")]
         named += [(p.teacher, f"parts.{i}.teacher") for i, p in enumerate(self.cfg.parts)]
         if self.cfg.loss.distill is not None:

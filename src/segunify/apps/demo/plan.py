@@ -200,8 +200,11 @@ def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
         out=str(p),
         without_priors=str(r),
     )
+    from segunify.pseudo.folder import PseudoFolder
+
     runtime = {"onnx_cache": str(lay.onnx_cache)}
-    return Stage(f"pseudo-label {part.name} (P and R)", "pseudo", params, r / "summary.json", runtime=runtime)
+    done = PseudoFolder(r).summary_path  # R's summary is written last
+    return Stage(f"pseudo-label {part.name} (P and R)", "pseudo", params, done, runtime=runtime)
 
 
 def train_config(cfg: DemoConfig, student: Student | str, lay: Layout) -> dict:

@@ -1,6 +1,6 @@
 """``segunify export-dataset``: the compound training set a train config describes, written for any trainer.
 
-Each part of the config is resolved by the trainer's own code (:func:`segunify.train.data.resolve_parts`,
+Each part of the config is resolved by the trainer's own code (:func:`segunify.train.parts.resolve_parts`,
 the same checks as ``segunify train``) and written with its labels in the target (source) taxonomy's train
 ids, 255 ignore: ground truth through its codec and one-to-one mapping, pseudo-labels as their folder holds
 them. Layouts (:mod:`.writers`): ``plain`` (``images/``, ``labels/``, ``splits/``) and ``parquet``
@@ -34,6 +34,7 @@ from segunify.apps.export.writers import (
 )
 from segunify.errors import FieldError, SegunifyError
 from segunify.io import atomic_write_json, atomic_write_text, sha256_file
+from segunify.train.parts import PseudoPart
 
 LAYOUTS = ("plain", "parquet")
 Progress = Callable[[str, int], Advance]  # (part name, frames to write) -> advance(n)
@@ -103,7 +104,7 @@ def export_dataset(
     cfg = load_config(config_path, overrides)
     target, parts = export_parts(cfg, config_path)
     inputs = [(ep.part.adapter.root, ep.samples) for ep in parts]
-    inputs += [(ep.part.pseudo_dir, []) for ep in parts if ep.part.pseudo_dir is not None]
+    inputs += [(ep.part.folder.path, []) for ep in parts if isinstance(ep.part, PseudoPart)]
     claim_output(out, layout, inputs)
     result = ExportResult(out=out, info={}, warnings=redistribution_warnings(parts, mode))
     with locked(out):

@@ -9,6 +9,7 @@ import numpy as np
 from segunify import __version__
 from segunify.apps.export.parts import ExportPart
 from segunify.taxonomy import IGNORE, Taxonomy
+from segunify.train.parts import GTPart, PseudoPart
 
 REDISTRIBUTION = {True: "allowed", False: "forbidden", None: "unknown"}
 
@@ -49,24 +50,22 @@ def part_entry(ep: ExportPart, counts: np.ndarray, target: Taxonomy) -> dict:
         "redistribution": REDISTRIBUTION[adapter.redistribution],
         "train_resize": list(ep.cfg.resize) if ep.cfg.resize else None,
     }
-    summary = ep.summary()
-    if summary is None:
+    if isinstance(part, GTPart):
         from segunify.pseudo.store import mapping_sha256
 
-        mapping = part.mapping  # set for every ground-truth part; identity_mapping's path is "<identity>"
+        mapping = part.mapping  # identity_mapping's path is "<identity>"
         name = (
             mapping.path if mapping.path and not mapping.path.startswith("<") else f"identity ({target.name})"
         )
         entry["mapping"] = {"name": name, "sha256": mapping_sha256(mapping)}
         entry |= {"teacher": None, "pseudo_labels": None}
-    else:
-        entry["mapping"] = {"name": summary["mapping"]["path"], "sha256": summary["mapping"]["sha256"]}
-        entry["teacher"] = {"path": summary["teacher"]["path"], "sha256": summary["teacher"]["sha256"]}
-        settings = {
-            k: v for k, v in summary["settings"].items() if k not in ("workers", "writers", "batch_size")
-        }
+    elif isinstance(part, PseudoPart):
+        summary = part.folder.summary
+        entry["mapping"] = {"name": summary.mapping.path, "sha256": summary.mapping.sha256}
+        entry["teacher"] = {"path": summary.teacher.path, "sha256": summary.teacher.sha256}
+        settings = summary.settings.model_dump(mode="json", exclude={"workers", "writers", "batch_size"})
         entry["pseudo_labels"] = {
-            "folder": str(part.pseudo_dir),
+            "folder": str(part.folder.path),
             "soft_used": part.soft,
             "settings": settings,
         }

@@ -1,5 +1,5 @@
 """The parts of an export: the trainer's own resolution of a train config's parts
-(:func:`segunify.train.data.resolve_parts`), each given a folder name, its frames read exactly as the
+(:func:`segunify.train.parts.resolve_parts`), each given a folder name, its frames read exactly as the
 trainer reads them (at the original size), and what identifies its inputs (the resume fingerprint)."""
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ import numpy as np
 from segunify.datasets import Sample
 from segunify.datasets.base import unsafe_part
 from segunify.errors import SegunifyError
-from segunify.io import sha256_file
-from segunify.pseudo import load_summary
-from segunify.pseudo.store import SUMMARY, input_signature, mapping_sha256
+from segunify.pseudo.store import input_signature, mapping_sha256
 from segunify.taxonomy import Taxonomy
 from segunify.train.config import PartConfig, TrainConfig
-from segunify.train.data import Part, resolve_parts
+from segunify.train.parts import GTPart, Part, PseudoPart, resolve_parts
 
 
 @dataclass
@@ -34,7 +32,7 @@ class ExportPart:
 
     @property
     def pseudo(self) -> bool:
-        return self.part.pseudo_dir is not None
+        return isinstance(self.part, PseudoPart)
 
     @property
     def samples(self) -> list[Sample]:
@@ -63,20 +61,15 @@ class ExportPart:
         _, label, _ = self._unresized.read(j)
         return label
 
-    def summary(self) -> dict | None:
-        return load_summary(self.part.pseudo_dir).model_dump(mode="json") if self.pseudo else None
-
     def _pseudo_signature(self, s: Sample) -> list[int] | None:
         """Size and mtime of the pseudo-label file the part reads for ``s`` (None for ground truth)."""
-        pseudo = self.part.pseudo_dir
-        if pseudo is None:
-            return None
-        return _stat(pseudo / ("soft/" + s.rel if self.part.soft else s.rel))
+        part = self.part
+        return _stat(part.folder.label_path(s, part.soft)) if isinstance(part, PseudoPart) else None
 
     def fingerprint(self, layout: str, mode: str, target: Taxonomy) -> dict:
         """What the part's output bytes depend on: a rerun skips a finished part only when it matches."""
-        adapter = self.part.adapter
-        pseudo = self.part.pseudo_dir
+        part, adapter = self.part, self.part.adapter
+        pseudo = part.folder if isinstance(part, PseudoPart) else None
         inputs = [[s.id, s.rel, input_signature(s), self._pseudo_signature(s)] for s in self.samples]
         return {
             "layout": layout,
@@ -85,10 +78,10 @@ class ExportPart:
             "spec_sha256": getattr(adapter, "spec_sha256", None),
             "root": str(Path(adapter.root).resolve()),
             "split": self.cfg.split,
-            "labels": "gt" if pseudo is None else str(pseudo.resolve()),
-            "summary_sha256": None if pseudo is None else sha256_file(pseudo / SUMMARY),
-            "mapping_sha256": None if self.part.mapping is None else mapping_sha256(self.part.mapping),
-            "soft": self.part.soft,
+            "labels": "gt" if pseudo is None else str(pseudo.path.resolve()),
+            "summary_sha256": None if pseudo is None else pseudo.summary_sha256(),
+            "mapping_sha256": mapping_sha256(part.mapping) if isinstance(part, GTPart) else None,
+            "soft": isinstance(part, PseudoPart) and part.soft,
             "classes": list(target.classes),
             "inputs_sha256": hashlib.sha256(json.dumps(inputs).encode()).hexdigest(),
         }

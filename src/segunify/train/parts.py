@@ -1,0 +1,369 @@
+"""Part resolution: each part of a train config checked and turned into a :class:`GTPart` (ground truth
+mapped class by class to the target taxonomy) or a :class:`PseudoPart` (a pseudo-label folder written for
+the target taxonomy), both read by one :meth:`Part.read`; and the evaluation parts.
+
+A ground-truth part's mapping must be one-to-one: a GT class that allows several target classes cannot
+give a training label; that is what pseudo-labels are for. A pseudo-label folder
+(:class:`~segunify.pseudo.folder.PseudoFolder`) is checked before training: it holds this dataset and
+split in the target taxonomy with its class names, was made from this dataset root and taxonomy, with the
+mapping (the part's, else the shipped ``<gt>__<target>``) and by the teacher (the part's, else the
+config's distillation teacher or start weights) it names, from each sample's inputs as they are now.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from segunify.datasets import DatasetAdapter, Sample, create_dataset
+from segunify.datasets.spec import is_spec_path
+from segunify.errors import FieldError, SegunifyError
+from segunify.mapping import Mapping, identity_mapping, is_mapping_path, load_mapping
+from segunify.pseudo.folder import PseudoFolder
+from segunify.taxonomy import Taxonomy, load_taxonomy
+from segunify.train.config import EvalPartConfig, PartConfig, TrainConfig, resolve_config_path
+
+# Per-pixel extras a batch can carry besides the label (uint8, augmented with it, 255 where padded):
+# "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
+# and "distill" (DISTILL_SOURCE on a source part's pixels, where the student is distilled toward the teacher).
+SOFT_EXTRAS = ("class2", "p1")
+DISTILL_OTHER, DISTILL_SOURCE = 0, 1
+
+
+@dataclass
+class Part:
+    """A resolved part: its samples and how to get a target-taxonomy label for each (the two kinds:
+    :class:`GTPart`, :class:`PseudoPart`)."""
+
+    name: str
+    adapter: DatasetAdapter
+    samples: list[Sample]
+    weight: float
+    resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
+    repeats: np.ndarray | None = None  # [N] int: times each sample is in an epoch (repeat-factor sampling)
+    source: bool = False  # ground truth already in the target taxonomy (the source dataset)
+
+    def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
+        image, label, soft = self._load(self.samples[j])
+        out = []
+        for name in extras:
+            if name in SOFT_EXTRAS:
+                channel = 1 if name == "class2" else 2
+                out.append(soft[..., channel] if soft is not None else np.full_like(label, 255))
+            elif name == "distill":
+                out.append(np.full_like(label, DISTILL_SOURCE if self.source else DISTILL_OTHER))
+            else:
+                raise ValueError(f"unknown extra {name!r}")
+        if self.resize is not None:
+            size = (self.resize[1], self.resize[0])
+            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+            label, *out = (cv2.resize(a, size, interpolation=cv2.INTER_NEAREST) for a in (label, *out))
+        return image, label, out
+
+    def label(self, j: int) -> np.ndarray:
+        """The target label of sample ``j`` alone (hard labels; no image read, no resize)."""
+        raise NotImplementedError
+
+    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Image, target label and the soft label ``[H, W, 3]`` (``None`` for hard labels) of ``s``."""
+        raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class GTPart(Part):
+    """Ground truth mapped to the target taxonomy through a one-to-one ``mapping`` (its ``lut``)."""
+
+    lut: np.ndarray  # [256] uint8: dataset train id -> target train id
+    mapping: Mapping
+
+    def label(self, j: int) -> np.ndarray:
+        return self.lut[self.adapter.read_label(self.samples[j])]
+
+    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        image, label = self.adapter.sample(s)
+        return image, self.lut[label], None
+
+
+@dataclass(kw_only=True)
+class PseudoPart(Part):
+    """Labels from a pseudo-label folder; ``soft``: its soft labels (class1, class2, p1)."""
+
+    folder: PseudoFolder
+    soft: bool = False
+
+    def label(self, j: int) -> np.ndarray:
+        return self.folder.read_label(self.samples[j])
+
+    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        image = self.adapter.read_image(s)
+        label = self.folder.read_label(s, image.shape[:2], soft=self.soft)
+        return (image, label[..., 0], label) if self.soft else (image, label, None)
+
+
+def class_counts(part: Part, num_classes: int) -> np.ndarray:
+    """``[N, C]`` pixels of each target class in each sample's label (ignore not counted)."""
+    counts = np.zeros((len(part.samples), num_classes), dtype=np.int64)
+    for j in range(len(part.samples)):
+        counts[j] = np.bincount(part.label(j).ravel(), minlength=256)[:num_classes]
+    return counts
+
+
+def repeat_factors(counts: np.ndarray, threshold: float) -> np.ndarray:
+    """Repeat-factor sampling (LVIS, Gupta et al. 2019): sample ``i`` is repeated
+    ``r_i = max(1, max over its classes c of sqrt(threshold / f_c))`` times per epoch, ``f_c`` the fraction
+    of the part's samples holding class ``c``; so a thin class that only a few frames show is seen more often
+    without changing the part's share of the draws. Fractional ``r_i`` are rounded once, stochastically
+    (fixed seed), to keep an epoch a fixed list."""
+    present = counts > 0
+    freq = present.mean(0)
+    per_class = np.sqrt(threshold / np.where(freq > 0, freq, np.inf))
+    r = np.maximum(1.0, (present * per_class).max(1))
+    whole = np.floor(r)
+    return (whole + (np.random.default_rng(0).random(len(r)) < r - whole)).astype(np.int64)
+
+
+def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:
+    return SegunifyError(f"{key}: {exc}", config_path)
+
+
+def one_to_one_lut(mapping: Mapping, where: str = "") -> np.ndarray:
+    """``[256]`` uint8 LUT GT class -> target class; an error when a non-void GT class allows several
+    target classes (its pixels have no single training label)."""
+    bad = [
+        f"{mapping.extra.classes[k]!r} ({';'.join(mapping.source.classes[c] for c in cs)})"
+        for k, cs in enumerate(mapping.allowed_sets)
+        if len(cs) > 1
+    ]
+    if bad:
+        raise SegunifyError(
+            f"mapping {mapping.path or where} is not one-to-one for {', '.join(bad)}; ground truth of "
+            f"{mapping.extra.name!r} cannot train {mapping.source.name!r} classes directly (use pseudo-labels)"
+        )
+    return mapping.first_allowed_lut()
+
+
+def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, config_path: str) -> Mapping:
+    """The mapping GT taxonomy -> target: given (shipped ``extra__source`` name or CSV path), identity
+    when the taxonomies are equal, otherwise an error asking for one."""
+    if text is None:
+        if gt.name == target.name:
+            return identity_mapping(target)
+        raise SegunifyError(
+            f"{key}: ground truth is in taxonomy {gt.name!r}, the target is {target.name!r}; give a mapping "
+            f"(e.g. {gt.name}__{target.name})",
+            config_path,
+        )
+    source = text
+    if is_mapping_path(text) or text.startswith(("data:", "weights:")):
+        source = str(resolve_config_path(text, config_path, key))
+    try:
+        return load_mapping(source, extra=gt, source=target)
+    except SegunifyError as exc:
+        raise _keyed(exc, key, config_path) from None
+
+
+def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
+    """A part's adapter: a shipped dataset name, or a dataset spec file relative to the config file."""
+    path = resolve_config_path(root, config_path, f"{key}.root")
+    if not path.is_dir():
+        problem = "dataset root is not a folder" if path.exists() else "dataset folder not found"
+        raise SegunifyError(f"{key}.root: {problem}: {path}", config_path)
+    if is_spec_path(dataset):
+        dataset = str(resolve_config_path(dataset, config_path, f"{key}.dataset"))
+    try:
+        return create_dataset(dataset, path, **options)
+    except SegunifyError as exc:
+        raise _keyed(exc, f"{key}.dataset", config_path) from None
+    except TypeError as exc:
+        raise SegunifyError(f"{key}.options: {exc}", config_path) from None
+
+
+def _samples(adapter: DatasetAdapter, split: str, key: str, config_path: str) -> list[Sample]:
+    try:
+        samples = adapter.samples(split)
+    except SegunifyError as exc:
+        raise _keyed(exc, f"{key}.split", config_path) from None
+    if not samples:
+        raise SegunifyError(f"{key}: no samples in split {split!r} of {adapter.root}", config_path)
+    return samples
+
+
+def resolve_part(
+    cfg: PartConfig, target: Taxonomy, key: str, config_path: str, teacher: tuple[str, str] | None = None
+) -> Part:
+    """One part, checked; ``teacher`` = (value, its config key): the teacher a pseudo-label part's labels
+    must come from when the part names none (the config's distillation teacher or start weights)."""
+    adapter = _adapter(cfg.dataset, cfg.root, cfg.options, key, config_path)
+    samples = _samples(adapter, cfg.split, key, config_path)
+    common = {"adapter": adapter, "samples": samples, "weight": cfg.weight, "resize": cfg.resize}
+    if cfg.labels == "gt":
+        part: Part = _gt_part(cfg, target, key, config_path, f"{adapter.name}/{cfg.split}", **common)
+    else:
+        part = _pseudo_part(
+            cfg, target, key, config_path, teacher, f"{adapter.name}/{cfg.split}(pseudo)", **common
+        )
+    if cfg.repeat_threshold is not None:
+        part.repeats = repeat_factors(class_counts(part, target.num_classes), cfg.repeat_threshold)
+    return part
+
+
+def _gt_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str, name: str, **common) -> GTPart:
+    adapter, samples = common["adapter"], common["samples"]
+    missing = next((s for s in samples if s.label is None), None)
+    if missing is not None:
+        raise SegunifyError(
+            f"{key}: sample {missing.id!r} has no ground-truth label ({missing.image})", config_path
+        )
+    mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+    try:
+        lut = one_to_one_lut(mapping)
+    except SegunifyError as exc:
+        raise _keyed(exc, f"{key}.mapping", config_path) from None
+    source = adapter.taxonomy.name == target.name and cfg.mapping is None
+    return GTPart(name, **common, source=source, lut=lut, mapping=mapping)
+
+
+def _pseudo_part(
+    cfg: PartConfig,
+    target: Taxonomy,
+    key: str,
+    config_path: str,
+    teacher: tuple[str, str] | None,
+    name: str,
+    **common,
+) -> PseudoPart:
+    """The part's pseudo-label folder, checked against the part (see the module docstring)."""
+    adapter, samples = common["adapter"], common["samples"]
+    try:
+        folder = PseudoFolder.open(resolve_config_path(cfg.labels, config_path, f"{key}.labels"))
+        folder.check_holds(adapter.name, cfg.split, target)
+    except SegunifyError as exc:
+        raise _keyed(exc, f"{key}.labels", config_path) from None
+    _check_origin(folder, cfg, adapter, target, key, config_path, teacher)
+    problem = folder.stale(samples)
+    if problem:
+        raise SegunifyError(f"{key}.labels: pseudo-labels {folder.path.name}: {problem}", config_path)
+    if cfg.soft and not folder.summary.settings.soft:
+        raise SegunifyError(
+            f"{key}.soft: pseudo-labels {folder.path.name} were made without --soft (no soft labels)",
+            config_path,
+        )
+    missing = folder.missing(samples, soft=cfg.soft)
+    if missing is not None:
+        raise SegunifyError(f"{key}.labels: pseudo-label file missing: {missing}", config_path)
+    return PseudoPart(name, **common, folder=folder, soft=cfg.soft)
+
+
+def _check_origin(
+    folder: PseudoFolder,
+    cfg: PartConfig,
+    adapter: DatasetAdapter,
+    target: Taxonomy,
+    key: str,
+    config_path: str,
+    teacher: tuple[str, str] | None,
+) -> None:
+    """The folder's origin against the part, always: the dataset root and taxonomy; the mapping (the
+    part's, else the shipped ``<gt>__<target>``) and the teacher (the part's, else ``teacher``: the config's
+    distillation teacher or start weights, when that is a segunify checkpoint) where one is known.
+    Labels made from other images or by other rules never train."""
+    from segunify.mapping import available_mappings
+
+    gt, named = adapter.taxonomy, cfg.mapping
+    mapping, text = None, named if named is not None else f"{gt.name}__{target.name}"
+    if named is not None or (gt.name, target.name) in available_mappings():
+        mapping = resolve_mapping(text, gt, target, f"{key}.mapping", config_path)
+    given, from_key = (cfg.teacher, f"{key}.teacher") if cfg.teacher is not None else (teacher or (None, ""))
+    if cfg.teacher is None and given is not None and not _is_checkpoint(given, from_key, config_path):
+        given = None  # a .pth or transformers folder: no hash comparable with the recorded teacher's
+    want = teacher_sha256(given, from_key, config_path) if given is not None else None
+    try:
+        folder.check_origin(adapter, mapping, want, names=(repr(text), from_key))
+    except FieldError as exc:
+        field, advice = {"mapping": f"{key}.mapping", "teacher": from_key}.get(exc.field, f"{key}.labels"), ""
+        if exc.field == "mapping" and named is None:
+            field, advice = f"{key}.labels", f" (the shipped default); name theirs in {key}.mapping"
+        if exc.field == "teacher" and cfg.teacher is None:
+            field, advice = f"{key}.labels", f"; name the teacher they were made by in {key}.teacher"
+        raise SegunifyError(f"{field}: {exc.problem}{advice}", config_path) from None
+
+
+def _is_checkpoint(text: str, key: str, config_path: str) -> bool:
+    """Whether a config's weights value is a segunify checkpoint (its weights hash is comparable with
+    the teacher hash a pseudo-label folder records); a ``.pth`` or a transformers folder is not."""
+    from segunify.models.checkpoint import META
+
+    return (resolve_config_path(text, config_path, key) / META).is_file()
+
+
+def is_sha256(text: str) -> bool:
+    """A config's teacher given as a weights hash (64 hex digits), not as a checkpoint path."""
+    return re.fullmatch(r"[0-9a-fA-F]{64}", text) is not None
+
+
+def teacher_sha256(text: str, key: str, config_path: str) -> str:
+    """A teacher named in a config: a 64-digit sha256, or a checkpoint folder (its weights' hash, as
+    ``segunify pseudo-label`` records it)."""
+    if is_sha256(text):
+        return text.lower()
+    from segunify.models.checkpoint import weights_digest
+
+    path = resolve_config_path(text, config_path, key)
+    try:
+        return weights_digest(path)
+    except SegunifyError as exc:
+        raise _keyed(exc, key, config_path) from None
+
+
+def resolve_eval_parts(cfg: TrainConfig, target: Taxonomy, config_path: str) -> list[EvalPart]:
+    """Every evaluation part, each with a distinct name (results and ``eval.select`` use the names)."""
+    parts: list[EvalPart] = []
+    for i, p in enumerate(cfg.eval.parts):
+        part = resolve_eval_part(p, target, f"eval.parts.{i}", config_path)
+        if any(q.name == part.name for q in parts):
+            raise SegunifyError(
+                f"eval.parts.{i}: a second part named {part.name!r} (dataset/split); results are keyed by name",
+                config_path,
+            )
+        parts.append(part)
+    return parts
+
+
+def resolve_parts(cfg: TrainConfig, config_path: str) -> tuple[Taxonomy, list[Part]]:
+    try:
+        target = load_taxonomy(cfg.taxonomy)
+    except SegunifyError as exc:
+        raise _keyed(exc, "taxonomy", config_path) from None
+    teacher = None  # what pseudo-labels must come from when a part names no teacher
+    if cfg.loss.distill is not None:
+        teacher = (cfg.loss.distill.teacher, "loss.distill.teacher")
+    elif cfg.model.weights is not None:
+        teacher = (cfg.model.weights, "model.weights")
+    return target, [
+        resolve_part(p, target, f"parts.{i}", config_path, teacher) for i, p in enumerate(cfg.parts)
+    ]
+
+
+@dataclass
+class EvalPart:
+    name: str
+    adapter: DatasetAdapter
+    samples: list[Sample]
+    mapping: Mapping  # GT taxonomy -> target taxonomy
+    same_taxonomy: bool
+
+
+def resolve_eval_part(cfg: EvalPartConfig, target: Taxonomy, key: str, config_path: str) -> EvalPart:
+    adapter = _adapter(cfg.dataset, cfg.root, cfg.options, key, config_path)
+    samples = _samples(adapter, cfg.split, key, config_path)
+    samples = [s for s in samples if s.label is not None][: cfg.max_samples]
+    if not samples:
+        raise SegunifyError(f"{key}: no labelled samples in split {cfg.split!r}", config_path)
+    mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+    same = adapter.taxonomy.name == target.name and cfg.mapping is None
+    return EvalPart(f"{adapter.name}/{cfg.split}", adapter, samples, mapping, same)
