@@ -225,7 +225,7 @@ def test_output_folder_safety(setup, tmp_path, capsys):
     assert main(["export-dataset", cfg, "--out", str(inside)]) == 1
     assert "output folder lies inside the dataset root" in capsys.readouterr().err and not inside.exists()
     assert main(["export-dataset", cfg, "--out", str(setup["pseudo"] / "x")]) == 1
-    assert "lies inside the dataset root" in capsys.readouterr().err  # the pseudo-label folder is an input
+    assert "lies inside a pseudo-label folder" in capsys.readouterr().err  # an input too
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
@@ -242,6 +242,50 @@ def test_output_folder_safety(setup, tmp_path, capsys):
     assert "Invalid value for --link: links are for the plain format" in err
     assert main(["export-dataset", cfg, "--out", str(tmp_path / "p"), "--format", "zip"]) == 1
     assert "unknown export format 'zip'" in capsys.readouterr().err
+
+
+HOLDER = """
+import sys
+from segunify.outputs import folder_lock
+with folder_lock(sys.argv[1], "export"):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_an_export_folder_is_claimed_and_locked_by_the_one_output_policy(setup, tmp_path, capsys):
+    """The export's own claim and lock (a twin of segunify.outputs) are gone: its folder carries the
+    policy's export marker, other commands refuse it as such, and a second writer fails naming the pid."""
+    import subprocess
+
+    from segunify.outputs import claim_folder, folder_kind
+
+    out = tmp_path / "export"
+    assert main(["export-dataset", str(setup["config"]), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert folder_kind(out) == "export"
+    assert json.loads((out / ".segunify-export").read_text()) == {
+        "format": "segunify-export",
+        "layout": "plain",
+    }
+    with pytest.raises(SegunifyError, match="is a segunify export folder, not a prediction folder"):
+        claim_folder(out, "predict")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["export-dataset", str(setup["config"]), "--out", str(out)]) == 1
+        assert f"another export run (pid {holder.pid}) is writing to this folder" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["export-dataset", str(setup["config"]), "--out", str(out)]) == 0
 
 
 def test_parquet_without_pyarrow_is_one_line(setup, tmp_path, capsys, monkeypatch):

@@ -1,4 +1,5 @@
-"""One output policy for every command that writes (pseudo-label, train, predict, evaluate, mapping, export).
+"""One output policy for every command that writes (pseudo-label, train, predict, evaluate, mapping, demo,
+export-dataset).
 
 * **Ours only.** An output folder is claimed by writing its kind's marker (``.segunify-<kind>``) first;
   a non-empty folder without that marker is refused, naming it, and nothing in it is touched.
@@ -36,6 +37,7 @@ KINDS = {
     "predict": "prediction",
     "vis": "picture",
     "demo": "demo run",
+    "export": "export",
 }
 
 Inputs = Iterable[tuple[str | Path, str]]  # (path the command reads, how a message names it)
@@ -169,6 +171,7 @@ def folder_lock(folder: str | Path, who: str) -> Iterator[None]:
 
 __all__ = [
     "KINDS",
+    "Inputs",
     "LOCK",
     "check_apart",
     "check_output_file",

@@ -25,7 +25,6 @@ from segunify.apps.export.writers import (
     Advance,
     claim_output,
     clear_part,
-    locked,
     read_record,
     recorded_parts,
     write_parquet,
@@ -34,6 +33,7 @@ from segunify.apps.export.writers import (
 )
 from segunify.errors import FieldError, SegunifyError
 from segunify.io import atomic_write_json, atomic_write_text, sha256_file
+from segunify.outputs import folder_lock, sample_inputs
 from segunify.train.parts import PseudoPart
 
 LAYOUTS = ("plain", "parquet")
@@ -103,11 +103,13 @@ def export_dataset(
     config_path, out = Path(config_path), Path(out)
     cfg = load_config(config_path, overrides)
     target, parts = export_parts(cfg, config_path)
-    inputs = [(ep.part.adapter.root, ep.samples) for ep in parts]
-    inputs += [(ep.part.folder.path, []) for ep in parts if isinstance(ep.part, PseudoPart)]
+    inputs = [i for ep in parts for i in sample_inputs(ep.part.adapter.root, ep.samples)]
+    inputs += [
+        (ep.part.folder.path, "a pseudo-label folder") for ep in parts if isinstance(ep.part, PseudoPart)
+    ]
     claim_output(out, layout, inputs)
     result = ExportResult(out=out, info={}, warnings=redistribution_warnings(parts, mode))
-    with locked(out):
+    with folder_lock(out, "export"):
         for stale in sorted(set(recorded_parts(out)) - {ep.name for ep in parts}):
             clear_part(out, stale)
             result.removed.append(stale)

@@ -3,77 +3,39 @@ two layouts (plain files, parquet shards). Every file goes through :mod:`segunif
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from segunify.apps.export.parts import ExportPart
-from segunify.datasets import Sample
 from segunify.errors import SegunifyError
 from segunify.io import atomic_copy, atomic_symlink, atomic_write_bytes, atomic_write_json, encode_png
 from segunify.jsonio import read_json_object
 from segunify.labels import read_label_raw
-from segunify.pseudo.store import check_locations
+from segunify.outputs import Inputs, check_apart, claim_folder, marker_name
 
 FORMAT = "segunify-export"
-MARKER = ".segunify-export"
+KIND = "export"  # the output policy's marker kind: .segunify-export
 RECORDS = ".parts"
-LOCK = ".lock"
 SHARD_BYTES = 256 << 20  # parquet shards of about this size (the Hub's viewer wants < 500 MB)
 Advance = Callable[[int], None]
 
 
-def claim_output(out: Path, layout: str, inputs: Sequence[tuple[Path, Sequence[Sample]]]) -> None:
-    """Make ``out`` an export folder or refuse it: never inside (or holding) a dataset root, an input
-    folder or a pseudo-label folder; a non-empty folder must carry our marker, for the same layout.
-    The whole output-folder policy of an export is this function (and :func:`locked`)."""
-    for root, samples in inputs:
-        check_locations(root, [out], samples)
-    if out.exists() and not out.is_dir():
-        raise SegunifyError("output folder is a file", out)
-    marker = out / MARKER
-    if out.is_dir() and not marker.is_file() and any(out.iterdir()):
-        raise SegunifyError(
-            f"output folder is not empty and not a segunify export (no {MARKER} marker); "
-            "refusing to write into it: choose a new or empty folder",
-            out,
-        )
+def claim_output(out: Path, layout: str, inputs: Inputs) -> None:
+    """Make ``out`` an export folder by the one output policy (:mod:`segunify.outputs`: apart from every
+    ``input``, marker ``.segunify-export`` first, a foreign folder refused), for one layout: a folder
+    holding an export of the other layout is refused. Writers hold ``folder_lock(out, "export")``."""
+    check_apart([out], inputs)
+    marker = out / marker_name(KIND)
     if marker.is_file():
         have = read_json_object(marker, "export marker").get("layout")
         if have != layout:
             raise SegunifyError(f"this folder holds a {have} export, not {layout}: use another folder", out)
-        return
-    atomic_write_json(marker, {"format": FORMAT, "layout": layout})
-
-
-@contextmanager
-def locked(out: Path) -> Iterator[None]:
-    """One writer per folder: a POSIX lock on ``<out>/.lock``; a second run fails naming the pid."""
-    path = out / LOCK
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise SegunifyError(f"cannot create lock file: {exc.strerror or exc}", path) from None
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                raise SegunifyError(f"cannot lock: {exc.strerror or exc}", path) from None
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise SegunifyError(f"another export (pid {holder}) is writing to this folder", out) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+    claim_folder(out, KIND, {"format": FORMAT, "layout": layout})
 
 
 # ----------------------------------------------------------------------------------------- part records
