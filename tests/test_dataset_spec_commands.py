@@ -85,6 +85,39 @@ def test_pseudo_parts_of_a_spec_are_checked_against_its_name(camvid, spec, tmp_p
         resolve_parts(TrainConfig.model_validate(cfg), str(config))
 
 
+def test_an_edited_spec_is_never_skipped_as_labelled(camvid, spec, tmp_path, monkeypatch, capsys):
+    """The pseudo-label fingerprint holds the spec file's sha256: after an edit (other ignore ids) a rerun
+    into the same folder is refused, not skipped as done, and training on the old labels is refused too.
+    A dataset by name records no spec: its folders keep their fingerprint."""
+    import hashlib
+
+    from segunify.pseudo.store import SETTINGS
+
+    monkeypatch.setenv("SEGUNIFY_NO_PROGRESS", "1")
+    teacher = espnet_checkpoint(tmp_path / "teacher", taxonomy="cityscapes", num_classes=19)
+    out = tmp_path / "pseudo"
+    argv = ["pseudo-label", "--teacher", str(teacher), "--dataset", str(spec), "--root", str(camvid),
+            "--mapping", "camvid__cityscapes", "--out", str(out), "--workers", "0"]  # fmt: skip
+    assert main(argv) == 0
+    recorded = json.loads((out / SETTINGS).read_text())
+    assert recorded["spec_sha256"] == hashlib.sha256(spec.read_bytes()).hexdigest()
+    assert main(argv) == 0 and "8 skipped" in " ".join(capsys.readouterr().out.split())  # unchanged: resumed
+    config = tmp_path / "configs" / "train.yaml"
+    part = {"dataset": "specs/camvid.yaml", "root": str(camvid), "labels": str(out)}
+    cfg = TrainConfig.model_validate(
+        base_config(camvid, tmp_path / "run", taxonomy="cityscapes", parts=[part])
+    )
+    assert resolve_parts(cfg, str(config))[1][0].name == "camvid-mine/train(pseudo)"
+    spec.write_text(SPEC + "ignore_ids: [10]\n")
+    assert main(argv) == 1
+    assert "made with other settings (spec_sha256)" in capsys.readouterr().err
+    with pytest.raises(SegunifyError, match=r"parts.0.dataset: pseudo-labels pseudo were made through another "
+                                            r"version of the dataset spec"):  # fmt: skip
+        resolve_parts(cfg, str(config))
+    plain = make_pseudo(camvid, tmp_path / "plain")
+    assert "spec_sha256" not in json.loads((plain / SETTINGS).read_text())
+
+
 def test_train_cli_on_a_spec_part(camvid, spec, tmp_path):
     config = write_config(
         tmp_path / "configs" / "train.yaml",

@@ -36,6 +36,7 @@ class RecordedRun(BaseModel):
     root: str | None = None
     split: str
     soft: bool = False
+    spec_sha256: str | None = None  # the dataset was read through a spec file with this hash
 
 
 class PseudoFolder:
@@ -146,8 +147,8 @@ class PseudoFolder:
     ) -> None:
         """The labels were made from ``dataset`` (its root and taxonomy) and, where given, with ``mapping``
         and by the teacher whose weights hash ``teacher_sha256`` (``names``: how the reader calls the two).
-        A mismatch is a :class:`FieldError` of ``root``, ``extra_taxonomy``, ``mapping`` or ``teacher``: the
-        reader names its own key for it."""
+        A mismatch is a :class:`FieldError` of ``root``, ``extra_taxonomy``, ``spec`` (a spec file edited
+        since), ``mapping`` or ``teacher``: the reader names its own key for it."""
         s, name = self.summary, self.path.name
         root = str(Path(dataset.root).resolve())
         if str(Path(s.root).resolve()) != root:
@@ -160,6 +161,13 @@ class PseudoFolder:
                 "extra_taxonomy",
                 f"pseudo-labels {name} were made for taxonomy {s.extra_taxonomy!r}, but dataset "
                 f"{dataset.name!r} is in {dataset.taxonomy.name!r}",
+            )
+        made, now = self.recorded_run().spec_sha256, getattr(dataset, "spec_sha256", None)
+        if made is not None and made != now:
+            raise FieldError(
+                "spec",
+                f"pseudo-labels {name} were made through another version of the dataset spec (sha256 "
+                f"{made[:12]}...), not the spec read (sha256 {str(now)[:12]}...): label again",
             )
         if mapping is not None and s.mapping.sha256 != mapping_sha256(mapping):
             raise FieldError(

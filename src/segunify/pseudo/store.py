@@ -61,7 +61,10 @@ def mapping_sha256(mapping: Mapping) -> str:
 def fingerprint(
     dataset: DatasetAdapter, split: str, teacher: TeacherInfo, mapping: Mapping, settings: PseudoSettings
 ) -> dict:
-    """What determines the bytes of a folder; a restart must match it exactly."""
+    """What determines the bytes of a folder; a restart must match it exactly. A dataset read through a
+    spec file adds the file's sha256 (an edited spec, e.g. other ignore ids, labels other pixels); a
+    dataset by name adds nothing, so its folders keep their fingerprint."""
+    spec = getattr(dataset, "spec_sha256", None)
     return {
         "format": FORMAT,
         "dataset": dataset.name,
@@ -69,6 +72,7 @@ def fingerprint(
         "split": split,
         "teacher_sha256": teacher.sha256,
         "mapping_sha256": mapping_sha256(mapping),
+        **({"spec_sha256": spec} if spec is not None else {}),
         **settings.fingerprint(),
     }
 

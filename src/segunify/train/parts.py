@@ -285,7 +285,8 @@ def _check_origin(
     try:
         folder.check_origin(adapter, mapping, want, names=(repr(text), from_key))
     except FieldError as exc:
-        field, advice = {"mapping": f"{key}.mapping", "teacher": from_key}.get(exc.field, f"{key}.labels"), ""
+        keys = {"mapping": f"{key}.mapping", "teacher": from_key, "spec": f"{key}.dataset"}
+        field, advice = keys.get(exc.field, f"{key}.labels"), ""
         if exc.field == "mapping" and named is None:
             field, advice = f"{key}.labels", f" (the shipped default); name theirs in {key}.mapping"
         if exc.field == "teacher" and cfg.teacher is None:
