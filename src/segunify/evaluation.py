@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, model_serializer
 
 from segunify.datasets.base import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes
-from segunify.jsonio import read_json_object
+from segunify.jsonio import read_json_object, validate_object
 from segunify.labels import read_label_raw
 from segunify.mapping import Mapping
 from segunify.metrics import (
@@ -116,12 +116,7 @@ class EvalResult(_Frozen):
     @classmethod
     def from_json(cls, data: dict, where: str | Path | None = None) -> EvalResult:
         """A result from its JSON object, or one line naming the first bad field."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            raise SegunifyError(f"corrupt evaluation result: {field}: {err['msg']}", where) from None
+        return validate_object(cls, data, "evaluation result", where)
 
     @classmethod
     def read(cls, path: str | Path) -> EvalResult:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from segunify.errors import SegunifyError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 
 def read_text(path: str | Path, what: str) -> str:
@@ -37,6 +42,19 @@ def read_json_object(path: str | Path, what: str = "JSON file") -> dict:
     if not isinstance(data, dict):
         raise SegunifyError(f"corrupt {what}: not a JSON object", path)
     return data
+
+
+def validate_object(model: type[M], data: dict, what: str, path: str | Path | None = None) -> M:
+    """``data`` (read from the file ``path``) as the pydantic ``model``, or one line naming the file and
+    the first bad field (``corrupt <what>: <field>: <problem>``)."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise SegunifyError(f"corrupt {what}: {field}: {err['msg']}", path) from None
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -55,105 +55,102 @@ def check(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(pseudo_app, name="pseudo")
+    app.command("pseudo-label")(pseudo_label)
 
-    @app.command("pseudo-label")
-    def pseudo_label(
-        teacher: str = typer.Option(
-            ..., "--teacher", help="Teacher checkpoint folder (model.safetensors + meta.json)."
-        ),
-        dataset: str = typer.Option(
-            ..., "--dataset", help="Dataset name (segunify datasets list) or a dataset spec .yaml."
-        ),
-        root: str = typer.Option(..., "--root", help="Dataset root folder."),
-        dataset_opt: list[str] = typer.Option(
-            None, "--dataset-opt", help="Dataset option key=value (e.g. label_crop=4,18); repeatable."
-        ),
-        mapping: str = typer.Option(..., "--mapping", help="Mapping CSV or shipped name extra__source."),
-        out: str = typer.Option(..., "--out", help="Output folder (resumes when it exists)."),
-        also_without_priors: str | None = typer.Option(
-            None,
-            "--also-without-priors",
-            help="Second output folder for the plain teacher argmax, from the same forward pass.",
-        ),
-        split: str = typer.Option("train", "--split", help="Dataset split."),
-        no_priors: bool = typer.Option(False, "--no-priors", help="Plain teacher argmax (ablation)."),
-        fill_void: bool = typer.Option(False, "--fill-void", help="Void GT gets the unconstrained argmax."),
-        min_confidence: float | None = typer.Option(
-            None, "--min-confidence", help="Ignore pixels whose renormalised probability is below P."
-        ),
-        min_allowed_mass: float | None = typer.Option(
-            None,
-            "--min-allowed-mass",
-            help="Ignore pixels whose GT class's allowed set gets probability < M.",
-        ),
-        save_confidence: bool = typer.Option(False, "--save-confidence", help="Also write confidence PNGs."),
-        soft: bool = typer.Option(
-            False, "--soft", help="Also write soft/<id>.png: top-2 allowed classes + uint8 probability."
-        ),
-        batch_size: int = typer.Option(4, "--batch-size", help="Images per teacher batch."),
-        size: str | None = typer.Option(
-            None, "--size", help="Teacher input H,W (default: the checkpoint's)."
-        ),
-        flip: bool = typer.Option(False, "--flip", help="Horizontal-flip test-time augmentation."),
-        scales: str = typer.Option("1", "--scales", help="Multi-scale TTA, e.g. 0.75,1,1.25."),
-        amp: bool = typer.Option(False, "--amp", help="Mixed precision on a GPU."),
-        backend: str = typer.Option(
-            None,
-            "--backend",
-            help=f"Teacher runtime: torch or onnx (onnxruntime, CPU only; exported once per size into "
-            f"<out>/{ONNX_CACHE}); {DEFAULT_HELP}.",
-        ),
-        workers: int = typer.Option(2, "--workers", help="DataLoader decoding workers per process."),
-        writers: int = typer.Option(2, "--writers", help="PNG writer threads per process."),
-        limit: int | None = typer.Option(
-            None, "--limit", min=1, help="Only the first N samples of the split."
-        ),
-        max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
-        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per process."),
-        device: str | None = typer.Option(
-            None, "--device", help="cpu or cuda (default: the launcher's / cuda if available)."
-        ),
-    ) -> int:
-        """Pseudo-label a dataset split with a teacher constrained by ground-truth priors."""
-        from segunify.cli._util import (
-            accelerate_cpu_processes,
-            flag_errors,
-            parse_options,
-            parse_scales,
-            parse_size,
-            relaunch,
-            set_max_pixels,
+
+def pseudo_label(
+    teacher: str = typer.Option(
+        ..., "--teacher", help="Teacher checkpoint folder (model.safetensors + meta.json)."
+    ),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="Dataset name (segunify datasets list) or a dataset spec .yaml."
+    ),
+    root: str = typer.Option(..., "--root", help="Dataset root folder."),
+    dataset_opt: list[str] = typer.Option(
+        None, "--dataset-opt", help="Dataset option key=value (e.g. label_crop=4,18); repeatable."
+    ),
+    mapping: str = typer.Option(..., "--mapping", help="Mapping CSV or shipped name extra__source."),
+    out: str = typer.Option(..., "--out", help="Output folder (resumes when it exists)."),
+    also_without_priors: str | None = typer.Option(
+        None,
+        "--also-without-priors",
+        help="Second output folder for the plain teacher argmax, from the same forward pass.",
+    ),
+    split: str = typer.Option("train", "--split", help="Dataset split."),
+    no_priors: bool = typer.Option(False, "--no-priors", help="Plain teacher argmax (ablation)."),
+    fill_void: bool = typer.Option(False, "--fill-void", help="Void GT gets the unconstrained argmax."),
+    min_confidence: float | None = typer.Option(
+        None, "--min-confidence", help="Ignore pixels whose renormalised probability is below P."
+    ),
+    min_allowed_mass: float | None = typer.Option(
+        None,
+        "--min-allowed-mass",
+        help="Ignore pixels whose GT class's allowed set gets probability < M.",
+    ),
+    save_confidence: bool = typer.Option(False, "--save-confidence", help="Also write confidence PNGs."),
+    soft: bool = typer.Option(
+        False, "--soft", help="Also write soft/<id>.png: top-2 allowed classes + uint8 probability."
+    ),
+    batch_size: int = typer.Option(4, "--batch-size", help="Images per teacher batch."),
+    size: str | None = typer.Option(None, "--size", help="Teacher input H,W (default: the checkpoint's)."),
+    flip: bool = typer.Option(False, "--flip", help="Horizontal-flip test-time augmentation."),
+    scales: str = typer.Option("1", "--scales", help="Multi-scale TTA, e.g. 0.75,1,1.25."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision on a GPU."),
+    backend: str = typer.Option(
+        None,
+        "--backend",
+        help=f"Teacher runtime: torch or onnx (onnxruntime, CPU only; exported once per size into "
+        f"<out>/{ONNX_CACHE}); {DEFAULT_HELP}.",
+    ),
+    workers: int = typer.Option(2, "--workers", help="DataLoader decoding workers per process."),
+    writers: int = typer.Option(2, "--writers", help="PNG writer threads per process."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples of the split."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per process."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu or cuda (default: the launcher's / cuda if available)."
+    ),
+) -> int:
+    """Pseudo-label a dataset split with a teacher constrained by ground-truth priors."""
+    from segunify.cli._util import (
+        accelerate_cpu_processes,
+        flag_errors,
+        parse_options,
+        parse_scales,
+        parse_size,
+        relaunch,
+        set_max_pixels,
+    )
+    from segunify.pseudo.settings import PseudoSettings
+
+    _check_flags(device, also_without_priors, no_priors)
+    options = parse_options(dataset_opt, "--dataset-opt")
+    set_max_pixels(max_pixels)
+    with flag_errors():
+        settings = PseudoSettings(
+            priors=not no_priors,
+            fill_void=fill_void,
+            min_confidence=min_confidence,
+            min_allowed_mass=min_allowed_mass,
+            save_confidence=save_confidence,
+            soft=soft,
+            size=parse_size(size),
+            flip=flip,
+            scales=parse_scales(scales),
+            amp=amp,
+            backend=backend,
+            batch_size=batch_size,
+            workers=workers,
+            writers=writers,
+            limit=limit,
         )
-        from segunify.pseudo.settings import PseudoSettings
-
-        _check_flags(device, also_without_priors, no_priors)
-        options = parse_options(dataset_opt, "--dataset-opt")
-        set_max_pixels(max_pixels)
-        with flag_errors():
-            settings = PseudoSettings(
-                priors=not no_priors,
-                fill_void=fill_void,
-                min_confidence=min_confidence,
-                min_allowed_mass=min_allowed_mass,
-                save_confidence=save_confidence,
-                soft=soft,
-                size=parse_size(size),
-                flip=flip,
-                scales=parse_scales(scales),
-                amp=amp,
-                backend=backend,
-                batch_size=batch_size,
-                workers=workers,
-                writers=writers,
-                limit=limit,
-            )
-        n = accelerate_cpu_processes()
-        if n > 1:
-            return relaunch(n)
-        data = (dataset, root, options, split)
-        with flag_errors():  # the backend is checked against the device there
-            _execute(teacher, data, mapping, out, settings, also_without_priors, threads, device)
-        return 0
+    n = accelerate_cpu_processes()
+    if n > 1:
+        return relaunch(n)
+    data = (dataset, root, options, split)
+    with flag_errors():  # the backend is checked against the device there
+        _execute(teacher, data, mapping, out, settings, also_without_priors, threads, device)
+    return 0
 
 
 def _check_flags(device: str | None, also_without_priors: str | None, no_priors: bool) -> None:

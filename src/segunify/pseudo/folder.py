@@ -13,12 +13,12 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import FieldError, SegunifyError
 from segunify.io import sha256_file
-from segunify.jsonio import read_json_object
+from segunify.jsonio import read_json_object, validate_object
 from segunify.labels import read_label_raw
 from segunify.mapping import Mapping
 from segunify.pseudo.stats import PseudoSummary
@@ -78,11 +78,7 @@ class PseudoFolder:
         path = self.path / SETTINGS
         if not path.is_file():
             raise SegunifyError(f"not a segunify pseudo-label folder ({SETTINGS} missing)", self.path)
-        try:
-            return RecordedRun.model_validate(read_json_object(path, "settings file"))
-        except ValidationError as exc:
-            field = ".".join(str(p) for p in exc.errors()[0]["loc"])
-            raise SegunifyError(f"corrupt settings file: {field}: {exc.errors()[0]['msg']}", path) from None
+        return validate_object(RecordedRun, read_json_object(path, "settings file"), "settings file", path)
 
     # ---------------------------------------------------------------------------------------- labels
     def label_path(self, sample: Sample, soft: bool = False) -> Path:

@@ -29,12 +29,11 @@ from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
-from pydantic import ValidationError
 
 from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes, atomic_write_json, encode_png
-from segunify.jsonio import read_json_object
+from segunify.jsonio import read_json_object, validate_object
 from segunify.labels import declared_size
 from segunify.mapping import Mapping
 from segunify.outputs import LOCK as LOCK  # re-exported: the lock file of a pseudo-label folder
@@ -126,12 +125,7 @@ def load_summary(out: str | Path) -> PseudoSummary:
             f"{FORMAT_VERSION}: run pseudo-label again into a new folder",
             path,
         )
-    try:
-        return PseudoSummary.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise SegunifyError(f"corrupt pseudo-label summary: {where}: {err['msg']}", path) from None
+    return validate_object(PseudoSummary, data, "pseudo-label summary", path)
 
 
 def _png_ok(path: Path, height: int, width: int, channels: int = 1) -> bool:
