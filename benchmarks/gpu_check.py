@@ -1,4 +1,4 @@
-"""The GPU path, proven in one run (issue 23): prints ONE JSON line; exit 1 when any section fails.
+"""The GPU path, proven in one run: prints ONE JSON line; exit 1 when any section fails.
 
 Sections (each reports ``ok``, and ``error`` with the first line of what failed; one failing section
 does not stop the others):

@@ -24,9 +24,7 @@ JSON line: per backend the runner's images/s (``summary.json``: processed / run 
 export and parity check included), the process wall time, and the onnx/torch ratio, the share of
 byte-identical label PNGs and the pixel agreement of the labels with the first backend; for onnx also
 the one-time export + parity check (timed again in this process) and the rate without it.
-Measured 2026-12-01 (idle machine, 2 threads, ESPNetv2 s=2.0 at 512x1024, 16 CamVid val frames, two
-runs): torch 1.67 / 1.78 img/s, onnx 1.98 / 1.99 img/s with its 2.7 s export (1.18x / 1.11x), 3.04 /
-2.98 img/s without it (1.82x / 1.67x); 16/16 identical label PNGs, pixel agreement 1.0.
+Recorded figures: docs/benchmarks.md (``python scripts/bench.py run pseudo_label.py ARGS``).
 """
 
 from __future__ import annotations

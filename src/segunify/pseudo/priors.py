@@ -16,8 +16,8 @@ upsampled labels cross object borders (CamVid sky through foliage); forcing such
 confident noise (a building becomes a fence), while a pixel the teacher merely doubts keeps the prior.
 
 Why not the obvious ``masked_fill(~allowed[gt], -inf).argmax(1)``: it materialises a ``[B, C, H, W]``
-mask plus a float copy and reads all ``C`` channels of every pixel, which at 1024x2048 costs more than
-the 5 % of a forward pass we allow. Instead pixels are grouped by GT class (one stable sort) and each
+mask plus a float copy and reads all ``C`` channels of every pixel, which at 1024x2048 costs too large a
+share of a forward pass (``benchmarks/pseudo_label.py`` measures the share). Instead pixels are grouped by GT class (one stable sort) and each
 group reads only its ``|A_k|`` channels through one gather; singleton classes read no scores at all.
 Scores are touched in place only through that gather, so no full copy is made unless they have to be
 resized to the label resolution (one copy) or are not contiguous. Ties go to the lowest class id, as

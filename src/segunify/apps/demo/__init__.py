@@ -58,7 +58,7 @@ def overlay_pictures(cfg: DemoConfig, stages: list[Stage], lay: Layout) -> dict:
 def run_demo(cfg: DemoConfig, config_name: str, base: Path, work: Path, say: Say = print) -> dict:
     """Run every stage not done yet, then write ``<work>/report/``; returns the results dict."""
     from segunify.apps.demo.report import write_report
-    from segunify.apps.demo.results import collect
+    from segunify.apps.demo.results import collect, machine
     from segunify.apps.demo.run import check_inputs, check_taxonomies, claim_work, run_stages
     from segunify.outputs import folder_lock
 
@@ -76,6 +76,7 @@ def run_demo(cfg: DemoConfig, config_name: str, base: Path, work: Path, say: Say
         timings["results and report"] = round(time.perf_counter() - t0, 2)
         results |= {"timings": timings, "wall_seconds": round(time.perf_counter() - start, 2)}
         results["stage_seconds"] = round(sum(timings.values()), 2)  # a rerun skips finished stages
+        results["machine"] = machine()
         page = write_report(results, lay.report, overlays)
     say(f"report: {page}")
     return results

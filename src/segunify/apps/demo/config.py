@@ -95,7 +95,8 @@ class EvalConfig(Subset):
 
 
 class GoalsConfig(_Strict):
-    """Targets in mIoU points (fractions: 0.04 = 4 points); ``None`` = not a goal of this run."""
+    """Targets of the claims a run checks, in mIoU points (fractions: 0.04 = 4 points); ``None`` =
+    not checked in this run."""
 
     sp_minus_t_mean: float | None = 0.04
     sp_minus_t_each: float | None = 0.0
