@@ -166,6 +166,24 @@ def _read_palette_indices(path: Path) -> np.ndarray:
         raise SegunifyError(f"cannot decode palette label: {exc}", path) from None
 
 
+def check_train_ids(label: np.ndarray, taxonomy: Taxonomy, path: str | Path) -> np.ndarray:
+    """``label`` when it holds only the taxonomy's train ids ``0..K-1`` and ``255`` (ignore); else one
+    error naming the ids and the file. Every decoded label passes here once
+    (:meth:`segunify.datasets.DatasetAdapter.read_label`), so no reader downstream checks again."""
+    k = taxonomy.num_classes
+    bad = (label >= k) & (label != IGNORE)
+    if label.dtype != np.uint8:
+        bad |= label < 0
+    if bad.any():
+        ids = np.unique(label[bad])
+        raise SegunifyError(
+            f"label holds id(s) {ids.tolist()[:10]} outside taxonomy {taxonomy.name!r} (classes 0..{k - 1}, "
+            "255 = ignore)",
+            path,
+        )
+    return label
+
+
 class IdCodec:
     """Raw ids (uint8 or uint16) -> train ids through a lookup table."""
 
@@ -240,6 +258,7 @@ __all__ = [
     "IdCodec",
     "colorize",
     "check_pixels",
+    "check_train_ids",
     "declared_size",
     "max_pixels",
     "read_image",

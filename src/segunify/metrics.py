@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from segunify.mapping import is_partition, source_to_extra
 from segunify.taxonomy import IGNORE
 
 _CHUNK = 1 << 18  # pixels per bincount: the uint16 keys (512 KiB) stay in L2 cache
@@ -235,10 +236,11 @@ def cross_taxonomy_scores(cm_rect, allowed: np.ndarray) -> dict:
         "pred_share": predicted_share(cm_rect),
         "pixels": total,
         "void_classes": [int(i) for i in np.flatnonzero(void)],
-        "partition": bool((allowed.sum(axis=0) <= 1).all()),
+        "partition": is_partition(allowed),
     }
     if out["partition"]:
-        to_extra = np.where(allowed.any(axis=0), allowed.argmax(axis=0), k)  # k = claimed by no class
+        fold = source_to_extra(allowed)
+        to_extra = np.where(fold < 0, k, fold)  # k = claimed by no class
         onehot = np.zeros((c, k + 1), dtype=np.int64)
         onehot[np.arange(c), to_extra] = 1
         cm_k = cm_rect @ onehot  # [K, K+1]; the last column = predictions claimed by no extra class

@@ -26,7 +26,7 @@ from segunify.evaluation import (
     summary_line,
     write_result,
 )
-from segunify.mapping import load_mapping
+from segunify.mapping import resolve_mapping
 from segunify.models.onnx import DEFAULT_HELP
 
 
@@ -50,6 +50,15 @@ def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxo
     opts = {k: v for k, v in opts.items() if v is not None}
     predictor = Predictor.from_checkpoint(path, device=device, backend=backend, **opts)
     return ModelPredictions.from_predictor(predictor, name=f"model {path}")
+
+
+def _model_taxonomy(ckpt: str | None) -> str | None:
+    """The taxonomy a checkpoint names (what a mapping file not named ``<extra>__<source>`` leads to)."""
+    if ckpt is None:
+        return None
+    from segunify.models.checkpoint import read_meta
+
+    return read_meta(Path(ckpt)).get("taxonomy")
 
 
 def _vis_writer(out: Path, ds, mapping, samples, count: int):
@@ -209,8 +218,9 @@ def evaluate(
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     samples = ds.samples(split)[:limit] if limit else ds.samples(split)
     _check_outputs(json_out, vis, overwrite, ds, samples, pred_dir or model, mapping)  # before scoring
-    mp = load_mapping(mapping) if mapping else None
-    if mp is not None:
+    mp = None
+    if mapping:
+        mp = resolve_mapping(mapping, ds.taxonomy, _model_taxonomy(model))
         mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {dataset!r}")
     if pred_dir is not None:
         source = PredDir(pred_dir)

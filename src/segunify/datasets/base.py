@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from segunify.errors import SegunifyError
-from segunify.labels import ColorCodec, IdCodec, read_image, read_label_raw
+from segunify.labels import ColorCodec, IdCodec, check_train_ids, read_image, read_label_raw
 from segunify.taxonomy import Taxonomy, load_taxonomy
 
 
@@ -153,10 +153,19 @@ class DatasetAdapter:
         """Raw label array -> uint8 train ids (255 = ignore). Adapters with special encodings override."""
         return self.codec.decode(raw, path)
 
-    def read_label(self, sample: Sample) -> np.ndarray:
+    def load_label(self, sample: Sample) -> np.ndarray:
+        """Decode the sample's label file; adapters that store labels otherwise override this (not
+        :meth:`read_label`)."""
         if sample.label is None:
             raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         return self.decode_label(read_label_raw(sample.label), sample.label)
+
+    def read_label(self, sample: Sample) -> np.ndarray:
+        """The sample's label in train ids of the taxonomy. Every label is decoded through here, so its
+        ids are checked here, once (:func:`~segunify.labels.check_train_ids`): the priors, statistics,
+        training and scoring downstream rely on it."""
+        label = self.load_label(sample)
+        return check_train_ids(label, self.taxonomy, sample.label or sample.image)
 
     def sample(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         """Image and label of a sample; a clear error when their sizes differ (never a silent resize)."""

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset, Sampler, default_collate
 from segunify.datasets import DatasetAdapter, Sample, create_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
-from segunify.mapping import Mapping, identity_mapping, is_mapping_path, load_mapping
+from segunify.mapping import Mapping, available_mappings, is_mapping_path, resolve_mapping
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 from segunify.train.config import (
     AugmentationConfig,
@@ -173,40 +173,25 @@ def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:
     return SegunifyError(f"{key}: {exc}", config_path)
 
 
-def one_to_one_lut(mapping: Mapping, where: str = "") -> np.ndarray:
-    """``[256]`` uint8 LUT GT class -> target class; an error when a non-void GT class allows several
-    target classes (its pixels have no single training label)."""
-    bad = [
-        f"{mapping.extra.classes[k]!r} ({';'.join(mapping.source.classes[c] for c in cs)})"
-        for k, cs in enumerate(mapping.allowed_sets)
-        if len(cs) > 1
-    ]
-    if bad:
-        raise SegunifyError(
-            f"mapping {mapping.path or where} is not one-to-one for {', '.join(bad)}; ground truth of "
-            f"{mapping.extra.name!r} cannot train {mapping.source.name!r} classes directly (use pseudo-labels)"
-        )
-    return mapping.first_allowed_lut()
-
-
-def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, config_path: str) -> Mapping:
-    """The mapping GT taxonomy -> target: given (shipped ``extra__source`` name or CSV path), identity
-    when the taxonomies are equal, otherwise an error asking for one."""
-    if text is None:
-        if gt.name == target.name:
-            return identity_mapping(target)
-        raise SegunifyError(
-            f"{key}: ground truth is in taxonomy {gt.name!r}, the target is {target.name!r}; give a mapping "
-            f"(e.g. {gt.name}__{target.name})",
-            config_path,
-        )
-    source = text
-    if is_mapping_path(text) or text.startswith(("data:", "weights:")):
-        source = str(resolve_config_path(text, config_path, key))
+def part_mapping(
+    text: str | None, adapter: DatasetAdapter, target: Taxonomy, key: str, config_path: str
+) -> Mapping:
+    """The mapping of a part's ground truth to the target taxonomy by the one rule
+    (:func:`segunify.mapping.resolve_mapping`; a file is taken relative to the config), checked against
+    the dataset's taxonomy and the target; errors name ``key``."""
+    if text is not None and (is_mapping_path(text) or text.startswith(("data:", "weights:"))):
+        text = str(resolve_config_path(text, config_path, key))
     try:
-        return load_mapping(source, extra=gt, source=target)
+        mapping = resolve_mapping(text, adapter.taxonomy, target)
+        mapping.check_compatible(
+            adapter.taxonomy,
+            target.classes,
+            f"dataset {adapter.name!r}",
+            f"the target taxonomy {target.name!r}",
+        )
     except SegunifyError as exc:
         raise _keyed(exc, key, config_path) from None
+    return mapping
 
 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
@@ -255,9 +240,9 @@ def _resolve_labels(
             raise SegunifyError(
                 f"{key}: sample {missing.id!r} has no ground-truth label ({missing.image})", config_path
             )
-        mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+        mapping = part_mapping(cfg.mapping, adapter, target, f"{key}.mapping", config_path)
         try:
-            lut = one_to_one_lut(mapping)
+            lut = mapping.one_to_one_lut()
         except SegunifyError as exc:
             raise _keyed(exc, f"{key}.mapping", config_path) from None
         source = adapter.taxonomy.name == target.name and cfg.mapping is None
@@ -345,23 +330,20 @@ def check_pseudo_origin(
             f"{cfg.dataset!r} is in {gt.name!r}",
             config_path,
         )
-    _check_pseudo_mapping(summary, cfg, gt, target, key, config_path)
+    _check_pseudo_mapping(summary, cfg, adapter, target, key, config_path)
     _check_pseudo_teacher(summary, cfg, key, config_path, teacher)
 
 
 def _check_pseudo_mapping(
-    summary: dict, cfg: PartConfig, gt: Taxonomy, target: Taxonomy, key: str, config_path: str
+    summary: dict, cfg: PartConfig, adapter: DatasetAdapter, target: Taxonomy, key: str, config_path: str
 ) -> None:
-    from segunify.mapping import available_mappings
-    from segunify.pseudo.store import mapping_sha256
-
-    named = cfg.mapping
+    named, gt = cfg.mapping, adapter.taxonomy
     if named is None and (gt.name, target.name) not in available_mappings():
         return  # no mapping is known to compare with
     text = named if named is not None else f"{gt.name}__{target.name}"
-    mapping = resolve_mapping(text, gt, target, f"{key}.mapping", config_path)
+    mapping = part_mapping(text, adapter, target, f"{key}.mapping", config_path)
     made_with = summary.get("mapping") or {}
-    if made_with.get("sha256") != mapping_sha256(mapping):
+    if made_with.get("sha256") != mapping.sha256:
         field, advice = f"{key}.mapping", ""
         if named is None:
             field, advice = f"{key}.labels", f" (the shipped default); name theirs in {key}.mapping"
@@ -476,7 +458,7 @@ def resolve_eval_part(cfg: EvalPartConfig, target: Taxonomy, key: str, config_pa
     samples = [s for s in samples if s.label is not None][: cfg.max_samples]
     if not samples:
         raise SegunifyError(f"{key}: no labelled samples in split {cfg.split!r}", config_path)
-    mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+    mapping = part_mapping(cfg.mapping, adapter, target, f"{key}.mapping", config_path)
     same = adapter.taxonomy.name == target.name and cfg.mapping is None
     return EvalPart(f"{cfg.dataset}/{cfg.split}", adapter, samples, mapping, same)
 

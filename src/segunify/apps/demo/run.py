@@ -98,7 +98,7 @@ def replace_stale(record: Path, text: str, *folders: Path) -> bool:
 def pseudo_label(p: dict, onnx_cache: str | None = None) -> None:
     """One teacher pass writes both label sets: P (with the priors) and R (without)."""
     from segunify.datasets import create_dataset
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
     from segunify.pseudo import PseudoSettings, run_pseudo_label
     from segunify.pseudo.runner import teacher_from_checkpoint
 
@@ -110,7 +110,7 @@ def pseudo_label(p: dict, onnx_cache: str | None = None) -> None:
     settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1, **options)
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
     teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings, onnx_cache=onnx_cache)
-    mapping = load_mapping(p["mapping"])
+    mapping = resolve_mapping(p["mapping"], dataset.taxonomy, info.taxonomy)
     run_pseudo_label(
         teacher,
         info,
@@ -146,11 +146,11 @@ def evaluate(p: dict, onnx_cache: str | None = None) -> None:
     """Score a checkpoint on a split in the dataset's taxonomy; keep the overlay frames' predictions."""
     from segunify.datasets import create_dataset
     from segunify.evaluation import ModelPredictions, evaluate_dataset, write_result
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
     from segunify.models.inference import Predictor
 
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
-    mapping = load_mapping(p["mapping"]) if p["mapping"] else None
+    mapping = resolve_mapping(p["mapping"], dataset.taxonomy) if p["mapping"] else None
     opts = {"backend": p.get("backend"), "onnx_cache": onnx_cache}
     predictor = Predictor.from_checkpoint(p["checkpoint"], size=tuple(p["size"]), **opts)
     picks = {s.id for s in evenly(dataset.samples(p["split"]), p["overlays"])}
@@ -211,7 +211,7 @@ def check_taxonomies(cfg: DemoConfig) -> None:
     """Before anything runs: every part and evaluation dataset meets the teacher's taxonomy, directly
     (the same taxonomy) or through a mapping from the dataset's taxonomy to the teacher's."""
     from segunify.datasets import get_dataset_class
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
 
     teacher = cfg.teacher.taxonomy
     specs = [(f"parts.{p.name}", p) for p in cfg.parts] + [(f"eval.{n}", e) for n, e in cfg.eval.items()]
@@ -224,7 +224,7 @@ def check_taxonomies(cfg: DemoConfig) -> None:
                     f"give a mapping (e.g. {own}__{teacher})"
                 )
             continue
-        mapping = load_mapping(spec.mapping)
+        mapping = resolve_mapping(spec.mapping, own, teacher)
         if (mapping.extra.name, mapping.source.name) != (own, teacher):
             raise SegunifyError(
                 f"{key}: mapping {spec.mapping} maps {mapping.extra.name!r} to {mapping.source.name!r}, "
