@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from segunify.models import create_model
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
 from segunify.train.config import DistillConfig
 from segunify.train.engine import normaliser, train_step, use_channels_last
 from segunify.train.finetune import param_groups, set_train_mode
 from segunify.train.objective import Distiller, Objective
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 OPTIONS = ("baseline", "contiguous", "freeze_bn", "soft", "distill")
 
 

@@ -32,8 +32,9 @@ class ModelConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = None
     reinit_head: bool = False  # weights for another class count: a new classifier only when this is true
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # input normalisation (0-1 units, RGB); None: the start checkpoint's (model.weights), else the family's
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     freeze_bn: bool = False  # BatchNorm in eval mode while training: running statistics kept, affine trained
 
 

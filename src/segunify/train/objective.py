@@ -134,5 +134,5 @@ def _distiller(cfg: DistillConfig, target: Taxonomy, device: torch.device, confi
         teacher, meta = load_checkpoint(path, taxonomy=target)
     except SegunifyError as exc:
         raise SegunifyError(f"loss.distill.teacher: {exc}", config_path) from None
-    mean, std = meta.get("mean") or (0.485, 0.456, 0.406), meta.get("std") or (0.229, 0.224, 0.225)
+    mean, std = meta["mean"], meta["std"]  # the teacher's own inputs (load_checkpoint validated them)
     return Distiller(cfg, teacher, mean, std, device)
