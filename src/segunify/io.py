@@ -13,7 +13,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from segunify.errors import SegunifyError
@@ -109,6 +108,8 @@ def atomic_write_json(path: str | Path, data, **kwargs) -> None:
 
 def encode_png(array: np.ndarray) -> bytes:
     """PNG bytes of a uint8/uint16 single-channel array or a uint8 RGB array."""
+    import cv2  # here, not at the top: every command imports this module, few write PNGs
+
     if array.ndim == 3:
         array = np.ascontiguousarray(array[:, :, ::-1])
     ok, buf = cv2.imencode(".png", array)

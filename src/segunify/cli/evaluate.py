@@ -17,21 +17,13 @@ from segunify.cli._util import (
     set_max_pixels,
 )
 from segunify.errors import SegunifyError
-from segunify.evaluation import (
-    ModelPredictions,
-    PredDir,
-    evaluate_dataset,
-    result_table,
-    source_share_table,
-    summary_line,
-    write_result,
-)
 from segunify.mapping import resolve_mapping
-from segunify.models.onnx import DEFAULT_HELP
+from segunify.models.backends import DEFAULT_HELP
 
 
 def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy, backend=None):
     """A :class:`ModelPredictions` for a checkpoint folder, after checking its taxonomy."""
+    from segunify.evaluation import ModelPredictions
     from segunify.models.checkpoint import META, read_meta
     from segunify.models.inference import Predictor
 
@@ -112,6 +104,8 @@ def _model_options(size, flip, mode, stride, scales, pred_dir, model) -> dict:
 
 def _score(ds, split: str, total: int, source, mp, limit, per_image: bool, on_pair, console) -> dict:
     """Run :func:`evaluate_dataset` under a progress bar (``total`` samples); adds the wall time."""
+    from segunify.evaluation import evaluate_dataset
+
     with progress_bar(console=console, transient=True) as bar:
         task = bar.add_task(f"evaluating {ds.name} {split}", total=total, rate="")
         start = time.perf_counter()
@@ -130,6 +124,8 @@ def _score(ds, split: str, total: int, source, mp, limit, per_image: bool, on_pa
 
 def _show(result: dict, title: str, mp, show_sources: bool, per_image: bool, console) -> None:
     """The table, the summary line, the note and (``--per-image``) the three worst images."""
+    from segunify.evaluation import result_table, source_share_table, summary_line
+
     console.print(result_table(result, title=title))
     if mp is not None and show_sources:
         console.print(source_share_table(result))
@@ -212,6 +208,7 @@ def evaluate(
     """Per-class IoU / accuracy / pixel shares and mIoU of predictions on a dataset split (classes absent
     from both ground truth and prediction are excluded from the means and listed)."""
     from segunify.cli import console
+    from segunify.evaluation import PredDir, write_result
 
     set_max_pixels(max_pixels)
     model_opts = _model_options(size, flip, mode, stride, scales, pred_dir, model)

@@ -16,7 +16,7 @@ from segunify.cli._util import (
     table,
 )
 from segunify.errors import SegunifyError
-from segunify.models.onnx import DEFAULT_HELP
+from segunify.models.backends import DEFAULT_HELP
 
 models_app = typer.Typer(help="The model zoo.", no_args_is_help=True)
 

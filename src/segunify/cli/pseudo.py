@@ -16,8 +16,8 @@ import typer
 
 from segunify.cli._util import MAX_PIXELS_HELP
 from segunify.errors import SegunifyError
-from segunify.models.onnx import CACHE_DIR as ONNX_CACHE
-from segunify.models.onnx import DEFAULT_HELP
+from segunify.models.backends import CACHE_DIR as ONNX_CACHE
+from segunify.models.backends import DEFAULT_HELP
 
 pseudo_app = typer.Typer(help="Pseudo-label folders.", no_args_is_help=True)
 

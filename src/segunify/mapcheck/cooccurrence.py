@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from segunify.errors import SegunifyError
 from segunify.taxonomy import Taxonomy, load_taxonomy
@@ -144,6 +143,8 @@ def teacher_pass(
 ) -> CoOccurrence:
     """Run ``teacher`` (anything with ``probs(uint8 [B, H, W, 3]) -> [B, C, H, W]``, e.g. a
     :class:`~segunify.models.inference.Predictor`) without priors and accumulate its predictions."""
+    import torch  # here: the statistics themselves (suggest --stats, audit, diff) need no torch
+
     c_n = cooccurrence.source.num_classes
     for image, gt in pairs:
         probs = teacher.probs(torch.from_numpy(np.ascontiguousarray(image))[None])
