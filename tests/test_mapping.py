@@ -111,13 +111,8 @@ def test_identity_and_partition():
 
 def test_derived_forms_are_computed_once_and_shared_read_only():
     m = load_mapping("camvid__cityscapes")
-    forms = (m.allowed, m.gt_lookup, m.source_to_extra_lut(), m.first_allowed_lut())
-    assert all(
-        a is b
-        for a, b in zip(
-            forms, (m.allowed, m.gt_lookup, m.source_to_extra_lut(), m.first_allowed_lut()), strict=True
-        )
-    )
+    forms = (m.allowed, m.gt_lookup, m.source_to_extra_lut())
+    assert all(a is b for a, b in zip(forms, (m.allowed, m.gt_lookup, m.source_to_extra_lut()), strict=True))
     for array in forms:
         with pytest.raises(ValueError, match="read-only"):
             array[0] = 1
@@ -138,10 +133,12 @@ def test_sha256_is_that_of_the_csv_pseudo_label_folders_recorded():
     assert identity_mapping(CITY).sha256 != m.sha256
 
 
-def test_one_to_one_lut_is_the_first_allowed_lut_of_a_one_to_one_mapping():
-    m = load_mapping("goose__offroad")
-    assert all(len(cs) <= 1 for cs in m.allowed_sets)
-    assert m.one_to_one_lut() is m.first_allowed_lut()
+def test_one_to_one_lut_relabels_each_class_as_its_one_source_class():
+    m = load_mapping("goose__offroad")  # what the GOOSE adapter reads its labels through (classes=offroad)
+    lut = m.one_to_one_lut()
+    assert lut is m.one_to_one_lut() and not lut.flags.writeable
+    assert [int(v) for v in lut[: m.extra.num_classes]] == [cs[0] if cs else 255 for cs in m.allowed_sets]
+    assert (lut[m.extra.num_classes :] == 255).all()
     with pytest.raises(SegunifyError, match="not one-to-one for 'Building'"):
         load_mapping("camvid__cityscapes").one_to_one_lut()
 

@@ -241,14 +241,6 @@ class ColorCodec:
             )
         return self.values[pos][inverse].reshape(key.shape)
 
-    def encode(self, train_ids: np.ndarray) -> np.ndarray:
-        return self.taxonomy.palette()[train_ids]
-
-
-def colorize(train_ids: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
-    """Train ids -> RGB picture with the taxonomy's palette (ignore is black)."""
-    return taxonomy.palette()[train_ids]
-
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -256,7 +248,6 @@ __all__ = [
     "MAX_PIXELS_ENV",
     "ColorCodec",
     "IdCodec",
-    "colorize",
     "check_pixels",
     "check_train_ids",
     "declared_size",

@@ -116,22 +116,6 @@ class Mapping:
         lut[: len(fold)] = np.where(fold < 0, IGNORE, fold)
         return _frozen(lut)
 
-    def first_allowed_lut(self) -> np.ndarray:
-        """``[256]`` uint8 LUT extra train id -> its lowest allowed source class (void and ignore -> 255).
-
-        Exact for one-to-one rows; for a one-to-many row it is only a representative (pictures of the
-        ground truth in source colours), never a training label (that is :meth:`one_to_one_lut`).
-        """
-        return self._first_allowed_lut
-
-    @cached_property
-    def _first_allowed_lut(self) -> np.ndarray:
-        lut = np.full(256, IGNORE, dtype=np.uint8)
-        for k, cs in enumerate(self.allowed_sets):
-            if cs:
-                lut[k] = cs[0]
-        return _frozen(lut)
-
     def one_to_one_lut(self) -> np.ndarray:
         """``[256]`` uint8 LUT extra class -> its one source class (void and ignore -> 255): ground truth
         relabelled in the source taxonomy. An error when a class allows several source classes (its pixels
@@ -146,7 +130,15 @@ class Mapping:
                 f"mapping {self.path} is not one-to-one for {', '.join(bad)}; ground truth of "
                 f"{self.extra.name!r} cannot train {self.source.name!r} classes directly (use pseudo-labels)"
             )
-        return self._first_allowed_lut
+        return self._one_to_one_lut
+
+    @cached_property
+    def _one_to_one_lut(self) -> np.ndarray:
+        lut = np.full(256, IGNORE, dtype=np.uint8)
+        for k, cs in enumerate(self.allowed_sets):
+            if cs:
+                lut[k] = cs[0]
+        return _frozen(lut)
 
     def check_compatible(self, extra: Taxonomy, source_classes, what: str, source_what: str = "") -> None:
         """One check for every user of a mapping: it must lead from ``extra`` (the ground truth's

@@ -106,7 +106,7 @@ def stats(
     import numpy as np
 
     from segunify.cli import console
-    from segunify.datasets.base import no_samples_message
+    from segunify.datasets.base import evenly, no_samples_message
 
     set_max_pixels(max_pixels)
     dataset = make_dataset(name, root, parse_options(opt))
@@ -114,8 +114,7 @@ def stats(
     if not splits:
         raise SegunifyError(f"dataset {name!r}: {no_samples_message(dataset)}", root)
     samples = [s for s in dataset.samples(splits[0]) if s.label is not None]
-    if limit and len(samples) > limit:
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
+    samples = evenly(samples, limit or None)
     tax = dataset.taxonomy
     counts = np.zeros(256, dtype=np.int64)
     for s in samples:

@@ -55,13 +55,10 @@ def _model_taxonomy(ckpt: str | None) -> str | None:
 
 def _vis_writer(out: Path, ds, mapping, samples, count: int):
     """An ``on_pair`` callback drawing image | GT | prediction | errors for ``count`` evenly spaced samples."""
-    import numpy as np
-
     from segunify import viz
+    from segunify.datasets import evenly
 
-    picks = {
-        samples[i].id for i in np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)
-    }
+    picks = {s.id for s in evenly(samples, count)}
     pred_tax = mapping.source if mapping is not None else ds.taxonomy
     allowed = mapping.allowed if mapping is not None else None
 

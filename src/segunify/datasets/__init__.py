@@ -12,6 +12,7 @@ from segunify.datasets.base import (
     available_datasets,
     check_dataset,
     create_dataset,
+    evenly,
     get_dataset_class,
     register_dataset,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "available_datasets",
     "check_dataset",
     "create_dataset",
+    "evenly",
     "get_dataset_class",
     "register_dataset",
 ]

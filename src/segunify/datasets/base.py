@@ -7,7 +7,7 @@ adapter works on arrays and never looks at a publisher's layout again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -39,6 +39,16 @@ class Sample:
             if self.expected_label
             else "label file missing"
         )
+
+
+def evenly(items: Sequence, n: int | None) -> list:
+    """``n`` items spread evenly over ``items`` (item ``i * len // n`` for ``i < n``; none for ``n = 0``); all
+    of them when ``n`` is ``None`` or not smaller. Neighbouring frames of a video are near duplicates, so the
+    first ``n`` would show one scene: the one sampling rule of the demo's subsets and overlay frames,
+    ``mapping suggest|audit --limit``, ``datasets stats --limit`` and ``evaluate --vis-count``."""
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def unsafe_part(text: str) -> str | None:

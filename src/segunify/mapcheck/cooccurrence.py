@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segunify.datasets.base import evenly
 from segunify.errors import SegunifyError
 from segunify.taxonomy import Taxonomy, load_taxonomy
 
@@ -107,17 +108,6 @@ def _row_normalise(mat: np.ndarray) -> np.ndarray:
     return np.divide(mat, total, out=np.zeros(mat.shape, dtype=np.float64), where=total > 0)
 
 
-def spread_subsample(items: list, limit: int | None) -> list:
-    """``limit`` items spread evenly over ``items`` (frames of a video are correlated, so the first N
-    would describe one scene); all of them when ``limit`` is None or not smaller."""
-    if limit is not None and limit < 1:
-        raise SegunifyError(f"--limit must be >= 1, got {limit}")
-    if limit is None or limit >= len(items):
-        return list(items)
-    picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
-    return [items[i] for i in picks]
-
-
 def labelled_samples(dataset, split: str, limit: int | None = None) -> list:
     """The labelled samples of a split, evenly subsampled to ``limit``."""
     labelled = [s for s in dataset.samples(split) if s.label is not None]
@@ -125,7 +115,7 @@ def labelled_samples(dataset, split: str, limit: int | None = None) -> list:
         raise SegunifyError(
             f"split {split!r} of dataset {dataset.name!r} has no labelled samples", dataset.root
         )
-    return spread_subsample(labelled, limit)
+    return evenly(labelled, limit)
 
 
 def labelled_pairs(dataset, samples: Iterable) -> Iterator[tuple[np.ndarray, np.ndarray]]:

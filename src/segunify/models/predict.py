@@ -164,10 +164,4 @@ def _target_mapping(meta: dict, target: Taxonomy | None, mapping: str | None, wh
     return mp
 
 
-def overlay(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
-    """``image`` blended with the colour picture (``alpha`` = colour weight)."""
-    blend = image.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
-    return blend.round().astype(np.uint8)
-
-
-__all__ = ["OutputSpec", "collect_images", "output_spec", "overlay", "prepare_output", "raw_id_lut"]
+__all__ = ["OutputSpec", "collect_images", "output_spec", "prepare_output", "raw_id_lut"]

@@ -318,9 +318,11 @@ def _label_group(run: _Run, group: list[dict], pool: ThreadPoolExecutor) -> list
             if item["index"] in t.finished:
                 continue
             c = None if conf_u8 is None else conf_u8[i]
-            extra = None if soft is None else soft[i]
+            soft_i = None if soft is None else soft[i]
             futures.append(
-                pool.submit(_write_one, t, run.samples[item["index"]], labels_np[i], c, stats[i], item, extra)
+                pool.submit(
+                    _write_one, t, run.samples[item["index"]], labels_np[i], c, stats[i], item, soft_i
+                )
             )
     if run.advance:
         run.advance(sum(1 for it in group if any(it["index"] not in t.finished for t in run.targets)))

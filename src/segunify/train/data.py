@@ -46,10 +46,10 @@ from segunify.train.config import (
 PSEUDO_SUMMARY = "summary.json"
 
 
-# Per-pixel extras a batch can carry besides the label (uint8, augmented with it, 255 where padded):
+# Per-pixel arrays a batch can carry besides the label (uint8, augmented with it, 255 where padded):
 # "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
 # and "distill" (DISTILL_SOURCE on a source part's pixels, where the student is distilled toward the teacher).
-SOFT_EXTRAS = ("class2", "p1")
+SOFT_ARRAYS = ("class2", "p1")
 DISTILL_OTHER, DISTILL_SOURCE = 0, 1
 
 
@@ -65,11 +65,13 @@ class Part:
     pseudo_dir: Path | None = None
     soft: bool = False  # read soft/<rel> (class1, class2, p1) instead of the hard label
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
-    resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
+    resize: tuple[int, int] | None = None  # (H, W) of image, label and pixel arrays before augmentation
     repeats: np.ndarray | None = None  # [N] int: times each sample is in an epoch (repeat-factor sampling)
 
-    def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
+    def read(
+        self, j: int, pixel_arrays: Sequence[str] = ()
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Image, target label and the requested ``pixel_arrays`` (names above), in that order."""
         s = self.samples[j]
         if self.pseudo_dir is None:
             image, label = self.adapter.sample(s)
@@ -80,8 +82,8 @@ class Part:
             soft = self._read_pseudo(s, image.shape[:2])
             label = soft[..., 0] if soft.ndim == 3 else soft
         out = []
-        for name in extras:
-            if name in SOFT_EXTRAS:
+        for name in pixel_arrays:
+            if name in SOFT_ARRAYS:
                 channel = 1 if name == "class2" else 2
                 out.append(
                     soft[..., channel] if soft is not None and soft.ndim == 3 else np.full_like(label, 255)
@@ -89,7 +91,7 @@ class Part:
             elif name == "distill":
                 out.append(np.full_like(label, DISTILL_SOURCE if self.source else DISTILL_OTHER))
             else:
-                raise ValueError(f"unknown extra {name!r}")
+                raise ValueError(f"unknown pixel array {name!r}")
         if self.resize is not None:
             size = (self.resize[1], self.resize[0])
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
@@ -538,9 +540,13 @@ class CompoundDataset(Dataset):
     augmentation. Returns uint8 tensors (normalisation happens on the device, 4x less to copy)."""
 
     def __init__(
-        self, parts: Sequence[Part], augment: A.Compose | None, seed: int = 0, extras: Sequence[str] = ()
+        self,
+        parts: Sequence[Part],
+        augment: A.Compose | None,
+        seed: int = 0,
+        pixel_arrays: Sequence[str] = (),
     ):
-        self.extras = tuple(extras)  # per-pixel arrays every item carries besides the label (see Part.read)
+        self.pixel_arrays = tuple(pixel_arrays)  # what every item carries besides the label (see Part.read)
         self.parts = list(parts)
         self.sizes = [len(p.samples) for p in self.parts]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
@@ -558,20 +564,20 @@ class CompoundDataset(Dataset):
         index, draw = key if isinstance(key, tuple) else (key, key)
         p, j = self.locate(index)
         try:
-            image, label, extras = self.parts[p].read(j, self.extras)
+            image, label, arrays = self.parts[p].read(j, self.pixel_arrays)
         except SegunifyError as exc:
             return LoadError(str(exc))
         if self.augment is not None:
             self.augment.set_random_seed(int(np.random.SeedSequence([self.seed, draw]).generate_state(1)[0]))
-            out = self.augment(image=image, mask=label, **({"masks": extras} if extras else {}))
-            image, label, extras = out["image"], out["mask"], list(out.get("masks", extras))
+            out = self.augment(image=image, mask=label, **({"masks": arrays} if arrays else {}))
+            image, label, arrays = out["image"], out["mask"], list(out.get("masks", arrays))
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "label": torch.from_numpy(np.ascontiguousarray(label)),
             "index": index,
             "draw": draw,
         }
-        for name, array in zip(self.extras, extras, strict=True):
+        for name, array in zip(self.pixel_arrays, arrays, strict=True):
             item[name] = torch.from_numpy(np.ascontiguousarray(array))
         return item
 

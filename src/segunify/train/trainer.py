@@ -267,7 +267,7 @@ class Trainer:
             self.parts,
             build_augmentation(cfg.augmentation, rare),
             seed=cfg.seed,
-            extras=self.objective.extras,
+            pixel_arrays=self.objective.pixel_arrays,
         )
         self.sampler = WeightedDrawSampler(
             self.dataset.sizes,

@@ -20,18 +20,12 @@ import numpy as np
 
 from segunify.apps.demo.config import DemoConfig
 from segunify.apps.demo.plan import Layout, Stage
+from segunify.datasets.base import evenly
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_json, atomic_write_text, write_index_png
 
 Say = Callable[[str], None]
 VIEW_MARK = ".segunify-view.json"
-
-
-def evenly(items: list, n: int | None) -> list:
-    """``n`` items spread evenly over ``items`` (all of them when ``n`` is ``None`` or large)."""
-    if n is None or n >= len(items):
-        return list(items)
-    return [items[i * len(items) // n] for i in range(n)]
 
 
 def choose(samples: list, include: list[str], exclude: list[str], limit: int | None) -> list:
