@@ -44,13 +44,15 @@ def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxo
     return ModelPredictions.from_predictor(predictor, name=f"model {path}")
 
 
-def _model_taxonomy(ckpt: str | None) -> str | None:
-    """The taxonomy a checkpoint names (what a mapping file not named ``<extra>__<source>`` leads to)."""
-    if ckpt is None:
-        return None
+def _mapping(mapping: str, ds, ckpt: str | None):
+    """``--mapping`` by the one rule (:func:`segunify.mapping.resolve_mapping`): a file not named
+    ``<extra>__<source>`` leads from the dataset's taxonomy to the one the checkpoint names."""
     from segunify.models.checkpoint import read_meta
 
-    return read_meta(Path(ckpt)).get("taxonomy")
+    source = read_meta(Path(ckpt)).get("taxonomy") if ckpt is not None else None
+    mp = resolve_mapping(mapping, ds.taxonomy, source)
+    mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {ds.name!r}")
+    return mp
 
 
 def _vis_writer(out: Path, ds, mapping, samples, count: int):
@@ -212,10 +214,7 @@ def evaluate(
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     samples = ds.samples(split)[:limit] if limit else ds.samples(split)
     _check_outputs(json_out, vis, overwrite, ds, samples, pred_dir or model, mapping)  # before scoring
-    mp = None
-    if mapping:
-        mp = resolve_mapping(mapping, ds.taxonomy, _model_taxonomy(model))
-        mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {dataset!r}")
+    mp = _mapping(mapping, ds, model) if mapping else None
     if pred_dir is not None:
         source = PredDir(pred_dir)
     else:
