@@ -34,7 +34,6 @@ from segunify.apps.demo.run import (
     EXECUTORS,
     build_view,
     choose,
-    evenly,
     fingerprint,
     replace_stale,
     run_stages,
@@ -196,7 +195,6 @@ def test_choose_excludes_by_glob_then_thins_evenly():
     assert [s.id for s in choose(samples, [], [], 4)] == ["train/A_0", "train/A_2", "train/A_5", "train/B_1"]
     held_out = choose(samples, ["train/A_*"], ["*_0"], 2)  # the complement, for scoring on held-out data
     assert [s.id for s in held_out] == ["train/A_1", "train/A_3"]
-    assert evenly([1, 2, 3], 10) == [1, 2, 3] and evenly([1, 2, 3], None) == [1, 2, 3]
 
 
 def test_plan_is_pure_and_differs_between_students_only_in_labels(tmp_path):

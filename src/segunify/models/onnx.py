@@ -29,13 +29,10 @@ import torch
 from torch import nn
 
 from segunify.errors import SegunifyError
+from segunify.models.backends import BACKENDS, DEFAULT_CPU_BACKEND
 
-BACKENDS = ("torch", "onnx")
-DEFAULT_CPU_BACKEND = "torch"  # CPU default of pseudo-label, evaluate --model, predict (see the docstring)
-DEFAULT_HELP = f"default {DEFAULT_CPU_BACKEND} on the CPU, torch on a GPU"
 ONNX_TOLERANCE = 1e-3
 OPSET = 17
-CACHE_DIR = ".segunify-onnx"  # under a pseudo-label run's --out
 
 
 def resolve_backend(backend: str | None, device: str | torch.device = "cpu") -> str:
@@ -212,9 +209,6 @@ class OnnxModel(nn.Module):
 
 
 __all__ = [
-    "BACKENDS",
-    "DEFAULT_CPU_BACKEND",
-    "DEFAULT_HELP",
     "ONNX_TOLERANCE",
     "OnnxModel",
     "cached_export",

@@ -34,7 +34,7 @@ from segunify.datasets import DatasetAdapter, Sample, create_dataset
 from segunify.datasets.spec import is_spec_path
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
-from segunify.mapping import Mapping, identity_mapping, is_mapping_path, load_mapping
+from segunify.mapping import Mapping, available_mappings, is_mapping_path, resolve_mapping
 from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
 from segunify.train.config import (
     AugmentationConfig,
@@ -47,10 +47,10 @@ from segunify.train.config import (
 PSEUDO_SUMMARY = "summary.json"
 
 
-# Per-pixel extras a batch can carry besides the label (uint8, augmented with it, 255 where padded):
+# Per-pixel arrays a batch can carry besides the label (uint8, augmented with it, 255 where padded):
 # "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
 # and "distill" (DISTILL_SOURCE on a source part's pixels, where the student is distilled toward the teacher).
-SOFT_EXTRAS = ("class2", "p1")
+SOFT_ARRAYS = ("class2", "p1")
 DISTILL_OTHER, DISTILL_SOURCE = 0, 1
 
 
@@ -66,12 +66,14 @@ class Part:
     pseudo_dir: Path | None = None
     soft: bool = False  # read soft/<rel> (class1, class2, p1) instead of the hard label
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
-    resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
+    resize: tuple[int, int] | None = None  # (H, W) of image, label and pixel arrays before augmentation
     repeats: np.ndarray | None = None  # [N] int: times each sample is in an epoch (repeat-factor sampling)
     mapping: Mapping | None = None  # GT parts: the one-to-one mapping ``lut`` comes from
 
-    def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
+    def read(
+        self, j: int, pixel_arrays: Sequence[str] = ()
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Image, target label and the requested ``pixel_arrays`` (names above), in that order."""
         s = self.samples[j]
         if self.pseudo_dir is None:
             image, label = self.adapter.sample(s)
@@ -82,8 +84,8 @@ class Part:
             soft = self._read_pseudo(s, image.shape[:2])
             label = soft[..., 0] if soft.ndim == 3 else soft
         out = []
-        for name in extras:
-            if name in SOFT_EXTRAS:
+        for name in pixel_arrays:
+            if name in SOFT_ARRAYS:
                 channel = 1 if name == "class2" else 2
                 out.append(
                     soft[..., channel] if soft is not None and soft.ndim == 3 else np.full_like(label, 255)
@@ -91,7 +93,7 @@ class Part:
             elif name == "distill":
                 out.append(np.full_like(label, DISTILL_SOURCE if self.source else DISTILL_OTHER))
             else:
-                raise ValueError(f"unknown extra {name!r}")
+                raise ValueError(f"unknown pixel array {name!r}")
         if self.resize is not None:
             size = (self.resize[1], self.resize[0])
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
@@ -175,40 +177,25 @@ def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:
     return SegunifyError(f"{key}: {exc}", config_path)
 
 
-def one_to_one_lut(mapping: Mapping, where: str = "") -> np.ndarray:
-    """``[256]`` uint8 LUT GT class -> target class; an error when a non-void GT class allows several
-    target classes (its pixels have no single training label)."""
-    bad = [
-        f"{mapping.extra.classes[k]!r} ({';'.join(mapping.source.classes[c] for c in cs)})"
-        for k, cs in enumerate(mapping.allowed_sets)
-        if len(cs) > 1
-    ]
-    if bad:
-        raise SegunifyError(
-            f"mapping {mapping.path or where} is not one-to-one for {', '.join(bad)}; ground truth of "
-            f"{mapping.extra.name!r} cannot train {mapping.source.name!r} classes directly (use pseudo-labels)"
-        )
-    return mapping.first_allowed_lut()
-
-
-def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, config_path: str) -> Mapping:
-    """The mapping GT taxonomy -> target: given (shipped ``extra__source`` name or CSV path), identity
-    when the taxonomies are equal, otherwise an error asking for one."""
-    if text is None:
-        if gt.name == target.name:
-            return identity_mapping(target)
-        raise SegunifyError(
-            f"{key}: ground truth is in taxonomy {gt.name!r}, the target is {target.name!r}; give a mapping "
-            f"(e.g. {gt.name}__{target.name})",
-            config_path,
-        )
-    source = text
-    if is_mapping_path(text) or text.startswith(("data:", "weights:")):
-        source = str(resolve_config_path(text, config_path, key))
+def part_mapping(
+    text: str | None, adapter: DatasetAdapter, target: Taxonomy, key: str, config_path: str
+) -> Mapping:
+    """The mapping of a part's ground truth to the target taxonomy by the one rule
+    (:func:`segunify.mapping.resolve_mapping`; a file is taken relative to the config), checked against
+    the dataset's taxonomy and the target; errors name ``key``."""
+    if text is not None and (is_mapping_path(text) or text.startswith(("data:", "weights:"))):
+        text = str(resolve_config_path(text, config_path, key))
     try:
-        return load_mapping(source, extra=gt, source=target)
+        mapping = resolve_mapping(text, adapter.taxonomy, target)
+        mapping.check_compatible(
+            adapter.taxonomy,
+            target.classes,
+            f"dataset {adapter.name!r}",
+            f"the target taxonomy {target.name!r}",
+        )
     except SegunifyError as exc:
         raise _keyed(exc, key, config_path) from None
+    return mapping
 
 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
@@ -260,9 +247,9 @@ def _resolve_labels(
             raise SegunifyError(
                 f"{key}: sample {missing.id!r} has no ground-truth label ({missing.image})", config_path
             )
-        mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+        mapping = part_mapping(cfg.mapping, adapter, target, f"{key}.mapping", config_path)
         try:
-            lut = one_to_one_lut(mapping)
+            lut = mapping.one_to_one_lut()
         except SegunifyError as exc:
             raise _keyed(exc, f"{key}.mapping", config_path) from None
         source = adapter.taxonomy.name == target.name and cfg.mapping is None
@@ -352,23 +339,20 @@ def check_pseudo_origin(
             f"{cfg.dataset!r} is in {gt.name!r}",
             config_path,
         )
-    _check_pseudo_mapping(summary, cfg, gt, target, key, config_path)
+    _check_pseudo_mapping(summary, cfg, adapter, target, key, config_path)
     _check_pseudo_teacher(summary, cfg, key, config_path, teacher)
 
 
 def _check_pseudo_mapping(
-    summary: dict, cfg: PartConfig, gt: Taxonomy, target: Taxonomy, key: str, config_path: str
+    summary: dict, cfg: PartConfig, adapter: DatasetAdapter, target: Taxonomy, key: str, config_path: str
 ) -> None:
-    from segunify.mapping import available_mappings
-    from segunify.pseudo.store import mapping_sha256
-
-    named = cfg.mapping
+    named, gt = cfg.mapping, adapter.taxonomy
     if named is None and (gt.name, target.name) not in available_mappings():
         return  # no mapping is known to compare with
     text = named if named is not None else f"{gt.name}__{target.name}"
-    mapping = resolve_mapping(text, gt, target, f"{key}.mapping", config_path)
+    mapping = part_mapping(text, adapter, target, f"{key}.mapping", config_path)
     made_with = summary.get("mapping") or {}
-    if made_with.get("sha256") != mapping_sha256(mapping):
+    if made_with.get("sha256") != mapping.sha256:
         field, advice = f"{key}.mapping", ""
         if named is None:
             field, advice = f"{key}.labels", f" (the shipped default); name theirs in {key}.mapping"
@@ -483,7 +467,7 @@ def resolve_eval_part(cfg: EvalPartConfig, target: Taxonomy, key: str, config_pa
     samples = [s for s in samples if s.label is not None][: cfg.max_samples]
     if not samples:
         raise SegunifyError(f"{key}: no labelled samples in split {cfg.split!r}", config_path)
-    mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+    mapping = part_mapping(cfg.mapping, adapter, target, f"{key}.mapping", config_path)
     same = adapter.taxonomy.name == target.name and cfg.mapping is None
     return EvalPart(f"{adapter.name}/{cfg.split}", adapter, samples, mapping, same)
 
@@ -563,9 +547,13 @@ class CompoundDataset(Dataset):
     augmentation. Returns uint8 tensors (normalisation happens on the device: a quarter of float32's bytes to copy)."""
 
     def __init__(
-        self, parts: Sequence[Part], augment: A.Compose | None, seed: int = 0, extras: Sequence[str] = ()
+        self,
+        parts: Sequence[Part],
+        augment: A.Compose | None,
+        seed: int = 0,
+        pixel_arrays: Sequence[str] = (),
     ):
-        self.extras = tuple(extras)  # per-pixel arrays every item carries besides the label (see Part.read)
+        self.pixel_arrays = tuple(pixel_arrays)  # what every item carries besides the label (see Part.read)
         self.parts = list(parts)
         self.sizes = [len(p.samples) for p in self.parts]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
@@ -583,20 +571,20 @@ class CompoundDataset(Dataset):
         index, draw = key if isinstance(key, tuple) else (key, key)
         p, j = self.locate(index)
         try:
-            image, label, extras = self.parts[p].read(j, self.extras)
+            image, label, arrays = self.parts[p].read(j, self.pixel_arrays)
         except SegunifyError as exc:
             return LoadError(str(exc))
         if self.augment is not None:
             self.augment.set_random_seed(int(np.random.SeedSequence([self.seed, draw]).generate_state(1)[0]))
-            out = self.augment(image=image, mask=label, **({"masks": extras} if extras else {}))
-            image, label, extras = out["image"], out["mask"], list(out.get("masks", extras))
+            out = self.augment(image=image, mask=label, **({"masks": arrays} if arrays else {}))
+            image, label, arrays = out["image"], out["mask"], list(out.get("masks", arrays))
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "label": torch.from_numpy(np.ascontiguousarray(label)),
             "index": index,
             "draw": draw,
         }
-        for name, array in zip(self.extras, extras, strict=True):
+        for name, array in zip(self.pixel_arrays, arrays, strict=True):
             item[name] = torch.from_numpy(np.ascontiguousarray(array))
         return item
 

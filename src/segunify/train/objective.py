@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from segunify.errors import SegunifyError
 from segunify.taxonomy import IGNORE, Taxonomy
 from segunify.train.config import DistillConfig, TrainConfig
-from segunify.train.data import DISTILL_SOURCE, SOFT_EXTRAS, Part
+from segunify.train.data import DISTILL_SOURCE, SOFT_ARRAYS, Part
 from segunify.train.engine import compute_loss, normaliser, use_channels_last
 
 
@@ -74,9 +74,9 @@ class Objective:
         self.soft, self.distiller = soft, distiller
 
     @property
-    def extras(self) -> tuple[str, ...]:
-        """The per-pixel arrays the batches must carry (:data:`segunify.train.data.SOFT_EXTRAS`, ``distill``)."""
-        return (SOFT_EXTRAS if self.soft else ()) + (("distill",) if self.distiller else ())
+    def pixel_arrays(self) -> tuple[str, ...]:
+        """The per-pixel arrays the batches must carry (:data:`segunify.train.data.SOFT_ARRAYS`, ``distill``)."""
+        return (SOFT_ARRAYS if self.soft else ()) + (("distill",) if self.distiller else ())
 
     @property
     def plain(self) -> bool:
@@ -87,7 +87,7 @@ class Objective:
         if self.plain or getattr(unwrapped, "has_own_loss", False):
             return compute_loss(model, unwrapped, x, labels)
         logits = model(x)
-        soft = [batch[k].to(x.device) for k in SOFT_EXTRAS] if self.soft else [None, None]
+        soft = [batch[k].to(x.device) for k in SOFT_ARRAYS] if self.soft else [None, None]
         losses = pixel_losses(logits, labels, *soft)
         loss = losses.sum() / max(losses.numel(), 1)
         if self.distiller is not None:
@@ -134,5 +134,5 @@ def _distiller(cfg: DistillConfig, target: Taxonomy, device: torch.device, confi
         teacher, meta = load_checkpoint(path, taxonomy=target)
     except SegunifyError as exc:
         raise SegunifyError(f"loss.distill.teacher: {exc}", config_path) from None
-    mean, std = meta.get("mean") or (0.485, 0.456, 0.406), meta.get("std") or (0.229, 0.224, 0.225)
+    mean, std = meta["mean"], meta["std"]  # the teacher's own inputs (load_checkpoint validated them)
     return Distiller(cfg, teacher, mean, std, device)

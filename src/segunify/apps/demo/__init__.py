@@ -40,7 +40,7 @@ def default_work(cfg: DemoConfig) -> Path:
 def overlay_pictures(cfg: DemoConfig, stages: list[Stage], lay: Layout) -> dict:
     """image | GT | T | S_P for the overlay frames of every evaluation dataset."""
     from segunify.apps.demo.report import overlay_picture, overlay_rows
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
     from segunify.taxonomy import load_taxonomy
 
     source = load_taxonomy(cfg.teacher.taxonomy)
@@ -49,7 +49,7 @@ def overlay_pictures(cfg: DemoConfig, stages: list[Stage], lay: Layout) -> dict:
         stage = next(s for s in stages if s.kind == "evaluate" and s.name == f"evaluate T on {name}")
         rows = overlay_rows(name, stage.params, lay)
         if rows:
-            mapping = load_mapping(spec.mapping) if spec.mapping else None
+            mapping = resolve_mapping(spec.mapping, source=source) if spec.mapping else None
             gt_taxonomy = mapping.extra if mapping else source
             out[name] = overlay_picture(rows, gt_taxonomy, source, mapping.allowed if mapping else None)
     return out

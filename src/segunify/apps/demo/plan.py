@@ -26,7 +26,7 @@ import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from segunify.apps.demo.config import DemoConfig, EvalConfig, PartConfig, Subset, with_spec_paths
+from segunify.apps.demo.config import DemoConfig, DemoEval, DemoPart, Subset, with_spec_paths
 from segunify.config import resolve_path
 from segunify.errors import SegunifyError
 
@@ -142,7 +142,7 @@ def _options(options: dict) -> list[str]:
     return [a for k, v in options.items() for a in ("--dataset-opt", f"{k}={v}")]
 
 
-def view_stage(name: str, spec: PartConfig | EvalConfig, root: Path, lay: Layout) -> Stage | None:
+def view_stage(name: str, spec: DemoPart | DemoEval, root: Path, lay: Layout) -> Stage | None:
     """A folder of links to the chosen samples, or ``None`` when the whole split is used."""
     subset = Subset(include=spec.include, exclude=spec.exclude, limit=spec.limit)
     if not subset.include and not subset.exclude and subset.limit is None:
@@ -178,7 +178,7 @@ def import_stage(cfg: DemoConfig, base: Path, lay: Layout) -> Stage:
     return Stage("import teacher", "import", params, lay.teacher / "meta.json", command)
 
 
-def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
+def pseudo_stage(cfg: DemoConfig, part: DemoPart, lay: Layout) -> Stage:
     root = lay.roots[part.name]
     p, r = lay.pseudo(part.name, "P"), lay.pseudo(part.name, "R")
     params = {"dataset": part.dataset, "root": str(root), "split": part.split, "mapping": part.mapping}
@@ -268,7 +268,7 @@ def interpolate_stage(alpha: float, model: str, lay: Layout) -> Stage:
 
 
 def eval_stage(
-    name: str, spec: EvalConfig, model: str, overlays: int, lay: Layout, backend: str | None = None
+    name: str, spec: DemoEval, model: str, overlays: int, lay: Layout, backend: str | None = None
 ) -> Stage:
     root = lay.roots[f"eval-{name}"]
     out = lay.eval_json(name, model)

@@ -153,9 +153,9 @@ def below_teacher(datasets: dict, margin: float = BELOW_T) -> list[dict]:
 def lacked_classes(mapping_name: str) -> list[str]:
     """Source classes the extra taxonomy cannot tell apart: in an allowed set with other classes, or in
     none. A student trained on such labels only keeps them from the teacher's choices."""
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
 
-    m = load_mapping(mapping_name)
+    m = resolve_mapping(mapping_name)
     alone = {s[0] for s in m.allowed_sets if len(s) == 1}
     return [c for i, c in enumerate(m.source.classes) if i not in alone]
 

@@ -51,13 +51,11 @@ def part_entry(ep: ExportPart, counts: np.ndarray, target: Taxonomy) -> dict:
     }
     summary = ep.summary()
     if summary is None:
-        from segunify.pseudo.store import mapping_sha256
-
         mapping = part.mapping  # set for every ground-truth part; identity_mapping's path is "<identity>"
         name = (
             mapping.path if mapping.path and not mapping.path.startswith("<") else f"identity ({target.name})"
         )
-        entry["mapping"] = {"name": name, "sha256": mapping_sha256(mapping)}
+        entry["mapping"] = {"name": name, "sha256": mapping.sha256}
         entry |= {"teacher": None, "pseudo_labels": None}
     else:
         entry["mapping"] = {"name": summary["mapping"]["path"], "sha256": summary["mapping"]["sha256"]}

@@ -17,7 +17,7 @@ from segunify.datasets.base import unsafe_part
 from segunify.errors import SegunifyError
 from segunify.io import sha256_file
 from segunify.pseudo import load_summary
-from segunify.pseudo.store import SUMMARY, input_signature, mapping_sha256
+from segunify.pseudo.store import SUMMARY, input_signature
 from segunify.taxonomy import Taxonomy
 from segunify.train.config import PartConfig, TrainConfig
 from segunify.train.data import Part, resolve_parts
@@ -87,7 +87,7 @@ class ExportPart:
             "split": self.cfg.split,
             "labels": "gt" if pseudo is None else str(pseudo.resolve()),
             "summary_sha256": None if pseudo is None else sha256_file(pseudo / SUMMARY),
-            "mapping_sha256": None if self.part.mapping is None else mapping_sha256(self.part.mapping),
+            "mapping_sha256": None if self.part.mapping is None else self.part.mapping.sha256,
             "soft": self.part.soft,
             "classes": list(target.classes),
             "inputs_sha256": hashlib.sha256(json.dumps(inputs).encode()).hexdigest(),
