@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 RUN ?= quick
 
-.PHONY: install demo reproduce example-report test test-all lint format bench gpu-check clean
+.PHONY: install demo reproduce example-report publish-results results test test-all lint format bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,14 +30,25 @@ demo: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/segunify demo --full
 
-# Publish the last quick run's report as the example README links to (on purpose, never by make demo).
-example-report:  # RUN=<folder under runs/> publishes another run of the quick config
+# Publish the last quick run's report as the example README links to (on purpose, never by make demo),
+# then regenerate docs/results.md and README's results table from it.
+example-report: $(STAMP)  # RUN=<folder under runs/> publishes another run of the quick config
 	test -f runs/$(RUN)/report/index.html || { echo "run 'make demo' first"; exit 1; }
 	rm -rf docs/example-report
 	cp -r runs/$(RUN)/report docs/example-report
 	# Cityscapes' terms forbid redistributing its images: the committed copy keeps no Cityscapes overlay.
 	rm -f docs/example-report/cityscapes-overlays.png
 	sed -i 's|<img src="cityscapes-overlays.png"[^>]*>|<p class="muted">Cityscapes overlays are in your own run (runs/quick/report/); its terms forbid redistributing the images.</p>|' docs/example-report/index.html
+	$(BIN)/python scripts/results_md.py
+
+# Publish another finished run's figures (make reproduce: RUN=full; camvid, ...) as docs/results/<run>.json,
+# then regenerate docs/results.md.
+publish-results: $(STAMP)
+	$(BIN)/python scripts/results_md.py --publish runs/$(RUN)
+
+# docs/results.md and README's results table from the published results files (scripts/results_md.py).
+results: $(STAMP)
+	$(BIN)/python scripts/results_md.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -53,13 +64,15 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 	$(BIN)/ruff format src tests benchmarks scripts
 
-bench: $(STAMP)  # CPU figures; gpu_check.py has its own target
-	@for b in benchmarks/*.py; do [ $$b = benchmarks/gpu_check.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+# Every CPU benchmark at its defaults; each JSON line is recorded in benchmarks/results.jsonl and
+# docs/benchmarks.md regenerated (scripts/bench.py; one benchmark: python scripts/bench.py run X.py ARGS).
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py run
 
-# The GPU path in one run (<= 8 minutes on one GPU; one JSON line, exit 1 on any failed section).
-# GPU_CHECK_ARGS=--dry runs the same code on the CPU at toy sizes.
+# The GPU path in one run (<= 8 minutes on one GPU; one JSON line, recorded like make bench's; exit 1 on
+# any failed section). GPU_CHECK_ARGS=--dry runs the same code on the CPU at toy sizes (not recorded).
 gpu-check: $(STAMP)
-	$(BIN)/python benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+	$(BIN)/python scripts/bench.py run gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The GPU path, proven in one run (issue 23): prints ONE JSON line; exit 1 when any section fails.
+"""The GPU path, proven in one run: prints ONE JSON line; exit 1 when any section fails.
 
 Sections (each reports ``ok``, and ``error`` with the first line of what failed; one failing section
 does not stop the others):
@@ -327,6 +327,15 @@ def launch_cmd(args: list[str], device: torch.device, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def free_port() -> int:
+    """A port no process listens on now (another launch on this machine may hold a fixed one)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def launch_env() -> dict:
     src = str(Path(__file__).resolve().parents[1] / "src")
     path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
@@ -384,7 +393,7 @@ def multiprocess(ckpt: Path, root: Path, tmp: Path, cfg: dict, device: torch.dev
     problems = []
     for run, kill in (("two", False), ("killed", True)):
         args = pseudo_args(ckpt, root, tmp / run, cfg, device.type, cfg["frames"])
-        cmd = launch_cmd(args, device, 29541 + kill)
+        cmd = launch_cmd(args, device, free_port())
         if kill:
             out["journalled_by_rank1_at_kill"] = kill_rank_midway(
                 cmd, tmp / run / ".parts" / "manifest-00001.jsonl", cfg["timeout"]

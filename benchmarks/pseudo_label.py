@@ -24,9 +24,7 @@ JSON line: per backend the runner's images/s (``summary.json``: processed / run 
 export and parity check included), the process wall time, and the onnx/torch ratio, the share of
 byte-identical label PNGs and the pixel agreement of the labels with the first backend; for onnx also
 the one-time export + parity check (timed again in this process) and the rate without it.
-Measured 2026-12-01 (idle machine, 2 threads, ESPNetv2 s=2.0 at 512x1024, 16 CamVid val frames, two
-runs): torch 1.67 / 1.78 img/s, onnx 1.98 / 1.99 img/s with its 2.7 s export (1.18x / 1.11x), 3.04 /
-2.98 img/s without it (1.82x / 1.67x); 16/16 identical label PNGs, pixel agreement 1.0.
+Recorded figures: docs/benchmarks.md (``python scripts/bench.py run pseudo_label.py ARGS``).
 """
 
 from __future__ import annotations
@@ -192,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from segunify.models import create_model
     from segunify.models.checkpoint import save_checkpoint
     from segunify.paths import data_path, weights_path
-    from segunify.pseudo import PseudoSettings, apply_priors, run_pseudo_label
+    from segunify.pseudo import PseudoSettings, apply_priors, prior_table, run_pseudo_label
     from segunify.pseudo.runner import teacher_from_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -290,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             g = torch.Generator(device=device).manual_seed(0)
             p = torch.rand(1, m.source.num_classes, 1024, 2048, generator=g, device=device)
             p /= p.sum(1, keepdim=True)
-            allowed = torch.as_tensor(m.allowed, device=device)
+            allowed = prior_table(m, device=device)  # made once per run, as the runner does
             t = _median_time(
                 lambda p=p, a=allowed: apply_priors(p, gt, a, scores_are_probs=True), args.repeat
             )

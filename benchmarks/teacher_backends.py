@@ -8,16 +8,7 @@ pass), the share of pixels whose argmax equals eager PyTorch's, and GFLOP/s from
 (``torch.utils.flop_counter``, 2 FLOPs per multiply-add). ``torch.compile`` is skipped when compiling
 takes longer than ``--compile-budget`` seconds. Prints one JSON line.
 
-Measured 2026-12-01 on the 2-core CPU with nothing else running (torch 2.14.1, onnxruntime 1.32.0, 2
-threads, 512x1024, 5.39 GFLOP per forward, 16 frames, 3 interleaved rounds): eager 2.307 img/s (12.4
-GFLOP/s), eager in batches of 4 (segunify's CPU path before) 1.402 (0.61x), channels_last 3.391 (1.47x,
-agreement 1.0), torch.compile 3.801 (1.65x, 5.5 s compile, agreement 1.0), ONNX Runtime 3.586 (1.55x,
-agreement 1.0), ONNX Runtime int8 dynamic 1.114 (0.48x, agreement 0.978). The predictor now runs ESPNetv2
-one image at a time in channels_last on the CPU: 2.42x the old batch-of-4 path.
-Rerun 2026-12-02 with onnxruntime 1.30.0 (the release pyproject.toml now pins), same settings: eager 2.214
-img/s, eager in batches of 4 0.989, channels_last 2.430, torch.compile 2.585 (110 s compile), ONNX Runtime
-2.801 (1.27x eager, 2.83x batches of 4; agreement 1.0), int8 dynamic 0.763 (agreement 0.978): ONNX Runtime
-stays the fastest backend whose labels agree.
+Recorded figures: docs/benchmarks.md (``python scripts/bench.py run teacher_backends.py``).
 """
 
 from __future__ import annotations

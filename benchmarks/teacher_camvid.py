@@ -18,7 +18,7 @@ from segunify.datasets import create_dataset
 from segunify.mapping import load_mapping
 from segunify.metrics import confusion_matrix, scores
 from segunify.models import create_model
-from segunify.models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
 from segunify.models.inference import Predictor
 from segunify.paths import data_path, weights_path
 

@@ -26,6 +26,7 @@ import time
 import torch
 
 from segunify.models import count_parameters, create_model
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
 from segunify.paths import data_path
 from segunify.taxonomy import load_taxonomy
 from segunify.train.config import AugmentationConfig, PartConfig
@@ -33,7 +34,7 @@ from segunify.train.data import CompoundDataset, WeightedDrawSampler, build_augm
 from segunify.train.engine import mixed_precision, normaliser, param_groups, train_step
 from segunify.train.parts import resolve_part
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def sync(device: torch.device) -> None:

@@ -1,7 +1,7 @@
 """Step-time cost of each fine-tuning option of the training engine; prints ONE JSON line.
 
 ESPNetv2 s=2.0 (19 classes) at ``--size`` (default 384x384), batch ``--batch`` (4), one in-memory batch
-(blocky labels with soft extras and distillation codes), :func:`segunify.train.engine.train_step` as the
+(blocky labels with soft-label arrays and distillation codes), :func:`segunify.train.engine.train_step` as the
 trainer calls it. Options measured against the default (fused cross entropy, BN in training mode, the model
 in channels_last on a CPU as the trainer keeps it): ``contiguous`` (the model and batch in the default memory
 format: what channels_last saves), ``freeze_bn``, ``soft`` (two-class soft CE), ``distill`` (an ESPNetv2
@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from segunify.models import create_model
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
 from segunify.train.config import DistillConfig
 from segunify.train.engine import normaliser, train_step, use_channels_last
 from segunify.train.finetune import param_groups, set_train_mode
 from segunify.train.objective import Distiller, Objective
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 OPTIONS = ("baseline", "contiguous", "freeze_bn", "soft", "distill")
 
 

@@ -16,6 +16,7 @@ TOY = {
     "gpu_check.py": [
         "--dry"
     ],  # every section on the CPU at toy sizes, synthetic data: runs without ../shared
+    "cli_startup.py": ["--rounds", "1"],
     "metrics.py": ["--images", "1", "--repeat", "1"],
     "teacher_backends.py": ["--frames", "1", "--repeats", "1", "--size", "64,128", "--skip", "compile"],
     "teacher_camvid.py": ["--limit", "1", "--s", "1.0"],
@@ -72,6 +73,11 @@ def test_benchmark_prints_one_json_object(script, tmp_path):
     lines = proc.stdout.strip().splitlines()
     figures = json.loads(lines[-1])
     assert isinstance(figures, dict) and figures
+    if script == "cli_startup.py":  # the commands that read package data only never import torch
+        assert (
+            not figures["segunify taxonomy list"]["imports_torch"]
+            and not figures["segunify --help"]["imports_torch"]
+        )
     if script == "gpu_check.py":  # one line, every section run and passed
         assert len(lines) == 1 and figures["ok"] and figures["mode"] == "dry", figures
         sections = ("environment", "teacher_pass", "forward", "train", "multiprocess")

@@ -82,3 +82,38 @@ def test_a_root_that_is_a_file_says_not_a_folder(tmp_path, capsys):
     afile.write_text("root:x:0:0\n")
     assert main(["datasets", "check", "camvid", "--root", str(afile)]) == 1
     assert capsys.readouterr().err == f"error: {afile}: dataset root of 'camvid' is not a folder\n"
+
+
+LIGHT_COMMANDS = [
+    ["--help"],
+    ["taxonomy", "list"],
+    ["taxonomy", "show", "camvid"],
+    ["mapping", "list"],
+    ["mapping", "show", "camvid__cityscapes"],
+    ["mapping", "check", "camvid__cityscapes"],
+    ["mapping", "diff", "camvid__cityscapes", "camvid__cityscapes"],
+    ["datasets", "list"],
+]
+PROBE = """
+import json, sys
+from segunify.cli import main
+seen = []
+for args in json.loads(sys.argv[1]):
+    seen.append([args, main(args), "torch" in sys.modules])
+print(json.dumps(seen), file=sys.stderr)
+"""
+
+
+def test_commands_that_read_package_data_never_import_torch():
+    """They answer at once (benchmarks/cli_startup.py times them): no torch on the way, not even for a
+    help string. One fresh interpreter runs them in turn, then ``models list``, which needs the model
+    families: the control that the probe sees torch when it is there."""
+    import json
+
+    commands = [*LIGHT_COMMANDS, ["models", "list"]]
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(commands)], capture_output=True, text=True, timeout=300
+    )
+    seen = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert [(args, code) for args, code, _ in seen] == [(args, 0) for args in commands]
+    assert [args for args, _, torch in seen if torch] == [["models", "list"]]

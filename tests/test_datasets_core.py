@@ -118,3 +118,30 @@ def test_list_and_stats(rugd_root, capsys):
     out = capsys.readouterr().out
     # SOURCE.md: tree 39.63 % and grass 19.28 % of all pixels of the 26 annotations
     assert "39.63" in out and "19.28" in out
+
+
+def test_ground_truth_ids_are_checked_once_where_labels_are_decoded(tmp_path):
+    """An adapter that decodes an id outside its taxonomy (here 40; CamVid has 0..10 and 255) is refused
+    by read_label, naming the file; the pseudo-label run and the co-occurrence pass read through it and
+    no longer check again."""
+    from fixtures import camvid as fx
+    from segunify.datasets.camvid import CamVid
+    from segunify.mapcheck.cooccurrence import labelled_pairs
+
+    class Shifted(CamVid):
+        def decode_label(self, raw, path):
+            label = super().decode_label(raw, path).copy()
+            label[0, 0] = 40
+            return label
+
+    ds = Shifted(fx.make(tmp_path / "camvid"))
+    s = ds.samples("train")[0]
+    for read in (
+        ds.read_label,
+        lambda sample: ds.sample(sample)[1],
+        lambda sample: next(labelled_pairs(ds, [sample])),
+    ):
+        with pytest.raises(SegunifyError, match=r"id\(s\) \[40\] outside taxonomy 'camvid'") as err:
+            read(s)
+        assert err.value.path == str(s.label)
+    assert set(np.unique(CamVid(ds.root).read_label(s)).tolist()) <= set(range(11)) | {255}

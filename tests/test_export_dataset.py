@@ -21,7 +21,6 @@ from segunify.datasets import check_dataset, create_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
 from segunify.mapping import load_mapping
-from segunify.pseudo.store import mapping_sha256
 from segunify.taxonomy import load_taxonomy
 
 CITY = load_taxonomy("cityscapes")
@@ -83,7 +82,7 @@ def test_plain_export_labels_links_splits_and_card(setup, tmp_path):
     assert city["labels"] == "ground truth" and city["teacher"] is None and city["weight"] == 2.0
     assert city["mapping"]["name"] == "identity (cityscapes)"
     assert cam["teacher"]["sha256"] == TEACHER_SHA256 and cam["train_resize"] == [24, 32]
-    assert cam["mapping"]["sha256"] == mapping_sha256(load_mapping("camvid__cityscapes"))
+    assert cam["mapping"]["sha256"] == load_mapping("camvid__cityscapes").sha256
     for entry, labels in zip((city, cam), expected.values(), strict=True):
         counts = sum(np.bincount(a.ravel(), minlength=256) for a in labels.values())
         assert entry["pixels"] == counts.sum()

@@ -14,10 +14,11 @@ from segunify.cli import main
 from segunify.errors import SegunifyError
 from segunify.io import write_png
 from segunify.labels import read_image, read_label_raw
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
 from segunify.models.inference import Predictor
 
 torch.set_num_threads(2)
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 class TinyNet(nn.Module):

@@ -15,7 +15,7 @@ from hypothesis.extra.numpy import arrays
 
 from segunify.errors import SegunifyError
 from segunify.io import write_png
-from segunify.labels import ColorCodec, IdCodec, colorize, read_image, read_label_raw
+from segunify.labels import ColorCodec, IdCodec, read_image, read_label_raw
 from segunify.taxonomy import IGNORE, load_taxonomy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_id_codec_unknown_id_names_file():
 )
 def test_color_round_trip(train_ids):
     codec = ColorCodec(RUGD)
-    assert np.array_equal(codec.decode(codec.encode(train_ids)), train_ids)
+    assert np.array_equal(codec.decode(RUGD.palette()[train_ids]), train_ids)  # colours of the palette
 
 
 def test_color_codec_unknown_colours_are_counted():
@@ -73,7 +73,7 @@ def test_png_round_trips(tmp_path):
     write_png(tmp_path / "ids16.png", ids16)
     back = read_label_raw(tmp_path / "ids16.png")
     assert back.dtype == np.uint16 and np.array_equal(back, ids16)
-    rgb = colorize(ids, CITY)
+    rgb = CITY.palette()[ids]
     write_png(tmp_path / "rgb.png", rgb)
     assert np.array_equal(read_image(tmp_path / "rgb.png"), rgb)
     assert np.array_equal(read_label_raw(tmp_path / "rgb.png"), rgb)

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segunify.cli import main
+from segunify.datasets import evenly
 from segunify.errors import FieldError, SegunifyError
 from segunify.mapcheck import (
     CoOccurrence,
@@ -22,7 +23,6 @@ from segunify.mapcheck import (
     draft_csv,
     heatmap_png,
     jaccard,
-    spread_subsample,
     suggest_sets,
     teacher_pass,
 )
@@ -116,11 +116,10 @@ def test_cooccurrence_counts_by_hand():
     assert np.array_equal(again.counts, co.counts) and np.array_equal(again.confident, co.confident)
 
 
-def test_spread_subsample_covers_the_split():
-    assert spread_subsample(list(range(10)), 3) == [0, 4, 9]  # not the first three frames of one scene
-    assert spread_subsample(list(range(3)), 5) == [0, 1, 2]
-    with pytest.raises(FieldError, match="^limit: must be >= 1, got 0$"):
-        spread_subsample([1], 0)
+def test_evenly_covers_the_split():
+    assert evenly(list(range(10)), 3) == [0, 3, 6]  # not the first three frames of one scene
+    assert evenly(list(range(3)), 5) == [0, 1, 2]
+    assert evenly([1], 0) == [] and evenly([1, 2], None) == [1, 2]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -251,7 +250,7 @@ def test_cli_suggest_then_audit_a_corrupted_mapping(teacher_ckpt, camvid_root, t
     monkeypatch.setenv("SEGUNIFY_NO_PROGRESS", "1")
     torch.set_num_threads(1)
     base = ["--teacher", str(teacher_ckpt), "--dataset", "camvid", "--root", str(camvid_root)]
-    opts = ["--limit", "4", "--size", "360,480"]
+    opts = ["--limit", "5", "--size", "360,480"]  # 5 frames evenly spread: pedestrians in enough of them
     draft, png, stats = tmp_path / "draft.csv", tmp_path / "heat.png", tmp_path / "stats.json"
     assert (
         main(
@@ -260,7 +259,7 @@ def test_cli_suggest_then_audit_a_corrupted_mapping(teacher_ckpt, camvid_root, t
         == 0
     )
     assert draft.read_text().startswith("# DRAFT by `segunify mapping suggest`")
-    assert png.read_bytes()[:4] == b"\x89PNG" and json.loads(stats.read_text())["images"] == 4
+    assert png.read_bytes()[:4] == b"\x89PNG" and json.loads(stats.read_text())["images"] == 5
     before = draft.read_bytes()
     assert main(["mapping", "suggest", *base, *opts, "--out", str(draft)]) == 1  # never replaced silently
     assert draft.read_bytes() == before

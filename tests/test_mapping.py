@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from segunify.mapping import (
     mapping_dir,
     parse_mapping,
     quote_field,
+    resolve_mapping,
 )
 from segunify.taxonomy import load_taxonomy
 
@@ -33,7 +36,7 @@ def test_camvid_mapping_choices():
     assert m.is_partition
     lut = m.source_to_extra_lut()
     assert lut[CITY.index("truck")] == CAMVID.index("Car") and lut[255] == 255
-    assert m.allowed_with_ignore()[255].sum() == 0
+    assert m.gt_lookup[255].sum() == 0
 
 
 def _write(tmp_path, body, header=True):
@@ -104,6 +107,65 @@ def test_identity_and_partition():
     assert not overlap.is_partition
     with pytest.raises(SegunifyError, match="not a partition"):
         overlap.source_to_extra_lut()
+
+
+def test_derived_forms_are_computed_once_and_shared_read_only():
+    m = load_mapping("camvid__cityscapes")
+    forms = (m.allowed, m.gt_lookup, m.source_to_extra_lut())
+    assert all(a is b for a, b in zip(forms, (m.allowed, m.gt_lookup, m.source_to_extra_lut()), strict=True))
+    for array in forms:
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1
+    # the lookup of the priors op: the matrix, then 256 - K empty rows (ignore included)
+    assert np.array_equal(m.gt_lookup[: m.extra.num_classes], m.allowed) and not m.gt_lookup[11:].any()
+    # the fold of the cross-taxonomy scores: the extra class whose set holds each source class
+    assert np.array_equal(m.source_to_extra_lut()[:19], m.allowed.argmax(0))
+    # the caches are no fields: equality and the hash are those of the parsed content
+    fresh = load_mapping("camvid__cityscapes")
+    assert fresh == m and hash(fresh) == hash(m) and "allowed" not in vars(fresh)
+
+
+def test_sha256_is_that_of_the_csv_pseudo_label_folders_recorded():
+    """Folders written before the hash moved into Mapping hold sha256(to_csv()); a resume or a train
+    config compares against it, so the value must not change."""
+    m = load_mapping("camvid__cityscapes")
+    assert m.sha256 == hashlib.sha256(m.to_csv().encode("utf-8")).hexdigest()
+    assert identity_mapping(CITY).sha256 != m.sha256
+
+
+def test_one_to_one_lut_relabels_each_class_as_its_one_source_class():
+    m = load_mapping("goose__offroad")  # what the GOOSE adapter reads its labels through (classes=offroad)
+    lut = m.one_to_one_lut()
+    assert lut is m.one_to_one_lut() and not lut.flags.writeable
+    assert [int(v) for v in lut[: m.extra.num_classes]] == [cs[0] if cs else 255 for cs in m.allowed_sets]
+    assert (lut[m.extra.num_classes :] == 255).all()
+    with pytest.raises(SegunifyError, match="not one-to-one for 'Building'"):
+        load_mapping("camvid__cityscapes").one_to_one_lut()
+
+
+def test_resolve_mapping_one_rule(tmp_path):
+    kitti = load_taxonomy("kitti")
+    # a name of shipped taxonomies is read in them, whatever the caller's (its own check then says so)
+    m = resolve_mapping("camvid__cityscapes", kitti, CITY)
+    assert (m.extra.name, m.source.name) == ("camvid", "cityscapes")
+    with pytest.raises(SegunifyError, match="is not the taxonomy of the data"):
+        m.check_compatible(kitti, CITY.classes, "the data")
+    # a file not named <extra>__<source> is read in the caller's taxonomies, else refused
+    own = tmp_path / "mine.csv"
+    own.write_text(load_mapping("camvid__cityscapes").to_csv())
+    assert resolve_mapping(own, CAMVID, "cityscapes").allowed_sets == m.allowed_sets
+    with pytest.raises(SegunifyError, match="name the extra and source taxonomies"):
+        resolve_mapping(own, CAMVID)
+    renamed = tmp_path / "camvid__myteacher.csv"  # 'myteacher' is no shipped taxonomy: the caller's
+    renamed.write_text(own.read_text())
+    assert resolve_mapping(renamed, None, CITY).extra.name == "camvid"
+    # no value: the identity, the shipped default where asked for, else an error naming one
+    assert resolve_mapping(None, CITY, "cityscapes") == identity_mapping(CITY)
+    assert resolve_mapping(None, CAMVID, CITY, shipped_default=True) == m
+    with pytest.raises(SegunifyError, match="give a mapping \\(e.g. camvid__cityscapes\\)"):
+        resolve_mapping(None, CAMVID, CITY)
+    with pytest.raises(SegunifyError, match="no shipped mapping goose__cityscapes"):
+        resolve_mapping(None, "goose", CITY, shipped_default=True)
 
 
 def test_to_csv_round_trip():

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from fixtures.tiny_models import TINY_MASK2FORMER, TINY_SEGFORMER
 from segunify.errors import SegunifyError
 from segunify.models import available_models, count_parameters, create_model
-from segunify.models.espnetv2 import HEAD_KEYS, ESPNetv2Seg, _pool_matrix
-from segunify.models.mask2former import HEAD_PREFIXES as M2F_HEAD_PREFIXES
-from segunify.models.segformer import HEAD_PREFIXES as SEGFORMER_HEAD_PREFIXES
+from segunify.models.espnetv2 import ESPNetv2Seg, _pool_matrix
+from segunify.models.mask2former import Mask2FormerSeg
+from segunify.models.segformer import SegformerSeg
 
 torch.set_num_threads(2)
 
@@ -56,9 +56,11 @@ def test_student_keeps_encoder_decoder_and_gets_a_new_head(weights_dir, teacher_
     student = create_model("espnetv2", 7, weights=weights_dir / PTH[1.0], s=1.0)
     assert student.weights_loaded == "encoder-decoder"
     own, ref = student.state_dict(), teacher_s1.state_dict()
-    assert own[HEAD_KEYS[0]].shape == (7, 10, 1, 1) and own[HEAD_KEYS[1]].shape == (7,)
+    assert own[ESPNetv2Seg.classifier_keys[0]].shape == (7, 10, 1, 1) and own[
+        ESPNetv2Seg.classifier_keys[1]
+    ].shape == (7,)
     for k, v in own.items():
-        if k not in HEAD_KEYS:
+        if k not in ESPNetv2Seg.classifier_keys:
             assert torch.equal(v, ref[k]), k
     assert student(torch.randn(2, 3, 64, 64)).shape == (2, 7, 64, 64)
 
@@ -122,7 +124,7 @@ def test_teacher_predicts_camvid_image_through_mapping(weights_dir, camvid_root)
     from segunify.datasets import create_dataset
     from segunify.mapping import load_mapping
     from segunify.metrics import confusion_matrix, scores
-    from segunify.models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+    from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
     from segunify.models.inference import Predictor
 
     dataset = create_dataset("camvid", camvid_root)
@@ -157,10 +159,12 @@ def test_segformer_tiny_forward_and_student_head(tmp_path, tiny_segformer):
     student = create_model("segformer-b0", 3, weights=tmp_path / "sf").eval()
     assert student(x).shape == (2, 3, 40, 56)
     ref = tiny_segformer.state_dict()
-    kept = [k for k in student.state_dict() if not k.startswith(SEGFORMER_HEAD_PREFIXES)]
+    kept = [k for k in student.state_dict() if not SegformerSeg.is_classifier(k)]
     assert len(kept) == len(ref) - 2
     assert all(torch.equal(student.state_dict()[k], ref[k]) for k in kept)
     assert student.state_dict()["hf.decode_head.classifier.weight"].shape[0] == 3
+    assert student.weights_loaded == "encoder-decoder"  # what reinit_head's check reads
+    assert create_model("segformer-b0", 5, weights=tmp_path / "sf").weights_loaded == "full"
     with pytest.raises(SegunifyError, match="not a model folder"):
         create_model("segformer-b0", 3, weights=tmp_path)
 
@@ -184,8 +188,8 @@ def test_mask2former_tiny_semantic_scores_and_own_loss(tmp_path):
     student = create_model("mask2former", 6, weights=tmp_path / "m2f")
     assert student.hf.class_predictor.out_features == 7  # 6 classes + no-object
     ref = model.state_dict()
-    kept = [k for k in student.state_dict() if not k.startswith(M2F_HEAD_PREFIXES)]
-    assert len(kept) == len(ref) - 3
+    kept = [k for k in student.state_dict() if not Mask2FormerSeg.is_classifier(k)]
+    assert len(kept) == len(ref) - 3 and student.weights_loaded == "encoder-decoder"
     assert all(torch.equal(student.state_dict()[k], ref[k]) for k in kept)
     reloaded, _ = load_checkpoint(tmp_path / "m2f")
     assert model.has_own_loss
@@ -275,9 +279,9 @@ def test_pretrained_table_matches_source_md_and_the_family(weights_dir):
         path = entry.locate()
         entry.verify(path)
         assert identify(path) == entry
-        assert set(entry.classifier_keys) == set(HEAD_KEYS)
         sd = torch.load(path, map_location="cpu", weights_only=True)
-        model = ESPNetv2Seg(sd[HEAD_KEYS[0]].shape[0], **entry.model_kwargs)
+        assert [k for k in sd if ESPNetv2Seg.is_classifier(k)] == list(ESPNetv2Seg.classifier_keys)
+        model = ESPNetv2Seg(sd[ESPNetv2Seg.classifier_keys[0]].shape[0], **entry.model_kwargs)
         assert not model.load_state_dict(sd, strict=True).missing_keys
         assert entry.name == f"{entry.model}_s{entry.model_kwargs['s']}.{entry.taxonomy}"
 
@@ -296,3 +300,20 @@ def test_pretrained_lookup_errors(tmp_path, monkeypatch):
     with pytest.raises(SegunifyError, match="missing weights") as err:
         get_pretrained("espnetv2_s1.0.cityscapes").locate()
     assert str(tmp_path / "weights" / "espnetv2_s1.0_cityscapes_1024x512.pth") in str(err.value)
+
+
+def test_every_family_declares_its_contract():
+    """Classifier keys (what a new class count re-initialises; each names tensors of the model) and the
+    normalisation of the family's published weights: one ImageNet constant, shared."""
+    from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD, SegmentationModel
+
+    families = {
+        ESPNetv2Seg: create_model("espnetv2", 3, s=1.0),
+        SegformerSeg: create_model("segformer-b0", 3, config=TINY_SEGFORMER),
+    }
+    families[Mask2FormerSeg] = create_model("mask2former", 3, config=TINY_MASK2FORMER)
+    assert set(SegmentationModel.__subclasses__()) == set(families)
+    for cls, model in families.items():
+        assert (cls.input_mean, cls.input_std) == (IMAGENET_MEAN, IMAGENET_STD)
+        for prefix in cls.classifier_keys:
+            assert any(k.startswith(prefix) for k in model.state_dict()), (cls.__name__, prefix)

@@ -14,8 +14,9 @@ from fixtures.pseudo_runs import make_camvid
 from fixtures.tiny_models import TINY_MASK2FORMER, espnet_checkpoint
 from segunify.cli import main
 from segunify.errors import FieldError, SegunifyError
+from segunify.models.backends import CACHE_DIR
 from segunify.models.inference import Predictor
-from segunify.models.onnx import CACHE_DIR, OnnxModel, cached_export
+from segunify.models.onnx import OnnxModel, cached_export
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from segunify.errors import SegunifyError
 from segunify.mapping import load_mapping
-from segunify.pseudo.priors import allowed_table, apply_priors, label_probs, plain_argmax
+from segunify.pseudo.priors import apply_priors, label_probs, plain_argmax, prior_table
 
 # K=4 extra classes over C=4 source classes: singleton, pair, void (maps to nothing), triple
 ALLOWED = np.array(
@@ -28,7 +28,7 @@ def reference(scores, gt, allowed, fill_void=False, min_confidence=None, probs=F
     """The obvious dense implementation: mask disallowed classes, argmax, softmax over the allowed set;
     the allowed mass is the full softmax summed over the mask."""
     table = torch.zeros(256, scores.shape[1], dtype=torch.bool)
-    table[: allowed.shape[0]] = torch.as_tensor(allowed)
+    table[: allowed.shape[0]] = torch.from_numpy(np.array(allowed, dtype=bool))
     if fill_void:
         table[~table.any(1)] = True
     mask = table[gt.long()].permute(0, 3, 1, 2)
@@ -161,6 +161,30 @@ def test_real_mapping_singletons_and_sets():
     assert (labels[road] == m.source.index("road")).all()
 
 
+def test_a_mapping_or_its_prior_table_gives_the_labels_of_its_matrix():
+    """The runner makes the mapping's table once per run and passes it with every batch; the op must give
+    exactly what the plain ``[K, C]`` matrix gives, and reuse a table already on the device."""
+    m = load_mapping("camvid__cityscapes")
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randn(2, 19, 12, 10, generator=g)
+    gt = torch.randint(0, 12, (2, 12, 10), generator=g).to(torch.uint8)
+    gt[gt == 11] = 255
+    for fill_void in (False, True):
+        table = prior_table(m, fill_void=fill_void)
+        assert table.num_extra == 11 and torch.equal(
+            table.table, prior_table(m.allowed, fill_void=fill_void).table
+        )
+        assert prior_table(table, fill_void=fill_void) is table
+        want = apply_priors(scores, gt, m.allowed, fill_void=fill_void)
+        for allowed in (m, table):
+            got = apply_priors(scores, gt, allowed, fill_void=fill_void)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    with pytest.raises(SegunifyError, match="made with fill_void=False used with fill_void=True"):
+        apply_priors(scores, gt, prior_table(m), fill_void=True)
+    with pytest.raises(SegunifyError, match=r"id\(s\) \[11\]"):  # the table keeps K: 11 is no class
+        apply_priors(scores, torch.full_like(gt, 11), prior_table(m))
+
+
 def test_bad_inputs_raise_one_clear_error():
     scores = torch.randn(1, 4, 2, 2)
     with pytest.raises(SegunifyError, match=r"id\(s\) \[7\]"):
@@ -173,15 +197,15 @@ def test_bad_inputs_raise_one_clear_error():
         apply_priors(scores, torch.zeros(2, 2, 2, dtype=torch.uint8), ALLOWED)
 
 
-def test_allowed_table_fill_void():
-    t = allowed_table(ALLOWED)
+def test_prior_table_fill_void():
+    t = prior_table(ALLOWED).table
     assert (
         t.shape == (256, 4)
         and not t[2].any()
         and not t[255].any()
         and torch.equal(t[:4], torch.tensor(ALLOWED))
     )
-    t = allowed_table(ALLOWED, fill_void=True)
+    t = prior_table(ALLOWED, fill_void=True).table
     assert t[2].all() and t[255].all() and torch.equal(t[[0, 1, 3]], torch.tensor(ALLOWED[[0, 1, 3]]))
 
 
@@ -216,7 +240,7 @@ def test_matches_dense_reference(problem, fill_void):
 def test_labels_lie_in_the_allowed_set_and_singletons_follow_the_mapping(problem):
     scores, gt, allowed = problem
     labels, conf = apply_priors(scores, gt, allowed)
-    table = allowed_table(allowed)
+    table = prior_table(allowed).table
     lab = labels.long()
     kept = lab != 255
     assert table[gt.long()[kept], lab[kept]].all()
@@ -264,7 +288,7 @@ def test_min_allowed_mass_matches_dense_reference(problem, m, fill_void, as_prob
     near = torch.isclose(
         (
             scores.double().softmax(1)
-            * allowed_table(allowed, fill_void=fill_void)[gt.long()].permute(0, 3, 1, 2)
+            * prior_table(allowed, fill_void=fill_void).table[gt.long()].permute(0, 3, 1, 2)
         )
         .sum(1)
         .float(),
@@ -286,7 +310,7 @@ def test_fill_void_changes_only_void_pixels(problem):
     scores, gt, allowed = problem
     a, ca = apply_priors(scores, gt, allowed)
     b, cb = apply_priors(scores, gt, allowed, fill_void=True)
-    void = ~allowed_table(allowed)[gt.long()].any(-1)
+    void = ~prior_table(allowed).table[gt.long()].any(-1)
     assert torch.equal(a[~void], b[~void]) and torch.equal(ca[~void], cb[~void])
     assert torch.equal(b[void], plain_argmax(scores)[0][void])
 

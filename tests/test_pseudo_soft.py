@@ -16,7 +16,7 @@ from segunify.cli import main
 from segunify.datasets import create_dataset
 from segunify.errors import SegunifyError
 from segunify.labels import read_label_raw
-from segunify.pseudo import PseudoSettings, allowed_table, label_probs, soft_top2
+from segunify.pseudo import PseudoSettings, label_probs, prior_table, soft_top2
 
 # three extra classes: 0 -> {2} (one-to-one), 1 -> {0, 1, 3} (one-to-many), 2 -> {} (void)
 ALLOWED = np.array([[0, 0, 1, 0], [1, 1, 0, 1], [0, 0, 0, 0]], dtype=bool)
@@ -53,7 +53,7 @@ def test_top2_agrees_with_the_hard_labels(seed, fill_void):
     assert torch.equal(c1, labels)
     has2 = c2 != 255
     assert bool((p1[has2] >= 128).all()) and bool((c1[has2] != c2[has2]).all())
-    table = allowed_table(MAPPING.allowed, fill_void=fill_void)  # [256, C]: ignore rows too
+    table = prior_table(MAPPING.allowed, fill_void=fill_void).table  # [256, C]: ignore rows too
     rows = gt[has2].long()
     assert bool(table[rows, c2[has2].long()].all())  # the second class lies in the pixel's allowed set
     q1 = probs.gather(1, c1.long().clamp(max=18)[:, None])[:, 0][has2]

@@ -128,7 +128,7 @@ def test_page_leads_with_the_paper_table(tmp_path):
     assert [m for m in MODELS if "best" in by_model[m][1][1]] == ["S_P"]  # camvid column
     gap = results["table"]["S_P"]["mean"] - results["table"]["T"]["mean"]
     assert by_model["S_P − T"][2][0] == points(gap)
-    goals = next(t for t in tables if t[0][0][0] == "goal")
+    goals = next(t for t in tables if t[0][0][0] == "claim")
     assert goals[1][3][0] == "met" and goals[3][3][0] == "missed by 2.0" and goals[3][2][0] == "> +0.0"
     assert [c for c, _ in goals[2]] == ["no collapse", "0.25", "≥ 0.50", "missed by 0.25"]
 
@@ -226,7 +226,7 @@ def test_seeds_render_as_mean_and_std_with_each_seed_and_the_classes_below_t(tmp
         results["below_teacher"]
     )
     assert "Car&lt;b&gt;" in page and "Car<b>" not in page
-    goals = next(t for t in tables if t[0][0][0] == "goal")
+    goals = next(t for t in tables if t[0][0][0] == "claim")
     assert [c for c, _ in goals[-1]] == ["classes more than 1 point below T", "5", "≤ 3", "missed by 2"]
     camvid = next(t for t in tables if t[1][0][0] == "Sky")  # per class: mean ± std of both students
     sp = results["datasets"]["camvid"]["S_P"]

@@ -77,6 +77,12 @@ def test_overrides_are_typed(camvid, tmp_path):
             "parts.0.mapping: mapping mappings/camvid__cityscapes.csv is not one-to-one for 'Building' (building;wall)",
         ),
         (
+            lambda c: (c.update(taxonomy="cityscapes"), c["parts"][0].update(mapping="kitti__cityscapes")),
+            [],
+            "parts.0.mapping: mappings/kitti__cityscapes.csv: mapping's extra taxonomy 'kitti' (19 classes) is not "
+            "the taxonomy of dataset 'camvid'",
+        ),
+        (
             lambda c: c["parts"][0].update(mapping="/nonexistent/m.csv"),
             [],
             "parts.0.mapping: /nonexistent/m.csv",

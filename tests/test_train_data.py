@@ -14,7 +14,7 @@ from segunify.mapping import load_mapping
 from segunify.train.config import AugmentationConfig, TrainConfig
 from segunify.train.data import CompoundDataset, WeightedDrawSampler, build_augmentation
 from segunify.train.engine import lr_factor
-from segunify.train.parts import one_to_one_lut, repeat_factors, resolve_parts
+from segunify.train.parts import repeat_factors, resolve_parts
 
 
 def part_of(sampler: WeightedDrawSampler, idx: np.ndarray) -> np.ndarray:
@@ -170,7 +170,7 @@ def test_gt_and_pseudo_parts_give_target_labels(camvid, tmp_path):
 
 def test_one_to_one_lut_rejects_merging_mappings():
     with pytest.raises(SegunifyError, match="not one-to-one for 'Building' \\(building;wall\\), 'Tree'"):
-        one_to_one_lut(load_mapping("camvid__cityscapes"))
+        load_mapping("camvid__cityscapes").one_to_one_lut()
 
 
 def test_augmentation_is_seeded_by_draw_and_pads_with_ignore(camvid, tmp_path):

@@ -17,13 +17,8 @@ from accelerate.utils import set_seed
 from fixtures.tiny_models import TINY_MASK2FORMER, TINY_SEGFORMER
 from fixtures.train_data import base_config, make_camvid, make_pseudo, write_config
 from segunify.models import create_model
-from segunify.models.checkpoint import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    load_checkpoint,
-    load_meta,
-    read_safetensors,
-)
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
+from segunify.models.checkpoint import load_checkpoint, load_meta, read_safetensors, save_checkpoint
 from segunify.train import Callback, train
 from segunify.train.config import TrainConfig, load_config
 from segunify.train.data import CompoundDataset, WeightedDrawSampler, build_augmentation, collate
@@ -60,6 +55,43 @@ def test_one_batch_overfits(tmp_path):
     assert losses[-1] < 0.1 * losses[0], losses  # > 90 % drop
     meta = load_meta(tmp_path / "run" / "last")
     assert meta.classes[0] == "Sky" and meta.train_config["steps"] == 30 and meta.step == 30
+
+
+def test_normalisation_is_the_configs_else_the_start_checkpoints_else_the_familys(tmp_path):
+    from fixtures.tiny_models import espnet_checkpoint
+    from segunify.models.checkpoint import save_checkpoint
+    from segunify.train.config import ModelConfig
+    from segunify.train.engine import normalisation
+
+    model = create_model("espnetv2", 11, s=1.0)
+    teacher = save_checkpoint(
+        tmp_path / "t", model, {"taxonomy": "camvid", "mean": (0.5, 0.5, 0.5), "std": (0.2, 0.3, 0.4)}
+    )
+    plain = espnet_checkpoint(tmp_path / "plain")  # recorded: the family's
+    cfg = ModelConfig(name="espnetv2")
+    assert normalisation(cfg, teacher, model) == ((0.5, 0.5, 0.5), (0.2, 0.3, 0.4))
+    assert (
+        normalisation(cfg, None, model) == normalisation(cfg, plain, model) == (IMAGENET_MEAN, IMAGENET_STD)
+    )
+    assert normalisation(cfg, tmp_path, model) == (IMAGENET_MEAN, IMAGENET_STD)  # no checkpoint: the family's
+    given = ModelConfig(name="espnetv2", mean=(0.1, 0.2, 0.3))  # each field on its own
+    assert normalisation(given, teacher, model) == ((0.1, 0.2, 0.3), (0.2, 0.3, 0.4))
+
+
+def test_a_student_trains_and_is_saved_with_its_teachers_normalisation(tmp_path):
+    root = make_camvid(tmp_path / "camvid", n_train=2, n_val=1)
+    model = create_model("espnetv2", 11, s=1.0)
+    teacher = save_checkpoint(
+        tmp_path / "t", model, {"taxonomy": "camvid", "mean": (0.5, 0.5, 0.5), "std": (0.2, 0.3, 0.4)}
+    )
+    train(
+        TrainConfig.model_validate(
+            base_config(root, tmp_path / "run", steps=1, **{"model.weights": str(teacher)})
+        )
+    )
+    meta = load_meta(tmp_path / "run" / "last")
+    assert (meta.mean, meta.std) == ((0.5, 0.5, 0.5), (0.2, 0.3, 0.4))
+    assert meta.train_config["model"]["mean"] is None  # the config left it to the checkpoint
 
 
 def test_resume_equals_uninterrupted_run(camvid, tmp_path):

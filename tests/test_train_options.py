@@ -144,10 +144,10 @@ def test_distill_codes_mark_the_source_parts_pixels(camvid, tmp_path):
     cfg = base_config(camvid, tmp_path / "run", taxonomy="cityscapes")
     cfg["parts"][0]["labels"] = str(pseudo)
     _, parts = resolve_parts(TrainConfig.model_validate(cfg), "<config>")
-    assert bool((CompoundDataset(parts, None, extras=("distill",))[0]["distill"] == 0).all())
+    assert bool((CompoundDataset(parts, None, pixel_arrays=("distill",))[0]["distill"] == 0).all())
     source = base_config(camvid, tmp_path / "run2")  # CamVid GT in the CamVid taxonomy: the source part
     _, gt_parts = resolve_parts(TrainConfig.model_validate(source), "<config>")
-    assert bool((CompoundDataset(gt_parts, None, extras=("distill",))[0]["distill"] == 1).all())
+    assert bool((CompoundDataset(gt_parts, None, pixel_arrays=("distill",))[0]["distill"] == 1).all())
 
 
 def test_training_with_distillation_and_a_wrong_teacher(camvid, teacher, tmp_path):
@@ -167,7 +167,7 @@ def test_training_on_soft_pseudo_labels(tmp_path):
     cfg["augmentation"]["crop"] = [32, 48]
     cfg["parts"][0].update(labels=str(tmp_path / "soft"), soft=True)
     target, parts = resolve_parts(TrainConfig.model_validate(cfg), "<config>")
-    item = CompoundDataset(parts, None, extras=("class2", "p1"))[0]
+    item = CompoundDataset(parts, None, pixel_arrays=("class2", "p1"))[0]
     soft_png = parts[0].folder.label_path(parts[0].samples[0], soft=True)
     stored = torch.from_numpy(read_label_raw(soft_png))
     assert torch.equal(torch.stack([item["label"], item["class2"], item["p1"]], -1), stored)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 
-from segunify.apps.demo.run import evenly
-from segunify.datasets import create_dataset
+from segunify.datasets import create_dataset, evenly
 from segunify.evaluation import Evaluator
 from segunify.mapping import load_mapping
 from segunify.models.inference import Predictor

@@ -19,13 +19,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from segunify.errors import SegunifyError
 from segunify.jsonio import read_text
 
 Model = TypeVar("Model", bound=BaseModel)
 SHARED_PREFIXES = ("data", "weights")
+
+
+class StrictConfig(BaseModel):
+    """The base of every config file's models (training, demo): an unknown key is an error (a typo must
+    not be ignored) and a loaded config is frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def resolve_path(text: str, base: str | Path, key: str, where: str | Path | None = None) -> Path:

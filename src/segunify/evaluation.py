@@ -34,6 +34,7 @@ from segunify.jsonio import read_json_object, validate_object
 from segunify.labels import read_label_raw
 from segunify.mapping import Mapping
 from segunify.metrics import (
+    as_numpy,
     confusion_matrix_rect,
     cross_taxonomy_scores,
     predicted_share,
@@ -154,10 +155,6 @@ class Evaluator:
         self.confusion: np.ndarray | torch.Tensor = np.zeros(self.shape, dtype=np.int64)
         self.images = 0
 
-    def reset(self) -> None:
-        self.confusion = np.zeros(self.shape, dtype=np.int64)
-        self.images = 0
-
     def update(self, gt, pred):
         """Add one label map or a batch (same shapes; numpy or torch) and return its own confusion
         matrix. Raises ``ValueError`` for a shape mismatch or predicted ids outside the prediction
@@ -168,14 +165,14 @@ class Evaluator:
                 self.confusion = torch.from_numpy(self.confusion).to(cm.device)
             self.confusion = self.confusion + cm
         else:
-            self.confusion = self.confusion + _as_numpy(cm)
+            self.confusion = self.confusion + as_numpy(cm)
         self.images += 1 if gt.ndim <= 2 else int(gt.shape[0])
         return cm
 
     def image_score(self, cm, image_id: str) -> ImageScore:
         """``miou`` and ``pixel_acc`` of one confusion matrix of this evaluator's shape (e.g. one image's,
         as returned by :meth:`update`); cross-taxonomy uses the allowed-set rule."""
-        cm = _as_numpy(cm)
+        cm = as_numpy(cm)
         if self.mapping is None:
             s = scores(cm)
             return ImageScore(id=image_id, miou=_num(s.miou), pixel_acc=_num(s.pixel_acc))
@@ -187,7 +184,7 @@ class Evaluator:
     def result(self) -> EvalResult:
         """The scores so far. Classes absent from both GT and predictions are excluded from mIoU and
         listed in ``absent_classes``; ``note`` says so in words."""
-        cm = _as_numpy(self.confusion)
+        cm = as_numpy(self.confusion)
         out: dict = {
             "mode": "cross" if self.mapping is not None else "same",
             "taxonomy": self.taxonomy.name,
@@ -302,10 +299,6 @@ def _note(fields: dict) -> str:
 
 def _num(v) -> float | None:
     return None if v is None or (isinstance(v, float | np.floating) and math.isnan(v)) else float(v)
-
-
-def _as_numpy(cm) -> np.ndarray:
-    return cm.detach().cpu().numpy() if isinstance(cm, torch.Tensor) else np.asarray(cm)
 
 
 class PredDir:

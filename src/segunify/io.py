@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-import cv2
 import numpy as np
 
 from segunify.errors import SegunifyError
@@ -141,6 +140,8 @@ def atomic_write_json(path: str | Path, data, **kwargs) -> None:
 
 def encode_png(array: np.ndarray) -> bytes:
     """PNG bytes of a uint8/uint16 single-channel array or a uint8 RGB array."""
+    import cv2  # here, not at the top: every command imports this module, few write PNGs
+
     if array.ndim == 3:
         array = np.ascontiguousarray(array[:, :, ::-1])
     ok, buf = cv2.imencode(".png", array)

@@ -167,6 +167,24 @@ def _read_palette_indices(path: Path) -> np.ndarray:
         raise SegunifyError(f"cannot decode palette label: {exc}", path) from None
 
 
+def check_train_ids(label: np.ndarray, taxonomy: Taxonomy, path: str | Path) -> np.ndarray:
+    """``label`` when it holds only the taxonomy's train ids ``0..K-1`` and ``255`` (ignore); else one
+    error naming the ids and the file. Every decoded label passes here once
+    (:meth:`segunify.datasets.DatasetAdapter.read_label`), so no reader downstream checks again."""
+    k = taxonomy.num_classes
+    bad = (label >= k) & (label != IGNORE)
+    if label.dtype != np.uint8:
+        bad |= label < 0
+    if bad.any():
+        ids = np.unique(label[bad])
+        raise SegunifyError(
+            f"label holds id(s) {ids.tolist()[:10]} outside taxonomy {taxonomy.name!r} (classes 0..{k - 1}, "
+            "255 = ignore)",
+            path,
+        )
+    return label
+
+
 class IdCodec:
     """Raw ids (uint8 or uint16) -> train ids through a lookup table. ``ignore``: raw ids read as 255
     whatever the taxonomy says (a copy's own "unlabelled" value, see :mod:`segunify.datasets.spec`)."""
@@ -228,14 +246,6 @@ class ColorCodec:
             )
         return self.values[pos][inverse].reshape(key.shape)
 
-    def encode(self, train_ids: np.ndarray) -> np.ndarray:
-        return self.taxonomy.palette()[train_ids]
-
-
-def colorize(train_ids: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
-    """Train ids -> RGB picture with the taxonomy's palette (ignore is black)."""
-    return taxonomy.palette()[train_ids]
-
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -243,8 +253,8 @@ __all__ = [
     "MAX_PIXELS_ENV",
     "ColorCodec",
     "IdCodec",
-    "colorize",
     "check_pixels",
+    "check_train_ids",
     "declared_size",
     "max_pixels",
     "read_image",

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import io
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -27,40 +29,72 @@ import numpy as np
 
 from segunify.errors import SegunifyError
 from segunify.jsonio import read_text
-from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
+from segunify.taxonomy import IGNORE, Taxonomy, available_taxonomies, load_taxonomy
 
 HEADER = ("extra_id", "extra_name", "source_classes")
 VOID = "void"
 REVIEW = "REVIEW"  # what `mapping suggest` writes where the data cannot decide; `check` refuses it
 
 
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """A cached form is shared by every caller: read-only, so that no caller can change it for the rest."""
+    array.flags.writeable = False
+    return array
+
+
+def is_partition(allowed: np.ndarray) -> bool:
+    """True when no source class is allowed by two extra classes (``allowed`` ``[K, C]``): every
+    prediction then folds back to at most one extra class. A source class in no set is allowed here."""
+    return bool((np.asarray(allowed, dtype=bool).sum(axis=0) <= 1).all())
+
+
+def source_to_extra(allowed: np.ndarray) -> np.ndarray:
+    """The fold of a partition ``allowed`` ``[K, C]``: ``[C]`` int64, the extra class whose set holds each
+    source class, ``-1`` for a source class in no set (the one rule of :meth:`Mapping.source_to_extra_lut`
+    and of :func:`segunify.metrics.cross_taxonomy_scores`)."""
+    allowed = np.asarray(allowed, dtype=bool)
+    return np.where(allowed.any(axis=0), allowed.argmax(axis=0), -1).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Mapping:
+    """A parsed mapping. Its derived forms (matrix, lookups, partition test, hash) are computed once, on
+    first use, and shared read-only: a ``cached_property`` stores them in the instance's ``__dict__``,
+    which neither equality nor the hash (both of the fields) looks at."""
+
     extra: Taxonomy
     source: Taxonomy
     allowed_sets: tuple[tuple[int, ...], ...]  # per extra class: sorted source train ids (empty = void)
     path: str = ""
     comments: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def allowed(self) -> np.ndarray:
         """Boolean ``[K, C]`` matrix: ``allowed[k, c]`` is True when extra class k may contain source class c."""
         mat = np.zeros((self.extra.num_classes, self.source.num_classes), dtype=bool)
         for k, cs in enumerate(self.allowed_sets):
             mat[k, list(cs)] = True
-        return mat
+        return _frozen(mat)
 
-    def allowed_with_ignore(self) -> np.ndarray:
-        """``[256, C]`` matrix indexed directly by a GT train id (rows >= K, i.e. ignore, are all False)."""
+    @cached_property
+    def gt_lookup(self) -> np.ndarray:
+        """``[256, C]`` bool, indexed directly by a GT train id: the allowed set of that id's pixels (rows
+        ``>= K``, i.e. ignore, are empty). The table of the priors op (:mod:`segunify.pseudo.priors`)."""
         mat = np.zeros((256, self.source.num_classes), dtype=bool)
         mat[: self.extra.num_classes] = self.allowed
-        return mat
+        return _frozen(mat)
 
-    @property
+    @cached_property
     def is_partition(self) -> bool:
         """True when no source class is allowed by two extra classes (predictions map back uniquely);
         a source class in no set is allowed here (see :meth:`unclaimed_sources`)."""
-        return bool((self.allowed.sum(axis=0) <= 1).all())
+        return is_partition(self.allowed)
+
+    @cached_property
+    def sha256(self) -> str:
+        """sha256 of the mapping as :meth:`to_csv` writes it (comments included): what a pseudo-label
+        folder records of the mapping it was made with."""
+        return hashlib.sha256(self.to_csv().encode("utf-8")).hexdigest()
 
     def unclaimed_sources(self) -> list[str]:
         """Source classes no extra class allows (mapped back, their pixels become void)."""
@@ -73,22 +107,38 @@ class Mapping:
             raise SegunifyError(
                 f"mapping is not a partition; source classes in several sets: {shared}", self.path
             )
+        return self._source_to_extra_lut
+
+    @cached_property
+    def _source_to_extra_lut(self) -> np.ndarray:
+        fold = source_to_extra(self.allowed)
         lut = np.full(256, IGNORE, dtype=np.uint8)
-        for k, cs in enumerate(self.allowed_sets):
-            lut[list(cs)] = k
-        return lut
+        lut[: len(fold)] = np.where(fold < 0, IGNORE, fold)
+        return _frozen(lut)
 
-    def first_allowed_lut(self) -> np.ndarray:
-        """``[256]`` uint8 LUT extra train id -> its lowest allowed source class (void and ignore -> 255).
+    def one_to_one_lut(self) -> np.ndarray:
+        """``[256]`` uint8 LUT extra class -> its one source class (void and ignore -> 255): ground truth
+        relabelled in the source taxonomy. An error when a class allows several source classes (its pixels
+        have no single label: that is what pseudo-labels are for)."""
+        bad = [
+            f"{self.extra.classes[k]!r} ({';'.join(self.source.classes[c] for c in cs)})"
+            for k, cs in enumerate(self.allowed_sets)
+            if len(cs) > 1
+        ]
+        if bad:
+            raise SegunifyError(
+                f"mapping {self.path} is not one-to-one for {', '.join(bad)}; ground truth of "
+                f"{self.extra.name!r} cannot train {self.source.name!r} classes directly (use pseudo-labels)"
+            )
+        return self._one_to_one_lut
 
-        Exact for one-to-one rows; for a one-to-many row it is only a representative (pictures of the
-        ground truth in source colours), never a training label.
-        """
+    @cached_property
+    def _one_to_one_lut(self) -> np.ndarray:
         lut = np.full(256, IGNORE, dtype=np.uint8)
         for k, cs in enumerate(self.allowed_sets):
             if cs:
                 lut[k] = cs[0]
-        return lut
+        return _frozen(lut)
 
     def check_compatible(self, extra: Taxonomy, source_classes, what: str, source_what: str = "") -> None:
         """One check for every user of a mapping: it must lead from ``extra`` (the ground truth's
@@ -298,8 +348,9 @@ def read_mapping_source(text: str | Path) -> tuple[str, str, str]:
 def load_mapping(
     path_or_pair: str | Path, extra: str | Taxonomy | None = None, source: str | Taxonomy | None = None
 ) -> Mapping:
-    """Load a mapping CSV by path or a shipped one by ``extra__source`` name (:func:`is_mapping_path`);
-    the taxonomies are taken from the name ``<extra>__<source>`` unless given."""
+    """Load a mapping CSV by path or a shipped one by ``extra__source`` name (:func:`is_mapping_path`)
+    in the taxonomies given, or those its name ``<extra>__<source>`` names (``mapping check --extra``).
+    What a command or config means by a mapping for its data and model is :func:`resolve_mapping`."""
     content, where, stem = read_mapping_source(path_or_pair)
     if extra is None or source is None:
         if "__" not in stem:
@@ -309,9 +360,67 @@ def load_mapping(
         guess_extra, guess_source = stem.split("__", 1)
         extra = extra if extra is not None else guess_extra
         source = source if source is not None else guess_source
-    extra_t = extra if isinstance(extra, Taxonomy) else load_taxonomy(extra)
-    source_t = source if isinstance(source, Taxonomy) else load_taxonomy(source)
-    return parse_mapping(content, extra_t, source_t, path=where)
+    return parse_mapping(content, _taxonomy(extra), _taxonomy(source), path=where)
+
+
+def resolve_mapping(
+    value: str | Path | None,
+    extra: str | Taxonomy | None = None,
+    source: str | Taxonomy | None = None,
+    *,
+    shipped_default: bool = False,
+) -> Mapping:
+    """The mapping a command or a config means for ground truth in ``extra`` and a model predicting
+    ``source`` (each a taxonomy, its name, or ``None`` where the caller does not know it). The one rule
+    of every caller (pseudo-label, evaluate, predict, mapping audit, train, demo):
+
+    * a value (a shipped name or a CSV file, :func:`is_mapping_path`) is read in the taxonomies its name
+      ``<extra>__<source>`` names where they are shipped ones, else in the caller's (an error when the
+      caller does not know them either);
+    * no value: the identity when ``extra`` and ``source`` are the same taxonomy; else, with
+      ``shipped_default``, the shipped ``<extra>__<source>``; else an error asking for a mapping.
+
+    Whether the mapping fits the caller's data and model is the caller's check, in its own words
+    (:meth:`Mapping.check_compatible`)."""
+    if value is None:
+        return _default_mapping(extra, source, shipped_default)
+    content, where, stem = read_mapping_source(value)
+    shipped = set(available_taxonomies())
+    named = stem.split("__", 1) if "__" in stem else ["", ""]
+    extra = named[0] if named[0] in shipped else extra
+    source = named[1] if named[1] in shipped else source
+    if extra is None or source is None:
+        raise SegunifyError(
+            "name the extra and source taxonomies (file name is not <extra>__<source>.csv)", where
+        )
+    return parse_mapping(content, _taxonomy(extra), _taxonomy(source), path=where)
+
+
+def _default_mapping(extra: str | Taxonomy | None, source: str | Taxonomy | None, shipped_default: bool):
+    """:func:`resolve_mapping` without a value."""
+    names = [t.name if isinstance(t, Taxonomy) else t for t in (extra, source)]
+    if names[0] is None or names[1] is None:
+        raise SegunifyError(
+            "give a mapping: the taxonomy of the ground truth or of the predictions is unknown"
+        )
+    if names[0] == names[1]:
+        extra_t, source_t = _taxonomy(extra), _taxonomy(source)  # type: ignore[arg-type]
+        if extra_t.classes == source_t.classes:
+            return identity_mapping(source_t)
+    name = f"{names[0]}__{names[1]}"
+    shipped = (names[0], names[1]) in available_mappings()
+    if shipped_default and shipped:
+        return load_mapping(name)
+    if shipped_default:
+        raise SegunifyError(f"no shipped mapping {name}; give a mapping CSV")
+    raise SegunifyError(
+        f"ground truth is in taxonomy {names[0]!r}, the model predicts {names[1]!r}; give a mapping "
+        f"(e.g. {name})"
+    )
+
+
+def _taxonomy(taxonomy: str | Taxonomy) -> Taxonomy:
+    return taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
 
 
 def identity_mapping(taxonomy: Taxonomy) -> Mapping:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from segunify.mapping import is_partition, source_to_extra
 from segunify.taxonomy import IGNORE
 
 _CHUNK = 1 << 18  # pixels per bincount: the uint16 keys (512 KiB) stay in L2 cache
@@ -120,7 +121,8 @@ def _confusion_torch(gt: torch.Tensor, pred: torch.Tensor, num_gt: int, num_pred
     return torch.bincount(g * num_pred + p, minlength=num_gt * num_pred).reshape(num_gt, num_pred)
 
 
-def _numpy(cm) -> np.ndarray:
+def as_numpy(cm) -> np.ndarray:
+    """A confusion matrix (numpy, or torch on any device) as a numpy array."""
     return cm.detach().cpu().numpy() if isinstance(cm, torch.Tensor) else np.asarray(cm)
 
 
@@ -139,31 +141,10 @@ class Scores:
     gt_pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per class
     pred_pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per class
 
-    def as_dict(self, class_names: list[str] | tuple[str, ...] | None = None) -> dict:
-        """JSON-ready dict (NaN becomes ``None``)."""
-        names = list(class_names) if class_names is not None else [str(i) for i in range(len(self.iou))]
-        out = {
-            "miou": _num(self.miou),
-            "pixel_acc": _num(self.pixel_acc),
-            "mean_acc": _num(self.mean_acc),
-            "pixels": self.pixels,
-            "absent_classes": [names[i] for i in self.absent],
-            "iou": {n: _num(v) for n, v in zip(names, self.iou, strict=True)},
-            "acc": {n: _num(v) for n, v in zip(names, self.acc, strict=True)},
-        }
-        if len(self.gt_pixels) == len(names):
-            out["gt_pixels"] = {n: int(v) for n, v in zip(names, self.gt_pixels, strict=True)}
-            out["pred_pixels"] = {n: int(v) for n, v in zip(names, self.pred_pixels, strict=True)}
-        return out
-
-
-def _num(v) -> float | None:
-    return None if v is None or np.isnan(v) else float(v)
-
 
 def scores(cm) -> Scores:
     """Per-class IoU and accuracy, mIoU, pixel and mean accuracy of a square confusion matrix."""
-    cm = _numpy(cm).astype(np.float64)
+    cm = as_numpy(cm).astype(np.float64)
     tp = np.diag(cm)
     gt_sum = cm.sum(axis=1)
     return _scores_from(tp, gt_sum, cm.sum(axis=0), cm.sum())
@@ -191,19 +172,9 @@ def _scores_from(tp: np.ndarray, gt_sum: np.ndarray, pred_sum: np.ndarray, total
 def predicted_share(cm) -> np.ndarray:
     """Share of evaluated pixels predicted as each class (column sums / total), e.g. how often a
     teacher predicts truck, bus or train on a dataset whose GT has only 'Car'. NaN when empty."""
-    cm = _numpy(cm).astype(np.float64)
+    cm = as_numpy(cm).astype(np.float64)
     total = cm.sum()
     return cm.sum(axis=0) / total if total else np.full(cm.shape[1], np.nan)
-
-
-def cross_taxonomy_confusion(gt_extra, pred_source, allowed: np.ndarray, ignore_index: int = IGNORE):
-    """Score source-taxonomy predictions against extra-taxonomy GT through a mapping.
-
-    Returns ``[K, C]`` counts of (GT extra class, predicted source class). A pixel is correct when its
-    predicted class is in the GT class's allowed set; see :func:`cross_taxonomy_scores`.
-    """
-    k, c = np.asarray(allowed).shape
-    return confusion_matrix_rect(gt_extra, pred_source, k, c, ignore_index)
 
 
 def cross_taxonomy_scores(cm_rect, allowed: np.ndarray) -> dict:
@@ -217,7 +188,7 @@ def cross_taxonomy_scores(cm_rect, allowed: np.ndarray) -> dict:
     confusion matrix (``extra_confusion``) and per-extra-class IoU (``scores``); a prediction in no
     allowed set counts as a miss of the GT class and as a false positive of no class.
     """
-    cm_rect = _numpy(cm_rect).astype(np.int64)
+    cm_rect = as_numpy(cm_rect).astype(np.int64)
     allowed = np.asarray(allowed, dtype=bool)
     k, c = allowed.shape
     if cm_rect.shape != (k, c):
@@ -235,10 +206,11 @@ def cross_taxonomy_scores(cm_rect, allowed: np.ndarray) -> dict:
         "pred_share": predicted_share(cm_rect),
         "pixels": total,
         "void_classes": [int(i) for i in np.flatnonzero(void)],
-        "partition": bool((allowed.sum(axis=0) <= 1).all()),
+        "partition": is_partition(allowed),
     }
     if out["partition"]:
-        to_extra = np.where(allowed.any(axis=0), allowed.argmax(axis=0), k)  # k = claimed by no class
+        fold = source_to_extra(allowed)
+        to_extra = np.where(fold < 0, k, fold)  # k = claimed by no class
         onehot = np.zeros((c, k + 1), dtype=np.int64)
         onehot[np.arange(c), to_extra] = 1
         cm_k = cm_rect @ onehot  # [K, K+1]; the last column = predictions claimed by no extra class

@@ -32,15 +32,20 @@ def colorize(
     return palette[np.asarray(ids, dtype=np.uint8)]
 
 
+def blend(image: np.ndarray, color: np.ndarray, alpha: float, where: np.ndarray | None = None) -> np.ndarray:
+    """``image`` blended with the colour picture ``color`` (``alpha`` = colour weight), rounded half up;
+    only at ``where`` (``[H, W]`` bool) when given, the image elsewhere."""
+    out = image.astype(np.float32)
+    mixed = (1 - alpha) * out + alpha * color.astype(np.float32)
+    out = mixed if where is None else np.where(where[..., None], mixed, out)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def overlay(image: np.ndarray, ids: np.ndarray, taxonomy: Taxonomy, alpha: float = 0.5) -> np.ndarray:
     """Blend the colour label onto the image (``alpha`` = label weight); ignore pixels keep the image."""
     if image.shape[:2] != ids.shape:
         raise ValueError(f"image {image.shape[:2]} and label {ids.shape} differ in size")
-    out = image.astype(np.float32)
-    color = colorize(ids, taxonomy).astype(np.float32)
-    mask = (ids < taxonomy.num_classes)[..., None]
-    out = np.where(mask, (1 - alpha) * out + alpha * color, out)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return blend(image, colorize(ids, taxonomy), alpha, ids < taxonomy.num_classes)
 
 
 def error_map(gt: np.ndarray, pred: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:

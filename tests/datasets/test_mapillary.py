@@ -68,7 +68,7 @@ def test_every_label_pixel_has_a_mapping_row(root):
     for name, mapping in [(V12, f"{V12}__cityscapes"), (V20, f"{V20}__cityscapes"), (V20, f"{V20}__{V12}")]:
         ds = create_dataset(name, root)
         label = ds.read_label(ds.samples("train")[0])
-        allowed = load_mapping(mapping).allowed_with_ignore()
+        allowed = load_mapping(mapping).gt_lookup
         assert allowed[label].shape == (fx.H, fx.W, allowed.shape[1])
         covered = np.unique(label[label != 255])
         assert covered.size == ds.taxonomy.num_classes

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import typer
 
 from segunify.cli._util import (
@@ -15,10 +14,7 @@ from segunify.cli._util import (
     set_max_pixels,
     table,
 )
-from segunify.datasets import available_datasets, check_dataset, get_dataset_class
-from segunify.datasets.base import no_samples_message
 from segunify.errors import SegunifyError
-from segunify.mapping import available_mappings
 
 datasets_app = typer.Typer(
     help="Dataset adapters: list them, check a download, look at class statistics.", no_args_is_help=True
@@ -31,6 +27,8 @@ OPT_HELP = "dataset option key=value (e.g. label_crop=4,18 for the KITTI sample)
 def list_datasets() -> None:
     """Every dataset adapter with its taxonomy, splits, label encoding and shipped mappings."""
     from segunify.cli import console
+    from segunify.datasets import available_datasets, get_dataset_class
+    from segunify.mapping import available_mappings
 
     pairs = available_mappings()
     t = table("dataset", "domain", "taxonomy", "splits", "labels", "mappings to", title="Datasets")
@@ -56,6 +54,7 @@ def check(
     """Counts per split; every image has a readable label of the same size holding only known ids/colours.
     Lists each problem with its file; exit 1 on any."""
     from segunify.cli import console
+    from segunify.datasets import check_dataset
 
     set_max_pixels(max_pixels)
     dataset = make_dataset(name, root, parse_options(opt))
@@ -110,7 +109,10 @@ def stats(
     max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Per-class pixel shares over a sample of labels (fast: labels only, no images)."""
+    import numpy as np
+
     from segunify.cli import console
+    from segunify.datasets.base import evenly, no_samples_message
 
     set_max_pixels(max_pixels)
     dataset = make_dataset(name, root, parse_options(opt))
@@ -118,8 +120,7 @@ def stats(
     if not splits:
         raise SegunifyError(f"dataset {dataset.name!r}: {no_samples_message(dataset)}", root)
     samples = [s for s in dataset.samples(splits[0]) if s.label is not None]
-    if limit and len(samples) > limit:
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
+    samples = evenly(samples, limit or None)
     tax = dataset.taxonomy
     counts = np.zeros(256, dtype=np.int64)
     for s in samples:

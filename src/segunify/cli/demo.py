@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
 def summary_tables(results: dict) -> list:
     """The paper-style table (mIoU % per dataset and the mean; mean +- std over the student seeds when
-    there are several) and the goals, for the terminal."""
+    there are several) and the claims it checks, for the terminal."""
     from rich.table import Table
 
     def pct(v, std=None) -> str:
@@ -87,8 +87,8 @@ def summary_tables(results: dict) -> list:
     stds = results.get("table_std", {})
     for model, row in results["table"].items():
         head.add_row(model, *(pct(row.get(col), stds.get(model, {}).get(col)) for col in columns))
-    goals = Table(title="goals", title_justify="left")
-    for col in ("goal", "measured", "target", ""):
+    goals = Table(title="claims checked", title_justify="left")
+    for col in ("claim", "measured", "target", ""):
         goals.add_column(col)
     for g in results["goals"]:
         unit = g.get("unit", "points")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,21 +19,16 @@ from segunify.cli._util import (
     set_max_pixels,
 )
 from segunify.errors import SegunifyError
-from segunify.evaluation import (
-    EvalResult,
-    ModelPredictions,
-    PredDir,
-    evaluate_dataset,
-    result_table,
-    source_share_table,
-    summary_line,
-)
-from segunify.mapping import load_mapping
-from segunify.models.onnx import DEFAULT_HELP
+from segunify.mapping import resolve_mapping
+from segunify.models.backends import DEFAULT_HELP
+
+if TYPE_CHECKING:
+    from segunify.evaluation import EvalResult
 
 
 def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxonomy, backend=None):
     """A :class:`ModelPredictions` for a checkpoint folder, after checking its taxonomy."""
+    from segunify.evaluation import ModelPredictions
     from segunify.models.checkpoint import META, load_meta
     from segunify.models.inference import Predictor
 
@@ -53,15 +49,23 @@ def _model_predictions(ckpt: str, opts: dict, device: str, mapping, dataset_taxo
     return ModelPredictions.from_predictor(predictor, name=f"model {path}")
 
 
+def _mapping(mapping: str, ds, ckpt: str | None):
+    """``--mapping`` by the one rule (:func:`segunify.mapping.resolve_mapping`): a file not named
+    ``<extra>__<source>`` leads from the dataset's taxonomy to the one the checkpoint names."""
+    from segunify.models.checkpoint import load_meta
+
+    source = load_meta(Path(ckpt)).taxonomy if ckpt is not None else None
+    mp = resolve_mapping(mapping, ds.taxonomy, source)
+    mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {ds.name!r}")
+    return mp
+
+
 def _vis_writer(out: Path, ds, mapping, samples, count: int):
     """An ``on_pair`` callback drawing image | GT | prediction | errors for ``count`` evenly spaced samples."""
-    import numpy as np
-
     from segunify import viz
+    from segunify.datasets import evenly
 
-    picks = {
-        samples[i].id for i in np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)
-    }
+    picks = {s.id for s in evenly(samples, count)}
     pred_tax = mapping.source if mapping is not None else ds.taxonomy
     allowed = mapping.allowed if mapping is not None else None
 
@@ -104,6 +108,8 @@ def _model_options(size, flip, mode, stride, scales, pred_dir, model) -> dict:
 
 def _score(ds, split: str, total: int, source, mp, limit, per_image: bool, on_pair, console) -> EvalResult:
     """Run :func:`evaluate_dataset` under a progress bar (``total`` samples); adds the wall time."""
+    from segunify.evaluation import evaluate_dataset
+
     with progress_bar(console=console, transient=True) as bar:
         task = bar.add_task(f"evaluating {ds.name} {split}", total=total, rate="")
         start = time.perf_counter()
@@ -121,6 +127,8 @@ def _score(ds, split: str, total: int, source, mp, limit, per_image: bool, on_pa
 
 def _show(result: EvalResult, title: str, mp, show_sources: bool, per_image: bool, console) -> None:
     """The table, the summary line, the note and (``--per-image``) the three worst images."""
+    from segunify.evaluation import result_table, source_share_table, summary_line
+
     console.print(result_table(result, title=title))
     if mp is not None and show_sources:
         console.print(source_share_table(result))
@@ -205,15 +213,14 @@ def evaluate(
     """Per-class IoU / accuracy / pixel shares and mIoU of predictions on a dataset split (classes absent
     from both ground truth and prediction are excluded from the means and listed)."""
     from segunify.cli import console
+    from segunify.evaluation import PredDir
 
     set_max_pixels(max_pixels)
     model_opts = _model_options(size, flip, mode, stride, scales, pred_dir, model)
     ds = make_dataset(dataset, root, parse_options(dataset_opt, "--dataset-opt"))
     samples = ds.samples(split)[:limit] if limit else ds.samples(split)
     _check_outputs(json_out, vis, overwrite, ds, samples, pred_dir or model, mapping)  # before scoring
-    mp = load_mapping(mapping) if mapping else None
-    if mp is not None:
-        mp.check_compatible(ds.taxonomy, mp.source.classes, f"dataset {ds.name!r}")
+    mp = _mapping(mapping, ds, model) if mapping else None
     if pred_dir is not None:
         source = PredDir(pred_dir)
     else:

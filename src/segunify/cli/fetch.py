@@ -9,7 +9,6 @@ import typer
 
 from segunify.cli._util import progress_bar, table
 from segunify.errors import SegunifyError
-from segunify.fetch import fetch, load_manifest, manifest_files
 from segunify.paths import ENV
 
 
@@ -27,6 +26,7 @@ def fetch_command(
 ) -> None:
     """Download the public originals named in each SOURCE.md, checking size and sha256 of every file."""
     from segunify.cli import console
+    from segunify.fetch import fetch, load_manifest, manifest_files
 
     if list_groups:
         t = table("group", "files", "MB", "source", "licence")

@@ -19,7 +19,7 @@ from segunify.cli._util import (
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_bytes, atomic_write_json
 from segunify.jsonio import read_json_object
-from segunify.mapping import available_mappings, load_mapping
+from segunify.mapping import available_mappings, load_mapping, resolve_mapping
 from segunify.taxonomy import load_taxonomy
 
 mapping_app = typer.Typer(
@@ -324,7 +324,8 @@ def audit(
     _check_outputs([json_out, png], overwrite, inputs + _read_inputs(teacher, dataset, root, split))
     if stats is not None:
         cooc = CoOccurrence.from_json(read_json_object(stats, "co-occurrence statistics"), stats)
-        mp = load_mapping(csv, extra=cooc.extra, source=cooc.source)
+        mp = resolve_mapping(csv, cooc.extra, cooc.source)
+        mp.check_compatible(cooc.extra, cooc.source.classes, f"statistics {stats}", f"statistics {stats}")
         where = f"statistics {stats} (confident = top probability >= {cooc.threshold})"
     else:
         if not (teacher and dataset and root):
@@ -333,8 +334,7 @@ def audit(
             )
         taxonomy, classes = _teacher_classes(teacher)
         ds = make_dataset(dataset, root)
-        named = "__" in Path(csv).name or taxonomy is None
-        mp = load_mapping(csv) if named else load_mapping(csv, ds.taxonomy, taxonomy)
+        mp = resolve_mapping(csv, ds.taxonomy, taxonomy)
         mp.check_compatible(ds.taxonomy, classes, f"dataset {dataset!r}", f"teacher {teacher}")
         cooc, where = _cooccurrence(teacher, dataset, root, split, limit, size, confidence, device, threads)
     with flag_errors():

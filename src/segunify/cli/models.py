@@ -17,7 +17,7 @@ from segunify.cli._util import (
     table,
 )
 from segunify.errors import SegunifyError
-from segunify.models.onnx import DEFAULT_HELP
+from segunify.models.backends import DEFAULT_HELP
 
 models_app = typer.Typer(help="The model zoo.", no_args_is_help=True)
 
@@ -267,8 +267,9 @@ def predict(
     from segunify.io import write_png
     from segunify.labels import read_image
     from segunify.models.inference import Predictor
-    from segunify.models.predict import collect_images, output_spec, overlay, prepare_output
+    from segunify.models.predict import collect_images, output_spec, prepare_output
     from segunify.outputs import folder_lock
+    from segunify.viz import blend
 
     if not 0.0 <= alpha <= 1.0:
         raise typer.BadParameter(f"expected a weight in [0, 1], got {alpha}", param_hint="--alpha")
@@ -290,7 +291,7 @@ def predict(
             color = spec.colors[pred]
             write_png(ids_path, spec.ids[pred])
             write_png(color_path, color)
-            write_png(overlay_path, overlay(img, color, alpha))
+            write_png(overlay_path, blend(img, color, alpha))
             bar.update(task, advance=1, rate=f"{i / (time.perf_counter() - t0):.2f} img/s")
     kind = "raw ids" if spec.raw_ids else "train ids"
     console.print(

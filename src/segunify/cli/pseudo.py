@@ -16,19 +16,8 @@ import typer
 
 from segunify.cli._util import MAX_PIXELS_HELP
 from segunify.errors import SegunifyError
-from segunify.models.onnx import CACHE_DIR as ONNX_CACHE
-from segunify.models.onnx import DEFAULT_HELP
-
-
-def _load_mapping(spec: str, dataset, teacher_taxonomy: str | None):
-    """A shipped ``extra__source`` name or a CSV path; a file not named ``<extra>__<source>.csv`` is read
-    with the dataset's taxonomy as extra and the teacher's as source."""
-    from segunify.mapping import load_mapping
-
-    if "__" in Path(spec).name or teacher_taxonomy is None:
-        return load_mapping(spec)
-    return load_mapping(spec, extra=dataset.taxonomy, source=teacher_taxonomy)
-
+from segunify.models.backends import CACHE_DIR as ONNX_CACHE
+from segunify.models.backends import DEFAULT_HELP
 
 pseudo_app = typer.Typer(help="Pseudo-label folders.", no_args_is_help=True)
 
@@ -219,6 +208,7 @@ def _execute(teacher, data, mapping, out, settings, also, threads, device) -> No
 
     from segunify.cli import console
     from segunify.cli._util import make_dataset
+    from segunify.mapping import resolve_mapping
     from segunify.pseudo.runner import run_pseudo_label, teacher_from_checkpoint
 
     if threads is not None:
@@ -227,7 +217,7 @@ def _execute(teacher, data, mapping, out, settings, also, threads, device) -> No
     state, run_device = _state_and_device(device)
     ds = make_dataset(dataset, root, options)
     model, info = teacher_from_checkpoint(teacher, run_device, settings, onnx_cache=Path(out) / ONNX_CACHE)
-    mp = _load_mapping(mapping, ds, info.taxonomy)
+    mp = resolve_mapping(mapping, ds.taxonomy, info.taxonomy)
     bar, factory = _progress(state, f"pseudo-label {ds.name}/{split}")
     try:
         summary = run_pseudo_label(

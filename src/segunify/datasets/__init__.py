@@ -13,6 +13,7 @@ from segunify.datasets.base import (
     check_dataset,
     create_dataset,
     dataset_taxonomy_name,
+    evenly,
     get_dataset_class,
     register_dataset,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "check_dataset",
     "create_dataset",
     "dataset_taxonomy_name",
+    "evenly",
     "get_dataset_class",
     "register_dataset",
 ]

@@ -7,7 +7,7 @@ adapter works on arrays and never looks at a publisher's layout again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from segunify.errors import SegunifyError
-from segunify.labels import ColorCodec, IdCodec, read_image, read_label_raw
+from segunify.labels import ColorCodec, IdCodec, check_train_ids, read_image, read_label_raw
 from segunify.taxonomy import Taxonomy, load_taxonomy
 
 
@@ -39,6 +39,16 @@ class Sample:
             if self.expected_label
             else "label file missing"
         )
+
+
+def evenly(items: Sequence, n: int | None) -> list:
+    """``n`` items spread evenly over ``items`` (item ``i * len // n`` for ``i < n``; none for ``n = 0``); all
+    of them when ``n`` is ``None`` or not smaller. Neighbouring frames of a video are near duplicates, so the
+    first ``n`` would show one scene: the one sampling rule of the demo's subsets and overlay frames,
+    ``mapping suggest|audit --limit``, ``datasets stats --limit`` and ``evaluate --vis-count``."""
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def unsafe_part(text: str) -> str | None:
@@ -157,10 +167,19 @@ class DatasetAdapter:
         """Raw label array -> uint8 train ids (255 = ignore). Adapters with special encodings override."""
         return self.codec.decode(raw, path)
 
-    def read_label(self, sample: Sample) -> np.ndarray:
+    def load_label(self, sample: Sample) -> np.ndarray:
+        """Decode the sample's label file; adapters that store labels otherwise override this (not
+        :meth:`read_label`)."""
         if sample.label is None:
             raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         return self.decode_label(read_label_raw(sample.label), sample.label)
+
+    def read_label(self, sample: Sample) -> np.ndarray:
+        """The sample's label in train ids of the taxonomy. Every label is decoded through here, so its
+        ids are checked here, once (:func:`~segunify.labels.check_train_ids`): the priors, statistics,
+        training and scoring downstream rely on it."""
+        label = self.load_label(sample)
+        return check_train_ids(label, self.taxonomy, sample.label or sample.image)
 
     def sample(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         """Image and label of a sample; a clear error when their sizes differ (never a silent resize)."""

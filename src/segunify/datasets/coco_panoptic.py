@@ -100,7 +100,7 @@ class CocoPanoptic(DatasetAdapter):
             out.append(self._sample(split, image, label, [sid]))
         return out
 
-    def read_label(self, sample: Sample) -> np.ndarray:
+    def load_label(self, sample: Sample) -> np.ndarray:
         if sample.label is None:
             raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         rgb = read_label_raw(sample.label)

@@ -51,7 +51,7 @@ class Goose(DatasetAdapter):
         self._to_classes: np.ndarray | None = None
         if classes == "offroad":
             self.taxonomy_name = "offroad"
-            self._to_classes = offroad_lut()
+            self._to_classes = load_mapping("goose__offroad").one_to_one_lut()
 
     def _list(self, split):
         images = require_dir(self.root / "images" / split, "GOOSE 2D layout: images/<split>/<scenario>/")
@@ -73,13 +73,3 @@ class Goose(DatasetAdapter):
     def decode_label(self, raw, path):
         goose = self.codec.decode(single_channel(raw, path), path)
         return goose if self._to_classes is None else self._to_classes[goose]
-
-
-def offroad_lut() -> np.ndarray:
-    """``[256]`` GOOSE train id -> off-road train id (void rows and ignore -> 255); every GOOSE class must
-    allow at most one off-road class, so the lookup is exact."""
-    mapping = load_mapping("goose__offroad")
-    several = [mapping.extra.classes[k] for k, allowed in enumerate(mapping.allowed_sets) if len(allowed) > 1]
-    if several:
-        raise SegunifyError(f"GOOSE class {several[0]!r} allows several off-road classes", mapping.path)
-    return mapping.first_allowed_lut()

@@ -103,7 +103,7 @@ class Idd(DatasetAdapter):
             )
         return out
 
-    def read_label(self, sample: Sample) -> np.ndarray:
+    def load_label(self, sample: Sample) -> np.ndarray:
         if sample.label is None:
             raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         raw = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from segunify.datasets.base import DatasetAdapter, Sample, register_dataset
 from segunify.errors import SegunifyError
-from segunify.labels import read_image, read_label_raw
+from segunify.labels import declared_size, read_image, read_label_raw
 
 
 @register_dataset
@@ -42,20 +42,20 @@ class Kitti(DatasetAdapter):
             out.append(self._pair(split, img, label, [split, img.stem]))
         return out
 
-    def sample(self, sample: Sample):
+    def load_label(self, sample: Sample):
         if self.label_crop is None:
-            return super().sample(sample)
-        image = read_image(sample.image)
+            return super().load_label(sample)
         raw = read_label_raw(sample.label)
         top, left = self.label_crop
-        h, w = image.shape[:2]
+        h, w = self._image_size(sample)
         if raw.shape[0] < top + h or raw.shape[1] < left + w:
             raise SegunifyError(
                 f"label {raw.shape[1]}x{raw.shape[0]} too small for crop at {top},{left}", sample.label
             )
-        return image, self.decode_label(raw[top : top + h, left : left + w], sample.label)
+        return self.decode_label(raw[top : top + h, left : left + w], sample.label)
 
-    def read_label(self, sample: Sample):
-        if self.label_crop is None:
-            return super().read_label(sample)
-        return self.sample(sample)[1]
+    @staticmethod
+    def _image_size(sample: Sample) -> tuple[int, int]:
+        """``(H, W)`` of the sample's image from its file's header (no decoding), else decoded."""
+        size = declared_size(sample.image.read_bytes()) if sample.image.is_file() else None
+        return (size[1], size[0]) if size is not None else read_image(sample.image).shape[:2]

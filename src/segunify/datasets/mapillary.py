@@ -115,7 +115,7 @@ class _MapillaryVistas(DatasetAdapter):
             out.append(self._pair(split, img, label, [split, img.stem]))
         return out
 
-    def read_label(self, sample: Sample) -> np.ndarray:
+    def load_label(self, sample: Sample) -> np.ndarray:
         if sample.label is None:
             raise SegunifyError(f"sample {sample.id!r}: {sample.missing_label()}", sample.image)
         arr, mode = read_label_pil(sample.label)

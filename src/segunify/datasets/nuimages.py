@@ -147,7 +147,7 @@ class NuImages(DatasetAdapter):
             for sid, sd in self._index(split).frames.items()
         ]
 
-    def read_label(self, sample: Sample) -> np.ndarray:
+    def load_label(self, sample: Sample) -> np.ndarray:
         index = self._index(sample.split)
         sd = index.frames[sample.id]
         h, w = int(sd["height"]), int(sd["width"])

@@ -28,9 +28,9 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from segunify.config import load_yaml_config, resolve_path
+from segunify.config import StrictConfig, load_yaml_config, resolve_path
 from segunify.datasets._offroad import list_lines, single_channel
 from segunify.datasets.base import DatasetAdapter, LabelEncoding, inside, unsafe_part
 from segunify.errors import SegunifyError
@@ -54,11 +54,11 @@ def _globs(value: str | list[str]) -> list[str]:
     return items
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class _SpecModel(StrictConfig):
+    model_config = ConfigDict(populate_by_name=True)  # with StrictConfig's: unknown keys refused, frozen
 
 
-class SplitSpec(_Strict):
+class SplitSpec(_SpecModel):
     """The images of a split: listed in ``list`` (when given), matching any ``include`` glob and no
     ``exclude`` glob (globs on the image path under --root; ``*`` crosses folders)."""
 
@@ -89,7 +89,7 @@ class SplitSpec(_Strict):
 LabelRule = tuple[str, str]
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(_SpecModel):
     """The validated spec. Field order matters: ``taxonomy`` and the ignore lists are checked against
     ``encoding``, which is validated first."""
 

@@ -128,7 +128,7 @@ class Waymo(DatasetAdapter):
             )
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
-    def read_label(self, sample: Sample) -> np.ndarray:
+    def load_label(self, sample: Sample) -> np.ndarray:
         where = self._where(sample.label, sample)
         data, divisor = self._row("label", sample.label, sample, [PANOPTIC, DIVISOR])
         if not data:

@@ -10,7 +10,6 @@ from segunify.mapcheck.cooccurrence import (
     CoOccurrence,
     labelled_pairs,
     labelled_samples,
-    spread_subsample,
     teacher_pass,
 )
 from segunify.mapcheck.diff import RowDiff, diff_mappings, jaccard
@@ -32,7 +31,6 @@ __all__ = [
     "jaccard",
     "labelled_pairs",
     "labelled_samples",
-    "spread_subsample",
     "suggest_sets",
     "teacher_pass",
 ]

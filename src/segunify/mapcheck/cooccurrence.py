@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from segunify.errors import FieldError, SegunifyError
-from segunify.taxonomy import IGNORE, Taxonomy, load_taxonomy
+from segunify.datasets.base import evenly
+from segunify.errors import SegunifyError
+from segunify.taxonomy import Taxonomy, load_taxonomy
 
 
 @dataclass
@@ -108,17 +108,6 @@ def _row_normalise(mat: np.ndarray) -> np.ndarray:
     return np.divide(mat, total, out=np.zeros(mat.shape, dtype=np.float64), where=total > 0)
 
 
-def spread_subsample(items: list, limit: int | None) -> list:
-    """``limit`` items spread evenly over ``items`` (frames of a video are correlated, so the first N
-    would describe one scene); all of them when ``limit`` is None or not smaller."""
-    if limit is not None and limit < 1:
-        raise FieldError("limit", f"must be >= 1, got {limit}")
-    if limit is None or limit >= len(items):
-        return list(items)
-    picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
-    return [items[i] for i in picks]
-
-
 def labelled_samples(dataset, split: str, limit: int | None = None) -> list:
     """The labelled samples of a split, evenly subsampled to ``limit``."""
     labelled = [s for s in dataset.samples(split) if s.label is not None]
@@ -126,22 +115,14 @@ def labelled_samples(dataset, split: str, limit: int | None = None) -> list:
         raise SegunifyError(
             f"split {split!r} of dataset {dataset.name!r} has no labelled samples", dataset.root
         )
-    return spread_subsample(labelled, limit)
+    return evenly(labelled, limit)
 
 
 def labelled_pairs(dataset, samples: Iterable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Image and ground truth of each sample; ids outside the taxonomy are an error naming the label."""
-    num_extra = dataset.taxonomy.num_classes
+    """Image and ground truth of each sample (ids outside the taxonomy are refused where the adapter
+    decodes them)."""
     for s in samples:
-        image, gt = dataset.sample(s)
-        bad = np.flatnonzero(np.bincount(gt.ravel(), minlength=256)[num_extra:IGNORE])
-        if bad.size:
-            raise SegunifyError(
-                f"ground truth holds id(s) {(bad + num_extra).tolist()[:10]} outside the taxonomy "
-                f"{dataset.taxonomy.name!r} (classes 0..{num_extra - 1}, 255 = ignore)",
-                s.label,
-            )
-        yield image, gt
+        yield dataset.sample(s)
 
 
 def teacher_pass(
@@ -152,6 +133,8 @@ def teacher_pass(
 ) -> CoOccurrence:
     """Run ``teacher`` (anything with ``probs(uint8 [B, H, W, 3]) -> [B, C, H, W]``, e.g. a
     :class:`~segunify.models.inference.Predictor`) without priors and accumulate its predictions."""
+    import torch  # here: the statistics themselves (suggest --stats, audit, diff) need no torch
+
     c_n = cooccurrence.source.num_classes
     for image, gt in pairs:
         probs = teacher.probs(torch.from_numpy(np.ascontiguousarray(image))[None])

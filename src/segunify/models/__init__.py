@@ -7,6 +7,9 @@ input resolution, and declares what training needs to know as class attributes
 (``{"name", "num_classes", "kwargs"}``) so that checkpoints can rebuild it without the original
 weights file. Published weights are data: ``<family>.pretrained.json`` beside the family, read by
 :mod:`segunify.models.pretrained`.
+
+The family modules (torch, transformers) are imported on the first use of the registry, not with this
+package: its data modules (pretrained tables, hub ids, backend names) stay light for the command line.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from segunify.errors import SegunifyError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,13 @@ def register_model(name: str, description: str = ""):
     return deco
 
 
+def _register_families() -> None:
+    """Import the family modules; each registers its models (once: Python imports a module once)."""
+    from segunify.models import espnetv2, mask2former, segformer  # noqa: F401
+
+
 def available_models() -> list[str]:
+    _register_families()
     return sorted(_REGISTRY)
 
 
@@ -54,7 +65,7 @@ def model_entries() -> list[ModelEntry]:
 def create_model(name: str, num_classes: int, weights: str | Path | None = None, **kwargs) -> nn.Module:
     """Build a registered model; ``weights`` is a family-specific file or folder (a segunify checkpoint
     folder works for every family)."""
-    if name not in _REGISTRY:
+    if name not in available_models():
         raise SegunifyError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     builder = _REGISTRY[name].builder
     params = inspect.signature(builder).parameters
@@ -73,7 +84,5 @@ def count_parameters(model: nn.Module) -> int:
     """Learnable parameters (BatchNorm running statistics are buffers and do not count)."""
     return sum(p.numel() for p in model.parameters())
 
-
-from segunify.models import espnetv2, mask2former, segformer  # noqa: E402,F401  (families register themselves)
 
 __all__ = ["available_models", "count_parameters", "create_model", "model_entries", "register_model"]

@@ -38,14 +38,13 @@ from torch import nn
 from segunify.errors import SegunifyError
 from segunify.io import dir_mode, file_mode, sha256_file
 from segunify.jsonio import read_json_object, to_jsonable
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
 from segunify.taxonomy import Taxonomy, load_taxonomy
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
 FORMAT = "segunify-checkpoint"
 FORMAT_VERSION = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsSource(BaseModel):
@@ -95,7 +94,7 @@ class CheckpointMeta(BaseModel):
     num_classes: int = Field(ge=1)
     taxonomy: str | None = None
     classes: list[str]
-    mean: tuple[float, float, float] = IMAGENET_MEAN
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # what a meta.json written without one meant
     std: tuple[float, float, float] = IMAGENET_STD
     input_size: tuple[int, int] | None = None
     train_config: dict[str, Any] = Field(default_factory=dict)
@@ -177,6 +176,8 @@ def build_meta(model: nn.Module, meta: CheckpointMeta | Mapping[str, Any]) -> Ch
     spec = getattr(model, "segunify_spec", None) or {}
     data.setdefault("model", spec.get("name"))
     data.setdefault("model_kwargs", spec.get("kwargs", {}))
+    data.setdefault("mean", getattr(model, "input_mean", IMAGENET_MEAN))  # the family's normalisation
+    data.setdefault("std", getattr(model, "input_std", IMAGENET_STD))
     if not data["model"]:
         raise SegunifyError(
             "checkpoint meta needs 'model' (the registry name); the model has no segunify_spec"
@@ -442,8 +443,6 @@ def _is_tied(model: nn.Module, key: str, state: dict) -> bool:
 
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "CheckpointMeta",
     "Interpolation",
     "SelectedMetric",

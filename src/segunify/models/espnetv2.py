@@ -23,10 +23,9 @@ from torch import nn
 
 from segunify.errors import SegunifyError
 from segunify.models import register_model
-from segunify.models.base import SegmentationModel
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD, SegmentationModel
 
 WIDTHS = {1.0: (32, 64, 128, 256), 2.0: (32, 128, 256, 512)}
-HEAD_KEYS = ("bu_dec_l4.merge_layer.3.weight", "bu_dec_l4.merge_layer.3.bias")
 SHIPPED_CHANNELS = 20  # EdgeNets' Cityscapes head: 19 classes + an untrained background channel
 MULTIPLE = 32
 
@@ -246,10 +245,12 @@ class ESPNetv2Seg(SegmentationModel):
     ``find_unused_parameters``: the DownSampler's EESP keeps a ``module_act`` it never calls (the
     published weights hold it, so it stays for a strict load).
 
-    ``cpu_channels_last``: 1.47x the images/s of the default layout on 2 CPU cores at 512x1024, labels
-    identical on 16 CamVid frames (``benchmarks/teacher_backends.py``).
+    ``cpu_channels_last``: faster than the default layout on the CPU (its depthwise convolutions), labels
+    identical (``benchmarks/teacher_backends.py`` measures both).
     """
 
+    classifier_keys = ("bu_dec_l4.merge_layer.3.weight", "bu_dec_l4.merge_layer.3.bias")
+    input_mean, input_std = IMAGENET_MEAN, IMAGENET_STD  # EdgeNets' training normalisation
     find_unused_parameters = True
     cpu_channels_last = True
 
@@ -326,7 +327,7 @@ def load_weights(model: ESPNetv2Seg, sd: dict[str, torch.Tensor], source: str | 
     head cut to 19 classes) or ``"encoder-decoder"`` (new classifier for another class count)."""
     from segunify.models.checkpoint import load_state
 
-    head_w, head_b = HEAD_KEYS
+    head_w, head_b = model.classifier_keys
     if head_w not in sd:
         raise SegunifyError(f"not ESPNetv2 segmentation weights (no key {head_w!r})", source)
     n_src, n = sd[head_w].shape[0], model.num_classes
@@ -337,7 +338,7 @@ def load_weights(model: ESPNetv2Seg, sd: dict[str, torch.Tensor], source: str | 
         kind = "sliced"
     else:
         kind = "encoder-decoder"
-    new_head = (lambda key: key in HEAD_KEYS) if kind == "encoder-decoder" else (lambda key: False)
+    new_head = model.is_classifier if kind == "encoder-decoder" else (lambda key: False)
     load_state(model, sd, source, "espnetv2 (wrong width s?)", head=new_head)
     return kind
 

@@ -2,7 +2,7 @@
 
 A family is built from a config or, with ``weights=<folder>``, from a local ``from_pretrained`` folder
 (``config.json`` + weights, ``local_files_only=True``) or a segunify checkpoint folder. A different class
-count keeps everything but the classifier (the family's ``HEAD_PREFIXES``).
+count keeps everything but the classifier (the family's ``classifier_keys``).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from torch import nn
-
 from segunify.errors import SegunifyError
+from segunify.models.base import SegmentationModel
 
 SAFETENSORS = "model.safetensors"
 _DROP_KEYS = ("transformers_version", "_name_or_path", "architectures", "id2label", "label2id", "dtype")
@@ -38,12 +37,15 @@ def weights_kind(weights: str | Path | None) -> str | None:
     raise SegunifyError("not a model folder: expected a segunify checkpoint (meta.json) or config.json", path)
 
 
-def load_partial(model: nn.Module, weights: str | Path, head_prefixes: tuple[str, ...]) -> None:
-    """Load a segunify checkpoint's weights into ``model``; only the classifier may differ in shape."""
+def load_partial(model: SegmentationModel, weights: str | Path) -> str:
+    """Load a segunify checkpoint's weights into ``model``; only the classifier (the family's
+    ``classifier_keys``) may differ in shape. Returns ``"full"``, or ``"encoder-decoder"`` when the
+    classifier had another class count and was left as initialised."""
     from segunify.models.checkpoint import WEIGHTS, load_state, read_safetensors
 
     state = read_safetensors(Path(weights) / WEIGHTS)
-    load_state(model, state, weights, head=lambda key: key.startswith(head_prefixes))
+    dropped = load_state(model, state, weights, head=model.is_classifier)
+    return "encoder-decoder" if dropped else "full"
 
 
 def config_of_checkpoint(weights: str | Path) -> dict:

@@ -229,8 +229,11 @@ def preprocessing(
     pre = read_json_object(path, "preprocessor config") if path.is_file() else None
     norm = (mean, std) if mean is not None else (_normalisation(pre, path) if pre is not None else None)
     fixed = size if size is not None else (_size(pre, family) if pre is not None else "no file")
-    hint = "mean and std (R,G,B in 0-1 units; ImageNet's: 0.485,0.456,0.406 and 0.229,0.224,0.225)"
     if norm is None:
+        from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD
+
+        imagenet = " and ".join(",".join(map(str, v)) for v in (IMAGENET_MEAN, IMAGENET_STD))
+        hint = f"mean and std (R,G,B in 0-1 units; ImageNet's: {imagenet})"
         lacks = f"no {PREPROCESSOR}" if pre is None else "it has no image_mean/image_std"
         more = "" if size else " and size (H,W)"
         raise SegunifyError(

@@ -115,7 +115,7 @@ class Predictor:
         self.device = torch.device(device)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.model = model.to(self.device).eval()
-        # channels_last where the family measured it faster on the CPU (ESPNetv2: 1.47x, same labels)
+        # channels_last where the family measured it faster on the CPU (benchmarks/teacher_backends.py)
         self.channels_last = self.device.type == "cpu" and getattr(model, "cpu_channels_last", False)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -158,8 +158,8 @@ class Predictor:
         return contextlib.nullcontext()
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """On the CPU one image at a time: batches of 4 run at 0.6x the images/s of single images there
-        (2 cores, 512x1024, ``benchmarks/teacher_backends.py``), and the labels do not depend on the batch."""
+        """On the CPU one image at a time: batches ran slower there (``benchmarks/teacher_backends.py``,
+        ``eager_batch4``), and the labels do not depend on the batch."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():

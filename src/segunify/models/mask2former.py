@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from segunify.errors import SegunifyError
 from segunify.models import register_model
-from segunify.models.base import SegmentationModel
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD, SegmentationModel
 from segunify.models.hf_common import (
     clean_config,
     config_of_checkpoint,
@@ -34,7 +34,6 @@ SWIN_PRESETS = {
     "swin-b": {"embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32], "window_size": 12},
     "swin-l": {"embed_dim": 192, "depths": [2, 2, 18, 2], "num_heads": [6, 12, 24, 48], "window_size": 12},
 }
-HEAD_PREFIXES = ("hf.class_predictor.", "hf.criterion.empty_weight")
 MULTIPLE = 32
 
 
@@ -58,6 +57,8 @@ class Mask2FormerSeg(SegmentationModel):
     feature maps Mask2Former reads.
     """
 
+    classifier_keys = ("hf.class_predictor.", "hf.criterion.empty_weight")
+    input_mean, input_std = IMAGENET_MEAN, IMAGENET_STD  # the published Swin/Mask2Former weights'
     has_own_loss = True
     find_unused_parameters = True
     onnx_unsupported = (
@@ -141,9 +142,7 @@ def mask2former(
         checkpoint_cfg = config_of_checkpoint(weights) if kind else {}
         hf_model = Mask2FormerForUniversalSegmentation(_config(backbone, checkpoint_cfg, config, num_classes))
     model = Mask2FormerSeg(hf_model, num_classes)
-    model.weights_loaded = head
-    if kind == "segunify":
-        load_partial(model, weights, HEAD_PREFIXES)
+    model.weights_loaded = load_partial(model, weights) if kind == "segunify" else head
     model.segunify_spec = {
         "name": "mask2former",
         "num_classes": num_classes,

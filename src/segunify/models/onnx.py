@@ -1,9 +1,10 @@
 """ONNX export and the ONNX Runtime backend of the teacher pass (``--backend onnx``).
 
-Why, and why not the default: on 2 CPU cores ONNX Runtime runs the ESPNetv2 teacher at 512x1024 with
-identical labels on the benchmarks' frames, 1.14x the images/s of PyTorch through the predictor (both one
-image at a time, interleaved rounds) after an export + parity check of about 3 s per weights and input
-size: it pays on long pseudo-label runs, not on a 10-frame evaluation. The model is
+Why, and why not the default: ONNX Runtime runs the ESPNetv2 teacher with identical labels on the
+benchmarks' frames, but every weights file and input size first costs an export + parity check, which pays
+on long pseudo-label runs, not on a 10-frame evaluation (how fast each is on a machine:
+``benchmarks/teacher_backends.py``, ``benchmarks/pseudo_label.py --backends``; figures in
+docs/benchmarks.md). The model is
 exported with a static input shape ``[1, 3, H, W]`` once per (weights sha256, shape, opset); each
 export is checked against torch (max abs logit difference <= :data:`ONNX_TOLERANCE`) before it is
 written into the cache with its sha256 beside it, and a cached file runs only when it still has that
@@ -28,13 +29,10 @@ import torch
 from torch import nn
 
 from segunify.errors import FieldError, SegunifyError
+from segunify.models.backends import BACKENDS, DEFAULT_CPU_BACKEND
 
-BACKENDS = ("torch", "onnx")
-DEFAULT_CPU_BACKEND = "torch"  # CPU default of pseudo-label, evaluate --model, predict (see the docstring)
-DEFAULT_HELP = f"default {DEFAULT_CPU_BACKEND} on the CPU, torch on a GPU"
 ONNX_TOLERANCE = 1e-3
 OPSET = 17
-CACHE_DIR = ".segunify-onnx"  # under a pseudo-label run's --out
 
 
 def resolve_backend(backend: str | None, device: str | torch.device = "cpu") -> str:
@@ -209,9 +207,6 @@ class OnnxModel(nn.Module):
 
 
 __all__ = [
-    "BACKENDS",
-    "DEFAULT_CPU_BACKEND",
-    "DEFAULT_HELP",
     "ONNX_TOLERANCE",
     "OnnxModel",
     "cached_export",

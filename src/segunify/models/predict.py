@@ -153,13 +153,11 @@ def output_spec(
 def _target_mapping(meta: CheckpointMeta, target: Taxonomy | None, mapping: str | None, where: str):
     """The mapping from ``target``'s classes to the checkpoint's: its sets must partition the checkpoint's
     classes (each in exactly one set), or some pixels would be written as another class or as void."""
-    from segunify.mapping import available_mappings, load_mapping
+    from segunify.mapping import resolve_mapping
 
     if mapping is None and not meta.taxonomy:
         raise FieldError("to", "needs a mapping: the checkpoint names no taxonomy", where)
-    if mapping is None and (target.name, meta.taxonomy) not in available_mappings():  # type: ignore[union-attr]
-        raise SegunifyError(f"no shipped mapping {target.name}__{meta.taxonomy}; give --mapping CSV", where)  # type: ignore[union-attr]
-    mp = load_mapping(mapping or f"{target.name}__{meta.taxonomy}")  # type: ignore[union-attr]
+    mp = resolve_mapping(mapping, target, meta.taxonomy, shipped_default=True)
     target = target or mp.extra
     mp.check_compatible(target, meta.classes, f"the output taxonomy {target.name!r}", f"checkpoint {where}")
     unclaimed = mp.unclaimed_sources()
@@ -172,10 +170,4 @@ def _target_mapping(meta: CheckpointMeta, target: Taxonomy | None, mapping: str 
     return mp
 
 
-def overlay(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
-    """``image`` blended with the colour picture (``alpha`` = colour weight)."""
-    blend = image.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
-    return blend.round().astype(np.uint8)
-
-
-__all__ = ["OutputSpec", "collect_images", "output_spec", "overlay", "prepare_output", "raw_id_lut"]
+__all__ = ["OutputSpec", "collect_images", "output_spec", "prepare_output", "raw_id_lut"]

@@ -3,7 +3,7 @@
 Each entry names a published weights file and everything needed to turn it into a segunify checkpoint
 without flags: the registry model and its options, the file's name (looked up under
 ``SEGUNIFY_DATA/weights``), size and sha256, the taxonomy its classifier predicts, the input size and
-normalisation it was trained with, and the classifier's state-dict keys (what a student re-initialises).
+normalisation it was trained with (the classifier's keys are the family's: ``classifier_keys``).
 Entry names follow ``<model>_<variant>.<taxonomy>``, e.g. ``espnetv2_s2.0.cityscapes``.
 """
 
@@ -38,7 +38,6 @@ class PretrainedWeights(BaseModel):
     input_size: tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    classifier_keys: tuple[str, ...]
     origin: str
     license: str
     notes: str = ""
@@ -130,19 +129,12 @@ def import_weights(
     """Turn a weights file into a segunify checkpoint at ``out``; returns ``(folder, model, meta)``.
 
     ``entry`` (a table row) supplies model, options, taxonomy, input size and normalisation; without it
-    (a file the table does not list) ``model`` and ``taxonomy`` are needed (normalisation: ImageNet's
+    (a file the table does not list) ``model`` and ``taxonomy`` are needed (normalisation: the family's
     unless ``mean``/``std`` are given). ``mean``/``std``/``input_size`` override the entry's. The classifier must survive:
     weights whose head does not fit the taxonomy are refused rather than given a random head.
     """
     from segunify.models import create_model
-    from segunify.models.checkpoint import (
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        WeightsSource,
-        build_meta,
-        check_target,
-        save_checkpoint,
-    )
+    from segunify.models.checkpoint import WeightsSource, build_meta, check_target, save_checkpoint
     from segunify.outputs import check_apart
     from segunify.taxonomy import load_taxonomy
 
@@ -169,8 +161,8 @@ def import_weights(
         net,
         {
             "taxonomy": tax,
-            "mean": mean or (entry.mean if entry else IMAGENET_MEAN),
-            "std": std or (entry.std if entry else IMAGENET_STD),
+            "mean": mean or (entry.mean if entry else net.input_mean),
+            "std": std or (entry.std if entry else net.input_std),
             "input_size": input_size or (entry.input_size if entry else None),
             "source": source,
         },

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from segunify.errors import SegunifyError
 from segunify.models import register_model
-from segunify.models.base import SegmentationModel
+from segunify.models.base import IMAGENET_MEAN, IMAGENET_STD, SegmentationModel
 from segunify.models.hf_common import (
     clean_config,
     config_of_checkpoint,
@@ -32,10 +32,12 @@ VARIANTS = {
     "b4": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 8, 27, 3], "decoder_hidden_size": 768},
     "b5": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 6, 40, 3], "decoder_hidden_size": 768},
 }
-HEAD_PREFIXES = ("hf.decode_head.classifier.",)
 
 
 class SegformerSeg(SegmentationModel):
+    classifier_keys = ("hf.decode_head.classifier.",)
+    input_mean, input_std = IMAGENET_MEAN, IMAGENET_STD  # the published ImageNet/ADE/Cityscapes weights'
+
     def __init__(self, hf_model):
         super().__init__()
         self.hf = hf_model
@@ -78,9 +80,7 @@ def _builder(variant: str):
             cfg.setdefault("semantic_loss_ignore_index", IGNORE)
             hf_model = SegformerForSemanticSegmentation(SegformerConfig(**cfg))
         model = SegformerSeg(hf_model)
-        model.weights_loaded = head
-        if kind == "segunify":
-            load_partial(model, weights, HEAD_PREFIXES)
+        model.weights_loaded = load_partial(model, weights) if kind == "segunify" else head
         model.segunify_spec = {
             "name": f"segformer-{variant}",
             "num_classes": num_classes,

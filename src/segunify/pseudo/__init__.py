@@ -52,10 +52,11 @@ from __future__ import annotations
 
 from segunify.pseudo.folder import PseudoFolder
 from segunify.pseudo.priors import (
-    allowed_table,
+    PriorTable,
     apply_priors,
     label_probs,
     plain_argmax,
+    prior_table,
     score_at,
     soft_top2,
 )
@@ -65,15 +66,16 @@ from segunify.pseudo.stats import PseudoSummary
 from segunify.pseudo.store import load_summary, pseudo_label_path
 
 __all__ = [
+    "PriorTable",
     "PseudoFolder",
     "PseudoSettings",
     "PseudoSummary",
     "TeacherInfo",
-    "allowed_table",
     "apply_priors",
     "label_probs",
     "load_summary",
     "plain_argmax",
+    "prior_table",
     "pseudo_label_path",
     "run_pseudo_label",
     "score_at",

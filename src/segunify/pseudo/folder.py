@@ -22,7 +22,7 @@ from segunify.jsonio import read_json_object, validate_object
 from segunify.labels import read_label_raw
 from segunify.mapping import Mapping
 from segunify.pseudo.stats import PseudoSummary
-from segunify.pseudo.store import SETTINGS, SUMMARY, PseudoStore, load_summary, mapping_sha256
+from segunify.pseudo.store import SETTINGS, SUMMARY, PseudoStore, load_summary
 from segunify.taxonomy import Taxonomy
 
 
@@ -165,7 +165,7 @@ class PseudoFolder:
                 f"pseudo-labels {name} were made through another version of the dataset spec (sha256 "
                 f"{made[:12]}...), not the spec read (sha256 {str(now)[:12]}...): label again",
             )
-        if mapping is not None and s.mapping.sha256 != mapping_sha256(mapping):
+        if mapping is not None and s.mapping.sha256 != mapping.sha256:
             raise FieldError(
                 "mapping",
                 f"pseudo-labels {name} were made with another mapping ({s.mapping.path!r}), not {names[0]}",

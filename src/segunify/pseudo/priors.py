@@ -16,8 +16,8 @@ upsampled labels cross object borders (CamVid sky through foliage); forcing such
 confident noise (a building becomes a fence), while a pixel the teacher merely doubts keeps the prior.
 
 Why not the obvious ``masked_fill(~allowed[gt], -inf).argmax(1)``: it materialises a ``[B, C, H, W]``
-mask plus a float copy and reads all ``C`` channels of every pixel, which at 1024x2048 costs more than
-the 5 % of a forward pass we allow. Instead pixels are grouped by GT class (one stable sort) and each
+mask plus a float copy and reads all ``C`` channels of every pixel, which at 1024x2048 costs too large a
+share of a forward pass (``benchmarks/pseudo_label.py`` measures the share). Instead pixels are grouped by GT class (one stable sort) and each
 group reads only its ``|A_k|`` channels through one gather; singleton classes read no scores at all.
 Scores are touched in place only through that gather, so no full copy is made unless they have to be
 resized to the label resolution (one copy) or are not contiguous. Ties go to the lowest class id, as
@@ -26,35 +26,68 @@ resized to the label resolution (one copy) or are not contiguous. Ties go to the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from segunify.errors import SegunifyError
+from segunify.mapping import Mapping
 from segunify.taxonomy import IGNORE
 
-__all__ = ["allowed_table", "apply_priors", "label_probs", "plain_argmax", "score_at", "soft_top2"]
+__all__ = [
+    "PriorTable",
+    "apply_priors",
+    "label_probs",
+    "plain_argmax",
+    "prior_table",
+    "score_at",
+    "soft_top2",
+]
 
 
-def _as_bool_tensor(allowed, device: torch.device) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(allowed) if not isinstance(allowed, torch.Tensor) else allowed)
-    if t.ndim != 2:
-        raise SegunifyError(f"allowed matrix must be [K, C], got shape {tuple(t.shape)}")
-    if t.shape[0] > IGNORE:
-        raise SegunifyError(f"allowed matrix has {t.shape[0]} extra classes; at most 255 fit uint8 labels")
-    return t.to(device=device, dtype=torch.bool)
+@dataclass(frozen=True)
+class PriorTable:
+    """The lookup of the priors op on one device: ``table[g]`` is the set of source classes a pixel whose
+    ground truth is ``g`` may take (``[256, C]`` bool: rows ``>= K``, ignore included, are empty; with
+    ``fill_void`` every empty row, void classes and ignore, allows every class), and ``K`` (ground-truth
+    ids ``K..254`` are refused). Made once per run (:func:`prior_table`), not per batch."""
+
+    table: torch.Tensor
+    num_extra: int
+    fill_void: bool
 
 
-def allowed_table(allowed, *, fill_void: bool = False, device: str | torch.device = "cpu") -> torch.Tensor:
-    """``[256, C]`` bool table indexed by a GT id: rows ``>= K`` (ignore) are empty, or with ``fill_void``
-    every empty row (void classes and ignore) allows every class."""
-    a = allowed if isinstance(allowed, torch.Tensor) and allowed.dtype == torch.bool else None
-    a = _as_bool_tensor(allowed, torch.device(device)) if a is None else a.to(device)
-    table = torch.zeros(256, a.shape[1], dtype=torch.bool, device=a.device)
-    table[: a.shape[0]] = a
+def prior_table(allowed, *, fill_void: bool = False, device: str | torch.device = "cpu") -> PriorTable:
+    """The :class:`PriorTable` of ``allowed``: a :class:`~segunify.mapping.Mapping` (its cached
+    ``gt_lookup``), an allowed matrix ``[K, C]`` (numpy or torch), or a :class:`PriorTable` (returned as
+    it is when it is on ``device`` and made with the same ``fill_void``)."""
+    device = torch.device(device)
+    if isinstance(allowed, PriorTable):
+        if allowed.fill_void != fill_void:
+            raise SegunifyError(
+                f"a prior table made with fill_void={allowed.fill_void} used with fill_void={fill_void}"
+            )
+        if allowed.table.device == device:
+            return allowed
+        return PriorTable(allowed.table.to(device), allowed.num_extra, fill_void)
+    if isinstance(allowed, Mapping):
+        num_extra, lookup = allowed.extra.num_classes, torch.tensor(allowed.gt_lookup, device=device)
+    else:
+        a = allowed if isinstance(allowed, torch.Tensor) else torch.from_numpy(np.array(allowed, dtype=bool))
+        if a.ndim != 2:
+            raise SegunifyError(f"allowed matrix must be [K, C], got shape {tuple(a.shape)}")
+        if a.shape[0] > IGNORE:
+            raise SegunifyError(
+                f"allowed matrix has {a.shape[0]} extra classes; at most 255 fit uint8 labels"
+            )
+        num_extra = a.shape[0]
+        lookup = torch.zeros(256, a.shape[1], dtype=torch.bool, device=device)
+        lookup[:num_extra] = a.to(device=device, dtype=torch.bool)
     if fill_void:
-        table[~table.any(1)] = True
-    return table
+        lookup[~lookup.any(1)] = True
+    return PriorTable(lookup, num_extra, fill_void)
 
 
 def _resize(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -75,7 +108,12 @@ def _check_inputs(scores: torch.Tensor, gt: torch.Tensor) -> None:
 
 
 def _gt_ids(gt: torch.Tensor, num_extra: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """GT as a flat uint8 tensor plus its 256-bin histogram; ids outside ``0..K-1`` and ``255`` raise."""
+    """GT as a flat uint8 tensor plus its 256-bin histogram; ids outside ``0..K-1`` and ``255`` raise.
+
+    Labels read by a dataset adapter were checked where they were decoded; this op is a public function
+    on tensors, so it is also where a caller's own tensors enter. The check reads the histogram the
+    grouping needs anyway (no extra pass), and without it an id ``K..254`` would silently become ignore
+    (or, with ``fill_void``, the teacher's free choice)."""
     if gt.dtype != torch.uint8:
         lo, hi = int(gt.min()) if gt.numel() else 0, int(gt.max()) if gt.numel() else 0
         if lo < 0 or hi > IGNORE:
@@ -171,19 +209,20 @@ def apply_priors(
 
     ``scores`` ``[B, C, H, W]`` logits (or probabilities with ``scores_are_probs``), resized to the GT's
     resolution when they differ; ``gt`` ``[B, H, W]`` extra train ids (255 = ignore); ``allowed``
-    ``[K, C]`` bool (numpy or torch). Returns ``labels`` uint8 ``[B, H, W]`` (source train ids, 255 =
+    ``[K, C]`` bool (numpy or torch), a mapping, or its :class:`PriorTable` (made once per run). Returns ``labels`` uint8 ``[B, H, W]`` (source train ids, 255 =
     ignore) and ``confidence`` float32 ``[B, H, W]`` (0 where ignored). With ``min_confidence`` pixels
     whose confidence is below it become ignore, and with ``min_allowed_mass`` those where the teacher's
     probability of the whole allowed set is below it. Probabilities that put no mass at all on the allowed
     set (float underflow) give the lowest allowed class with confidence 0.
     """
-    table, num_extra = _checked_table(scores, gt, allowed, fill_void)
+    prior = _checked_table(scores, gt, allowed, fill_void)
+    table = prior.table
     b, c = scores.shape[:2]
     h, w = gt.shape[-2:]
     scores = _resize(scores, (h, w))
     if not scores.is_contiguous():
         scores = scores.contiguous()
-    flat_gt, counts = _gt_ids(gt.to(scores.device), num_extra)
+    flat_gt, counts = _gt_ids(gt.to(scores.device), prior.num_extra)
     sizes = table.sum(1)  # allowed classes per GT id
     labels, confidence = _one_to_one(table, sizes, flat_gt)
     gate = min_allowed_mass is not None
@@ -200,22 +239,21 @@ def _ignore(labels: torch.Tensor, confidence: torch.Tensor, where: torch.Tensor)
     confidence.masked_fill_(where, 0.0)
 
 
-def _checked_table(scores, gt, allowed, fill_void: bool) -> tuple[torch.Tensor, int]:
-    """The ``[256, C]`` allowed table on the scores' device and the number of extra classes, after
-    checking that the inputs fit together (one-line errors, not shape errors from deep inside torch)."""
+def _checked_table(scores, gt, allowed, fill_void: bool) -> PriorTable:
+    """The prior table on the scores' device, after checking that the inputs fit together (one-line
+    errors, not shape errors from deep inside torch)."""
     if not isinstance(scores, torch.Tensor) or not isinstance(gt, torch.Tensor):
         raise SegunifyError("apply_priors expects torch tensors for scores and ground truth")
     _check_inputs(scores, gt)
-    allowed = _as_bool_tensor(allowed, scores.device)
-    table = allowed_table(allowed, fill_void=fill_void, device=scores.device)
+    table = prior_table(allowed, fill_void=fill_void, device=scores.device)
     c = scores.shape[1]
-    if table.shape[1] != c:
+    if table.table.shape[1] != c:
         raise SegunifyError(
-            f"the mapping has {table.shape[1]} source classes but the teacher scores have {c} channels"
+            f"the mapping has {table.table.shape[1]} source classes but the teacher scores have {c} channels"
         )
     if c > IGNORE:
         raise SegunifyError(f"{c} source classes do not fit uint8 labels")
-    return table, allowed.shape[0]
+    return table
 
 
 def _one_to_one(
@@ -326,7 +364,7 @@ def soft_top2(
     pixel gets p1 = 255, an ignored one 0. One running top-2 over the channels, each an elementwise op on
     ``[B, H, W]`` planes: no ``[B, C, H, W]`` mask is built."""
     b, c, h, w = probs.shape
-    table = None if gt is None else allowed_table(allowed, fill_void=fill_void, device=probs.device)
+    table = None if gt is None else prior_table(allowed, fill_void=fill_void, device=probs.device).table
     gt_index = None if gt is None else gt.to(probs.device).long()
     best = torch.full((b, h, w), -1.0, device=probs.device)
     second = best.clone()

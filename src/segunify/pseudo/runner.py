@@ -33,7 +33,7 @@ import torch
 from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.mapping import Mapping
-from segunify.pseudo.priors import label_probs, soft_top2
+from segunify.pseudo.priors import PriorTable, label_probs, prior_table, soft_top2
 from segunify.pseudo.settings import PseudoSettings, Teacher, TeacherInfo, teacher_from_checkpoint
 from segunify.pseudo.stats import ImageStats, PseudoSummary, RankTiming, RunInfo, image_stats, summarize
 from segunify.pseudo.store import (
@@ -43,9 +43,7 @@ from segunify.pseudo.store import (
     fingerprint,
     input_signature,
     load_summary,
-    mapping_sha256,
 )
-from segunify.taxonomy import IGNORE
 
 __all__ = [
     "PseudoSettings",
@@ -64,8 +62,8 @@ __all__ = [
 class _Items(torch.utils.data.Dataset):
     """Image + GT + input signature of one sample; errors travel back as text (one line in the end)."""
 
-    def __init__(self, dataset: DatasetAdapter, samples: Sequence[Sample], num_extra: int, need_gt: bool):
-        self.dataset, self.samples, self.num_extra, self.need_gt = dataset, samples, num_extra, need_gt
+    def __init__(self, dataset: DatasetAdapter, samples: Sequence[Sample], need_gt: bool):
+        self.dataset, self.samples, self.need_gt = dataset, samples, need_gt
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -92,15 +90,7 @@ class _Items(torch.utils.data.Dataset):
             if self.need_gt:
                 raise SegunifyError(f"sample {s.id!r} has no ground-truth label; priors need one", s.image)
             return self.dataset.read_image(s), None
-        image, gt = self.dataset.sample(s)
-        bad = np.flatnonzero(np.bincount(gt.ravel(), minlength=256)[self.num_extra : IGNORE])
-        if bad.size:
-            raise SegunifyError(
-                f"ground truth holds id(s) {(bad + self.num_extra).tolist()[:10]} that the mapping "
-                f"lacks (extra classes 0..{self.num_extra - 1}, 255 = ignore)",
-                s.label,
-            )
-        return image, gt
+        return self.dataset.sample(s)  # ground-truth ids checked where the adapter decodes them
 
 
 def _collate(items: list[dict]) -> list[dict]:
@@ -138,13 +128,13 @@ class _Run:
     world: int = 1
     forward_seconds: float = 0.0
     advance: Callable[[int], Any] | None = None
-    _allowed: torch.Tensor | None = None
+    _tables: dict[bool, PriorTable] = field(default_factory=dict)
 
-    @property
-    def allowed(self) -> torch.Tensor:
-        if self._allowed is None:
-            self._allowed = torch.as_tensor(self.mapping.allowed, device=self.device)
-        return self._allowed
+    def priors(self, fill_void: bool) -> PriorTable:
+        """The mapping's prior table on the run's device, made once per run (per ``fill_void``)."""
+        if fill_void not in self._tables:
+            self._tables[fill_void] = prior_table(self.mapping, fill_void=fill_void, device=self.device)
+        return self._tables[fill_void]
 
     @property
     def num_source(self) -> int:
@@ -259,7 +249,7 @@ def _process(run: _Run, batches: list[list[int]]) -> None:
     need_gt = any(t.settings.priors for t in run.targets)
     workers = run.settings.workers
     loader = torch.utils.data.DataLoader(
-        _Items(run.dataset, run.samples, run.num_extra, need_gt=need_gt),
+        _Items(run.dataset, run.samples, need_gt=need_gt),
         batch_sampler=batches,
         num_workers=workers,
         collate_fn=_collate,
@@ -305,10 +295,11 @@ def _label_group(run: _Run, group: list[dict], pool: ThreadPoolExecutor) -> list
     futures = []
     for t in run.targets:
         opts = t.settings
+        table = run.priors(opts.fill_void)
         labels, conf, changed = label_probs(
             probs,
             gt,
-            run.allowed,
+            table,
             priors=opts.priors,
             fill_void=opts.fill_void,
             min_confidence=opts.min_confidence,
@@ -321,15 +312,17 @@ def _label_group(run: _Run, group: list[dict], pool: ThreadPoolExecutor) -> list
         soft = None
         if opts.soft:
             prior_gt = gt if opts.priors else None
-            soft = soft_top2(probs, prior_gt, run.allowed, labels, fill_void=opts.fill_void).cpu().numpy()
+            soft = soft_top2(probs, prior_gt, table, labels, fill_void=opts.fill_void).cpu().numpy()
         labels_np = labels.cpu().numpy()
         for i, item in enumerate(group):
             if item["index"] in t.finished:
                 continue
             c = None if conf_u8 is None else conf_u8[i]
-            extra = None if soft is None else soft[i]
+            soft_i = None if soft is None else soft[i]
             futures.append(
-                pool.submit(_write_one, t, run.samples[item["index"]], labels_np[i], c, stats[i], item, extra)
+                pool.submit(
+                    _write_one, t, run.samples[item["index"]], labels_np[i], c, stats[i], item, soft_i
+                )
             )
     if run.advance:
         run.advance(sum(1 for it in group if any(it["index"] not in t.finished for t in run.targets)))
@@ -371,7 +364,6 @@ def _finish(run: _Run, target: _Target, split: str, teacher: TeacherInfo) -> Pse
         split=split,
         root=target.fingerprint["root"],
         mapping=run.mapping,
-        mapping_sha256=mapping_sha256(run.mapping),
         teacher=teacher,
         settings=target.settings,
         run=RunInfo(world_size=run.world, ranks=store.timings()),

@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from segunify.errors import FieldError
-from segunify.models.onnx import BACKENDS
+from segunify.models.backends import BACKENDS
 
 
 @dataclass(frozen=True)

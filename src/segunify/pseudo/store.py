@@ -17,7 +17,6 @@ writes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -53,10 +52,6 @@ _OWN_PART = re.compile(r"\.parts/timing-\d{5}\.json")
 _TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # segunify.io's mkstemp names
 
 
-def mapping_sha256(mapping: Mapping) -> str:
-    return hashlib.sha256(mapping.to_csv().encode("utf-8")).hexdigest()
-
-
 def fingerprint(
     dataset: DatasetAdapter, split: str, teacher: TeacherInfo, mapping: Mapping, settings: PseudoSettings
 ) -> dict:
@@ -70,7 +65,7 @@ def fingerprint(
         "root": str(Path(dataset.root).resolve()),
         "split": split,
         "teacher_sha256": teacher.sha256,
-        "mapping_sha256": mapping_sha256(mapping),
+        "mapping_sha256": mapping.sha256,
         **({"spec_sha256": spec} if spec is not None else {}),
         **settings.fingerprint(),
     }

@@ -11,14 +11,19 @@ from typing import TYPE_CHECKING
 from segunify.train.config import TrainConfig, load_config
 
 if TYPE_CHECKING:
-    from segunify.train.trainer import Callback, Trainer, train
+    from segunify.train.callbacks import Callback
+    from segunify.train.trainer import Trainer, train
 
 __all__ = ["Callback", "TrainConfig", "Trainer", "load_config", "train"]
 
 
 def __getattr__(name: str):
     """The trainer (torch, accelerate) is imported on first use, so reading a config stays light."""
-    if name in ("Callback", "Trainer", "train"):
+    if name == "Callback":
+        from segunify.train.callbacks import Callback
+
+        return Callback
+    if name in ("Trainer", "train"):
         from segunify.train import trainer
 
         return getattr(trainer, name)

@@ -1,6 +1,7 @@
-"""What a training run shows and records, as small :class:`~segunify.train.trainer.Callback` s:
-a rich progress bar (plain lines in log files) with evaluation tables, TensorBoard scalars, and a
-per-rank record of the draws trained on (audits sharding and weight sync)."""
+"""The hooks of a training run (:class:`Callback`) and what a run shows and records through them: a rich
+progress bar (plain lines in log files) with evaluation tables, TensorBoard scalars, and a per-rank
+record of the draws trained on (audits sharding and weight sync). The trainer imports this module; it
+names the trainer only for type checking."""
 
 from __future__ import annotations
 
@@ -11,11 +12,21 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from segunify.train.trainer import Callback
-
 if TYPE_CHECKING:
     from segunify.evaluation import EvalResult
     from segunify.train.trainer import Trainer
+
+
+class Callback:
+    """Hooks the trainer calls on every rank (output callbacks act on the main process only)."""
+
+    def on_start(self, trainer: Trainer) -> None: ...
+    def on_batch(self, trainer: Trainer, batch: dict) -> None: ...
+    def on_log(self, trainer: Trainer, stats: dict[str, float]) -> None: ...
+    def on_step(self, trainer: Trainer) -> None: ...
+    def on_eval(self, trainer: Trainer, results: dict[str, EvalResult]) -> None: ...
+    def on_end(self, trainer: Trainer) -> None: ...
+    def close(self) -> None: ...
 
 
 class ProgressCallback(Callback):

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from segunify.config import apply_override, load_yaml_config, parse_override, resolve_path
+from segunify.config import StrictConfig, apply_override, load_yaml_config, parse_override, resolve_path
 
 __all__ = ["TrainConfig", "apply_override", "load_config", "parse_override", "resolve_config_path"]
 
@@ -23,21 +23,18 @@ Pair = tuple[int, int]
 SELECTABLE = ("miou", "pixel_acc", "mean_acc")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(_Strict):
+class ModelConfig(StrictConfig):
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = None
     reinit_head: bool = False  # weights for another class count: a new classifier only when this is true
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # input normalisation (0-1 units, RGB); None: the start checkpoint's (model.weights), else the family's
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     freeze_bn: bool = False  # BatchNorm in eval mode while training: running statistics kept, affine trained
 
 
-class PartConfig(_Strict):
+class PartConfig(StrictConfig):
     """One part of the compound dataset. ``labels`` is ``gt`` (the dataset's ground truth, through
     ``mapping`` when its taxonomy is not the target) or a pseudo-label directory. For a pseudo-label
     directory, ``mapping`` and ``teacher`` (checkpoint folder or weights sha256) are what the labels must
@@ -64,7 +61,7 @@ class PartConfig(_Strict):
         return self
 
 
-class AugmentationConfig(_Strict):
+class AugmentationConfig(StrictConfig):
     resize: Pair | None = None  # (H, W) applied before the random scale, e.g. to bring datasets to one size
     scale: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (0.5, 2.0)
     crop: Pair = (512, 1024)  # (H, W); padded with ignore where the scaled image is smaller
@@ -93,13 +90,13 @@ class AugmentationConfig(_Strict):
         return v
 
 
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictConfig):
     lr: Annotated[float, Field(gt=0)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-2
     betas: tuple[float, float] = (0.9, 0.999)
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(StrictConfig):
     """Linear warm-up from ``warmup_factor * lr`` over ``warmup`` steps, then poly decay to 0."""
 
     warmup: Annotated[int, Field(ge=0)] = 0
@@ -107,7 +104,7 @@ class ScheduleConfig(_Strict):
     power: Annotated[float, Field(ge=0)] = 0.9
 
 
-class DistillConfig(_Strict):
+class DistillConfig(StrictConfig):
     """Distillation toward a frozen teacher on the source parts' pixels (ground truth already in the target
     taxonomy): ``weight * T^2 * KL(teacher_T || student_T)`` (``T`` the temperature) averaged over them, so
     the student keeps the teacher's view of the source while it learns the extra data. The teacher runs once
@@ -118,13 +115,13 @@ class DistillConfig(_Strict):
     temperature: Annotated[float, Field(gt=0)] = 1.0
 
 
-class LossConfig(_Strict):
+class LossConfig(StrictConfig):
     """Cross entropy over the labelled pixels (soft for a part with ``soft: true``), plus ``distill``."""
 
     distill: DistillConfig | None = None
 
 
-class EvalPartConfig(_Strict):
+class EvalPartConfig(StrictConfig):
     dataset: str
     root: str
     split: str = "val"
@@ -133,7 +130,7 @@ class EvalPartConfig(_Strict):
     max_samples: Annotated[int, Field(gt=0)] | None = None
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictConfig):
     """Evaluation during training, with :class:`segunify.evaluation.Evaluator` (the numbers of
     ``segunify evaluate --model`` on the saved checkpoint). ``select`` names the ONE metric that picks
     ``best/``: ``mean_miou`` (mean over the parts of each part's mIoU, each in its own taxonomy) or
@@ -155,14 +152,14 @@ class EvalConfig(_Strict):
         return v
 
 
-class LogConfig(_Strict):
+class LogConfig(StrictConfig):
     tensorboard: bool = True
     every: Annotated[int, Field(gt=0)] = 10
     progress: bool = True
     rank_record: bool = False  # each rank writes <out>/ranks/rank<r>.json: its draws and final weights hash
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictConfig):
     model: ModelConfig
     taxonomy: str
     parts: Annotated[list[PartConfig], Field(min_length=1)]

@@ -55,6 +55,18 @@ def normaliser(mean, std, device, channels_last: bool = False):
     return lambda img: ((img.to(device, non_blocking=True).float() - m) / s).contiguous(memory_format=fmt)
 
 
+def normalisation(model_cfg, weights: Path | None, model: torch.nn.Module) -> tuple[tuple, tuple]:
+    """``(mean, std)`` of a run's inputs, each the config's (``model.mean``/``model.std``) where it sets
+    it, else the checkpoint ``weights``' (the start weights when they are a segunify checkpoint: a student
+    sees its teacher's inputs; ``last/`` on resume), else the model family's (``input_mean``/``input_std``)."""
+    from segunify.models.checkpoint import META, load_meta
+
+    meta = load_meta(weights) if weights is not None and (weights / META).is_file() else None
+    recorded = (meta.mean, meta.std) if meta is not None else (model.input_mean, model.input_std)
+    given = (model_cfg.mean, model_cfg.std)
+    return tuple(tuple(g if g is not None else r) for g, r in zip(given, recorded, strict=True))  # type: ignore[return-value]
+
+
 def use_channels_last(model: torch.nn.Module, device: torch.device) -> bool:
     """Whether ``model`` runs faster in channels_last on ``device`` (a family flag measured on the CPU:
     ESPNetv2's depthwise convolutions); the model is converted when it does."""
@@ -196,20 +208,22 @@ def check_writable(out: Path, config_path: str) -> None:
 def head_mismatch(weights: Path, model: torch.nn.Module) -> str | None:
     """Why the classifier in ``weights`` does not fit ``model`` (another class count), else ``None``.
 
-    A segunify checkpoint says its class count in ``meta.json``, a transformers folder in ``config.json``;
-    for an ESPNetv2 ``.pth`` the loader reports that it left the head out (``weights_loaded``)."""
+    The family's loader left its classifier (the family's ``classifier_keys``) as initialised
+    (``weights_loaded``); the class count of the weights, for the message, is in a segunify checkpoint's
+    ``meta.json`` or a transformers folder's ``config.json``."""
     import json
 
     from segunify.models.checkpoint import META, load_meta
 
+    if getattr(model, "weights_loaded", "full") != "encoder-decoder":
+        return None
     own = int(model.segunify_spec["num_classes"])
+    n = None
     if (weights / META).is_file():
         n = load_meta(weights).num_classes
     elif (weights / "config.json").is_file():
         hf = json.loads((weights / "config.json").read_text(encoding="utf-8"))
-        n = len(hf.get("id2label") or {}) or int(hf.get("num_labels", own))
-    elif getattr(model, "weights_loaded", None) == "encoder-decoder":
+        n = len(hf.get("id2label") or {}) or hf.get("num_labels")
+    if n is None:
         return f"its classifier has another class count than the taxonomy's {own}"
-    else:
-        return None
-    return f"it holds {n} classes, the taxonomy {own}" if n != own else None
+    return f"it holds {n} classes, the taxonomy {own}"

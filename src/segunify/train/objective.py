@@ -26,7 +26,7 @@ from segunify.errors import SegunifyError
 from segunify.taxonomy import IGNORE, Taxonomy
 from segunify.train.config import DistillConfig, TrainConfig
 from segunify.train.engine import compute_loss, normaliser, use_channels_last
-from segunify.train.parts import DISTILL_SOURCE, SOFT_EXTRAS, Part, PseudoPart
+from segunify.train.parts import DISTILL_SOURCE, SOFT_ARRAYS, Part, PseudoPart
 
 
 def pixel_losses(
@@ -74,9 +74,9 @@ class Objective:
         self.soft, self.distiller = soft, distiller
 
     @property
-    def extras(self) -> tuple[str, ...]:
-        """The per-pixel arrays the batches must carry (:data:`segunify.train.parts.SOFT_EXTRAS`, ``distill``)."""
-        return (SOFT_EXTRAS if self.soft else ()) + (("distill",) if self.distiller else ())
+    def pixel_arrays(self) -> tuple[str, ...]:
+        """The per-pixel arrays the batches must carry (:data:`segunify.train.parts.SOFT_ARRAYS`, ``distill``)."""
+        return (SOFT_ARRAYS if self.soft else ()) + (("distill",) if self.distiller else ())
 
     @property
     def plain(self) -> bool:
@@ -87,7 +87,7 @@ class Objective:
         if self.plain or getattr(unwrapped, "has_own_loss", False):
             return compute_loss(model, unwrapped, x, labels)
         logits = model(x)
-        soft = [batch[k].to(x.device) for k in SOFT_EXTRAS] if self.soft else [None, None]
+        soft = [batch[k].to(x.device) for k in SOFT_ARRAYS] if self.soft else [None, None]
         losses = pixel_losses(logits, labels, *soft)
         loss = losses.sum() / max(losses.numel(), 1)
         if self.distiller is not None:

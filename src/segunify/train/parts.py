@@ -22,15 +22,15 @@ import numpy as np
 from segunify.datasets import DatasetAdapter, Sample, create_dataset
 from segunify.datasets.spec import is_spec_path
 from segunify.errors import FieldError, SegunifyError
-from segunify.mapping import Mapping, identity_mapping, is_mapping_path, load_mapping
+from segunify.mapping import Mapping, available_mappings, is_mapping_path, resolve_mapping
 from segunify.pseudo.folder import PseudoFolder
 from segunify.taxonomy import Taxonomy, load_taxonomy
 from segunify.train.config import EvalPartConfig, PartConfig, TrainConfig, resolve_config_path
 
-# Per-pixel extras a batch can carry besides the label (uint8, augmented with it, 255 where padded):
+# Per-pixel arrays a batch can carry besides the label (uint8, augmented with it, 255 where padded):
 # "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
 # and "distill" (DISTILL_SOURCE on a source part's pixels, where the student is distilled toward the teacher).
-SOFT_EXTRAS = ("class2", "p1")
+SOFT_ARRAYS = ("class2", "p1")
 DISTILL_OTHER, DISTILL_SOURCE = 0, 1
 
 
@@ -43,22 +43,24 @@ class Part:
     adapter: DatasetAdapter
     samples: list[Sample]
     weight: float
-    resize: tuple[int, int] | None = None  # (H, W) of image, label and extras before augmentation
+    resize: tuple[int, int] | None = None  # (H, W) of image, label and pixel arrays before augmentation
     repeats: np.ndarray | None = None  # [N] int: times each sample is in an epoch (repeat-factor sampling)
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
 
-    def read(self, j: int, extras: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """Image, target label and the requested per-pixel ``extras`` (names above), in that order."""
+    def read(
+        self, j: int, pixel_arrays: Sequence[str] = ()
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Image, target label and the requested ``pixel_arrays`` (names above), in that order."""
         image, label, soft = self._load(self.samples[j])
         out = []
-        for name in extras:
-            if name in SOFT_EXTRAS:
+        for name in pixel_arrays:
+            if name in SOFT_ARRAYS:
                 channel = 1 if name == "class2" else 2
                 out.append(soft[..., channel] if soft is not None else np.full_like(label, 255))
             elif name == "distill":
                 out.append(np.full_like(label, DISTILL_SOURCE if self.source else DISTILL_OTHER))
             else:
-                raise ValueError(f"unknown extra {name!r}")
+                raise ValueError(f"unknown pixel array {name!r}")
         if self.resize is not None:
             size = (self.resize[1], self.resize[0])
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
@@ -131,40 +133,25 @@ def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:
     return SegunifyError(f"{key}: {exc}", config_path)
 
 
-def one_to_one_lut(mapping: Mapping, where: str = "") -> np.ndarray:
-    """``[256]`` uint8 LUT GT class -> target class; an error when a non-void GT class allows several
-    target classes (its pixels have no single training label)."""
-    bad = [
-        f"{mapping.extra.classes[k]!r} ({';'.join(mapping.source.classes[c] for c in cs)})"
-        for k, cs in enumerate(mapping.allowed_sets)
-        if len(cs) > 1
-    ]
-    if bad:
-        raise SegunifyError(
-            f"mapping {mapping.path or where} is not one-to-one for {', '.join(bad)}; ground truth of "
-            f"{mapping.extra.name!r} cannot train {mapping.source.name!r} classes directly (use pseudo-labels)"
-        )
-    return mapping.first_allowed_lut()
-
-
-def resolve_mapping(text: str | None, gt: Taxonomy, target: Taxonomy, key: str, config_path: str) -> Mapping:
-    """The mapping GT taxonomy -> target: given (shipped ``extra__source`` name or CSV path), identity
-    when the taxonomies are equal, otherwise an error asking for one."""
-    if text is None:
-        if gt.name == target.name:
-            return identity_mapping(target)
-        raise SegunifyError(
-            f"{key}: ground truth is in taxonomy {gt.name!r}, the target is {target.name!r}; give a mapping "
-            f"(e.g. {gt.name}__{target.name})",
-            config_path,
-        )
-    source = text
-    if is_mapping_path(text) or text.startswith(("data:", "weights:")):
-        source = str(resolve_config_path(text, config_path, key))
+def part_mapping(
+    text: str | None, adapter: DatasetAdapter, target: Taxonomy, key: str, config_path: str
+) -> Mapping:
+    """The mapping of a part's ground truth to the target taxonomy by the one rule
+    (:func:`segunify.mapping.resolve_mapping`; a file is taken relative to the config), checked against
+    the dataset's taxonomy and the target; errors name ``key``."""
+    if text is not None and (is_mapping_path(text) or text.startswith(("data:", "weights:"))):
+        text = str(resolve_config_path(text, config_path, key))
     try:
-        return load_mapping(source, extra=gt, source=target)
+        mapping = resolve_mapping(text, adapter.taxonomy, target)
+        mapping.check_compatible(
+            adapter.taxonomy,
+            target.classes,
+            f"dataset {adapter.name!r}",
+            f"the target taxonomy {target.name!r}",
+        )
     except SegunifyError as exc:
         raise _keyed(exc, key, config_path) from None
+    return mapping
 
 
 def _adapter(dataset: str, root: str, options: dict, key: str, config_path: str) -> DatasetAdapter:
@@ -219,9 +206,9 @@ def _gt_part(cfg: PartConfig, target: Taxonomy, key: str, config_path: str, name
         raise SegunifyError(
             f"{key}: sample {missing.id!r} has no ground-truth label ({missing.image})", config_path
         )
-    mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+    mapping = part_mapping(cfg.mapping, adapter, target, f"{key}.mapping", config_path)
     try:
-        lut = one_to_one_lut(mapping)
+        lut = mapping.one_to_one_lut()
     except SegunifyError as exc:
         raise _keyed(exc, f"{key}.mapping", config_path) from None
     source = adapter.taxonomy.name == target.name and cfg.mapping is None
@@ -272,12 +259,10 @@ def _check_origin(
     part's, else the shipped ``<gt>__<target>``) and the teacher (the part's, else ``teacher``: the config's
     distillation teacher or start weights, when that is a segunify checkpoint) where one is known.
     Labels made from other images or by other rules never train."""
-    from segunify.mapping import available_mappings
-
     gt, named = adapter.taxonomy, cfg.mapping
     mapping, text = None, named if named is not None else f"{gt.name}__{target.name}"
     if named is not None or (gt.name, target.name) in available_mappings():
-        mapping = resolve_mapping(text, gt, target, f"{key}.mapping", config_path)
+        mapping = part_mapping(text, adapter, target, f"{key}.mapping", config_path)
     given, from_key = (cfg.teacher, f"{key}.teacher") if cfg.teacher is not None else (teacher or (None, ""))
     if cfg.teacher is None and given is not None and not _is_checkpoint(given, from_key, config_path):
         given = None  # a .pth or transformers folder: no hash comparable with the recorded teacher's
@@ -365,6 +350,6 @@ def resolve_eval_part(cfg: EvalPartConfig, target: Taxonomy, key: str, config_pa
     samples = [s for s in samples if s.label is not None][: cfg.max_samples]
     if not samples:
         raise SegunifyError(f"{key}: no labelled samples in split {cfg.split!r}", config_path)
-    mapping = resolve_mapping(cfg.mapping, adapter.taxonomy, target, f"{key}.mapping", config_path)
+    mapping = part_mapping(cfg.mapping, adapter, target, f"{key}.mapping", config_path)
     same = adapter.taxonomy.name == target.name and cfg.mapping is None
     return EvalPart(f"{adapter.name}/{cfg.split}", adapter, samples, mapping, same)

@@ -27,6 +27,7 @@ from rich.console import Console
 from segunify.errors import SegunifyError
 from segunify.models.checkpoint import check_target
 from segunify.outputs import check_apart, folder_lock
+from segunify.train.callbacks import Callback, ProgressCallback, RankRecordCallback, TensorBoardCallback
 from segunify.train.config import TrainConfig, resolve_config_path
 from segunify.train.data import (
     CompoundDataset,
@@ -48,6 +49,7 @@ from segunify.train.engine import (
     load_state,
     lr_factor,
     make_accelerator,
+    normalisation,
     normaliser,
     process_state,
     step_seed,
@@ -63,18 +65,6 @@ if TYPE_CHECKING:
     from segunify.evaluation import EvalResult
 
 SAMPLING = "sampling.json"
-
-
-class Callback:
-    """Hooks the trainer calls on every rank (output callbacks act on the main process only)."""
-
-    def on_start(self, trainer: Trainer) -> None: ...
-    def on_batch(self, trainer: Trainer, batch: dict) -> None: ...
-    def on_log(self, trainer: Trainer, stats: dict[str, float]) -> None: ...
-    def on_step(self, trainer: Trainer) -> None: ...
-    def on_eval(self, trainer: Trainer, results: dict[str, EvalResult]) -> None: ...
-    def on_end(self, trainer: Trainer) -> None: ...
-    def close(self) -> None: ...
 
 
 def selected_score(results: dict[str, EvalResult], select: str) -> float | None:
@@ -226,6 +216,8 @@ class Trainer:
             model = create_model(cfg.model.name, self.target.num_classes, weights=path, **cfg.model.kwargs)
         except SegunifyError as exc:
             raise SegunifyError(f"model: {exc}", self.config_path) from None
+        with self._keyed("model.weights"):  # a resumed run keeps the normalisation last/ recorded
+            self.mean, self.std = normalisation(cfg.model, self.last if self.resume else path, model)
         reason = None if path is None else head_mismatch(path, model)
         if reason and not cfg.model.reinit_head:
             raise SegunifyError(
@@ -278,7 +270,7 @@ class Trainer:
             self.parts,
             build_augmentation(cfg.augmentation, rare),
             seed=cfg.seed,
-            extras=self.objective.extras,
+            pixel_arrays=self.objective.pixel_arrays,
         )
         self.sampler = WeightedDrawSampler(
             self.dataset.sizes,
@@ -300,13 +292,9 @@ class Trainer:
             pin_memory=self.accelerator.device.type == "cuda",
             persistent_workers=False,
         )
-        self.normalise = normaliser(
-            cfg.model.mean, cfg.model.std, self.accelerator.device, self.channels_last
-        )
+        self.normalise = normaliser(self.mean, self.std, self.accelerator.device, self.channels_last)
 
     def _default_callbacks(self) -> list[Callback]:
-        from segunify.train.callbacks import ProgressCallback, RankRecordCallback, TensorBoardCallback
-
         callbacks: list[Callback] = [ProgressCallback(self.console)]
         if self.cfg.log.tensorboard:
             callbacks.append(TensorBoardCallback())
@@ -410,9 +398,7 @@ class Trainer:
         sync_buffers(self.unwrapped, self.world)
         was_training = self.unwrapped.training
         cfg, device = self.cfg, self.accelerator.device
-        predictor = Predictor(
-            self.unwrapped, cfg.model.mean, cfg.model.std, size=cfg.eval.size, device=device
-        )
+        predictor = Predictor(self.unwrapped, self.mean, self.std, size=cfg.eval.size, device=device)
         predictions = ModelPredictions.from_predictor(predictor, name="the model in training")
         results = {}
         for part in self.eval_parts:
@@ -464,8 +450,8 @@ class Trainer:
         return {
             "taxonomy": self.target.name,
             "classes": list(self.target.classes),
-            "mean": list(cfg.model.mean),
-            "std": list(cfg.model.std),
+            "mean": list(self.mean),
+            "std": list(self.std),
             "input_size": list(cfg.eval.size) if cfg.eval.size else None,
             "train_config": cfg.to_json_dict(),
             "metrics": {name: r.to_json() for name, r in results.items()},

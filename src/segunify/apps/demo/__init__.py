@@ -40,7 +40,7 @@ def default_work(cfg: DemoConfig) -> Path:
 def overlay_pictures(cfg: DemoConfig, stages: list[Stage], lay: Layout) -> dict:
     """image | GT | T | S_P for the overlay frames of every evaluation dataset."""
     from segunify.apps.demo.report import overlay_picture, overlay_rows
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
     from segunify.taxonomy import load_taxonomy
 
     source = load_taxonomy(cfg.teacher.taxonomy)
@@ -49,7 +49,7 @@ def overlay_pictures(cfg: DemoConfig, stages: list[Stage], lay: Layout) -> dict:
         stage = next(s for s in stages if s.kind == "evaluate" and s.name == f"evaluate T on {name}")
         rows = overlay_rows(name, stage.params, lay)
         if rows:
-            mapping = load_mapping(spec.mapping) if spec.mapping else None
+            mapping = resolve_mapping(spec.mapping, source=source) if spec.mapping else None
             gt_taxonomy = mapping.extra if mapping else source
             out[name] = overlay_picture(rows, gt_taxonomy, source, mapping.allowed if mapping else None)
     return out
@@ -58,7 +58,7 @@ def overlay_pictures(cfg: DemoConfig, stages: list[Stage], lay: Layout) -> dict:
 def run_demo(cfg: DemoConfig, config_name: str, base: Path, work: Path, say: Say = print) -> dict:
     """Run every stage not done yet, then write ``<work>/report/``; returns the results dict."""
     from segunify.apps.demo.report import write_report
-    from segunify.apps.demo.results import collect
+    from segunify.apps.demo.results import collect, machine
     from segunify.apps.demo.run import check_inputs, check_taxonomies, claim_work, run_stages
     from segunify.outputs import folder_lock
 
@@ -76,6 +76,7 @@ def run_demo(cfg: DemoConfig, config_name: str, base: Path, work: Path, say: Say
         timings["results and report"] = round(time.perf_counter() - t0, 2)
         results |= {"timings": timings, "wall_seconds": round(time.perf_counter() - start, 2)}
         results["stage_seconds"] = round(sum(timings.values()), 2)  # a rerun skips finished stages
+        results["machine"] = machine()
         page = write_report(results, lay.report, overlays)
     say(f"report: {page}")
     return results

@@ -15,21 +15,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from segunify.config import load_yaml_config
+from segunify.config import StrictConfig, load_yaml_config
 from segunify.errors import SegunifyError
 
-Pair = tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]
+Size = tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]  # (H, W)
 CONFIG_PACKAGE = "segunify.apps.demo"
 DEFAULT_CONFIG = "quick"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TeacherConfig(_Strict):
+class TeacherConfig(StrictConfig):
     """The teacher T: a pretrained weights file imported as a segunify checkpoint."""
 
     weights: str = "weights:espnetv2_s2.0_cityscapes_1024x512.pth"
@@ -40,7 +36,7 @@ class TeacherConfig(_Strict):
     backend: Literal["torch", "onnx"] | None = None  # None: the device's default (torch)
 
 
-class PseudoConfig(_Strict):
+class PseudoConfig(StrictConfig):
     """How T labels the extra parts. ``soft``: also store the top-2 allowed classes with a probability
     per pixel and train both students on them (a soft cross-entropy) instead of the hard labels.
     ``flip``/``scales``: test-time augmentation of the teacher pass (probabilities averaged).
@@ -54,7 +50,7 @@ class PseudoConfig(_Strict):
     )
 
 
-class Subset(_Strict):
+class Subset(StrictConfig):
     """Which samples of a split are used: ``include`` keeps only ids matching one of its globs (when
     given), ``exclude`` drops ids matching any of its globs (held-out sequences, e.g. ``train/0006R0_*``),
     then ``limit`` keeps that many, evenly spaced (neighbouring frames of a video are near duplicates, so
@@ -65,7 +61,7 @@ class Subset(_Strict):
     limit: Annotated[int, Field(gt=0)] | None = None
 
 
-class PartConfig(Subset):
+class DemoPart(Subset):
     """A part of the compound training set. ``mapping`` absent: the source part, trained on its ground
     truth through the identity. ``mapping`` given: an extra part, trained on the teacher's pseudo-labels
     with (S_P) or without (S_R) that mapping's priors. ``size`` (H, W) is the teacher's input when it
@@ -76,12 +72,12 @@ class PartConfig(Subset):
     root: str
     split: str = "train"
     mapping: str | None = None
-    size: Pair
+    size: Size
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class EvalConfig(Subset):
+class DemoEval(Subset):
     """A dataset every model is scored on, in its own taxonomy: through ``mapping`` (source-taxonomy
     predictions against extra-taxonomy ground truth) or directly when it is the source taxonomy."""
 
@@ -89,13 +85,14 @@ class EvalConfig(Subset):
     root: str
     split: str = "val"
     mapping: str | None = None
-    size: Pair
+    size: Size
     options: dict[str, Any] = Field(default_factory=dict)
     note: str = ""
 
 
-class GoalsConfig(_Strict):
-    """Targets in mIoU points (fractions: 0.04 = 4 points); ``None`` = not a goal of this run."""
+class GoalsConfig(StrictConfig):
+    """Targets of the claims a run checks, in mIoU points (fractions: 0.04 = 4 points); ``None`` =
+    not checked in this run."""
 
     sp_minus_t_mean: float | None = 0.04
     sp_minus_t_each: float | None = 0.0
@@ -110,13 +107,13 @@ class GoalsConfig(_Strict):
     max_classes_below_t: Annotated[int, Field(ge=0)] | None = None
 
 
-class DemoConfig(_Strict):
+class DemoConfig(StrictConfig):
     run: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
     budget: str
     description: str = ""
     teacher: TeacherConfig = TeacherConfig()
     pseudo: PseudoConfig = PseudoConfig()
-    parts: Annotated[list[PartConfig], Field(min_length=1)]
+    parts: Annotated[list[DemoPart], Field(min_length=1)]
     # keys of a segunify train config (steps, optimizer, loss, model.freeze_bn, ...); the demo sets the model's
     # name, options and initial weights (the teacher's), the taxonomy, the parts (each resized to its size),
     # out, and the teacher of loss.distill
@@ -127,7 +124,7 @@ class DemoConfig(_Strict):
     # students per label set: seed k (0 .. seeds-1) trains with student.seed + k; T and the pseudo-labels
     # are made once, the figures of S_P and S_R become the mean over the seeds with their spread
     seeds: Annotated[int, Field(ge=1)] = 1
-    eval: dict[str, EvalConfig] = Field(min_length=1)  # keyed by the name used in results.json
+    eval: dict[str, DemoEval] = Field(min_length=1)  # keyed by the name used in results.json
     overlays: Annotated[int, Field(ge=0)] = 3  # frames per dataset drawn as GT | T | S_P
     goals: GoalsConfig = GoalsConfig()
 
@@ -164,7 +161,7 @@ class DemoConfig(_Strict):
         return self
 
     @property
-    def extra_parts(self) -> list[PartConfig]:
+    def extra_parts(self) -> list[DemoPart]:
         return [p for p in self.parts if p.mapping is not None]
 
 
@@ -217,9 +214,9 @@ def load_demo_config(path: str | Path, overrides: Sequence[str] = ()) -> DemoCon
 __all__ = [
     "DemoConfig",
     "with_spec_paths",
-    "EvalConfig",
+    "DemoEval",
+    "DemoPart",
     "GoalsConfig",
-    "PartConfig",
     "PseudoConfig",
     "Subset",
     "TeacherConfig",

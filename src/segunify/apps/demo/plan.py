@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from segunify.apps.demo.config import DemoConfig, EvalConfig, PartConfig, Subset, with_spec_paths
+from segunify.apps.demo.config import DemoConfig, DemoEval, DemoPart, Subset, with_spec_paths
 from segunify.apps.demo.params import (
     EvaluateParams,
     ImportParams,
@@ -143,7 +143,7 @@ def shown_path(text: str, base: Path, key: str) -> Path:
         return Path("$SEGUNIFY_DATA") / prefix / rest
 
 
-def view_stage(name: str, spec: PartConfig | EvalConfig, root: Path, lay: Layout) -> Stage | None:
+def view_stage(name: str, spec: DemoPart | DemoEval, root: Path, lay: Layout) -> Stage | None:
     """A folder of links to the chosen samples, or ``None`` when the whole split is used."""
     subset = Subset(include=spec.include, exclude=spec.exclude, limit=spec.limit)
     if not subset.include and not subset.exclude and subset.limit is None:
@@ -181,7 +181,7 @@ def import_stage(cfg: DemoConfig, base: Path, lay: Layout) -> Stage:
     return Stage("import teacher", "import", params, lay.teacher / "meta.json")
 
 
-def pseudo_stage(cfg: DemoConfig, part: PartConfig, lay: Layout) -> Stage:
+def pseudo_stage(cfg: DemoConfig, part: DemoPart, lay: Layout) -> Stage:
     p, r = lay.pseudo(part.name, "P"), lay.pseudo(part.name, "R")
     params = PseudoParams(
         teacher=str(lay.teacher),
@@ -264,7 +264,7 @@ def interpolate_stage(alpha: float, model: str, lay: Layout) -> Stage:
 
 
 def eval_stage(
-    name: str, spec: EvalConfig, model: str, overlays: int, lay: Layout, backend: str | None = None
+    name: str, spec: DemoEval, model: str, overlays: int, lay: Layout, backend: str | None = None
 ) -> Stage:
     out = lay.eval_json(name, model)
     params = EvaluateParams(

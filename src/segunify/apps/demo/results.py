@@ -23,10 +23,12 @@ Schema (``results.json``; IoU and shares are fractions in [0, 1])::
     sampling.<model>       {<part>: share of the first seed's training samples drawn from it}
     models.<model>         {"checkpoint", "sha256", "interpolation"? (WiSE-FT: alpha and both inputs)};
                            another seed's students as "S_P-seed<seed>", "S_R-seed<seed>"
-    goals                  [{"goal", "value", "target", "met", "unit": "points" | "ratio" | "classes",
+    goals                  the claims checked, with the config's targets:
+                           [{"goal", "value", "target", "met", "unit": "points" | "ratio" | "classes",
                              "strict"? (value > target), "at_most"? (value <= target)}]
     timings                {stage: seconds, a finished stage's from its first run}
     wall_seconds           this run's time;  stage_seconds: the sum of timings (every stage's time)
+    machine                {"description", "cpus", "cpu", "gpu", "torch"}: where the wall time was measured
 """
 
 from __future__ import annotations
@@ -147,9 +149,9 @@ def below_teacher(datasets: dict, margin: float = BELOW_T) -> list[dict]:
 def lacked_classes(mapping_name: str) -> list[str]:
     """Source classes the extra taxonomy cannot tell apart: in an allowed set with other classes, or in
     none. A student trained on such labels only keeps them from the teacher's choices."""
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
 
-    m = load_mapping(mapping_name)
+    m = resolve_mapping(mapping_name)
     alone = {s[0] for s in m.allowed_sets if len(s) == 1}
     return [c for i, c in enumerate(m.source.classes) if i not in alone]
 
@@ -203,9 +205,9 @@ def checkpoints(lay: Layout, models: list[str]) -> dict:
 
 
 def goals(g: GoalsConfig, table: dict, datasets: dict, coll: dict, source: str | None) -> list[dict]:
-    """The issue's goals, measured on the means over the seeds (margins as fractions; ``met`` when
-    value >= target, > for ``strict`` goals: S_P must beat T on every dataset (in every seed), <= for
-    ``at_most`` goals: a count of classes)."""
+    """The claims this run checks (the paper's: S_P beats T, the priors help; and that S_P keeps what T
+    knew), with the config's targets (``goals``), measured on the means over the seeds (margins as fractions; ``met`` when value >= target, > for ``strict`` claims: S_P beats T
+    on every dataset (in every seed), <= for ``at_most`` claims: a count of classes)."""
     out: list[dict] = []
 
     def add(goal: str, value, target, unit: str = "points", cmp: str = ">=") -> None:
@@ -217,35 +219,39 @@ def goals(g: GoalsConfig, table: dict, datasets: dict, coll: dict, source: str |
             out.append(entry)
 
     sp, t, sr = table["S_P"], table["T"], table["S_R"]
-    add("S_P - T, mean over datasets", _diff(sp["mean"], t["mean"]), g.sp_minus_t_mean)
+    add("S_P beats T on the mean over datasets", _diff(sp["mean"], t["mean"]), g.sp_minus_t_mean)
     if g.sp_minus_t_each is not None:
         for name in datasets:
-            add(f"S_P - T on {name}", _diff(sp[name], t[name]), g.sp_minus_t_each, cmp=">")
+            add(f"S_P beats T on {name}", _diff(sp[name], t[name]), g.sp_minus_t_each, cmp=">")
         lowest = lowest_seed_margin(datasets)
-        add("S_P - T on every dataset in every seed (the lowest)", lowest, g.sp_minus_t_each, cmp=">")
+        add("S_P beats T on every dataset in every seed (the lowest)", lowest, g.sp_minus_t_each, cmp=">")
     for name, target in g.sp_minus_t.items():
-        add(f"S_P - T on {name}", _diff(sp.get(name), t.get(name)), target)
-    add("S_P - S_R, mean over datasets", _diff(sp["mean"], sr["mean"]), g.sp_minus_sr_mean)
+        add(f"S_P beats T on {name}", _diff(sp.get(name), t.get(name)), target)
+    add("the priors help: S_P beats S_R on the mean", _diff(sp["mean"], sr["mean"]), g.sp_minus_sr_mean)
     for name, target in g.sp_minus_sr.items():
-        add(f"S_P - S_R on {name}", _diff(sp.get(name), sr.get(name)), target)
+        add(f"the priors help: S_P beats S_R on {name}", _diff(sp.get(name), sr.get(name)), target)
     if source is not None:
-        add(f"source retention: S_P - T on {source}", _diff(sp[source], t[source]), g.source_retention)
+        add(f"S_P keeps the source: S_P - T on {source}", _diff(sp[source], t[source]), g.source_retention)
     if g.collapse_ratio is not None:
         add(
-            "no collapse: lowest S_P / T share of a lacked class",
+            "S_P still predicts the source classes an extra dataset lacks (lowest S_P / T share)",
             lowest_ratio(coll, g.collapse_min_share),
             g.collapse_ratio,
             unit="ratio",
         )
     below = len(below_teacher(datasets))
     add(
-        "classes more than 1 point below T (seed-averaged IoU)", below, g.max_classes_below_t, "classes", "<="
+        "no class falls behind T: classes more than 1 point below T (seed-averaged IoU)",
+        below,
+        g.max_classes_below_t,
+        "classes",
+        "<=",
     )
     return out
 
 
 def lowest_seed_margin(datasets: dict) -> float | None:
-    """The lowest S_P - T mIoU over every dataset and seed; ``None`` with one seed (the per-dataset goals
+    """The lowest S_P - T mIoU over every dataset and seed; ``None`` with one seed (the per-dataset claims
     say it)."""
     margins = [
         s["miou"] - d["T"]["miou"]
@@ -265,6 +271,26 @@ def lowest_ratio(coll: dict, min_share: float) -> float | None:
         if t is not None and t >= min_share
     ]
     return min(ratios) if ratios else None
+
+
+def machine() -> dict:
+    """Where a run was made, so that its wall time can be read: the CPU cores this process may use and
+    their model, the GPU torch sees (``None`` without one), torch's version."""
+    import os
+    import platform
+
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = platform.processor() or platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+        cpu = next(x.split(":", 1)[1].strip() for x in lines if x.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    text = f"{cpus} CPU cores ({cpu})" + (f" and a {gpu}" if gpu else "")
+    return {"description": text, "cpus": cpus, "cpu": cpu, "gpu": gpu, "torch": torch.__version__}
 
 
 def _diff(a, b):
@@ -305,6 +331,7 @@ __all__ = [
     "collect",
     "goals",
     "lacked_classes",
+    "machine",
     "mean_std",
     "paper_table",
     "score_block",

@@ -28,18 +28,12 @@ from segunify.apps.demo.params import (
     ViewParams,
 )
 from segunify.apps.demo.plan import Layout, Stage
+from segunify.datasets.base import evenly
 from segunify.errors import SegunifyError
 from segunify.io import atomic_write_json, atomic_write_text, write_index_png
 
 Say = Callable[[str], None]
 VIEW_MARK = ".segunify-view.json"
-
-
-def evenly(items: list, n: int | None) -> list:
-    """``n`` items spread evenly over ``items`` (all of them when ``n`` is ``None`` or large)."""
-    if n is None or n >= len(items):
-        return list(items)
-    return [items[i * len(items) // n] for i in range(n)]
 
 
 def choose(samples: list, include: list[str], exclude: list[str], limit: int | None) -> list:
@@ -106,7 +100,7 @@ def replace_stale(record: Path, text: str, *folders: Path) -> bool:
 def pseudo_label(p: PseudoParams, onnx_cache: str | None = None) -> None:
     """One teacher pass writes both label sets: P (with the priors) and R (without)."""
     from segunify.datasets import create_dataset
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
     from segunify.pseudo import PseudoSettings, run_pseudo_label
     from segunify.pseudo.runner import teacher_from_checkpoint
 
@@ -117,7 +111,7 @@ def pseudo_label(p: PseudoParams, onnx_cache: str | None = None) -> None:
     settings = PseudoSettings(size=tuple(p.size), batch_size=p.batch_size, workers=1, **options)
     dataset = create_dataset(p.dataset, p.root, **p.options)
     teacher, info = teacher_from_checkpoint(p.teacher, "cpu", settings, onnx_cache=onnx_cache)
-    mapping = load_mapping(p.mapping)
+    mapping = resolve_mapping(p.mapping, dataset.taxonomy, info.taxonomy)
     run_pseudo_label(
         teacher, info, dataset, p.split, mapping, p.out, settings, also_without_priors=p.without_priors
     )
@@ -146,11 +140,11 @@ def evaluate(p: EvaluateParams, onnx_cache: str | None = None) -> None:
     """Score a checkpoint on a split in the dataset's taxonomy; keep the overlay frames' predictions."""
     from segunify.datasets import create_dataset
     from segunify.evaluation import ModelPredictions, evaluate_dataset
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
     from segunify.models.inference import Predictor
 
     dataset = create_dataset(p.dataset, p.root, **p.options)
-    mapping = load_mapping(p.mapping) if p.mapping else None
+    mapping = resolve_mapping(p.mapping, dataset.taxonomy) if p.mapping else None
     opts = {"backend": p.backend, "onnx_cache": onnx_cache}
     predictor = Predictor.from_checkpoint(p.checkpoint, size=tuple(p.size), **opts)
     picks = {s.id for s in evenly(dataset.samples(p.split), p.overlays)}
@@ -212,13 +206,14 @@ def check_taxonomies(cfg: DemoConfig) -> None:
     """Before anything runs: every part and evaluation dataset meets the teacher's taxonomy, directly
     (the same taxonomy) or through a mapping from the dataset's taxonomy to the teacher's."""
     from segunify.datasets import dataset_taxonomy_name
-    from segunify.mapping import load_mapping
+    from segunify.mapping import resolve_mapping
     from segunify.taxonomy import load_taxonomy
 
     teacher = cfg.teacher.taxonomy
     specs = [(f"parts.{p.name}", p) for p in cfg.parts] + [(f"eval.{n}", e) for n, e in cfg.eval.items()]
     for key, spec in specs:
-        own = load_taxonomy(dataset_taxonomy_name(spec.dataset)).name
+        taxonomy = load_taxonomy(dataset_taxonomy_name(spec.dataset))
+        own = taxonomy.name
         if spec.mapping is None:
             if own != teacher:
                 raise SegunifyError(
@@ -226,7 +221,7 @@ def check_taxonomies(cfg: DemoConfig) -> None:
                     f"give a mapping (e.g. {own}__{teacher})"
                 )
             continue
-        mapping = load_mapping(spec.mapping)
+        mapping = resolve_mapping(spec.mapping, taxonomy, teacher)
         if (mapping.extra.name, mapping.source.name) != (own, teacher):
             raise SegunifyError(
                 f"{key}: mapping {spec.mapping} maps {mapping.extra.name!r} to {mapping.source.name!r}, "

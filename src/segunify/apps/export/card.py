@@ -51,13 +51,11 @@ def part_entry(ep: ExportPart, counts: np.ndarray, target: Taxonomy) -> dict:
         "train_resize": list(ep.cfg.resize) if ep.cfg.resize else None,
     }
     if isinstance(part, GTPart):
-        from segunify.pseudo.store import mapping_sha256
-
         mapping = part.mapping  # identity_mapping's path is "<identity>"
         name = (
             mapping.path if mapping.path and not mapping.path.startswith("<") else f"identity ({target.name})"
         )
-        entry["mapping"] = {"name": name, "sha256": mapping_sha256(mapping)}
+        entry["mapping"] = {"name": name, "sha256": mapping.sha256}
         entry |= {"teacher": None, "pseudo_labels": None}
     elif isinstance(part, PseudoPart):
         summary = part.folder.summary

@@ -15,7 +15,7 @@ import numpy as np
 from segunify.datasets import Sample
 from segunify.datasets.base import unsafe_part
 from segunify.errors import SegunifyError
-from segunify.pseudo.store import input_signature, mapping_sha256
+from segunify.pseudo.store import input_signature
 from segunify.taxonomy import Taxonomy
 from segunify.train.config import PartConfig, TrainConfig
 from segunify.train.parts import GTPart, Part, PseudoPart, resolve_parts
@@ -80,7 +80,7 @@ class ExportPart:
             "split": self.cfg.split,
             "labels": "gt" if pseudo is None else str(pseudo.path.resolve()),
             "summary_sha256": None if pseudo is None else pseudo.summary_sha256(),
-            "mapping_sha256": mapping_sha256(part.mapping) if isinstance(part, GTPart) else None,
+            "mapping_sha256": part.mapping.sha256 if isinstance(part, GTPart) else None,
             "soft": isinstance(part, PseudoPart) and part.soft,
             "classes": list(target.classes),
             "inputs_sha256": hashlib.sha256(json.dumps(inputs).encode()).hexdigest(),
