@@ -44,10 +44,12 @@ class PseudoConfig(_Strict):
     """How T labels the extra parts. ``soft``: also store the top-2 allowed classes with a probability
     per pixel and train both students on them (a soft cross-entropy) instead of the hard labels.
     ``flip``/``scales``: test-time augmentation of the teacher pass (probabilities averaged).
-    ``min_allowed_mass``: P ignores pixels where T gives the GT class's allowed set less probability."""
+    ``min_allowed_mass``: P ignores pixels where T gives the GT class's allowed set less probability.
+    ``ignore_conflicts``: P ignores pixels where T's top class, at least this probable, is not allowed."""
 
     soft: bool = False
     min_allowed_mass: Annotated[float, Field(ge=0, le=1)] | None = None
+    ignore_conflicts: Annotated[float, Field(ge=0.5, le=1)] | None = None
     flip: bool = False
     scales: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = Field(
         default_factory=lambda: [1.0]

@@ -204,6 +204,7 @@ def _flags(options: dict) -> list[str]:
     flags = ["--soft"] * bool(options.get("soft")) + ["--flip"] * bool(options.get("flip"))
     flags += ["--scales", ",".join(map(str, options["scales"]))] if "scales" in options else []
     flags += ["--min-allowed-mass", str(options["min_allowed_mass"])] if "min_allowed_mass" in options else []
+    flags += ["--ignore-conflicts", str(options["ignore_conflicts"])] if "ignore_conflicts" in options else []
     return flags + (["--backend", options["backend"]] if "backend" in options else [])
 
 

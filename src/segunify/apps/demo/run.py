@@ -107,6 +107,7 @@ def pseudo_label(p: dict, onnx_cache: str | None = None) -> None:
     options = {"soft": p.get("soft", False), "flip": p.get("flip", False), "backend": p.get("backend")}
     options["scales"] = tuple(p.get("scales", (1.0,)))
     options["min_allowed_mass"] = p.get("min_allowed_mass")
+    options["ignore_conflicts"] = p.get("ignore_conflicts")
     settings = PseudoSettings(size=tuple(p["size"]), batch_size=p["batch_size"], workers=1, **options)
     dataset = create_dataset(p["dataset"], p["root"], **p["options"])
     teacher, info = teacher_from_checkpoint(p["teacher"], "cpu", settings, onnx_cache=onnx_cache)
