@@ -533,6 +533,12 @@ def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_
     for model in ("S_P", "S_R"):
         parts = train_config(cfg, model, lay)["parts"]
         assert [p.get("soft", False) for p in parts] == [p.get("labels") is not None for p in parts]
+        assert all("repeat_threshold" not in p for p in parts)
+    rfs = load_demo_config(path, ["parts.0.repeat_threshold=0.5"])
+    assert (
+        train_config(rfs, "S_P", plan(rfs, tmp_path, tmp_path / "work")[1])["parts"][0]["repeat_threshold"]
+        == 0.5
+    )
     evaluate = next(s for s in stages if s.kind == "evaluate")
     assert evaluate.params["backend"] == "onnx" and "--backend onnx" in evaluate.command
     assert "backend" not in next(s for s in plain if s.kind == "evaluate").params

@@ -71,7 +71,8 @@ class PartConfig(Subset):
     """A part of the compound training set. ``mapping`` absent: the source part, trained on its ground
     truth through the identity. ``mapping`` given: an extra part, trained on the teacher's pseudo-labels
     with (S_P) or without (S_R) that mapping's priors. ``size`` (H, W) is the teacher's input when it
-    labels this part and the size its images are brought to for training."""
+    labels this part and the size its images are brought to for training. ``repeat_threshold``: the
+    students' repeat-factor sampling inside the part (a train config part's key of the same name)."""
 
     name: str
     dataset: str
@@ -81,6 +82,7 @@ class PartConfig(Subset):
     size: Pair
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
+    repeat_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class EvalConfig(Subset):
