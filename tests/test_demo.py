@@ -532,22 +532,30 @@ def test_seed_means_stds_and_classes_below_t_by_hand():
 
 
 def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_path):
-    """pseudo.soft/flip/scales and teacher.backend become pseudo-label flags, soft parts of both students
-    and evaluate's backend; at their defaults no stage parameter changes (old runs keep their stages)."""
+    """pseudo.soft/flip/scales/ignore_conflicts and teacher.backend become pseudo-label flags, soft parts of
+    both students and evaluate's backend; at their defaults no stage parameter changes (old runs keep their
+    stages)."""
     path = write_config(tmp_path, toy_config())
     plain, _ = plan(load_demo_config(path), tmp_path, tmp_path / "work")
     sets = ["pseudo.soft=true", "pseudo.flip=true", "pseudo.scales=[0.75, 1]", "teacher.backend=onnx"]
+    sets += ["pseudo.ignore_conflicts=0.6"]
     cfg = load_demo_config(path, sets)
     stages, lay = plan(cfg, tmp_path, tmp_path / "work")
     pseudo = next(s for s in stages if s.kind == "pseudo")
-    assert "--soft --flip --scales 0.75,1.0 --backend onnx" in pseudo.command
+    assert "--soft --flip --scales 0.75,1.0 --ignore-conflicts 0.6 --backend onnx" in pseudo.command
     assert pseudo.params.to_json()["soft"] is True and pseudo.params.to_json()["scales"] == [0.75, 1.0]
     default = next(s for s in plain if s.kind == "pseudo")
-    assert not {"soft", "flip", "scales", "backend"} & set(default.params.to_json())
+    assert not {"soft", "flip", "scales", "backend", "ignore_conflicts"} & set(default.params.to_json())
     assert "--soft" not in default.command and "--backend" not in default.command
     for model in ("S_P", "S_R"):
         parts = train_config(cfg, model, lay)["parts"]
         assert [p.get("soft", False) for p in parts] == [p.get("labels") is not None for p in parts]
+        assert all("repeat_threshold" not in p for p in parts)
+    rfs = load_demo_config(path, ["parts.0.repeat_threshold=0.5"])
+    assert (
+        train_config(rfs, "S_P", plan(rfs, tmp_path, tmp_path / "work")[1])["parts"][0]["repeat_threshold"]
+        == 0.5
+    )
     evaluate = next(s for s in stages if s.kind == "evaluate")
     assert evaluate.params.backend == "onnx" and "--backend onnx" in evaluate.command
     assert "backend" not in next(s for s in plain if s.kind == "evaluate").params.to_json()

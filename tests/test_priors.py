@@ -105,6 +105,28 @@ def test_min_allowed_mass_hand_made_case():
     assert torch.equal(labels, apply_priors(probs, gt, ALLOWED, scores_are_probs=True)[0])
 
 
+def test_ignore_conflicts_hand_made_case():
+    """The same 4 pixels: the teacher's top class and its probability against each pixel's allowed set."""
+    probs = torch.tensor(
+        [
+            [0.70, 0.05, 0.60, 0.10],
+            [0.10, 0.05, 0.20, 0.10],
+            [0.05, 0.10, 0.10, 0.10],
+            [0.15, 0.80, 0.10, 0.70],
+        ]
+    ).view(1, 4, 1, 4)
+    gt = torch.tensor([[[0, 0, 1, 3]]], dtype=torch.uint8)
+    # top classes 0 (0.70), 3 (0.80), 0 (0.60), 3 (0.70); allowed {0}, {0}, {1, 2}, {0, 1, 3}:
+    # pixel 1 conflicts at 0.80, pixel 2 at 0.60; pixels 0 and 3 agree with their sets
+    plain, _ = apply_priors(probs, gt, ALLOWED, scores_are_probs=True)
+    labels, conf = apply_priors(probs, gt, ALLOWED, ignore_conflicts=0.6, scores_are_probs=True)
+    assert labels.tolist() == [[[0, 255, 255, 3]]] and conf[0, 0, 1:3].tolist() == [0.0, 0.0]
+    labels, _ = apply_priors(probs.log(), gt, ALLOWED, ignore_conflicts=0.7)
+    assert labels.tolist() == [[[0, 255, plain[0, 0, 2].item(), 3]]]  # 0.60 < 0.7: the prior stands
+    with pytest.raises(SegunifyError, match=r"ignore_conflicts must be in \[0.5, 1\]"):
+        apply_priors(probs, gt, ALLOWED, ignore_conflicts=0.4, scores_are_probs=True)
+
+
 def test_probabilities_give_the_same_labels_and_confidence():
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(2, 4, 5, 7, generator=g) * 3
@@ -302,6 +324,24 @@ def test_min_allowed_mass_matches_dense_reference(problem, m, fill_void, as_prob
                                scores_are_probs=as_probs)  # fmt: skip
     assert not ((labels == 255) & (stricter != 255)).any()
     assert torch.equal(stricter[stricter != 255], labels[stricter != 255])
+
+
+@settings(max_examples=100, deadline=None)
+@given(problems(), st.floats(0.5, 1), st.booleans())
+def test_ignore_conflicts_matches_dense_reference(problem, p, fill_void):
+    """Ignored exactly where the unconstrained argmax is outside the allowed set with probability >= p;
+    every other pixel keeps the plain priors' label."""
+    scores, gt, allowed = problem
+    scores = scores + torch.rand(scores.shape)
+    labels, _ = apply_priors(scores, gt, allowed, fill_void=fill_void, ignore_conflicts=p)
+    plain, _ = apply_priors(scores, gt, allowed, fill_void=fill_void)
+    probs = scores.double().softmax(1)
+    top = probs.argmax(1)
+    table = prior_table(allowed, fill_void=fill_void).table
+    conflict = ~table[gt.long(), top] & (probs.amax(1) >= p)
+    near = torch.isclose(probs.amax(1), torch.tensor(p, dtype=torch.float64), atol=1e-5)
+    assert torch.equal((labels == 255)[~near], ((plain == 255) | conflict)[~near])
+    assert torch.equal(labels[labels != 255], plain[labels != 255])
 
 
 @settings(max_examples=100, deadline=None)

@@ -164,6 +164,26 @@ def test_min_allowed_mass_gate_reaches_the_labels_and_leaves_r_alone(tmp_path):
         run(root, tmp_path / "p", min_allowed_mass=0.2)
 
 
+def test_ignore_conflicts_reaches_the_labels_and_leaves_r_alone(tmp_path):
+    """``--ignore-conflicts``: P equals the priors op with it; R is the plain argmax as without it; it is
+    part of P's settings and absent from folders made without it."""
+    root = make_camvid(tmp_path / "camvid", n=3)
+    gated = run(root, tmp_path / "p", ignore_conflicts=0.5, also_without_priors=tmp_path / "r")
+    base = run(root, tmp_path / "base", also_without_priors=tmp_path / "plain")
+    assert gated.ignored > base.ignored
+    assert tree_bytes(tmp_path / "r") == tree_bytes(tmp_path / "plain")
+    ds = create_dataset("camvid", root)
+    for s in ds.samples("train"):
+        image, gt = ds.sample(s)
+        probs = StandInTeacher().probs(torch.from_numpy(image)[None])
+        labels, _ = apply_priors(
+            probs, torch.from_numpy(gt)[None], MAPPING.allowed, ignore_conflicts=0.5, scores_are_probs=True
+        )
+        assert np.array_equal(read_label_raw(pseudo_label_path(tmp_path / "p", s)), labels[0].numpy())
+    assert "ignore_conflicts" not in json.loads((tmp_path / "base" / "settings.json").read_text())
+    assert json.loads((tmp_path / "p" / "settings.json").read_text())["ignore_conflicts"] == 0.5
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     root = make_camvid(tmp_path / "camvid", n=2)
     run(root, tmp_path / "out")

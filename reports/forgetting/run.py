@@ -85,6 +85,13 @@ VARIANTS |= {"camvidfull_steps480_trained": ["student.steps=480"]} | {
 # Each recipe as trained and as the WiSE-FT 0.7 mix (one training: run the pair in this order), per seed.
 A80: dict[str, list[str]] = {
     "base": [],
+    "conflict": ["pseudo.ignore_conflicts=0.5"],  # P ignores what T calls another class with p >= 0.5
+    "nodistill": ["student.loss={}"],
+    "rfs": ["parts.0.repeat_threshold=0.5"],  # repeat-factor sampling of the source frames
+    "rare": ["student.augmentation.rare_crop=0.5"],  # half the crops around a rare class's pixel
+    "src2": ["parts.0.weight=2"],  # the source part half of the draws (2 : 1 : 1)
+    "bntrain": ["student.model.freeze_bn=false"],
+    "nogate": ["pseudo.min_allowed_mass=null"],
 }
 for key, extra in A80.items():
     for seed in (0, 1, 2):

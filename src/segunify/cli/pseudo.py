@@ -76,6 +76,12 @@ def pseudo_label(
         "--min-allowed-mass",
         help="Ignore pixels whose GT class's allowed set gets probability < M.",
     ),
+    ignore_conflicts: float | None = typer.Option(
+        None,
+        "--ignore-conflicts",
+        help="Ignore pixels where the teacher's top class, with probability >= P (0.5..1), is one the "
+        "GT class does not allow.",
+    ),
     save_confidence: bool = typer.Option(False, "--save-confidence", help="Also write confidence PNGs."),
     soft: bool = typer.Option(
         False, "--soft", help="Also write soft/<id>.png: top-2 allowed classes + uint8 probability."
@@ -121,6 +127,7 @@ def pseudo_label(
             fill_void=fill_void,
             min_confidence=min_confidence,
             min_allowed_mass=min_allowed_mass,
+            ignore_conflicts=ignore_conflicts,
             save_confidence=save_confidence,
             soft=soft,
             size=parse_size(size),

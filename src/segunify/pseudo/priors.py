@@ -10,7 +10,10 @@ allowed set ``A_k`` (a row of the mapping's ``allowed[K, C]`` matrix):
   argmax (confidence = its unconstrained probability).
 
 ``min_allowed_mass`` (beyond the paper) ignores a pixel where the teacher puts less than that probability on
-the whole of ``A_k``: the teacher and the ground truth disagree outright there. A coarse GT class also holds
+the whole of ``A_k``: the teacher and the ground truth disagree outright there. ``ignore_conflicts`` (p >= 0.5,
+beyond the paper) ignores a pixel where the teacher's own top class lies outside ``A_k`` with probability >= p:
+the prior would overrule a confident teacher (IDD riders and their motorcycles are coarse *vehicles* regions
+where the teacher sees a person: the prior would teach *car* there). A coarse GT class also holds
 things with no source class (IDD's roadside objects hold billboards and guard rails), and coarse or
 upsampled labels cross object borders (CamVid sky through foliage); forcing such a pixel into ``A_k`` makes
 confident noise (a building becomes a fence), while a pixel the teacher merely doubts keeps the prior.
@@ -203,6 +206,7 @@ def apply_priors(
     fill_void: bool = False,
     min_confidence: float | None = None,
     min_allowed_mass: float | None = None,
+    ignore_conflicts: float | None = None,
     scores_are_probs: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher scores constrained by the GT's allowed sets (see the module docstring).
@@ -212,8 +216,10 @@ def apply_priors(
     ``[K, C]`` bool (numpy or torch), a mapping, or its :class:`PriorTable` (made once per run). Returns ``labels`` uint8 ``[B, H, W]`` (source train ids, 255 =
     ignore) and ``confidence`` float32 ``[B, H, W]`` (0 where ignored). With ``min_confidence`` pixels
     whose confidence is below it become ignore, and with ``min_allowed_mass`` those where the teacher's
-    probability of the whole allowed set is below it. Probabilities that put no mass at all on the allowed
-    set (float underflow) give the lowest allowed class with confidence 0.
+    probability of the whole allowed set is below it, and with ``ignore_conflicts`` those whose teacher
+    argmax is outside the allowed set with at least that probability (>= 0.5, so that no allowed class can
+    be the teacher's equal there). Probabilities that put no mass at all on the allowed set (float
+    underflow) give the lowest allowed class with confidence 0.
     """
     prior = _checked_table(scores, gt, allowed, fill_void)
     table = prior.table
@@ -229,9 +235,21 @@ def apply_priors(
     mass = _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs, gate)
     if mass is not None:
         _ignore(labels, confidence, mass < float(min_allowed_mass))
+    if ignore_conflicts is not None:
+        _ignore(labels, confidence, _conflicts(scores, table, flat_gt, ignore_conflicts, scores_are_probs))
     if min_confidence is not None:
         _ignore(labels, confidence, confidence < float(min_confidence))
     return labels.view(b, h, w), confidence.view(b, h, w)
+
+
+def _conflicts(scores, table, flat_gt, at_least: float, scores_are_probs: bool) -> torch.Tensor:
+    """Flat mask of the pixels whose teacher argmax is outside their allowed set with probability >=
+    ``at_least`` (one pass over the channels, as ``plain_argmax``)."""
+    if not 0.5 <= at_least <= 1.0:
+        raise SegunifyError(f"ignore_conflicts must be in [0.5, 1], got {at_least}")
+    top, p = plain_argmax(scores, scores_are_probs=scores_are_probs)
+    forbidden = ~table[flat_gt.long(), top.reshape(-1).long()]
+    return forbidden & (p.reshape(-1) >= at_least)
 
 
 def _ignore(labels: torch.Tensor, confidence: torch.Tensor, where: torch.Tensor) -> None:
@@ -325,6 +343,7 @@ def label_probs(
     fill_void: bool = False,
     min_confidence: float | None = None,
     min_allowed_mass: float | None = None,
+    ignore_conflicts: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pseudo-labels of one batch of teacher probabilities, with the priors or as the plain argmax
     (``gt`` may then be ``None``). Returns labels, confidence and ``changed``: the labelled pixels where
@@ -339,6 +358,7 @@ def label_probs(
             fill_void=fill_void,
             min_confidence=min_confidence,
             min_allowed_mass=min_allowed_mass,
+            ignore_conflicts=ignore_conflicts,
             scores_are_probs=True,
         )
         changed = (labels != IGNORE) & (score_at(probs, labels) < probs.amax(1))

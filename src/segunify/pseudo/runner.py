@@ -304,6 +304,7 @@ def _label_group(run: _Run, group: list[dict], pool: ThreadPoolExecutor) -> list
             fill_void=opts.fill_void,
             min_confidence=opts.min_confidence,
             min_allowed_mass=opts.min_allowed_mass,
+            ignore_conflicts=opts.ignore_conflicts,
         )
         stats = image_stats(labels, conf, changed, gt, run.num_source, run.num_extra)
         conf_u8 = (

@@ -39,6 +39,7 @@ class PseudoSettings(BaseModel):
     fill_void: bool = False
     min_confidence: float | None = None
     min_allowed_mass: float | None = None  # ignore pixels whose allowed set has less teacher probability
+    ignore_conflicts: float | None = None  # ignore pixels whose teacher argmax (p >= this) the prior forbids
     save_confidence: bool = False
     soft: bool = False  # also soft/<rel>: top-2 classes + uint8 probability (priors.soft_top2)
     size: tuple[int, int] | None = None
@@ -64,6 +65,8 @@ class PseudoSettings(BaseModel):
             raise FieldError("min_confidence", f"must be in [0, 1], got {self.min_confidence}")
         if self.min_allowed_mass is not None and not 0.0 <= self.min_allowed_mass <= 1.0:
             raise FieldError("min_allowed_mass", f"must be in [0, 1], got {self.min_allowed_mass}")
+        if self.ignore_conflicts is not None and not 0.5 <= self.ignore_conflicts <= 1.0:
+            raise FieldError("ignore_conflicts", f"must be in [0.5, 1], got {self.ignore_conflicts}")
         if self.backend is not None and self.backend not in BACKENDS:
             raise FieldError("backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.limit is not None and self.limit < 1:
@@ -72,7 +75,9 @@ class PseudoSettings(BaseModel):
 
     def without_priors(self) -> PseudoSettings:
         """The same run with plain teacher argmax (the R labels of the ablation)."""
-        return self.model_copy(update={"priors": False, "fill_void": False, "min_allowed_mass": None})
+        return self.model_copy(
+            update={"priors": False, "fill_void": False, "min_allowed_mass": None, "ignore_conflicts": None}
+        )
 
     def fingerprint(self) -> dict[str, Any]:
         """The options that change output bytes (batch size, workers and limit do not; ``fill_void``
@@ -88,6 +93,7 @@ class PseudoSettings(BaseModel):
             # only when on: folders written before the option existed keep their fingerprint
             **({"soft": True} if self.soft else {}),
             **({"min_allowed_mass": self.min_allowed_mass} if self.min_allowed_mass is not None else {}),
+            **({"ignore_conflicts": self.ignore_conflicts} if self.ignore_conflicts is not None else {}),
         }
 
 

@@ -40,10 +40,12 @@ class PseudoConfig(StrictConfig):
     """How T labels the extra parts. ``soft``: also store the top-2 allowed classes with a probability
     per pixel and train both students on them (a soft cross-entropy) instead of the hard labels.
     ``flip``/``scales``: test-time augmentation of the teacher pass (probabilities averaged).
-    ``min_allowed_mass``: P ignores pixels where T gives the GT class's allowed set less probability."""
+    ``min_allowed_mass``: P ignores pixels where T gives the GT class's allowed set less probability.
+    ``ignore_conflicts``: P ignores pixels where T's top class, at least this probable, is not allowed."""
 
     soft: bool = False
     min_allowed_mass: Annotated[float, Field(ge=0, le=1)] | None = None
+    ignore_conflicts: Annotated[float, Field(ge=0.5, le=1)] | None = None
     flip: bool = False
     scales: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = Field(
         default_factory=lambda: [1.0]
@@ -65,7 +67,8 @@ class DemoPart(Subset):
     """A part of the compound training set. ``mapping`` absent: the source part, trained on its ground
     truth through the identity. ``mapping`` given: an extra part, trained on the teacher's pseudo-labels
     with (S_P) or without (S_R) that mapping's priors. ``size`` (H, W) is the teacher's input when it
-    labels this part and the size its images are brought to for training."""
+    labels this part and the size its images are brought to for training. ``repeat_threshold``: the
+    students' repeat-factor sampling inside the part (a train config part's key of the same name)."""
 
     name: str
     dataset: str
@@ -75,6 +78,7 @@ class DemoPart(Subset):
     size: Size
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
+    repeat_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class DemoEval(Subset):

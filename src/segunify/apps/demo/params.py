@@ -124,6 +124,7 @@ class PseudoParams(StageParams):
     flip: bool = flag("--flip", False, when_set=True)
     scales: list = flag("--scales", (1.0,), when_set=True)
     min_allowed_mass: float | None = flag("--min-allowed-mass", None, when_set=True)
+    ignore_conflicts: float | None = flag("--ignore-conflicts", None, when_set=True)
     backend: str | None = flag("--backend", None, when_set=True)
     out: str = flag("--out")
     without_priors: str = flag("--also-without-priors")

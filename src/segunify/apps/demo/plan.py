@@ -196,6 +196,7 @@ def pseudo_stage(cfg: DemoConfig, part: DemoPart, lay: Layout) -> Stage:
         flip=cfg.pseudo.flip,
         scales=tuple(cfg.pseudo.scales),
         min_allowed_mass=cfg.pseudo.min_allowed_mass,
+        ignore_conflicts=cfg.pseudo.ignore_conflicts,
         backend=cfg.teacher.backend,
         out=str(p),
         without_priors=str(r),
@@ -219,6 +220,7 @@ def train_config(cfg: DemoConfig, student: Student | str, lay: Layout) -> dict:
     for part in cfg.parts:
         entry = {"dataset": part.dataset, "root": _abs(lay.roots[part.name]), "split": part.split}
         entry |= {"weight": part.weight, "options": part.options, "resize": list(part.size)}
+        entry |= {"repeat_threshold": part.repeat_threshold} if part.repeat_threshold is not None else {}
         if part.mapping is not None:
             entry["labels"] = _abs(lay.pseudo(part.name, LABELS[model]))
             entry |= {"soft": True} if cfg.pseudo.soft else {}

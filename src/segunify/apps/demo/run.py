@@ -108,6 +108,7 @@ def pseudo_label(p: PseudoParams, onnx_cache: str | None = None) -> None:
     replace_stale(out.parent / "stage.json", json.dumps(p.to_json(), sort_keys=True, indent=1), out, without)
     options = {"soft": p.soft, "flip": p.flip, "backend": p.backend, "scales": tuple(p.scales)}
     options["min_allowed_mass"] = p.min_allowed_mass
+    options["ignore_conflicts"] = p.ignore_conflicts
     settings = PseudoSettings(size=tuple(p.size), batch_size=p.batch_size, workers=1, **options)
     dataset = create_dataset(p.dataset, p.root, **p.options)
     teacher, info = teacher_from_checkpoint(p.teacher, "cpu", settings, onnx_cache=onnx_cache)
