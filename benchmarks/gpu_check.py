@@ -185,11 +185,11 @@ def run_cli(args: list[str]) -> None:
 
 
 def label_pngs(out: Path) -> dict[str, bytes]:
-    """The label PNGs of a pseudo-label folder by relative path (not confidence/soft/hidden files)."""
+    """The label PNGs of a pseudo-label folder by relative path (not confidence/hidden files)."""
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*.png"))
-        if not p.relative_to(out).parts[0].startswith((".", "confidence", "soft"))
+        if not p.relative_to(out).parts[0].startswith((".", "confidence"))
     }
 
 

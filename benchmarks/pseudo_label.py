@@ -60,11 +60,11 @@ def _median_time(fn, repeat: int) -> float:
 
 
 def _labels(out: Path) -> dict[str, np.ndarray]:
-    """The label PNGs of a pseudo-label folder (not confidence/soft/hidden files), by relative path."""
+    """The label PNGs of a pseudo-label folder (not confidence/hidden files), by relative path."""
     return {
         p.relative_to(out).as_posix(): cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         for p in sorted(out.rglob("*.png"))
-        if not p.relative_to(out).parts[0].startswith((".", "confidence", "soft"))
+        if not p.relative_to(out).parts[0].startswith((".", "confidence"))
     }
 
 

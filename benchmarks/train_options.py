@@ -1,17 +1,16 @@
 """Step-time cost of each fine-tuning option of the training engine; prints ONE JSON line.
 
 ESPNetv2 s=2.0 (19 classes) at ``--size`` (default 384x384), batch ``--batch`` (4), one in-memory batch
-(blocky labels with soft-label arrays and distillation codes), :func:`segunify.train.engine.train_step` as the
-trainer calls it. Options measured against the default (fused cross entropy, BN in training mode, the model
-in channels_last on a CPU as the trainer keeps it): ``contiguous`` (the model and batch in the default memory
-format: what channels_last saves), ``freeze_bn``, ``soft`` (two-class soft CE), ``distill`` (an ESPNetv2
-s=2.0 teacher's forward, KL on the source pixels).
+(blocky labels and distillation codes), :func:`segunify.train.engine.train_step` as the trainer calls it.
+Options measured against the default (fused cross entropy, BN in training mode, the model in channels_last on
+a CPU as the trainer keeps it): ``contiguous`` (the model and batch in the default memory format: what
+channels_last saves), ``freeze_bn``, ``distill`` (an ESPNetv2 s=2.0 teacher's forward, KL on the source
+pixels).
 The options' steps are interleaved over ``--rounds`` rounds; ``step_s`` is each option's fastest step
 (the least disturbed by other processes on a shared machine) and ``overhead`` = step / baseline - 1.
-Because whole steps are noisy there, ``term_ms`` also times each option's extra term alone (forward and
-backward of the loss on fixed logits, the teacher's forward + KL; fastest of ``--repeats``) and
-``term_overhead`` = its extra time / the baseline step (for a loss that replaces cross entropy: its time
-minus cross entropy's).
+Because whole steps are noisy there, ``term_ms`` also times the loss terms alone (forward and backward of
+cross entropy on fixed logits, the teacher's forward + KL; fastest of ``--repeats``) and ``term_overhead`` =
+the extra term's time / the baseline step.
 
     python benchmarks/train_options.py [--size 384,384] [--batch 4] [--steps 3] [--rounds 3] [--threads N]
 """
@@ -33,7 +32,7 @@ from segunify.train.finetune import param_groups, set_train_mode
 from segunify.train.objective import Distiller, Objective
 
 MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
-OPTIONS = ("baseline", "contiguous", "freeze_bn", "soft", "distill")
+OPTIONS = ("baseline", "contiguous", "freeze_bn", "distill")
 
 
 def make_batch(size, batch: int, classes: int) -> dict:
@@ -44,8 +43,6 @@ def make_batch(size, batch: int, classes: int) -> dict:
     return {
         "image": torch.randint(0, 256, (batch, 3, h, w), dtype=torch.uint8, generator=g),
         "label": label,
-        "class2": torch.randint(0, classes, (batch, h, w), dtype=torch.uint8, generator=g),
-        "p1": torch.randint(128, 256, (batch, h, w), dtype=torch.uint8, generator=g),
         "distill": torch.randint(0, 2, (batch, h, w), dtype=torch.uint8, generator=g),
     }
 
@@ -59,9 +56,7 @@ def setup(option: str, classes: int, device: torch.device) -> dict:
     opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
     objective = None
-    if option == "soft":
-        objective = Objective(soft=True)
-    elif option == "distill":
+    if option == "distill":
         teacher = create_model("espnetv2", classes, s=2.0)
         cfg = DistillConfig(teacher="<benchmark>", temperature=2.0)
         objective = Objective(distiller=Distiller(cfg, teacher, MEAN, STD, device))
@@ -70,23 +65,20 @@ def setup(option: str, classes: int, device: torch.device) -> dict:
 
 
 def time_terms(runs: dict, batch: dict, classes: int, device: torch.device, repeats: int) -> dict:
-    """Milliseconds of each option's loss term alone (forward + backward), fastest of ``repeats``."""
+    """Milliseconds of each loss term alone (forward + backward), fastest of ``repeats``."""
     g = torch.Generator().manual_seed(1)
     shape = (batch["label"].shape[0], classes, *batch["label"].shape[1:])
     logits = torch.randn(shape, generator=g).to(device).requires_grad_(True)
     labels = batch["label"].to(device).long()
-    soft_batch = {k: v.to(device) for k, v in batch.items()}
+    images, codes = batch["image"].to(device), batch["distill"].to(device)
 
     def term(option: str) -> torch.Tensor:
-        objective = runs[option]["objective"]
         if option == "ce":
             return F.cross_entropy(logits, labels, ignore_index=255)
-        if option == "distill":
-            return objective.distiller(logits, soft_batch["image"], soft_batch["distill"])
-        return objective(lambda x: logits, None, logits, soft_batch)
+        return runs[option]["objective"].distiller(logits, images, codes)
 
     out = {}
-    for option in ("ce", "soft", "distill"):
+    for option in ("ce", "distill"):
         best = float("inf")
         for _ in range(repeats + 1):
             if device.type == "cuda":
@@ -135,7 +127,7 @@ def main() -> None:
                 if r:
                     times[option].append(time.perf_counter() - t0)
     base = min(times["baseline"])
-    terms = time_terms({**runs, "ce": runs["baseline"]}, batch, 19, device, args.repeats)
+    terms = time_terms(runs, batch, 19, device, args.repeats)
     result = {
         "benchmark": "train_options",
         "model": "espnetv2 s=2.0, 19 classes",
@@ -147,11 +139,7 @@ def main() -> None:
         "step_s": {o: round(min(t), 4) for o, t in times.items()},
         "overhead": {o: round(min(t) / base - 1.0, 4) for o, t in times.items() if o != "baseline"},
         "term_ms": terms,
-        "term_overhead": {  # soft CE replaces cross entropy; distillation is added to it
-            o: round((ms - (0 if o == "distill" else terms["ce"])) / 1000 / base, 4)
-            for o, ms in terms.items()
-            if o != "ce"
-        },
+        "term_overhead": {"distill": round(terms["distill"] / 1000 / base, 4)},  # added to cross entropy
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     print(json.dumps(result))

@@ -415,12 +415,12 @@ def test_a_stage_rerun_with_other_parameters_replaces_its_own_folders(tmp_path):
     """A changed pseudo-label or train stage starts afresh (its pseudo-label folder would refuse other
     settings); the same parameters keep the folders so that an interrupted run resumes."""
     record, labels = tmp_path / "pseudo" / "camvid" / "stage.json", tmp_path / "pseudo" / "camvid" / "P"
-    assert replace_stale(record, "soft: false", labels) is False and record.read_text() == "soft: false"
+    assert replace_stale(record, "flip: false", labels) is False and record.read_text() == "flip: false"
     labels.mkdir()
     (labels / "a.png").write_bytes(b"x")
-    assert replace_stale(record, "soft: false", labels) is True and (labels / "a.png").is_file()
-    assert replace_stale(record, "soft: true", labels) is False and not labels.exists()
-    assert record.read_text() == "soft: true"
+    assert replace_stale(record, "flip: false", labels) is True and (labels / "a.png").is_file()
+    assert replace_stale(record, "flip: true", labels) is False and not labels.exists()
+    assert record.read_text() == "flip: true"
 
 
 def test_lacked_classes_are_the_ones_a_dataset_cannot_tell_apart():
@@ -532,25 +532,25 @@ def test_seed_means_stds_and_classes_below_t_by_hand():
 
 
 def test_teacher_pass_options_reach_pseudo_label_evaluate_and_both_students(tmp_path):
-    """pseudo.soft/flip/scales/ignore_conflicts and teacher.backend become pseudo-label flags, soft parts of
-    both students and evaluate's backend; at their defaults no stage parameter changes (old runs keep their
-    stages)."""
+    """pseudo.flip/scales/ignore_conflicts and teacher.backend become pseudo-label flags and evaluate's
+    backend; at their defaults no stage parameter changes (old runs keep their stages). pseudo.soft (soft
+    priors) left the product: a config that names it is refused."""
     path = write_config(tmp_path, toy_config())
     plain, _ = plan(load_demo_config(path), tmp_path, tmp_path / "work")
-    sets = ["pseudo.soft=true", "pseudo.flip=true", "pseudo.scales=[0.75, 1]", "teacher.backend=onnx"]
+    sets = ["pseudo.flip=true", "pseudo.scales=[0.75, 1]", "teacher.backend=onnx"]
     sets += ["pseudo.ignore_conflicts=0.6"]
     cfg = load_demo_config(path, sets)
     stages, lay = plan(cfg, tmp_path, tmp_path / "work")
     pseudo = next(s for s in stages if s.kind == "pseudo")
-    assert "--soft --flip --scales 0.75,1.0 --ignore-conflicts 0.6 --backend onnx" in pseudo.command
-    assert pseudo.params.to_json()["soft"] is True and pseudo.params.to_json()["scales"] == [0.75, 1.0]
+    assert "--flip --scales 0.75,1.0 --ignore-conflicts 0.6 --backend onnx" in pseudo.command
+    assert pseudo.params.to_json()["flip"] is True and pseudo.params.to_json()["scales"] == [0.75, 1.0]
     default = next(s for s in plain if s.kind == "pseudo")
-    assert not {"soft", "flip", "scales", "backend", "ignore_conflicts"} & set(default.params.to_json())
-    assert "--soft" not in default.command and "--backend" not in default.command
+    assert not {"flip", "scales", "backend", "ignore_conflicts"} & set(default.params.to_json())
+    assert "--flip" not in default.command and "--backend" not in default.command
     for model in ("S_P", "S_R"):
-        parts = train_config(cfg, model, lay)["parts"]
-        assert [p.get("soft", False) for p in parts] == [p.get("labels") is not None for p in parts]
-        assert all("repeat_threshold" not in p for p in parts)
+        assert all("repeat_threshold" not in p for p in train_config(cfg, model, lay)["parts"])
+    with pytest.raises(SegunifyError, match="pseudo.soft"):
+        load_demo_config(path, ["pseudo.soft=true"])
     rfs = load_demo_config(path, ["parts.0.repeat_threshold=0.5"])
     assert (
         train_config(rfs, "S_P", plan(rfs, tmp_path, tmp_path / "work")[1])["parts"][0]["repeat_threshold"]
@@ -586,7 +586,7 @@ def test_every_parameter_of_a_stage_reaches_its_printed_command(tmp_path, monkey
     import dataclasses
 
     monkeypatch.setenv("SEGUNIFY_DATA", str(tmp_path / "nowhere"))
-    config = toy_config(interpolate=0.5, pseudo={"soft": True, "flip": True, "scales": [0.75, 1.0]})
+    config = toy_config(interpolate=0.5, pseudo={"flip": True, "scales": [0.75, 1.0]})
     config["pseudo"]["min_allowed_mass"] = 0.2
     config["teacher"] |= {"backend": "onnx"}
     for spec in [*config["parts"], *config["eval"].values()]:
@@ -618,7 +618,7 @@ def test_every_parameter_of_a_stage_reaches_its_printed_command(tmp_path, monkey
                 shown = [f"{meta['flag']} {text}"]
             assert shown and all(part in joined for part in shown), (stage.name, f.name, shown)
         if stage.kind == "pseudo":
-            assert parsed["dataset_opt"] == ["label_crop=4,18", "mode=fine"] and parsed["soft"]
+            assert parsed["dataset_opt"] == ["label_crop=4,18", "mode=fine"] and parsed["flip"]
             assert (parsed["scales"], parsed["min_allowed_mass"], parsed["backend"]) == (
                 "0.75,1.0",
                 0.2,

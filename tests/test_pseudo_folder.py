@@ -3,6 +3,7 @@ for (taxonomies, dataset and split; root, dataset taxonomy, mapping and teacher;
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -28,7 +29,6 @@ def test_labels_are_found_read_and_checked(made, tmp_path):
     samples = ds.samples("train")
     s = samples[0]
     assert folder.label_path(s) == folder.path / s.rel
-    assert folder.label_path(s, soft=True) == folder.path / "soft" / s.rel
     first = [sets[0] if sets else 255 for sets in load_mapping("camvid__cityscapes").allowed_sets]
     want = np.array(first + [255] * (256 - len(first)), dtype=np.uint8)[
         ds.read_label(s)
@@ -36,16 +36,31 @@ def test_labels_are_found_read_and_checked(made, tmp_path):
     assert np.array_equal(folder.read_label(s, ds.read_image(s).shape), want)
     with pytest.raises(SegunifyError, match="pseudo-label size 64x48 differs from image size 3x2"):
         folder.read_label(s, (2, 3))
-    with pytest.raises(SegunifyError, match=f"soft pseudo-label of sample '{s.id}' not found"):
-        folder.read_label(s, soft=True)
-    assert folder.missing(samples) is None and folder.missing(samples, soft=True) == folder.label_path(
-        s, True
-    )
-    assert folder.stale(samples) is None
+    assert folder.missing(samples) is None and folder.stale(samples) is None
     os.utime(s.label, ns=(1, 1))  # the ground truth changed since it was labelled
     assert f"sample {s.id!r} changed since its pseudo-label was made" in folder.stale(samples)
     with pytest.raises(SegunifyError, match="pseudo-label directory not found"):
         PseudoFolder.open(tmp_path / "nowhere")
+    (folder.path / s.rel).unlink()
+    with pytest.raises(SegunifyError, match=f"pseudo-label of sample '{s.id}' not found"):
+        folder.read_label(s)
+    assert folder.missing(samples) == folder.label_path(s)
+
+
+def test_a_folder_of_an_older_version_with_soft_labels_stays_readable(made):
+    """Soft priors (``pseudo-label --soft``) left the product: a summary that records the flag still loads,
+    and a ``soft/`` folder beside the labels is ignored."""
+    ds, folder = made
+    path = folder.summary_path
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["settings"]["soft"] = True
+    path.write_text(json.dumps(data), encoding="utf-8")
+    s = ds.samples("train")[0]
+    (folder.path / "soft" / s.rel).parent.mkdir(parents=True)
+    (folder.path / "soft" / s.rel).write_bytes(b"")
+    again = PseudoFolder.open(folder.path)
+    assert "soft" not in again.summary.settings.model_dump()
+    assert again.read_label(s).ndim == 2 and again.missing(ds.samples("train")) is None
 
 
 def test_what_the_folder_was_made_for(made, tmp_path):

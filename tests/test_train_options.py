@@ -1,6 +1,5 @@
-"""Fine-tuning options of the training engine: frozen BatchNorm statistics, soft cross entropy,
-distillation toward a frozen teacher on the source parts' pixels, repeat-factor sampling and rare-class
-crops."""
+"""Fine-tuning options of the training engine: frozen BatchNorm statistics, distillation toward a frozen
+teacher on the source parts' pixels, repeat-factor sampling and rare-class crops."""
 
 from __future__ import annotations
 
@@ -11,12 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fixtures.pseudo_runs import make_camvid as make_tiny_camvid
-from fixtures.pseudo_runs import run as pseudo_run
 from fixtures.tiny_models import espnet_checkpoint
 from fixtures.train_data import base_config, make_camvid, make_pseudo
 from segunify.errors import SegunifyError
-from segunify.labels import read_label_raw
 from segunify.models import create_model
 from segunify.models.checkpoint import read_safetensors
 from segunify.taxonomy import IGNORE
@@ -24,7 +20,7 @@ from segunify.train import train
 from segunify.train.config import DistillConfig, TrainConfig
 from segunify.train.data import CompoundDataset
 from segunify.train.finetune import param_groups, set_train_mode
-from segunify.train.objective import Distiller, Objective, check_loss_options, pixel_losses
+from segunify.train.objective import Distiller, check_loss_options, pixel_losses
 from segunify.train.parts import resolve_parts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,20 +67,8 @@ def test_set_train_mode():
 
 
 # ------------------------------------------------------------------------------------------- losses
-def test_soft_cross_entropy_equals_a_hand_computed_value():
-    # one image, 3 classes, 3 pixels; pixel 0: softmax (1/5, 3/5, 1/5)
-    logits = torch.tensor([[0.0, 0.0, 0.0], [math.log(3), 0.0, 0.0], [0.0, 0.0, 0.0]]).view(1, 3, 1, 3)
-    labels = torch.tensor([[[1, 2, 255]]], dtype=torch.uint8)
-    class2 = torch.tensor([[[0, 255, 255]]], dtype=torch.uint8)
-    p1 = torch.tensor([[[204, 255, 0]]], dtype=torch.uint8)  # 204 / 255 = 0.8
-    losses = pixel_losses(logits, labels, class2, p1)
-    soft = -(0.8 * math.log(3 / 5) + 0.2 * math.log(1 / 5))  # pixel 0: two classes
-    hard = -math.log(1 / 3)  # pixel 1: uniform logits, hard label
-    assert losses.tolist() == pytest.approx([soft, hard], rel=1e-6)
-    batch = {"label": labels, "class2": class2, "p1": p1}
-    loss = Objective(soft=True)(lambda x: logits, None, torch.zeros(1), batch)
-    assert loss.item() == pytest.approx((soft + hard) / 2, rel=1e-6)
-    # hard labels through the per-pixel path equal the fused cross entropy of the default
+def test_per_pixel_cross_entropy_equals_the_fused_one():
+    """The per-pixel path (taken with distillation) equals the fused cross entropy of the default."""
     x = torch.randn(2, 5, 4, 6)
     y = torch.randint(0, 5, (2, 4, 6))
     y[0, 0] = 255
@@ -108,6 +92,9 @@ def test_a_model_with_its_own_loss_refuses_loss_options():
     for removed in ({"name": "ohem"}, {"l2sp": 0.1}):  # options that lost on held-out data are gone
         with pytest.raises(ValueError, match="Extra inputs are not permitted"):
             TrainConfig.model_validate({**cfg, "steps": 1, "loss": removed})
+    soft = {**cfg, "steps": 1, "parts": [{**cfg["parts"][0], "soft": True}]}  # soft priors too
+    with pytest.raises(ValueError, match=r"parts\.0\.soft\n  Extra inputs are not permitted"):
+        TrainConfig.model_validate(soft)
 
 
 def test_param_groups_exempt_biases_and_norms_from_weight_decay():
@@ -156,28 +143,6 @@ def test_training_with_distillation_and_a_wrong_teacher(camvid, teacher, tmp_pat
     other = espnet_checkpoint(tmp_path / "other", taxonomy="cityscapes", num_classes=19)
     with pytest.raises(SegunifyError, match="loss.distill.teacher"):
         _train(camvid, tmp_path / "run2", steps=1, **{"loss.distill": {"teacher": str(other)}})
-
-
-# ---------------------------------------------------------------------------------------- soft parts
-def test_training_on_soft_pseudo_labels(tmp_path):
-    root = make_tiny_camvid(tmp_path / "camvid", n=4, size=(32, 48))
-    pseudo_run(root, tmp_path / "soft", soft=True)
-    pseudo_run(root, tmp_path / "hard")
-    cfg = base_config(root, tmp_path / "run", taxonomy="cityscapes", steps=2)
-    cfg["augmentation"]["crop"] = [32, 48]
-    cfg["parts"][0].update(labels=str(tmp_path / "soft"), soft=True)
-    target, parts = resolve_parts(TrainConfig.model_validate(cfg), "<config>")
-    item = CompoundDataset(parts, None, pixel_arrays=("class2", "p1"))[0]
-    soft_png = parts[0].folder.label_path(parts[0].samples[0], soft=True)
-    stored = torch.from_numpy(read_label_raw(soft_png))
-    assert torch.equal(torch.stack([item["label"], item["class2"], item["p1"]], -1), stored)
-    assert np.isfinite(train(TrainConfig.model_validate(cfg))["losses"]).all()
-    cfg["parts"][0]["labels"] = str(tmp_path / "hard")
-    with pytest.raises(SegunifyError, match="made without --soft"):
-        resolve_parts(TrainConfig.model_validate(cfg), "<config>")
-    cfg["parts"][0]["labels"] = "gt"
-    with pytest.raises(ValueError, match="soft: true needs a pseudo-label directory"):
-        TrainConfig.model_validate(cfg)
 
 
 def test_resume_with_every_option_equals_an_uninterrupted_run(camvid, teacher, tmp_path):

@@ -83,9 +83,6 @@ def pseudo_label(
         "GT class does not allow.",
     ),
     save_confidence: bool = typer.Option(False, "--save-confidence", help="Also write confidence PNGs."),
-    soft: bool = typer.Option(
-        False, "--soft", help="Also write soft/<id>.png: top-2 allowed classes + uint8 probability."
-    ),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per teacher batch."),
     size: str | None = typer.Option(None, "--size", help="Teacher input H,W (default: the checkpoint's)."),
     flip: bool = typer.Option(False, "--flip", help="Horizontal-flip test-time augmentation."),
@@ -129,7 +126,6 @@ def pseudo_label(
             min_allowed_mass=min_allowed_mass,
             ignore_conflicts=ignore_conflicts,
             save_confidence=save_confidence,
-            soft=soft,
             size=parse_size(size),
             flip=flip,
             scales=parse_scales(scales),

@@ -10,11 +10,8 @@ images come from the same dataset adapter (``create_dataset(summary.dataset, roo
                                     summary.source_taxonomy), 255 = ignore, same size as the image;
                                     sample.rel is the GT label's path relative to the dataset root
     <out>/confidence/<sample.rel>   optional uint8 PNG, round(confidence * 255) (--save-confidence)
-    <out>/soft/<sample.rel>         optional 3-channel uint8 PNG (--soft): class1 (= the label), class2
-                                    (second of the allowed set, 255 if none), round(255 * p1) with
-                                    p1 = p(class1) / (p(class1) + p(class2)); see priors.soft_top2
     <out>/manifest.jsonl            one JSON line per image, in the dataset's sample order: id, input,
-                                    label, output, confidence, [soft,] signature (size, mtime_ns and
+                                    label, output, confidence, signature (size, mtime_ns and
                                     ctime_ns of image and label), height, width, pixels, ignored, changed,
                                     mean_confidence, class_pixels [C], extra_pixels [K+1], extra_changed [K]
     <out>/summary.json              :class:`~segunify.pseudo.stats.PseudoSummary`: images, pixels,
@@ -36,9 +33,10 @@ below the teacher's maximum, i.e. it differs from the plain argmax (exact ties a
 the last counting void/ignore GT. ``mean_confidence`` is over labelled pixels (singleton classes count 1).
 
 Readers go through :class:`~segunify.pseudo.folder.PseudoFolder`: the typed summary (fields ``dataset``,
-``split``, ``source_taxonomy``, ...), the label of each sample (``<out>/<sample.rel>``, ``soft/`` with
-``--soft``), and what the folder was made for: ``train`` checks the dataset, split and taxonomies, the
-root, mapping and teacher, and each sample's signature against the manifest.
+``split``, ``source_taxonomy``, ...), the label of each sample (``<out>/<sample.rel>``), and what the
+folder was made for: ``train`` checks the dataset, split and taxonomies, the root, mapping and teacher,
+and each sample's signature against the manifest. A ``soft/`` folder that older versions wrote beside
+the labels (``--soft``, removed) is ignored.
 
 Change detection: a sample is redone on resume (and refused by ``train``) when the size, mtime or ctime
 of its image or label differs from its record. ctime is set by the kernel on every change of a file,
@@ -58,7 +56,6 @@ from segunify.pseudo.priors import (
     plain_argmax,
     prior_table,
     score_at,
-    soft_top2,
 )
 from segunify.pseudo.runner import run_pseudo_label
 from segunify.pseudo.settings import PseudoSettings, TeacherInfo
@@ -79,5 +76,4 @@ __all__ = [
     "pseudo_label_path",
     "run_pseudo_label",
     "score_at",
-    "soft_top2",
 ]

@@ -2,7 +2,7 @@
 
 Complete means: the run finished (``summary.json``, ``manifest.jsonl``), every sample it was asked for
 has a record made from its inputs as they are now (size + mtime of image and label unchanged) and a
-label PNG (and confidence/soft PNGs where the run wrote them) that decodes at the recorded size. The
+label PNG (and a confidence PNG where the run wrote one) that decodes at the recorded size. The
 samples come from the dataset named in ``settings.json`` (its recorded root, split and ``--limit``);
 where that root cannot be read (another machine), the manifest's own records are checked instead.
 Nothing is written: this reads the folder, as :meth:`~segunify.pseudo.store.PseudoStore.finished`
@@ -103,11 +103,10 @@ def check_folder(out: str | Path, threads: int = 4) -> FolderCheck:
     if samples is None:
         samples, against = _manifest_samples(store, records), "manifest"
     save_conf = summary.settings.save_confidence if summary is not None else False
-    soft = run.soft
     if against == "dataset":
-        done = store.finished(samples, range(len(samples)), save_conf, threads, soft=soft)
+        done = store.finished(samples, range(len(samples)), save_conf, threads)
     else:  # the inputs are elsewhere: only the outputs can be checked
-        done = {i for i, s in enumerate(samples) if store.outputs_ok(s, records[s.id][-1], save_conf, soft)}
+        done = {i for i, s in enumerate(samples) if store.outputs_ok(s, records[s.id][-1], save_conf)}
     not_done = [s for i, s in enumerate(samples) if i not in done]
     changed = [s for s in not_done if against == "dataset" and s.id in records]
     stale = [s.id for s in changed if store.current(records, s) is None]

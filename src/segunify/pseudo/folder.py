@@ -28,14 +28,13 @@ from segunify.taxonomy import Taxonomy
 
 class RecordedRun(BaseModel):
     """What ``settings.json`` records of the run (written by :func:`segunify.pseudo.store.fingerprint`),
-    as far as a reader needs it: which samples were asked for and whether soft labels were written."""
+    as far as a reader needs it: which samples were asked for."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     dataset: str
     root: str | None = None
     split: str
-    soft: bool = False
     spec_sha256: str | None = None  # the dataset was read through a spec file with this hash
 
 
@@ -81,25 +80,19 @@ class PseudoFolder:
         return validate_object(RecordedRun, read_json_object(path, "settings file"), "settings file", path)
 
     # ---------------------------------------------------------------------------------------- labels
-    def label_path(self, sample: Sample, soft: bool = False) -> Path:
-        """Where the label of ``sample`` is: the hard label PNG, or with ``soft`` the 3-channel one."""
-        return self._store.soft_path(sample) if soft else self._store.label_path(sample)
+    def label_path(self, sample: Sample) -> Path:
+        """Where the label PNG of ``sample`` is."""
+        return self._store.label_path(sample)
 
-    def read_label(
-        self, sample: Sample, shape: tuple[int, ...] | None = None, soft: bool = False
-    ) -> np.ndarray:
-        """The label of ``sample``: ``[H, W]`` uint8 source train ids, or with ``soft`` ``[H, W, 3]`` (class1,
-        class2, round(255 * p1)); ``shape`` (H, W) the image's, which it must have."""
-        path = self.label_path(sample, soft)
+    def read_label(self, sample: Sample, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """The label of ``sample``: ``[H, W]`` uint8 source train ids; ``shape`` (H, W) the image's, which it
+        must have."""
+        path = self.label_path(sample)
         if not path.is_file():
-            raise SegunifyError(
-                f"{'soft ' if soft else ''}pseudo-label of sample {sample.id!r} not found", path
-            )
+            raise SegunifyError(f"pseudo-label of sample {sample.id!r} not found", path)
         label = read_label_raw(path)
-        if label.ndim != (3 if soft else 2) or label.dtype != np.uint8 or (soft and label.shape[2] != 3):
-            raise SegunifyError(
-                f"pseudo-label must be a {'3-channel' if soft else 'single-channel'} uint8 PNG", path
-            )
+        if label.ndim != 2 or label.dtype != np.uint8:
+            raise SegunifyError("pseudo-label must be a single-channel uint8 PNG", path)
         if shape is not None and label.shape[:2] != tuple(shape[:2]):
             raise SegunifyError(
                 f"pseudo-label size {label.shape[1]}x{label.shape[0]} differs from image size "
@@ -108,9 +101,9 @@ class PseudoFolder:
             )
         return label
 
-    def missing(self, samples: Sequence[Sample], soft: bool = False) -> Path | None:
+    def missing(self, samples: Sequence[Sample]) -> Path | None:
         """The first label file of ``samples`` that is not there (``None``: all are)."""
-        return next((p for p in (self.label_path(s, soft) for s in samples) if not p.is_file()), None)
+        return next((p for p in (self.label_path(s) for s in samples) if not p.is_file()), None)
 
     def stale(self, samples: Sequence[Sample]) -> str | None:
         """Why the folder lacks a label of each of ``samples`` made from its inputs as they are now (the

@@ -46,7 +46,6 @@ __all__ = [
     "plain_argmax",
     "prior_table",
     "score_at",
-    "soft_top2",
 ]
 
 
@@ -369,41 +368,3 @@ def label_probs(
         labels.masked_fill_(low, IGNORE)
         conf = conf.masked_fill(low, 0.0)
     return labels, conf, torch.zeros_like(labels, dtype=torch.bool)
-
-
-def soft_top2(
-    probs: torch.Tensor, gt: torch.Tensor | None, allowed, labels: torch.Tensor, *, fill_void: bool = False
-) -> torch.Tensor:
-    """The compact soft label of ``--soft``: uint8 ``[B, H, W, 3]`` = (class1, class2, p1 * 255).
-
-    class1 is ``labels`` (the hard pseudo-label); class2 the second most probable class of the pixel's
-    allowed set (every class without priors, ``gt`` ``None``), 255 when the set has one class or the
-    pixel is ignored; p1 = p(class1) / (p(class1) + p(class2)): the teacher's probabilities renormalised
-    inside the allowed set and then over the two kept classes, so p1 >= 1/2 and the soft target keeps the
-    teacher's order (giving class2 the mass of every other class could put it above class1). A one-to-one
-    pixel gets p1 = 255, an ignored one 0. One running top-2 over the channels, each an elementwise op on
-    ``[B, H, W]`` planes: no ``[B, C, H, W]`` mask is built."""
-    b, c, h, w = probs.shape
-    table = None if gt is None else prior_table(allowed, fill_void=fill_void, device=probs.device).table
-    gt_index = None if gt is None else gt.to(probs.device).long()
-    best = torch.full((b, h, w), -1.0, device=probs.device)
-    second = best.clone()
-    idx1 = torch.zeros((b, h, w), dtype=torch.uint8, device=probs.device)
-    idx2 = torch.full((b, h, w), IGNORE, dtype=torch.uint8, device=probs.device)
-    for ch in range(c):
-        plane = probs[:, ch].float()
-        if table is not None:
-            plane = torch.where(table[:, ch][gt_index], plane, -1.0)
-        better = plane > best
-        runner_up = ~better & (plane > second)
-        idx2 = torch.where(better, idx1, torch.where(runner_up, ch, idx2).to(torch.uint8))
-        second = torch.where(better, best, torch.maximum(second, plane))
-        idx1 = torch.where(better, ch, idx1).to(torch.uint8)
-        best = torch.maximum(best, plane)
-    has2 = (second >= 0) & (labels != IGNORE)
-    p1 = best.clamp_min(0) / (best.clamp_min(0) + second.clamp_min(0)).clamp_min(1e-30)
-    p1 = torch.where(has2, p1, 1.0).masked_fill(labels == IGNORE, 0.0)
-    # class1 is the hard label; on an exact tie the running maximum may have kept the other class
-    class2 = torch.where(idx2 == labels, idx1, idx2)
-    class2 = torch.where(has2, class2, IGNORE).to(torch.uint8)
-    return torch.stack([labels.to(torch.uint8), class2, (p1 * 255.0).round_().to(torch.uint8)], dim=-1)

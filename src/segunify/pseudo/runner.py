@@ -33,7 +33,7 @@ import torch
 from segunify.datasets import DatasetAdapter, Sample
 from segunify.errors import SegunifyError
 from segunify.mapping import Mapping
-from segunify.pseudo.priors import PriorTable, label_probs, prior_table, soft_top2
+from segunify.pseudo.priors import PriorTable, label_probs, prior_table
 from segunify.pseudo.settings import PseudoSettings, Teacher, TeacherInfo, teacher_from_checkpoint
 from segunify.pseudo.stats import ImageStats, PseudoSummary, RankTiming, RunInfo, image_stats, summarize
 from segunify.pseudo.store import (
@@ -217,9 +217,7 @@ def _run_shard(run: _Run, progress: Callable[[int, int], Any] | None) -> None:
     batches = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)][run.rank :: run.world]
     mine = [i for b in batches for i in b]
     for t in run.targets:
-        t.finished = t.store.finished(
-            run.samples, mine, t.settings.save_confidence, run.settings.writers, soft=t.settings.soft
-        )
+        t.finished = t.store.finished(run.samples, mine, t.settings.save_confidence, run.settings.writers)
         t.skipped = len(t.finished)
     todo = [b for b in batches if any(i not in t.finished for t in run.targets for i in b)]
     todo_images = sum(1 for b in todo for i in b if any(i not in t.finished for t in run.targets))
@@ -310,20 +308,13 @@ def _label_group(run: _Run, group: list[dict], pool: ThreadPoolExecutor) -> list
         conf_u8 = (
             (conf * 255.0).round_().to(torch.uint8).cpu().numpy() if t.settings.save_confidence else None
         )
-        soft = None
-        if opts.soft:
-            prior_gt = gt if opts.priors else None
-            soft = soft_top2(probs, prior_gt, table, labels, fill_void=opts.fill_void).cpu().numpy()
         labels_np = labels.cpu().numpy()
         for i, item in enumerate(group):
             if item["index"] in t.finished:
                 continue
             c = None if conf_u8 is None else conf_u8[i]
-            soft_i = None if soft is None else soft[i]
             futures.append(
-                pool.submit(
-                    _write_one, t, run.samples[item["index"]], labels_np[i], c, stats[i], item, soft_i
-                )
+                pool.submit(_write_one, t, run.samples[item["index"]], labels_np[i], c, stats[i], item)
             )
     if run.advance:
         run.advance(sum(1 for it in group if any(it["index"] not in t.finished for t in run.targets)))
@@ -337,10 +328,9 @@ def _write_one(
     conf: np.ndarray | None,
     stats: ImageStats,
     item: dict,
-    soft: np.ndarray | None = None,
 ) -> _Target:
     """Runs in a writer thread; the main thread counts the image as done when it collects the result."""
-    record = target.store.write(sample, labels, conf, stats, item["signature"], soft)
+    record = target.store.write(sample, labels, conf, stats, item["signature"])
     assert target.journal is not None
     target.journal.append(record)
     return target

@@ -41,7 +41,6 @@ class PseudoSettings(BaseModel):
     min_allowed_mass: float | None = None  # ignore pixels whose allowed set has less teacher probability
     ignore_conflicts: float | None = None  # ignore pixels whose teacher argmax (p >= this) the prior forbids
     save_confidence: bool = False
-    soft: bool = False  # also soft/<rel>: top-2 classes + uint8 probability (priors.soft_top2)
     size: tuple[int, int] | None = None
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
@@ -91,7 +90,6 @@ class PseudoSettings(BaseModel):
             "scales": list(self.scales),
             "amp": self.amp,
             # only when on: folders written before the option existed keep their fingerprint
-            **({"soft": True} if self.soft else {}),
             **({"min_allowed_mass": self.min_allowed_mass} if self.min_allowed_mass is not None else {}),
             **({"ignore_conflicts": self.ignore_conflicts} if self.ignore_conflicts is not None else {}),
         }

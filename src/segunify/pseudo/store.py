@@ -46,7 +46,6 @@ SETTINGS = "settings.json"
 MARKER = marker_name("pseudo")
 PARTS = ".parts"
 CONFIDENCE = "confidence"
-SOFT = "soft"
 _OWN_FILES = {MANIFEST, SUMMARY, SETTINGS, MARKER}
 _OWN_PART = re.compile(r"\.parts/timing-\d{5}\.json")
 _TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # segunify.io's mkstemp names
@@ -120,10 +119,13 @@ def load_summary(out: str | Path) -> PseudoSummary:
             f"{FORMAT_VERSION}: run pseudo-label again into a new folder",
             path,
         )
+    settings = data.get("settings")
+    if isinstance(settings, dict):  # soft priors (--soft) left the product: older summaries record the flag
+        settings.pop("soft", None)
     return validate_object(PseudoSummary, data, "pseudo-label summary", path)
 
 
-def _png_ok(path: Path, height: int, width: int, channels: int = 1) -> bool:
+def _png_ok(path: Path, height: int, width: int) -> bool:
     """Whether our PNG at ``path`` decodes at the recorded size (one of another size, e.g. a replaced
     file declaring 30000x30000, is not decoded at all)."""
     try:
@@ -133,8 +135,7 @@ def _png_ok(path: Path, height: int, width: int, channels: int = 1) -> bool:
     if declared_size(data) != (width, height):
         return False
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    shape = (height, width) if channels == 1 else (height, width, channels)
-    return arr is not None and arr.dtype == np.uint8 and arr.shape == shape
+    return arr is not None and arr.dtype == np.uint8 and arr.shape == (height, width)
 
 
 class Journal:
@@ -190,10 +191,6 @@ class PseudoStore:
     def confidence_path(self, sample: Sample) -> Path:
         return self.out / CONFIDENCE / self._rel(sample)
 
-    def soft_path(self, sample: Sample) -> Path:
-        """``soft/<rel>``: 3-channel PNG (class1, class2, round(255 * p1)), see ``priors.soft_top2``."""
-        return self.out / SOFT / self._rel(sample)
-
     def _rel(self, sample: Sample) -> PurePosixPath:
         rel = PurePosixPath(sample.rel)
         if not sample.rel or "\\" in sample.rel or rel.is_absolute() or ".." in rel.parts or not rel.parts:
@@ -211,7 +208,7 @@ class PseudoStore:
         own = {self._rel(s).as_posix() for s in samples}  # every output path is checked before any write
         self.claim()
         with self.lock():
-            self._remove_own_temps(own | {f"{d}/{r}" for r in own for d in (CONFIDENCE, SOFT)})
+            self._remove_own_temps(own | {f"{CONFIDENCE}/{r}" for r in own})
             for old in (self.out / PARTS).glob("timing-*.json"):
                 old.unlink(missing_ok=True)
             self.check_settings(wanted, write=True)
@@ -320,29 +317,26 @@ class PseudoStore:
         indices: Sequence[int],
         save_confidence: bool,
         threads: int,
-        soft: bool = False,
     ) -> set[int]:
         """Indices with a current record (inputs unchanged) whose PNG(s) decode at the recorded size."""
         records = self.records()
 
         def ok(i: int) -> bool:
             rec = self.current(records, samples[i])
-            return rec is not None and self.outputs_ok(samples[i], rec, save_confidence, soft)
+            return rec is not None and self.outputs_ok(samples[i], rec, save_confidence)
 
         candidates = [i for i in indices if samples[i].id in records]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             flags = list(pool.map(ok, candidates))
         return {i for i, good in zip(candidates, flags, strict=True) if good}
 
-    def outputs_ok(self, sample: Sample, rec: dict, save_confidence: bool, soft: bool) -> bool:
+    def outputs_ok(self, sample: Sample, rec: dict, save_confidence: bool) -> bool:
         """The sample's PNG(s) decode at the size its record gives."""
         try:
             h, w = int(rec["height"]), int(rec["width"])
         except (KeyError, TypeError, ValueError):
             return False
         if not _png_ok(self.label_path(sample), h, w):
-            return False
-        if soft and not _png_ok(self.soft_path(sample), h, w, channels=3):
             return False
         return not save_confidence or _png_ok(self.confidence_path(sample), h, w)
 
@@ -353,7 +347,6 @@ class PseudoStore:
         conf: np.ndarray | None,
         stats: ImageStats,
         signature: list[int],
-        soft: np.ndarray | None = None,
     ) -> dict:
         """Write one image's PNG(s) atomically; returns its manifest record (journal it afterwards)."""
         atomic_write_bytes(self.label_path(sample), encode_png(labels))
@@ -361,8 +354,6 @@ class PseudoStore:
         if conf is not None:
             atomic_write_bytes(self.confidence_path(sample), encode_png(conf))
             conf_rel = f"{CONFIDENCE}/{sample.rel}"
-        if soft is not None:  # the record gains a key only then: manifests without --soft keep their bytes
-            atomic_write_bytes(self.soft_path(sample), encode_png(soft))
         return {
             "id": sample.id,
             "input": str(sample.image),
@@ -370,7 +361,6 @@ class PseudoStore:
             "output": sample.rel,
             "confidence": conf_rel,
             "signature": signature,
-            **({"soft": f"{SOFT}/{sample.rel}"} if soft is not None else {}),
             **stats.to_record(),
         }
 

@@ -48,17 +48,10 @@ class PartConfig(StrictConfig):
     teacher: str | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
-    soft: bool = False  # train on the folder's soft/ top-2 labels (``pseudo-label --soft``)
     resize: Pair | None = None  # (H, W) this part's images and labels get before augmentation (per dataset)
     # repeat-factor sampling inside the part: a sample whose rarest class is in a fraction f < t of the
     # part's samples comes sqrt(t / f) times per epoch (segunify.train.parts.repeat_factors)
     repeat_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
-
-    @model_validator(mode="after")
-    def _soft_needs_pseudo(self):
-        if self.soft and self.labels == "gt":
-            raise ValueError("soft: true needs a pseudo-label directory in labels (made with --soft)")
-        return self
 
 
 class AugmentationConfig(StrictConfig):
@@ -116,7 +109,7 @@ class DistillConfig(StrictConfig):
 
 
 class LossConfig(StrictConfig):
-    """Cross entropy over the labelled pixels (soft for a part with ``soft: true``), plus ``distill``."""
+    """Cross entropy over the labelled pixels, plus ``distill``."""
 
     distill: DistillConfig | None = None
 

@@ -1,23 +1,19 @@
-"""What a training step minimises beyond plain cross entropy (``loss`` in the config), all off by default.
+"""What a training step minimises beyond plain cross entropy (``loss`` in the config), off by default.
 
-* soft labels (a part with ``soft: true``): a pixel's loss is ``-(p1 log q(c1) + (1 - p1) log q(c2))``
-  over its two stored classes (``pseudo-label --soft``); a hard label is ``p1 = 1``.
 * ``loss.distill``: KL divergence toward a frozen teacher's softened probabilities on the source parts'
   pixels.
 
 The logged ``loss`` is the sum of every active term. Every term works on whole tensors
 (``log_softmax``/``gather``), no per-pixel Python. With every option at its default
 :func:`segunify.train.engine.compute_loss` runs unchanged (the fused ``F.cross_entropy``). A model with its
-own loss (Mask2Former) returns no per-pixel logits to soften or distill: it takes neither option.
+own loss (Mask2Former) returns no per-pixel logits to distill: it takes no ``loss.distill``.
 
 Options that lost on held-out data left the product with the study that measured them
-(``reports/forgetting/README.md``): OHEM, class-balanced cross entropy, L2-SP, a lower encoder learning rate
-and distillation on pixels other than the source parts'.
+(``reports/forgetting/README.md``): OHEM, class-balanced cross entropy, L2-SP, a lower encoder learning rate,
+distillation on pixels other than the source parts' and soft (top-2) pseudo-labels.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,25 +22,14 @@ from segunify.errors import SegunifyError
 from segunify.taxonomy import IGNORE, Taxonomy
 from segunify.train.config import DistillConfig, TrainConfig
 from segunify.train.engine import compute_loss, normaliser, use_channels_last
-from segunify.train.parts import DISTILL_SOURCE, SOFT_ARRAYS, Part, PseudoPart
+from segunify.train.parts import DISTILL_SOURCE
 
 
-def pixel_losses(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    class2: torch.Tensor | None = None,
-    p1: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The (soft) cross entropy of each labelled pixel, flat. ``class2``/``p1`` (uint8, 255 = none /
-    255 * p(class1)) give the two-class soft target."""
+def pixel_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The cross entropy of each labelled pixel, flat."""
     logp = F.log_softmax(logits.float(), 1)
     valid = labels != IGNORE
     nll = -logp.gather(1, labels.long().masked_fill(~valid, 0).unsqueeze(1)).squeeze(1)
-    if class2 is not None and p1 is not None:
-        has2 = class2 != IGNORE
-        nll2 = -logp.gather(1, class2.long().masked_fill(~has2, 0).unsqueeze(1)).squeeze(1)
-        q = torch.where(has2, p1.float() / 255.0, 1.0)
-        nll = q * nll + (1.0 - q) * nll2
     return nll[valid]
 
 
@@ -70,25 +55,24 @@ class Distiller:
 class Objective:
     """The loss of one step for the configured options (see the module docstring)."""
 
-    def __init__(self, soft: bool = False, distiller: Distiller | None = None):
-        self.soft, self.distiller = soft, distiller
+    def __init__(self, distiller: Distiller | None = None):
+        self.distiller = distiller
 
     @property
     def pixel_arrays(self) -> tuple[str, ...]:
-        """The per-pixel arrays the batches must carry (:data:`segunify.train.parts.SOFT_ARRAYS`, ``distill``)."""
-        return (SOFT_ARRAYS if self.soft else ()) + (("distill",) if self.distiller else ())
+        """The per-pixel arrays the batches must carry (:meth:`segunify.train.parts.Part.read`)."""
+        return ("distill",) if self.distiller else ()
 
     @property
     def plain(self) -> bool:
-        return not self.soft and self.distiller is None
+        return self.distiller is None
 
     def __call__(self, model, unwrapped, x: torch.Tensor, batch: dict) -> torch.Tensor:
         labels = batch["label"].to(x.device, non_blocking=True).long()
         if self.plain or getattr(unwrapped, "has_own_loss", False):
             return compute_loss(model, unwrapped, x, labels)
         logits = model(x)
-        soft = [batch[k].to(x.device) for k in SOFT_ARRAYS] if self.soft else [None, None]
-        losses = pixel_losses(logits, labels, *soft)
+        losses = pixel_losses(logits, labels)
         loss = losses.sum() / max(losses.numel(), 1)
         if self.distiller is not None:
             loss = loss + self.distiller(logits, batch["image"], batch["distill"])
@@ -99,30 +83,22 @@ def check_loss_options(cfg: TrainConfig, model: torch.nn.Module, config_path: st
     """A model with its own loss takes no loss option that needs its logits: one line, before training."""
     if not getattr(model, "has_own_loss", False):
         return
-    asked = [(cfg.loss.distill is not None, "loss.distill"), (any(p.soft for p in cfg.parts), "parts.*.soft")]
-    for on, what in asked:
-        if on:
-            raise SegunifyError(
-                f"{what}: model {cfg.model.name!r} trains with its own loss (no per-pixel logits to soften or "
-                "distill)",
-                config_path,
-            )
+    if cfg.loss.distill is not None:
+        raise SegunifyError(
+            f"loss.distill: model {cfg.model.name!r} trains with its own loss (no per-pixel logits to distill)",
+            config_path,
+        )
 
 
 def build_objective(
-    cfg: TrainConfig,
-    model: torch.nn.Module,
-    parts: Sequence[Part],
-    target: Taxonomy,
-    device: torch.device,
-    config_path: str,
+    cfg: TrainConfig, model: torch.nn.Module, target: Taxonomy, device: torch.device, config_path: str
 ) -> Objective:
-    """The step's loss for ``cfg.loss`` and the parts' ``soft``."""
+    """The step's loss for ``cfg.loss``."""
     check_loss_options(cfg, model, config_path)
     distiller = None
     if cfg.loss.distill is not None:
         distiller = _distiller(cfg.loss.distill, target, device, config_path)
-    return Objective(any(isinstance(p, PseudoPart) and p.soft for p in parts), distiller)
+    return Objective(distiller)
 
 
 def _distiller(cfg: DistillConfig, target: Taxonomy, device: torch.device, config_path: str) -> Distiller:

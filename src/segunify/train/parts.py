@@ -28,9 +28,7 @@ from segunify.taxonomy import Taxonomy, load_taxonomy
 from segunify.train.config import EvalPartConfig, PartConfig, TrainConfig, resolve_config_path
 
 # Per-pixel arrays a batch can carry besides the label (uint8, augmented with it, 255 where padded):
-# "class2"/"p1" (soft labels: second class and round(255 * p(class1)); a hard label is class2 255, p1 255)
-# and "distill" (DISTILL_SOURCE on a source part's pixels, where the student is distilled toward the teacher).
-SOFT_ARRAYS = ("class2", "p1")
+# "distill" (DISTILL_SOURCE on a source part's pixels, where the student is distilled toward the teacher).
 DISTILL_OTHER, DISTILL_SOURCE = 0, 1
 
 
@@ -51,13 +49,10 @@ class Part:
         self, j: int, pixel_arrays: Sequence[str] = ()
     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Image, target label and the requested ``pixel_arrays`` (names above), in that order."""
-        image, label, soft = self._load(self.samples[j])
+        image, label = self._load(self.samples[j])
         out = []
         for name in pixel_arrays:
-            if name in SOFT_ARRAYS:
-                channel = 1 if name == "class2" else 2
-                out.append(soft[..., channel] if soft is not None else np.full_like(label, 255))
-            elif name == "distill":
+            if name == "distill":
                 out.append(np.full_like(label, DISTILL_SOURCE if self.source else DISTILL_OTHER))
             else:
                 raise ValueError(f"unknown pixel array {name!r}")
@@ -71,8 +66,8 @@ class Part:
         """The target label of sample ``j`` alone (hard labels; no image read, no resize)."""
         raise NotImplementedError
 
-    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Image, target label and the soft label ``[H, W, 3]`` (``None`` for hard labels) of ``s``."""
+    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """Image and target label of ``s``."""
         raise NotImplementedError
 
 
@@ -86,25 +81,23 @@ class GTPart(Part):
     def label(self, j: int) -> np.ndarray:
         return self.lut[self.adapter.read_label(self.samples[j])]
 
-    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray]:
         image, label = self.adapter.sample(s)
-        return image, self.lut[label], None
+        return image, self.lut[label]
 
 
 @dataclass(kw_only=True)
 class PseudoPart(Part):
-    """Labels from a pseudo-label folder; ``soft``: its soft labels (class1, class2, p1)."""
+    """Labels from a pseudo-label folder."""
 
     folder: PseudoFolder
-    soft: bool = False
 
     def label(self, j: int) -> np.ndarray:
         return self.folder.read_label(self.samples[j])
 
-    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray]:
         image = self.adapter.read_image(s)
-        label = self.folder.read_label(s, image.shape[:2], soft=self.soft)
-        return (image, label[..., 0], label) if self.soft else (image, label, None)
+        return image, self.folder.read_label(s, image.shape[:2])
 
 
 def class_counts(part: Part, num_classes: int) -> np.ndarray:
@@ -235,15 +228,10 @@ def _pseudo_part(
     problem = folder.stale(samples)
     if problem:
         raise SegunifyError(f"{key}.labels: pseudo-labels {folder.path.name}: {problem}", config_path)
-    if cfg.soft and not folder.summary.settings.soft:
-        raise SegunifyError(
-            f"{key}.soft: pseudo-labels {folder.path.name} were made without --soft (no soft labels)",
-            config_path,
-        )
-    missing = folder.missing(samples, soft=cfg.soft)
+    missing = folder.missing(samples)
     if missing is not None:
         raise SegunifyError(f"{key}.labels: pseudo-label file missing: {missing}", config_path)
-    return PseudoPart(name, **common, folder=folder, soft=cfg.soft)
+    return PseudoPart(name, **common, folder=folder)
 
 
 def _check_origin(

@@ -255,9 +255,7 @@ class Trainer:
             model, optimizer
         )  # the data stream is sharded by our sampler
         self.unwrapped = acc.unwrap_model(self.model)
-        self.objective = build_objective(
-            cfg, self.unwrapped, self.parts, self.target, acc.device, self.config_path
-        )
+        self.objective = build_objective(cfg, self.unwrapped, self.target, acc.device, self.config_path)
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])

@@ -37,13 +37,11 @@ class TeacherConfig(StrictConfig):
 
 
 class PseudoConfig(StrictConfig):
-    """How T labels the extra parts. ``soft``: also store the top-2 allowed classes with a probability
-    per pixel and train both students on them (a soft cross-entropy) instead of the hard labels.
-    ``flip``/``scales``: test-time augmentation of the teacher pass (probabilities averaged).
+    """How T labels the extra parts. ``flip``/``scales``: test-time augmentation of the teacher pass
+    (probabilities averaged).
     ``min_allowed_mass``: P ignores pixels where T gives the GT class's allowed set less probability.
     ``ignore_conflicts``: P ignores pixels where T's top class, at least this probable, is not allowed."""
 
-    soft: bool = False
     min_allowed_mass: Annotated[float, Field(ge=0, le=1)] | None = None
     ignore_conflicts: Annotated[float, Field(ge=0.5, le=1)] | None = None
     flip: bool = False

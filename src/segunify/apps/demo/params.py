@@ -120,7 +120,6 @@ class PseudoParams(StageParams):
     options: dict = flag("--dataset-opt")
     size: list = flag("--size")
     batch_size: int = flag("--batch-size")
-    soft: bool = flag("--soft", False, when_set=True)
     flip: bool = flag("--flip", False, when_set=True)
     scales: list = flag("--scales", (1.0,), when_set=True)
     min_allowed_mass: float | None = flag("--min-allowed-mass", None, when_set=True)

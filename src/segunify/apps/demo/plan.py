@@ -192,7 +192,6 @@ def pseudo_stage(cfg: DemoConfig, part: DemoPart, lay: Layout) -> Stage:
         options=part.options,
         size=tuple(part.size),
         batch_size=cfg.teacher.batch_size,
-        soft=cfg.pseudo.soft,
         flip=cfg.pseudo.flip,
         scales=tuple(cfg.pseudo.scales),
         min_allowed_mass=cfg.pseudo.min_allowed_mass,
@@ -223,7 +222,6 @@ def train_config(cfg: DemoConfig, student: Student | str, lay: Layout) -> dict:
         entry |= {"repeat_threshold": part.repeat_threshold} if part.repeat_threshold is not None else {}
         if part.mapping is not None:
             entry["labels"] = _abs(lay.pseudo(part.name, LABELS[model]))
-            entry |= {"soft": True} if cfg.pseudo.soft else {}
         parts.append(entry)
     t = cfg.teacher
     head = {

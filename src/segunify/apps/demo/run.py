@@ -106,7 +106,7 @@ def pseudo_label(p: PseudoParams, onnx_cache: str | None = None) -> None:
 
     out, without = Path(p.out), Path(p.without_priors)
     replace_stale(out.parent / "stage.json", json.dumps(p.to_json(), sort_keys=True, indent=1), out, without)
-    options = {"soft": p.soft, "flip": p.flip, "backend": p.backend, "scales": tuple(p.scales)}
+    options = {"flip": p.flip, "backend": p.backend, "scales": tuple(p.scales)}
     options["min_allowed_mass"] = p.min_allowed_mass
     options["ignore_conflicts"] = p.ignore_conflicts
     settings = PseudoSettings(size=tuple(p.size), batch_size=p.batch_size, workers=1, **options)

@@ -62,11 +62,7 @@ def part_entry(ep: ExportPart, counts: np.ndarray, target: Taxonomy) -> dict:
         entry["mapping"] = {"name": summary.mapping.path, "sha256": summary.mapping.sha256}
         entry["teacher"] = {"path": summary.teacher.path, "sha256": summary.teacher.sha256}
         settings = summary.settings.model_dump(mode="json", exclude={"workers", "writers", "batch_size"})
-        entry["pseudo_labels"] = {
-            "folder": str(part.folder.path),
-            "soft_used": part.soft,
-            "settings": settings,
-        }
+        entry["pseudo_labels"] = {"folder": str(part.folder.path), "settings": settings}
     return entry
 
 

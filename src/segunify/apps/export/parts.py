@@ -64,7 +64,7 @@ class ExportPart:
     def _pseudo_signature(self, s: Sample) -> list[int] | None:
         """Size and mtime of the pseudo-label file the part reads for ``s`` (None for ground truth)."""
         part = self.part
-        return _stat(part.folder.label_path(s, part.soft)) if isinstance(part, PseudoPart) else None
+        return _stat(part.folder.label_path(s)) if isinstance(part, PseudoPart) else None
 
     def fingerprint(self, layout: str, mode: str, target: Taxonomy) -> dict:
         """What the part's output bytes depend on: a rerun skips a finished part only when it matches."""
@@ -81,7 +81,6 @@ class ExportPart:
             "labels": "gt" if pseudo is None else str(pseudo.path.resolve()),
             "summary_sha256": None if pseudo is None else pseudo.summary_sha256(),
             "mapping_sha256": part.mapping.sha256 if isinstance(part, GTPart) else None,
-            "soft": isinstance(part, PseudoPart) and part.soft,
             "classes": list(target.classes),
             "inputs_sha256": hashlib.sha256(json.dumps(inputs).encode()).hexdigest(),
         }
