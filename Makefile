@@ -23,12 +23,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The compound demo (quick budget); outputs and the report in runs/quick/ (ignored by git).
-demo: $(STAMP)
-	$(BIN)/segunify demo
+SEEDS ?= 1
+
+demo: $(STAMP)  # SEEDS=3: three students per label set, figures as mean +- std
+	$(BIN)/segunify demo --seeds $(SEEDS)
 
 # The same experiment at the larger budget (about an hour on 2 cores): runs/full/.
 reproduce: $(STAMP)
-	$(BIN)/segunify demo --full
+	$(BIN)/segunify demo --full --seeds $(SEEDS)
 
 # Publish the last quick run's report as the example README links to (on purpose, never by make demo),
 # then regenerate docs/results.md and README's results table from it.

@@ -70,7 +70,17 @@ def diff(a, b):
 
 
 def command(r: dict) -> str:
-    return COMMANDS.get(r["config"], f"segunify demo --config {r['config']}")
+    n = len(seeds(r))
+    if r["config"] in COMMANDS:
+        return COMMANDS[r["config"]] + (f" SEEDS={n}" if n > 1 else "")
+    return f"segunify demo --config {r['config']}" + (f" --seeds {n}" if n > 1 else "")
+
+
+def one_seed_seconds(r: dict) -> float | None:
+    """The stages a one-seed run does (T, the pseudo-labels, seed 0's students and their scores): the
+    wall time ``make demo`` takes, read from a run with several seeds."""
+    timings = r.get("timings") or {}
+    return sum(v for k, v in timings.items() if "-seed" not in k) if timings else None
 
 
 def seeds(r: dict) -> list:
@@ -89,6 +99,8 @@ def when(r: dict) -> str:
         out += f", {minutes(r['wall_seconds'])} of wall time"
         if r.get("stage_seconds", 0) > r["wall_seconds"] + 60:
             out += f" ({minutes(r['stage_seconds'])} with the stages an earlier run finished)"
+        one = one_seed_seconds(r) if len(seeds(r)) > 1 else None
+        out += f" ({minutes(one)} for the stages of one seed)" if one is not None else ""
     machine = r.get("machine")
     return out + (f" on {machine['description']}" if machine else "")
 

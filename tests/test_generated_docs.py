@@ -119,6 +119,18 @@ def test_several_seeds_show_mean_and_std_each_seed_the_claims_and_the_classes_be
     assert sky[2] == f"{pct(sp['iou']['Sky'])} ± {pct(sp['iou_std']['Sky'])}"
 
 
+def test_a_several_seed_run_names_its_command_and_the_wall_time_of_one_seed():
+    r = {"config": "quick", "seeds": [0, 1, 2], "created": "2026-12-05T00:00:00", "wall_seconds": 3000.0}
+    r["timings"] = {"pseudo-label camvid (P and R)": 60.0, "train S_P": 400.0, "train S_R": 380.0,
+                    "train S_P-seed1": 410.0, "evaluate S_P-seed2 on camvid": 20.0, "evaluate T on camvid": 20.0}  # fmt: skip
+    assert results_md.command(r) == "make demo SEEDS=3"
+    assert results_md.command(r | {"config": "camvid"}) == "segunify demo --config camvid --seeds 3"
+    assert results_md.command(r | {"seeds": [0]}) == "make demo"
+    assert results_md.one_seed_seconds(r) == 860.0
+    assert "50.0 minutes of wall time (14.3 minutes for the stages of one seed)" in results_md.when(r)
+    assert "for the stages of one seed" not in results_md.when(r | {"seeds": [0]})
+
+
 def test_a_results_file_without_below_teacher_gets_it_computed():
     """A results.json written before the field existed: the classes below T come from its datasets."""
     r = json.loads((REPO / results_md.EXAMPLE).read_text(encoding="utf-8"))
