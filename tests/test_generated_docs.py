@@ -61,7 +61,10 @@ def test_readme_table_is_the_example_runs(tmp_path):
     block = readme[readme.index(next(x for x in readme if x.startswith(results_md.BEGIN))) :]
     rows = {row[0]: row[1:] for row in md_rows(block, "model")}
     for model, name in results_md.NAMES.items():
-        assert rows[name] == [pct(r["table"][model][c]) for c in [*r["datasets"], "mean"]]
+        std = r.get("table_std", {}).get(model, {})  # S_P, S_R of a several-seed run: mean ± std
+        assert rows[name] == [
+            results_md.pm(r["table"][model][c], std.get(c)) for c in [*r["datasets"], "mean"]
+        ]
 
 
 def test_results_generator_is_idempotent_and_flags_a_changed_figure(tmp_path, capsys):
@@ -83,7 +86,7 @@ def test_results_generator_is_idempotent_and_flags_a_changed_figure(tmp_path, ca
     assert {p: (root / p).read_bytes() for p in first} == first  # --check writes nothing
     assert results_md.main(["--root", str(root)]) == 0
     for p in first:
-        assert "| 12.3 |" in (root / p).read_text(encoding="utf-8")
+        assert "| 12.3 " in (root / p).read_text(encoding="utf-8")  # "12.3" or "12.3 ± std"
 
 
 def seeded(tmp_path: Path) -> dict:
@@ -161,7 +164,7 @@ def test_publish_copies_a_run_and_refuses_the_example_run(tmp_path, capsys):
     assert json.loads((root / "docs/results/full.json").read_text(encoding="utf-8"))["run"] == "full"
     page = (root / results_md.PAGE).read_text(encoding="utf-8").replace("\n", " ")  # wrapped lines joined
     assert (
-        "## `make reproduce`:" in page
+        f"## `{results_md.command(r | {'config': 'full'})}`:" in page
         and "figures from [`docs/results/full.json`](results/full.json)" in page
     )
     (run / "results.json").write_text(json.dumps(r), encoding="utf-8")  # the example's own run
