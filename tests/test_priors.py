@@ -83,9 +83,8 @@ def test_fill_void_and_min_confidence():
     assert labels.tolist() == [[[255, 0]]]  # 0.66 < 0.9 dropped, 0.95 kept
 
 
-def test_min_allowed_mass_hand_made_case():
-    """4 pixels (columns) of 4 class probabilities (rows); the gate reads the whole allowed set, singletons
-    included."""
+def four_pixels() -> tuple[torch.Tensor, torch.Tensor]:
+    """4 pixels (columns) of 4 class probabilities (rows) and their GT ids, for the hand-made cases."""
     probs = torch.tensor(
         [
             [0.70, 0.05, 0.60, 0.10],
@@ -94,7 +93,13 @@ def test_min_allowed_mass_hand_made_case():
             [0.15, 0.80, 0.10, 0.70],
         ]
     ).view(1, 4, 1, 4)
-    gt = torch.tensor([[[0, 0, 1, 3]]], dtype=torch.uint8)
+    return probs, torch.tensor([[[0, 0, 1, 3]]], dtype=torch.uint8)
+
+
+def test_min_allowed_mass_hand_made_case():
+    """4 pixels (columns) of 4 class probabilities (rows); the gate reads the whole allowed set, singletons
+    included."""
+    probs, gt = four_pixels()
     # masses: singleton {0}: 0.70, 0.05; pair {1,2}: 0.30; triple {0,1,3}: 0.10 + 0.10 + 0.70 = 0.90
     labels, conf = apply_priors(probs, gt, ALLOWED, min_allowed_mass=0.25, scores_are_probs=True)
     assert labels.tolist() == [[[0, 255, 1, 3]]]
@@ -107,15 +112,7 @@ def test_min_allowed_mass_hand_made_case():
 
 def test_ignore_conflicts_hand_made_case():
     """The same 4 pixels: the teacher's top class and its probability against each pixel's allowed set."""
-    probs = torch.tensor(
-        [
-            [0.70, 0.05, 0.60, 0.10],
-            [0.10, 0.05, 0.20, 0.10],
-            [0.05, 0.10, 0.10, 0.10],
-            [0.15, 0.80, 0.10, 0.70],
-        ]
-    ).view(1, 4, 1, 4)
-    gt = torch.tensor([[[0, 0, 1, 3]]], dtype=torch.uint8)
+    probs, gt = four_pixels()
     # top classes 0 (0.70), 3 (0.80), 0 (0.60), 3 (0.70); allowed {0}, {0}, {1, 2}, {0, 1, 3}:
     # pixel 1 conflicts at 0.80, pixel 2 at 0.60; pixels 0 and 3 agree with their sets
     plain, _ = apply_priors(probs, gt, ALLOWED, scores_are_probs=True)

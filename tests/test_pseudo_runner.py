@@ -142,12 +142,13 @@ def test_one_pass_writes_both_label_sets_equal_to_two_runs(tmp_path):
     assert tree_bytes(r) == tree_bytes(r1) and tree_bytes(p) == tree_bytes(p1)
 
 
-def test_min_allowed_mass_gate_reaches_the_labels_and_leaves_r_alone(tmp_path):
-    """``--min-allowed-mass``: P equals the priors op with the gate; R (no priors) is the plain argmax as
-    without it; the gate is part of P's settings (another gate in the same folder is refused) and a run
-    without it keeps the settings file of folders written before the option existed."""
+def p_is_the_priors_op_and_r_as_without(tmp_path: Path, **option) -> Path:
+    """Pseudo-labels of a generated CamVid with one teacher-pass option (``name=value``): P ignores more pixels
+    than without it and equals the priors op with it, R equals the plain run's R, and a folder made without it
+    records nothing of it. Returns the dataset root."""
+    (name,) = option
     root = make_camvid(tmp_path / "camvid", n=3)
-    gated = run(root, tmp_path / "p", min_allowed_mass=0.5, also_without_priors=tmp_path / "r")
+    gated = run(root, tmp_path / "p", **option, also_without_priors=tmp_path / "r")
     base = run(root, tmp_path / "base", also_without_priors=tmp_path / "plain")
     assert gated.ignored > base.ignored
     assert tree_bytes(tmp_path / "r") == tree_bytes(tmp_path / "plain")
@@ -156,10 +157,18 @@ def test_min_allowed_mass_gate_reaches_the_labels_and_leaves_r_alone(tmp_path):
         image, gt = ds.sample(s)
         probs = StandInTeacher().probs(torch.from_numpy(image)[None])
         labels, _ = apply_priors(
-            probs, torch.from_numpy(gt)[None], MAPPING.allowed, min_allowed_mass=0.5, scores_are_probs=True
+            probs, torch.from_numpy(gt)[None], MAPPING.allowed, **option, scores_are_probs=True
         )
         assert np.array_equal(read_label_raw(pseudo_label_path(tmp_path / "p", s)), labels[0].numpy())
-    assert "min_allowed_mass" not in json.loads((tmp_path / "base" / "settings.json").read_text())
+    assert name not in json.loads((tmp_path / "base" / "settings.json").read_text())
+    return root
+
+
+def test_min_allowed_mass_gate_reaches_the_labels_and_leaves_r_alone(tmp_path):
+    """``--min-allowed-mass``: P equals the priors op with the gate; R (no priors) is the plain argmax as
+    without it; the gate is part of P's settings (another gate in the same folder is refused) and a run
+    without it keeps the settings file of folders written before the option existed."""
+    root = p_is_the_priors_op_and_r_as_without(tmp_path, min_allowed_mass=0.5)
     with pytest.raises(SegunifyError, match="other settings.*min_allowed_mass"):
         run(root, tmp_path / "p", min_allowed_mass=0.2)
 
@@ -167,20 +176,7 @@ def test_min_allowed_mass_gate_reaches_the_labels_and_leaves_r_alone(tmp_path):
 def test_ignore_conflicts_reaches_the_labels_and_leaves_r_alone(tmp_path):
     """``--ignore-conflicts``: P equals the priors op with it; R is the plain argmax as without it; it is
     part of P's settings and absent from folders made without it."""
-    root = make_camvid(tmp_path / "camvid", n=3)
-    gated = run(root, tmp_path / "p", ignore_conflicts=0.5, also_without_priors=tmp_path / "r")
-    base = run(root, tmp_path / "base", also_without_priors=tmp_path / "plain")
-    assert gated.ignored > base.ignored
-    assert tree_bytes(tmp_path / "r") == tree_bytes(tmp_path / "plain")
-    ds = create_dataset("camvid", root)
-    for s in ds.samples("train"):
-        image, gt = ds.sample(s)
-        probs = StandInTeacher().probs(torch.from_numpy(image)[None])
-        labels, _ = apply_priors(
-            probs, torch.from_numpy(gt)[None], MAPPING.allowed, ignore_conflicts=0.5, scores_are_probs=True
-        )
-        assert np.array_equal(read_label_raw(pseudo_label_path(tmp_path / "p", s)), labels[0].numpy())
-    assert "ignore_conflicts" not in json.loads((tmp_path / "base" / "settings.json").read_text())
+    p_is_the_priors_op_and_r_as_without(tmp_path, ignore_conflicts=0.5)
     assert json.loads((tmp_path / "p" / "settings.json").read_text())["ignore_conflicts"] == 0.5
 
 
