@@ -85,11 +85,10 @@ A80: dict[str, list[str]] = {
     "nodistill": ["student.loss={}"],
     "conflict_nodistill": ["pseudo.ignore_conflicts=0.5", "student.loss={}"],
 }
-# ... and on top of the kept recipe (conflict): one candidate or one part left out at a time
+# ... and on top of the kept recipe (conflict): one candidate or one part left out at a time (repeat-factor
+# sampling "rfs" and rare-class crops "rare" ran with the commit named in README.md, "Removed options")
 CONFLICT = A80["conflict"]
 A80 |= {
-    "rfs": [*CONFLICT, "parts.0.repeat_threshold=0.5"],  # repeat-factor sampling of the source frames
-    "rare": [*CONFLICT, "student.augmentation.rare_crop=0.5"],  # half the crops around a rare class's pixel
     "src2": [*CONFLICT, "parts.0.weight=2"],  # the source part half of the draws (2 : 1 : 1)
     "bntrain": [*CONFLICT, "student.model.freeze_bn=false"],
     "nogate": [*CONFLICT, "pseudo.min_allowed_mass=null"],
