@@ -14,49 +14,11 @@ from segunify.mapping import load_mapping
 from segunify.train.config import AugmentationConfig, TrainConfig
 from segunify.train.data import CompoundDataset, WeightedDrawSampler, build_augmentation
 from segunify.train.engine import lr_factor
-from segunify.train.parts import repeat_factors, resolve_parts
+from segunify.train.parts import resolve_parts
 
 
 def part_of(sampler: WeightedDrawSampler, idx: np.ndarray) -> np.ndarray:
     return np.searchsorted(sampler.offsets, idx, side="right") - 1
-
-
-def test_repeat_factors_hand_computed():
-    """LVIS repeat factors: r = max(1, max over the sample's classes of sqrt(t / f_c))."""
-    counts = np.array(
-        [
-            [10, 0, 0],  # only class 0 (in 4 of 4 samples): r = 1
-            [10, 5, 0],  # class 1 in 2 of 4: sqrt(0.5 / 0.5) = 1
-            [10, 5, 0],
-            [10, 0, 1],  # class 2 in 1 of 4: sqrt(0.5 / 0.25) = 1.41 -> 1 or 2
-        ]
-    )
-    reps = repeat_factors(counts, threshold=0.5)
-    assert reps[:3].tolist() == [1, 1, 1] and reps[3] in (1, 2)
-    reps = repeat_factors(counts, threshold=1.0)  # class 2: sqrt(1 / 0.25) = 2 exactly; class 1: 1.41
-    assert reps[0] == 1 and reps[3] == 2 and set(reps[1:3].tolist()) <= {1, 2}
-    assert repeat_factors(counts, threshold=0.25).tolist() == [1, 1, 1, 1]
-    big = repeat_factors(np.tile(counts, (500, 1)) * 0 + np.array([1, 0, 0]), 0.5)
-    assert big.tolist() == [1] * 2000  # no sample holds a class rarer than t: nothing repeats
-    mixed = repeat_factors(np.tile(counts, (2500, 1)), 0.5)[3::4]  # r = 1.414: stochastic rounding
-    assert abs(mixed.mean() - np.sqrt(2)) < 0.03
-
-
-def test_repeats_put_a_sample_into_each_epoch_that_many_times():
-    reps = np.array([1, 3, 1, 2])
-    s = WeightedDrawSampler([4, 5], [1, 1], batch_size=2, seed=4, repeats=[reps, None])
-    idx = s.global_indices(0, 8192)
-    first = idx[part_of(s, idx) == 0]
-    for e in range(5):  # an epoch of part 0 is 7 draws: sample 1 three times, sample 3 twice
-        assert np.bincount(first[7 * e : 7 * e + 7], minlength=4).tolist() == reps.tolist()
-    second = idx[part_of(s, idx) == 1] - 4
-    assert sorted(second[:5].tolist()) == list(range(5))  # the other part is untouched
-    no_reps = WeightedDrawSampler([4, 5], [1, 1], batch_size=2, seed=4, repeats=[None, None])
-    assert np.array_equal(
-        no_reps.global_indices(0, 999), WeightedDrawSampler([4, 5], [1, 1], 2, seed=4).global_indices(0, 999)
-    )
-    with pytest.raises(ValueError, match="repeats"):
-        WeightedDrawSampler([4, 5], [1, 1], batch_size=2, repeats=[np.array([1, 0, 1, 1]), None])
 
 
 def test_part_frequencies_follow_weights_not_sizes():
@@ -187,51 +149,3 @@ def test_augmentation_is_seeded_by_draw_and_pads_with_ignore(camvid, tmp_path):
     # the crop is larger than any scaled 40x56 image: the border is ignore, never a class
     assert (a["label"].numpy() == 255).sum() >= 64 * 80 - int(40 * 1.5 + 1) * int(56 * 1.5 + 1)
     assert set(np.unique(a["label"].numpy())) <= set(range(11)) | {255}
-
-
-def test_rare_class_crop_holds_a_rare_pixel():
-    """With rare_crop 1 every crop holds a pixel of a rare class present in the label; the class is picked
-    uniformly among those present (not by pixel count); rare_crop 0 keeps the plain random crop."""
-    label = np.zeros((200, 300), dtype=np.uint8)
-    label[5:8, 290:293] = 7  # 9 pixels in a corner
-    label[150:200, 0:100] = 9  # 5000 pixels elsewhere
-    image = np.zeros((200, 300, 3), dtype=np.uint8)
-    aug = build_augmentation(
-        AugmentationConfig(scale=(1, 1), crop=(40, 40), hflip=False, rare_crop=1.0), [7, 9]
-    )
-    seen = []
-    for seed in range(200):
-        aug.set_random_seed(seed)
-        crop = aug(image=image, mask=label)["mask"]
-        present = {c for c in (7, 9) if (crop == c).any()}
-        assert present, "a crop without a rare pixel"
-        seen.append(7 in present)
-    assert 0.3 < np.mean(seen) < 0.7  # the 9-pixel class as often as the 5000-pixel one
-    plain = build_augmentation(AugmentationConfig(scale=(1, 1), crop=(40, 40), hflip=False), [7, 9])
-    hits = 0
-    for seed in range(200):
-        plain.set_random_seed(seed)
-        hits += bool((plain(image=image, mask=label)["mask"] == 7).any())
-    assert hits < 40  # by chance the corner is in few random crops
-
-
-def test_rare_classes_default_to_the_thin_source_classes(camvid, tmp_path):
-    from segunify.train.data import rare_classes
-
-    cfg = TrainConfig.model_validate(base_config(camvid, tmp_path / "run"))
-    target, parts = resolve_parts(cfg, "cfg.yaml")
-    assert rare_classes(AugmentationConfig(), parts, target) == []  # off by default
-    named = AugmentationConfig(rare_crop=0.5, rare_classes=["Pole", "Fence"])
-    assert rare_classes(named, parts, target) == [target.index("Pole"), target.index("Fence")]
-    with pytest.raises(SegunifyError, match="rare_classes"):
-        rare_classes(AugmentationConfig(rare_crop=0.5, rare_classes=["pole"]), parts, target)
-    parts[0].source = True
-    counts = sum(
-        np.bincount(parts[0].label(j).ravel(), minlength=256)[: target.num_classes]
-        for j in range(len(parts[0].samples))
-    )
-    share = counts / counts.sum()
-    cut = float(np.median(share))
-    want = np.flatnonzero(share < cut).tolist()
-    assert len(want) == target.num_classes // 2
-    assert rare_classes(AugmentationConfig(rare_crop=0.5, rare_share=cut), parts, target) == want

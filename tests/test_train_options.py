@@ -162,21 +162,3 @@ def test_resume_with_every_option_equals_an_uninterrupted_run(camvid, teacher, t
     a, b = _weights(tmp_path / "a" / "last"), _weights(tmp_path / "b" / "last")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], _weights(teacher)[k]) for k in a)
-
-
-def test_repeat_factor_sampling_and_rare_crops_train_and_resume_exactly(camvid, tmp_path):
-    """Both sampling options change what is drawn (not the part shares) and stay a pure function of the
-    seed and the step: a run stopped and resumed ends with the same weights."""
-    cfg = base_config(camvid, tmp_path / "a", steps=4, **{"augmentation.crop": [32, 32]})
-    cfg["parts"][0]["repeat_threshold"] = 0.9
-    cfg["augmentation"] |= {"rare_crop": 1.0, "rare_classes": ["Pole", "SignSymbol"]}
-    train(TrainConfig.model_validate(cfg))
-    split = TrainConfig.model_validate(cfg | {"out": str(tmp_path / "b")})
-    train(split, stop_after=2)
-    train(split, resume=True)
-    a, b = _weights(tmp_path / "a" / "last"), _weights(tmp_path / "b" / "last")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    plain = base_config(camvid, tmp_path / "c", steps=4, **{"augmentation.crop": [32, 32]})
-    train(TrainConfig.model_validate(plain))
-    c = _weights(tmp_path / "c" / "last")
-    assert any(not torch.equal(a[k], c[k]) for k in a)

@@ -49,9 +49,6 @@ class PartConfig(StrictConfig):
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
     resize: Pair | None = None  # (H, W) this part's images and labels get before augmentation (per dataset)
-    # repeat-factor sampling inside the part: a sample whose rarest class is in a fraction f < t of the
-    # part's samples comes sqrt(t / f) times per epoch (segunify.train.parts.repeat_factors)
-    repeat_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class AugmentationConfig(StrictConfig):
@@ -62,11 +59,6 @@ class AugmentationConfig(StrictConfig):
     color_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2  # brightness/contrast/saturation strength
     hue: Annotated[float, Field(ge=0, le=0.5)] = 0.0
     jitter_p: Annotated[float, Field(ge=0, le=1)] = 0.8
-    # probability that a crop is placed around a pixel of a rare class (segunify.train.data.RareClassCrop):
-    # rare_classes by name, or by default the classes under rare_share of the source parts' labelled pixels
-    rare_crop: Annotated[float, Field(ge=0, le=1)] = 0.0
-    rare_classes: list[str] | None = None
-    rare_share: Annotated[float, Field(gt=0, le=1)] = 0.01
 
     @field_validator("scale")
     @classmethod

@@ -23,61 +23,13 @@ import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from segunify.errors import SegunifyError
-from segunify.taxonomy import IGNORE, Taxonomy
+from segunify.taxonomy import IGNORE
 from segunify.train.config import AugmentationConfig
-from segunify.train.parts import Part, class_counts
+from segunify.train.parts import Part
 
 
-def rare_classes(cfg: AugmentationConfig, parts: Sequence[Part], target: Taxonomy) -> list[int]:
-    """Target ids of ``cfg.rare_classes``, or by default the classes under ``cfg.rare_share`` of the
-    labelled pixels of the source parts (ground truth already in the target taxonomy); [] when off."""
-    if cfg.rare_crop == 0:
-        return []
-    if cfg.rare_classes is not None:
-        unknown = [c for c in cfg.rare_classes if c not in target.classes]
-        if unknown:
-            raise SegunifyError(f"augmentation.rare_classes: {unknown} not in taxonomy {target.name!r}")
-        return [target.index(c) for c in cfg.rare_classes]
-    sources = [p for p in parts if p.source]
-    if not sources:
-        raise SegunifyError(
-            "augmentation.rare_crop: no source part to find rare classes in; give rare_classes"
-        )
-    pixels = sum(class_counts(p, target.num_classes).sum(0) for p in sources)
-    share = pixels / max(int(pixels.sum()), 1)
-    return np.flatnonzero(share < cfg.rare_share).tolist()
-
-
-class RareClassCrop(A.RandomCrop):
-    """A random crop that, with probability ``p_rare``, holds a pixel of a rare class: one of ``classes``
-    present in the label is picked uniformly, then one of its pixels, and the crop is placed at random
-    around it (rare-class crops as in DAFormer's rare class sampling, Hoyer et al. 2022). Thin classes
-    fill few crops by chance; this shows them more often without repeating whole frames."""
-
-    def __init__(self, height: int, width: int, classes: Sequence[int], p_rare: float):
-        super().__init__(height, width)
-        self.classes = np.asarray(sorted(classes), dtype=np.int64)
-        self.p_rare = p_rare
-
-    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
-        out = super().get_params_dependent_on_data(params, data)
-        mask = data.get("mask")
-        if mask is None or self.py_random.random() >= self.p_rare:
-            return out
-        present = self.classes[np.bincount(mask.ravel(), minlength=256)[self.classes] > 0]
-        if not len(present):
-            return out
-        ys, xs = np.nonzero(mask == self.py_random.choice(present.tolist()))
-        k = self.py_random.randrange(len(ys))
-        h, w = mask.shape[:2]
-        x0 = int(np.clip(xs[k] - self.py_random.randint(0, self.width - 1), 0, w - self.width))
-        y0 = int(np.clip(ys[k] - self.py_random.randint(0, self.height - 1), 0, h - self.height))
-        return out | {"crop_coords": (x0, y0, x0 + self.width, y0 + self.height)}
-
-
-def build_augmentation(cfg: AugmentationConfig, rare: Sequence[int] = ()) -> A.Compose:
-    """Resize (optional) -> random scale -> pad (image 0, label ignore) -> random crop (around a pixel of a
-    ``rare`` class with probability ``cfg.rare_crop``) -> flip -> jitter."""
+def build_augmentation(cfg: AugmentationConfig) -> A.Compose:
+    """Resize (optional) -> random scale -> pad (image 0, label ignore) -> random crop -> flip -> jitter."""
     ch, cw = cfg.crop
     ops: list = []
     if cfg.resize is not None:
@@ -88,8 +40,7 @@ def build_augmentation(cfg: AugmentationConfig, rare: Sequence[int] = ()) -> A.C
     ops.append(
         A.PadIfNeeded(ch, cw, position="center", border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE)
     )
-    rare_crop = cfg.rare_crop > 0 and len(rare) > 0
-    ops.append(RareClassCrop(ch, cw, rare, cfg.rare_crop) if rare_crop else A.RandomCrop(ch, cw))
+    ops.append(A.RandomCrop(ch, cw))
     if cfg.hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     if cfg.color_jitter > 0 or cfg.hue > 0:
@@ -170,9 +121,7 @@ class WeightedDrawSampler(Sampler):
 
     Global step ``s`` uses draws ``[s*B*R, (s+1)*B*R)``; rank ``r`` takes the ``r``-th block of ``B``.
     Within a part, samples come in shuffled epochs (every sample once before any repeats), so small
-    parts are cycled evenly rather than sampled with replacement. ``repeats`` (per part ``None`` or an
-    int array, one count >= 1 per sample: :func:`repeat_factors`) puts a sample that many times into each of
-    its part's epochs.
+    parts are cycled evenly rather than sampled with replacement.
     """
 
     CHUNK = 4096
@@ -187,7 +136,6 @@ class WeightedDrawSampler(Sampler):
         seed: int = 0,
         start_step: int = 0,
         steps: int | None = None,
-        repeats: Sequence[np.ndarray | None] | None = None,
     ):
         if len(sizes) != len(weights) or not sizes:
             raise ValueError("one weight per part")
@@ -197,12 +145,6 @@ class WeightedDrawSampler(Sampler):
             raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
-        self.epochs = [np.arange(n) for n in self.sizes]  # one epoch of each part: local sample indices
-        for p, rep in enumerate(repeats or ()):
-            if rep is not None:
-                if len(rep) != self.sizes[p] or min(rep) < 1:
-                    raise ValueError("repeats: one count >= 1 per sample of the part")
-                self.epochs[p] = np.repeat(self.epochs[p], rep)
         w = np.asarray(weights, dtype=np.float64)
         self.probs = w / w.sum()
         self.batch_size, self.num_replicas, self.rank = batch_size, num_replicas, rank
@@ -219,7 +161,7 @@ class WeightedDrawSampler(Sampler):
 
     def _perm(self, p: int, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, 0xE90C, p, epoch])
-        return self.epochs[p][rng.permutation(len(self.epochs[p]))]
+        return rng.permutation(self.sizes[p])
 
     def stream(self, start: int, stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Chunks of (global draw positions, dataset indices) covering ``[start, stop)``."""
@@ -237,7 +179,7 @@ class WeightedDrawSampler(Sampler):
             for p in np.unique(parts):
                 where = np.flatnonzero(parts == p)
                 k = counts[p] + np.arange(len(where))
-                epochs, pos = np.divmod(k, len(self.epochs[p]))
+                epochs, pos = np.divmod(k, self.sizes[p])
                 local = np.empty(len(where), dtype=np.int64)
                 for e in np.unique(epochs):
                     if (p, e) not in perms:

@@ -42,7 +42,6 @@ class Part:
     samples: list[Sample]
     weight: float
     resize: tuple[int, int] | None = None  # (H, W) of image, label and pixel arrays before augmentation
-    repeats: np.ndarray | None = None  # [N] int: times each sample is in an epoch (repeat-factor sampling)
     source: bool = False  # ground truth already in the target taxonomy (the source dataset)
 
     def read(
@@ -98,28 +97,6 @@ class PseudoPart(Part):
     def _load(self, s: Sample) -> tuple[np.ndarray, np.ndarray]:
         image = self.adapter.read_image(s)
         return image, self.folder.read_label(s, image.shape[:2])
-
-
-def class_counts(part: Part, num_classes: int) -> np.ndarray:
-    """``[N, C]`` pixels of each target class in each sample's label (ignore not counted)."""
-    counts = np.zeros((len(part.samples), num_classes), dtype=np.int64)
-    for j in range(len(part.samples)):
-        counts[j] = np.bincount(part.label(j).ravel(), minlength=256)[:num_classes]
-    return counts
-
-
-def repeat_factors(counts: np.ndarray, threshold: float) -> np.ndarray:
-    """Repeat-factor sampling (LVIS, Gupta et al. 2019): sample ``i`` is repeated
-    ``r_i = max(1, max over its classes c of sqrt(threshold / f_c))`` times per epoch, ``f_c`` the fraction
-    of the part's samples holding class ``c``; so a thin class that only a few frames show is seen more often
-    without changing the part's share of the draws. Fractional ``r_i`` are rounded once, stochastically
-    (fixed seed), to keep an epoch a fixed list."""
-    present = counts > 0
-    freq = present.mean(0)
-    per_class = np.sqrt(threshold / np.where(freq > 0, freq, np.inf))
-    r = np.maximum(1.0, (present * per_class).max(1))
-    whole = np.floor(r)
-    return (whole + (np.random.default_rng(0).random(len(r)) < r - whole)).astype(np.int64)
 
 
 def _keyed(exc: SegunifyError, key: str, config_path: str) -> SegunifyError:
@@ -187,8 +164,6 @@ def resolve_part(
         part = _pseudo_part(
             cfg, target, key, config_path, teacher, f"{adapter.name}/{cfg.split}(pseudo)", **common
         )
-    if cfg.repeat_threshold is not None:
-        part.repeats = repeat_factors(class_counts(part, target.num_classes), cfg.repeat_threshold)
     return part
 
 

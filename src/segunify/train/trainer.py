@@ -36,7 +36,6 @@ from segunify.train.data import (
     build_augmentation,
     collate,
     drawn_shares,
-    rare_classes,
 )
 from segunify.train.engine import (
     BEST,
@@ -263,10 +262,9 @@ class Trainer:
 
     def _build_loader(self) -> None:
         cfg = self.cfg
-        rare = rare_classes(cfg.augmentation, self.parts, self.target)
         self.dataset = CompoundDataset(
             self.parts,
-            build_augmentation(cfg.augmentation, rare),
+            build_augmentation(cfg.augmentation),
             seed=cfg.seed,
             pixel_arrays=self.objective.pixel_arrays,
         )
@@ -279,7 +277,6 @@ class Trainer:
             cfg.seed,
             start_step=self.step,
             steps=cfg.steps,
-            repeats=[p.repeats for p in self.parts],
         )
         self.loader = torch.utils.data.DataLoader(
             self.dataset,

@@ -65,8 +65,7 @@ class DemoPart(Subset):
     """A part of the compound training set. ``mapping`` absent: the source part, trained on its ground
     truth through the identity. ``mapping`` given: an extra part, trained on the teacher's pseudo-labels
     with (S_P) or without (S_R) that mapping's priors. ``size`` (H, W) is the teacher's input when it
-    labels this part and the size its images are brought to for training. ``repeat_threshold``: the
-    students' repeat-factor sampling inside the part (a train config part's key of the same name)."""
+    labels this part and the size its images are brought to for training."""
 
     name: str
     dataset: str
@@ -76,7 +75,6 @@ class DemoPart(Subset):
     size: Size
     weight: Annotated[float, Field(gt=0)] = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
-    repeat_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class DemoEval(Subset):

@@ -219,7 +219,6 @@ def train_config(cfg: DemoConfig, student: Student | str, lay: Layout) -> dict:
     for part in cfg.parts:
         entry = {"dataset": part.dataset, "root": _abs(lay.roots[part.name]), "split": part.split}
         entry |= {"weight": part.weight, "options": part.options, "resize": list(part.size)}
-        entry |= {"repeat_threshold": part.repeat_threshold} if part.repeat_threshold is not None else {}
         if part.mapping is not None:
             entry["labels"] = _abs(lay.pseudo(part.name, LABELS[model]))
         parts.append(entry)
