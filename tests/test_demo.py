@@ -19,7 +19,7 @@ from fixtures import idd_lite as idd_fixture
 from fixtures import kitti as kitti_fixture
 from segunify.apps.demo import config_file, load_demo_config, plan, shipped_configs
 from segunify.apps.demo.config import GoalsConfig
-from segunify.apps.demo.params import StageParams, ViewParams
+from segunify.apps.demo.params import StageParams, TrainParams, ViewParams
 from segunify.apps.demo.plan import Layout, Stage, train_config
 from segunify.apps.demo.results import (
     below_teacher,
@@ -38,6 +38,7 @@ from segunify.apps.demo.run import (
     fingerprint,
     replace_stale,
     run_stages,
+    train_student,
 )
 from segunify.cli import main
 from segunify.datasets import create_dataset
@@ -406,6 +407,44 @@ def test_finished_stages_are_skipped_and_changed_ones_rerun(tmp_path, monkeypatc
     fast = Stage("s3", "fake", Fake(out=str(tmp_path / "o3"), n=3), tmp_path / "o3", runtime={"cache": "c"})
     run_stages([fast], lay, lines.append)  # runtime values come as keywords, apart from the params
     assert calls[-1] == fast.params and runtimes[-1] == {"cache": "c"} and runtimes[0] == {}
+
+
+def test_a_student_on_remade_pseudo_labels_trains_afresh(tmp_path, monkeypatch):
+    """Pseudo-labels remade for other settings keep their paths, so the student's train config is the same
+    text: the train stage reran but resumed the finished student at its last step, and the old student was
+    reported as trained on the new labels. The stage's fingerprint (its parameters and its inputs') is part
+    of what a resumable stage compares: the same stage resumes, a stage on other inputs starts afresh."""
+    import segunify.train
+
+    out = tmp_path / "students" / "S_P"
+    resumed: list[tuple[bool, bool]] = []
+
+    def fake_train(cfg, path, resume: bool) -> None:
+        resumed.append((resume, (out / "last").exists()))
+        (out / "last").mkdir(parents=True, exist_ok=True)
+        (out / "last" / "train_state.pt").write_bytes(b"step 120")
+
+    monkeypatch.setattr(segunify.train, "train", fake_train)
+    monkeypatch.setattr(segunify.train, "load_config", lambda path: path)
+    params = TrainParams(config=str(tmp_path / "students" / "S_P.yaml"), train={"out": str(out), "steps": 3})
+    train_student(params, fingerprint="labels-a")
+    train_student(params, fingerprint="labels-a")  # the same stage (interrupted or rerun): resumes
+    train_student(params, fingerprint="labels-b")  # same config, remade labels: the old student is removed
+    assert resumed == [(False, False), (True, True), (False, False)]
+    assert yaml.safe_load((tmp_path / "students" / "S_P.yaml").read_text()) == params.train  # a comment line
+
+    monkeypatch.setitem(EXECUTORS, "fake", lambda params, **kw: Path(params.out).write_text("done"))
+    seen: list[str] = []
+    monkeypatch.setitem(
+        EXECUTORS,
+        "train",
+        lambda params, fingerprint: seen.append(fingerprint) or Path(params.out).write_text("done"),
+    )
+    labels = [Stage("p", "fake", Fake(out=str(tmp_path / "p"), n=n), tmp_path / "p") for n in (1, 2)]
+    student = Stage("t", "train", Fake(out=str(tmp_path / "t"), n=0), tmp_path / "t", after=("p",))
+    run_stages([labels[0], student], Layout(work=tmp_path), lambda line: None)
+    run_stages([labels[1], student], Layout(work=tmp_path), lambda line: None)
+    assert len(seen) == 2 and seen[0] != seen[1]  # same train parameters, other inputs: another fingerprint
 
 
 # ------------------------------------------------------------------------------------------------ results

@@ -97,15 +97,17 @@ def replace_stale(record: Path, text: str, *folders: Path) -> bool:
     return False
 
 
-def pseudo_label(p: PseudoParams, onnx_cache: str | None = None) -> None:
-    """One teacher pass writes both label sets: P (with the priors) and R (without)."""
+def pseudo_label(p: PseudoParams, onnx_cache: str | None = None, fingerprint: str = "") -> None:
+    """One teacher pass writes both label sets: P (with the priors) and R (without). An interrupted pass of
+    the same stage resumes; one for other parameters or other inputs (``fingerprint``) starts afresh."""
     from segunify.datasets import create_dataset
     from segunify.mapping import resolve_mapping
     from segunify.pseudo import PseudoSettings, run_pseudo_label
     from segunify.pseudo.runner import teacher_from_checkpoint
 
     out, without = Path(p.out), Path(p.without_priors)
-    replace_stale(out.parent / "stage.json", json.dumps(p.to_json(), sort_keys=True, indent=1), out, without)
+    record = json.dumps(p.to_json() | {"fingerprint": fingerprint}, sort_keys=True, indent=1)
+    replace_stale(out.parent / "stage.json", record, out, without)
     options = {"flip": p.flip, "backend": p.backend, "scales": tuple(p.scales)}
     options["min_allowed_mass"] = p.min_allowed_mass
     options["ignore_conflicts"] = p.ignore_conflicts
@@ -118,15 +120,17 @@ def pseudo_label(p: PseudoParams, onnx_cache: str | None = None) -> None:
     )
 
 
-def train_student(p: TrainParams) -> None:
+def train_student(p: TrainParams, fingerprint: str = "") -> None:
     """Write the student's training config (the file ``segunify train`` would read) and train it. An
-    interrupted run of the same config resumes; a run of another config (older settings) is replaced."""
+    interrupted run of the same stage resumes; a run of another config, or of the same config on other
+    inputs (remade pseudo-labels behind the same paths: ``fingerprint``), is replaced, never resumed."""
     import yaml
 
     from segunify.train import load_config, train
 
     config, out = Path(p.config), Path(p.train["out"])
-    same = replace_stale(config, yaml.safe_dump(p.train, sort_keys=False), out)
+    text = f"# demo stage {fingerprint}\n" + yaml.safe_dump(p.train, sort_keys=False)
+    same = replace_stale(config, text, out)
     train(load_config(config), config, resume=same and (out / "last" / "train_state.pt").is_file())
 
 
@@ -160,7 +164,9 @@ def evaluate(p: EvaluateParams, onnx_cache: str | None = None) -> None:
     result.model_copy(update={"overlays": sorted(picks)}).write(p.out)
 
 
-# an executor takes a stage's params (what it writes depends on them) and its runtime as keywords
+# an executor takes a stage's params (what it writes depends on them) and its runtime as keywords; those that
+# resume their own folders also take the stage's fingerprint, so that they resume only the same stage
+RESUMES = {"pseudo", "train"}
 EXECUTORS: dict[str, Callable[..., None]] = {
     "view": build_view,
     "import": import_teacher,
@@ -284,7 +290,8 @@ def run_stages(stages: list[Stage], lay: Layout, say: Say) -> dict[str, float]:
             continue
         say(f"{head}: {stage.command or stage.note}")
         t0 = time.perf_counter()
-        EXECUTORS[stage.kind](stage.params, **stage.runtime)
+        resume = {"fingerprint": prints[stage.name]} if stage.kind in RESUMES else {}
+        EXECUTORS[stage.kind](stage.params, **stage.runtime, **resume)
         if not stage.output.exists():
             raise SegunifyError(f"demo stage {stage.name!r} finished but wrote nothing", stage.output)
         timings[stage.name] = round(time.perf_counter() - t0, 2)
