@@ -142,16 +142,24 @@ def run_variant(name: str, with_sr: bool) -> dict:
     return line
 
 
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(text) for text in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _sp_mean(line: dict) -> float:
+    """S_P's mIoU averaged over the held-out sets of one results line."""
+    return sum(m["S_P"] for m in line["miou"].values()) / len(line["miou"])
+
+
 def table(path: Path = HERE / "results.jsonl") -> str:
     """One markdown row per finished variant: mIoU per held-out set, their mean, the classes whose S_P IoU
     is more than 1 point below T's (the issue's "no class regresses" measure), the points they lose in all
     and the worst."""
     rows = []
-    for text in path.read_text(encoding="utf-8").splitlines():
-        line = json.loads(text)
+    for line in _lines(path):
         miou, iou = line["miou"], line["iou"]
         sets = [f"{miou[ds]['S_P']:.1f}" for ds in miou]
-        mean = sum(miou[ds]["S_P"] for ds in miou) / len(miou)
+        mean = _sp_mean(line)
         drops = [
             (iou[ds]["S_P"][c] - t, f"{ds} {c}")
             for ds in iou
@@ -175,10 +183,9 @@ def aachen_table(path: Path = HERE / RESULTS["a80"]) -> str:
     watched classes' IoU on the 20 aachen frames, and the CamVid / IDD Lite classes more than 1 point below
     T (T was trained on the aachen frames, so no aachen figure is compared with T)."""
     rows = []
-    for text in path.read_text(encoding="utf-8").splitlines():
-        line = json.loads(text)
+    for line in _lines(path):
         miou, iou = line["miou"], line["iou"]
-        mean = sum(m["S_P"] for m in miou.values()) / len(miou)
+        mean = _sp_mean(line)
         below = sum(
             1
             for ds in ("camvid", "idd-lite")
@@ -196,20 +203,19 @@ def aachen_seed_table(path: Path = HERE / RESULTS["a80"]) -> str:
     on each held-out set averaged over the seeds run, the mean with each seed's mean, and the watched
     classes' IoU on the 20 aachen frames averaged over the seeds."""
     runs: dict[tuple[str, str], list[dict]] = {}
-    for text in path.read_text(encoding="utf-8").splitlines():
-        line = json.loads(text)
+    for line in _lines(path):
         recipe, _, rest = line["variant"].removeprefix("a80_").rpartition("_s")
         runs.setdefault((recipe, "1" if rest.endswith("_trained") else "0.7"), []).append(line)
     rows = []
     for (recipe, a), lines in runs.items():
-        means = [sum(m["S_P"] for m in ln["miou"].values()) / len(ln["miou"]) for ln in lines]
-        sets = [
-            sum(ln["miou"][ds]["S_P"] for ln in lines) / len(lines) for ds in lines[0]["miou"]
-        ]
+        means = [_sp_mean(ln) for ln in lines]
+        sets = [sum(ln["miou"][ds]["S_P"] for ln in lines) / len(lines) for ds in lines[0]["miou"]]
         thin = [sum(ln["iou"]["cityscapes"]["S_P"][c] for ln in lines) / len(lines) for c in THIN]
-        cells = [f"{v:.1f}" for v in sets] + [
-            f"{sum(means) / len(means):.2f} ({', '.join(f'{m:.2f}' for m in means)})"
-        ] + [f"{v:.1f}" for v in thin]
+        cells = (
+            [f"{v:.1f}" for v in sets]
+            + [f"{sum(means) / len(means):.2f} ({', '.join(f'{m:.2f}' for m in means)})"]
+            + [f"{v:.1f}" for v in thin]
+        )
         rows.append(f"| {recipe} | {a} | {' | '.join(cells)} |")
     return "\n".join(rows)
 
