@@ -126,6 +126,32 @@ def test_distillation_kl_on_the_source_pixels():
     assert d(student, images, padding_then_other).item() == 0.0  # no source pixel: no term
 
 
+def test_distillation_runs_the_teacher_on_the_source_crops_only():
+    """A compound batch: the teacher sees only the crops with source pixels; the term is the one of the
+    whole batch (the KL's mean over the same source pixels)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    seen: list[int] = []
+
+    class Teacher(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return conv(x)
+
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    codes = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    codes[1, :5] = 1  # crop 1 is a source crop (with padding below); crops 0 and 2 are pseudo-labelled
+    codes[1, 5:] = IGNORE
+    student = torch.randn(3, 4, 8, 8)
+    d = Distiller(DistillConfig(teacher="t", temperature=2.0), Teacher(), (0,) * 3, (1,) * 3, "cpu")
+    got = d(student, images, codes)
+    assert seen == [1]
+    with torch.no_grad():
+        target = (conv(images.float() / 255.0) / 2.0).softmax(1)  # mean 0, std 1 of [0, 1] inputs
+    kl = (target * (target.log() - F.log_softmax(student / 2.0, 1))).sum(1)
+    assert got.item() == pytest.approx(4.0 * kl[codes == 1].mean().item(), rel=1e-5)
+
+
 def test_distill_codes_mark_the_source_parts_pixels(camvid, tmp_path):
     pseudo = make_pseudo(camvid, tmp_path / "pseudo")
     cfg = base_config(camvid, tmp_path / "run", taxonomy="cityscapes")

@@ -41,15 +41,18 @@ class Distiller:
         self.normalise = normaliser(mean, std, device, use_channels_last(self.teacher, device))
 
     def __call__(self, logits: torch.Tensor, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """The teacher sees only the crops that hold source pixels (in a compound batch most crops are
+        pseudo-labelled: its forward was the largest cost of the term, ``benchmarks/train_options.py``)."""
         mask = codes.to(logits.device) == DISTILL_SOURCE  # the augmentation pads with IGNORE
-        if not bool(mask.any()):
+        crops = mask.flatten(1).any(1)
+        if not bool(crops.any()):
             return logits.sum() * 0.0
         t = self.cfg.temperature
         with torch.no_grad():
-            target = (self.teacher(self.normalise(images)).float() / t).softmax(1)
-        log_student = F.log_softmax(logits.float() / t, 1)
+            target = (self.teacher(self.normalise(images[crops.to(images.device)])).float() / t).softmax(1)
+        log_student = F.log_softmax(logits[crops].float() / t, 1)
         kl = (target * (target.clamp_min(1e-12).log() - log_student)).sum(1)
-        return self.cfg.weight * t * t * kl[mask].mean()
+        return self.cfg.weight * t * t * kl[mask[crops]].mean()
 
 
 class Objective:
