@@ -130,7 +130,14 @@ def main() -> None:
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
                 train_step(
-                    acc, run["model"], run["opt"], run["sched"], batches[option], run["norm"], None, run["objective"]
+                    acc,
+                    run["model"],
+                    run["opt"],
+                    run["sched"],
+                    batches[option],
+                    run["norm"],
+                    None,
+                    run["objective"],
                 )
                 if device.type == "cuda":
                     torch.cuda.synchronize()
