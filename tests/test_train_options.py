@@ -19,7 +19,7 @@ from segunify.taxonomy import IGNORE
 from segunify.train import train
 from segunify.train.config import DistillConfig, TrainConfig
 from segunify.train.data import CompoundDataset
-from segunify.train.finetune import freeze, param_groups, set_train_mode
+from segunify.train.finetune import param_groups, set_train_mode
 from segunify.train.objective import Distiller, check_loss_options, pixel_losses
 from segunify.train.parts import resolve_parts
 
@@ -55,26 +55,6 @@ def test_freeze_bn_keeps_running_statistics_and_trains_the_affine_part(camvid, t
     assert stats and all(torch.equal(frozen[k], start[k]) for k in stats)
     assert any(not torch.equal(frozen[k], start[k]) for k in affine)  # BN weights still learn
     assert any(not torch.equal(free[k], start[k]) for k in stats)  # the default updates the statistics
-
-
-def test_frozen_modules_keep_their_start_weights_and_the_rest_trains(camvid, teacher, tmp_path):
-    start = _weights(teacher)
-    early = ["base_net.level1", "base_net.level2_0"]
-    _train(camvid, tmp_path / "run", steps=2, **{"model.weights": str(teacher), "model.frozen": early})
-    after = _weights(tmp_path / "run" / "last")
-    params = {n for n, _ in create_model("espnetv2", 11, s=1.0).named_parameters()}  # not BN statistics
-    inside = [k for k in params if k.startswith(("base_net.level1.", "base_net.level2_0."))]
-    assert inside and all(torch.equal(after[k], start[k]) for k in inside)
-    assert any(not torch.equal(after[k], start[k]) for k in params if k.startswith("base_net.level3."))
-
-
-def test_a_frozen_path_matches_whole_module_names():
-    model = create_model("espnetv2", 3, s=1.0)
-    level3 = sum(p.numel() for n, p in model.named_parameters() if n.startswith("base_net.level3."))
-    assert freeze(model, ["base_net.level3"]) == level3  # not base_net.level3_0
-    assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("base_net.level3_0."))
-    with pytest.raises(SegunifyError, match=r"'base_net\.level9' names no parameter \(the model's modules: "):
-        freeze(model, ["base_net.level9"])
 
 
 def test_set_train_mode():

@@ -32,7 +32,6 @@ class ModelConfig(StrictConfig):
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     freeze_bn: bool = False  # BatchNorm in eval mode while training: running statistics kept, affine trained
-    frozen: list[str] = Field(default_factory=list)  # modules (dotted paths) kept at their start weights
 
 
 class PartConfig(StrictConfig):

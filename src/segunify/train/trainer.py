@@ -56,7 +56,7 @@ from segunify.train.engine import (
     use_channels_last,
 )
 from segunify.train.engine import train_step as optimisation_step
-from segunify.train.finetune import freeze, param_groups, set_train_mode
+from segunify.train.finetune import param_groups, set_train_mode
 from segunify.train.objective import build_objective
 from segunify.train.parts import PseudoPart, is_sha256, resolve_eval_parts, resolve_parts
 
@@ -228,8 +228,6 @@ class Trainer:
             notes.append(f"model.reinit_head: new classifier for {self.target.name!r} ({reason})")
         if self.resume:
             model.load_state_dict(read_safetensors(self.last / "model.safetensors"), strict=True)  # type: ignore[operator]
-        with self._keyed("model.frozen"):
-            freeze(model, cfg.model.frozen)
         return model, notes
 
     def _build_optimisation(self, model: torch.nn.Module) -> None:
