@@ -9,8 +9,9 @@ Figures, all measured in this one run:
   CamVid -> Cityscapes (19) and CamVid -> Mapillary Vistas v1.2 (65) mappings and a real CamVid GT
   upscaled, as a share of one teacher forward pass at 1024x2048 (goal <= 5 %);
 * ``prior_demo_19_ms`` / ``demo_over_gate_19`` / ``demo_share_19``: the demo's priors (the allowed-mass gate
-  and ``--ignore-conflicts``, whose unconstrained argmax is one more pass over the channels), against the gate
-  alone and as a share of one forward pass at 1024x2048;
+  and ``--ignore-conflicts``), against the gate alone and as a share of one forward pass at 1024x2048, on
+  random probabilities (every pixel a conflict candidate: the worst case) and, ``teacher_*``, on the
+  teacher's own probabilities of that frame (the conflict test then reads every channel at few pixels);
 * ``dual_over_single``: time of one pass writing P and R (``also_without_priors``) over the P run
   alone (two separate runs would be about 2.0);
 * ``peak_rss_mb``: peak resident memory of this process (and of the decoding workers).
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         full = cv2.resize(images[0], (2048, 1024), interpolation=cv2.INTER_LINEAR)
         big, _ = teacher_from_checkpoint(ckpt, device, PseudoSettings(size=(1024, 2048)))
         forward_big = _median_time(lambda: big.probs(full[None]), args.repeat)
+        real = big.probs(full[None])
         gt_small = dataset.read_label(samples[0])
         gt = torch.from_numpy(cv2.resize(gt_small, (2048, 1024), interpolation=cv2.INTER_NEAREST))[None].to(
             device
@@ -310,6 +312,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             prior_ms[f"{name}_demo"] = round(demo * 1000, 1)
             del p
+        allowed = prior_table(load_mapping("camvid__cityscapes"), device=device)
+        for key, extra in (("gate", {}), ("demo", {"ignore_conflicts": 0.5})):
+            t = _median_time(
+                lambda e=extra: apply_priors(
+                    real, gt, allowed, min_allowed_mass=0.1, scores_are_probs=True, **e
+                ),
+                args.repeat,
+            )
+            prior_ms[f"teacher_{key}"] = round(t * 1000, 1)
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -340,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         "prior_demo_65_ms": prior_ms["65_demo"],
         "demo_over_gate_19": round(prior_ms["19_demo"] / prior_ms["19_gate"], 3),
         "demo_share_19": round(prior_ms["19_demo"] / 1000 / forward_big, 4),
+        "teacher_gate_19_ms": prior_ms["teacher_gate"],
+        "teacher_demo_19_ms": prior_ms["teacher_demo"],
+        "teacher_demo_over_gate_19": round(prior_ms["teacher_demo"] / prior_ms["teacher_gate"], 3),
+        "teacher_demo_share_19": round(prior_ms["teacher_demo"] / 1000 / forward_big, 4),
         "changed_share": summary.changed_share,
         "peak_rss_mb": round(peak, 1),
         "peak_rss_workers_mb": round(peak_children, 1),

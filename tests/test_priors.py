@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import segunify.pseudo.priors as priors_module
 from segunify.errors import SegunifyError
 from segunify.mapping import load_mapping
 from segunify.pseudo.priors import apply_priors, label_probs, plain_argmax, prior_table
@@ -324,13 +327,15 @@ def test_min_allowed_mass_matches_dense_reference(problem, m, fill_void, as_prob
 
 
 @settings(max_examples=100, deadline=None)
-@given(problems(), st.floats(0.5, 1), st.booleans())
-def test_ignore_conflicts_matches_dense_reference(problem, p, fill_void):
+@given(problems(), st.floats(0.5, 1), st.booleans(), st.sampled_from([0.0, 1.0]))
+def test_ignore_conflicts_matches_dense_reference(problem, p, fill_void, gather_share):
     """Ignored exactly where the unconstrained argmax is outside the allowed set with probability >= p;
-    every other pixel keeps the plain priors' label."""
+    every other pixel keeps the plain priors' label. Both ways to find the candidates' argmax (one pass
+    over the planes, gathers at the candidates) are forced in turn."""
     scores, gt, allowed = problem
     scores = scores + torch.rand(scores.shape)
-    labels, _ = apply_priors(scores, gt, allowed, fill_void=fill_void, ignore_conflicts=p)
+    with mock.patch.object(priors_module, "_GATHER_SHARE", gather_share):
+        labels, _ = apply_priors(scores, gt, allowed, fill_void=fill_void, ignore_conflicts=p)
     plain, _ = apply_priors(scores, gt, allowed, fill_void=fill_void)
     probs = scores.double().softmax(1)
     top = probs.argmax(1)
