@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         full = cv2.resize(images[0], (2048, 1024), interpolation=cv2.INTER_LINEAR)
         big, _ = teacher_from_checkpoint(ckpt, device, PseudoSettings(size=(1024, 2048)))
         forward_big = _median_time(lambda: big.probs(full[None]), args.repeat)
-        real = big.probs(full[None])
+        real = big.probs(full[None]).contiguous()  # in class planes, as the runner hands them on
         gt_small = dataset.read_label(samples[0])
         gt = torch.from_numpy(cv2.resize(gt_small, (2048, 1024), interpolation=cv2.INTER_NEAREST))[None].to(
             device

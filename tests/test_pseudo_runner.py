@@ -67,6 +67,27 @@ def test_outputs_equal_the_priors_op_and_stats_add_up(tmp_path):
     assert summary.source_taxonomy == "cityscapes" and load_summary(out) == summary
 
 
+def test_a_channels_last_teachers_probabilities_reach_the_priors_in_class_planes(tmp_path, monkeypatch):
+    """ESPNetv2 runs channels_last on a CPU: the runner copies its probabilities into class planes once
+    (the same values, the same labels) instead of each target's priors op copying them again."""
+    import segunify.pseudo.runner as runner
+
+    class ChannelsLast(StandInTeacher):
+        def probs(self, images):
+            return super().probs(images).contiguous(memory_format=torch.channels_last)
+
+    seen, label_probs = [], runner.label_probs
+    monkeypatch.setattr(
+        runner, "label_probs", lambda p, *a, **k: seen.append(p.is_contiguous()) or label_probs(p, *a, **k)
+    )
+    root = make_camvid(tmp_path / "camvid", n=3)
+    run(root, tmp_path / "last", teacher=ChannelsLast(), also_without_priors=tmp_path / "last_r")
+    assert seen and all(seen)
+    run(root, tmp_path / "planes", also_without_priors=tmp_path / "planes_r")
+    for a, b in (("last", "planes"), ("last_r", "planes_r")):
+        assert tree_bytes(tmp_path / a / "trainannot") == tree_bytes(tmp_path / b / "trainannot")
+
+
 def test_no_priors_fill_void_and_confidence_floor(tmp_path):
     root = make_camvid(tmp_path / "camvid", n=3)
     plain = run(root, tmp_path / "plain", priors=False)

@@ -287,7 +287,9 @@ def _forward(run: _Run, group: list[dict]) -> torch.Tensor:
 
 def _label_group(run: _Run, group: list[dict], pool: ThreadPoolExecutor) -> list[Future]:
     """One same-size group through the teacher once, then each target's labels and writes."""
-    probs = _forward(run, group)
+    # one copy into class planes: a channels_last teacher's probabilities made every target's priors op copy
+    # them again and its argmax read strided planes (benchmarks/pseudo_label.py); the values are the same
+    probs = _forward(run, group).contiguous()
     have_gt = all(it["gt"] is not None for it in group)
     gt = torch.stack([it["gt"] for it in group]).to(run.device, non_blocking=True) if have_gt else None
     futures = []
