@@ -28,7 +28,7 @@ SEEDS ?= 1
 demo: $(STAMP)  # SEEDS=3: three students per label set, figures as mean +- std
 	$(BIN)/segunify demo --seeds $(SEEDS)
 
-# The same experiment at the larger budget (about an hour on 2 cores): runs/full/.
+# The same experiment at the larger budget (about half an hour on 2 cores: docs/results.md): runs/full/.
 reproduce: $(STAMP)
 	$(BIN)/segunify demo --full --seeds $(SEEDS)
 
