@@ -39,9 +39,6 @@ from segunify.errors import SegunifyError
 from segunify.mapping import Mapping
 from segunify.taxonomy import IGNORE
 
-_MASS_SLACK = 1e-2  # probabilities summed in float32 (or given in float16) miss their exact sums by less
-_GATHER_SHARE = 0.25  # more candidate pixels than this share: one pass over the planes beats the gathers
-
 __all__ = [
     "PriorTable",
     "apply_priors",
@@ -233,37 +230,25 @@ def apply_priors(
     flat_gt, counts = _gt_ids(gt.to(scores.device), prior.num_extra)
     sizes = table.sum(1)  # allowed classes per GT id
     labels, confidence = _one_to_one(table, sizes, flat_gt)
-    gate = min_allowed_mass is not None or ignore_conflicts is not None
+    gate = min_allowed_mass is not None
     mass = _one_to_many(scores, flat_gt, counts, table, sizes, labels, confidence, scores_are_probs, gate)
-    if min_allowed_mass is not None:
+    if mass is not None:
         _ignore(labels, confidence, mass < float(min_allowed_mass))
     if ignore_conflicts is not None:
-        conflicts = _conflicts(scores, table, flat_gt, labels, mass, ignore_conflicts, scores_are_probs)
-        _ignore(labels, confidence, conflicts)
+        _ignore(labels, confidence, _conflicts(scores, table, flat_gt, ignore_conflicts, scores_are_probs))
     if min_confidence is not None:
         _ignore(labels, confidence, confidence < float(min_confidence))
     return labels.view(b, h, w), confidence.view(b, h, w)
 
 
-def _conflicts(scores, table, flat_gt, labels, mass, at_least: float, scores_are_probs: bool) -> torch.Tensor:
-    """Flat mask of the labelled pixels whose teacher argmax is outside their allowed set with probability
-    >= ``at_least``. Such a pixel's allowed set holds at most ``1 - at_least`` of the probability (``mass``;
-    ``_MASS_SLACK`` covers the rounding of the two sums), so only those candidates need the unconstrained
-    argmax: gathered over every channel where they are few (teacher and ground truth mostly agree), one
-    pass over the planes (``plain_argmax``) where they are not. Both give the same mask."""
+def _conflicts(scores, table, flat_gt, at_least: float, scores_are_probs: bool) -> torch.Tensor:
+    """Flat mask of the pixels whose teacher argmax is outside their allowed set with probability >=
+    ``at_least`` (one pass over the channels, as ``plain_argmax``)."""
     if not 0.5 <= at_least <= 1.0:
         raise SegunifyError(f"ignore_conflicts must be in [0.5, 1], got {at_least}")
-    candidate = (labels != IGNORE) & (mass <= 1.0 - at_least + _MASS_SLACK)
-    pix = torch.nonzero(candidate).flatten()
-    if pix.numel() > _GATHER_SHARE * candidate.numel():
-        top, p = plain_argmax(scores, scores_are_probs=scores_are_probs)
-        return candidate & ~table[flat_gt.long(), top.reshape(-1).long()] & (p.reshape(-1) >= at_least)
-    conflict = torch.zeros_like(candidate)
-    if pix.numel():
-        rows = torch.stack(_gather(scores, pix, range(scores.shape[1])))
-        top, p = plain_argmax(rows.unsqueeze(0).unsqueeze(2), scores_are_probs=scores_are_probs)
-        conflict[pix] = ~table[flat_gt.take(pix).long(), top.reshape(-1).long()] & (p.reshape(-1) >= at_least)
-    return conflict
+    top, p = plain_argmax(scores, scores_are_probs=scores_are_probs)
+    forbidden = ~table[flat_gt.long(), top.reshape(-1).long()]
+    return forbidden & (p.reshape(-1) >= at_least)
 
 
 def _ignore(labels: torch.Tensor, confidence: torch.Tensor, where: torch.Tensor) -> None:
@@ -300,30 +285,24 @@ def _one_to_one(
     return labels, (labels != IGNORE).float()
 
 
-def _gather(scores: torch.Tensor, pix: torch.Tensor, chans) -> list[torch.Tensor]:
-    """The scores of channels ``chans`` at the flat pixel indices ``pix`` (into ``[B, H, W]``), one row per
-    channel: one ``take`` each, no ``[B, C, H, W]`` temporary."""
-    b, c, h, w = scores.shape
-    hw = h * w
-    flat_scores = scores.reshape(-1)
-    numel = flat_scores.numel()
-    # offset of channel 0 of each pixel; channel c is read from a view shifted by c planes
-    base = pix if b == 1 else pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
-    return [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
-
-
 def _groups(scores, flat_gt, counts, table, groups: list[int]):
     """``(pixels, channels, rows)`` per GT id in ``groups``: the flat indices of its pixels, its allowed
     channels and their scores at those pixels (one gather per channel; one stable sort for all groups)."""
     if not groups:
         return
+    b, c, h, w = scores.shape
+    hw = h * w
     order = torch.sort(flat_gt, stable=True).indices
     starts = (torch.cumsum(counts, 0) - counts).tolist()
     counts_list = counts.tolist()
+    flat_scores = scores.reshape(-1)
+    numel = flat_scores.numel()
     for k in groups:
         pix = order[starts[k] : starts[k] + counts_list[k]]
         chans = torch.nonzero(table[k]).flatten().tolist()
-        yield pix, chans, _gather(scores, pix, chans)
+        # offset of channel 0 of each pixel; channel c is read from a view shifted by c planes
+        base = pix if b == 1 else pix + torch.div(pix, hw, rounding_mode="floor") * ((c - 1) * hw)
+        yield pix, chans, [flat_scores.narrow(0, ch * hw, numel - ch * hw).take(base) for ch in chans]
 
 
 def _one_to_many(
